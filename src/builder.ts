@@ -1,0 +1,88 @@
+import SchemaBuilder from '@pothos/core';
+import ErrorsPlugin from '@pothos/plugin-errors';
+import RelayPlugin from '@pothos/plugin-relay';
+import type { Context } from './context.js';
+import { ConflictError, NotFoundError, PermissionDeniedError, ValidationError } from './errors.js';
+
+export const builder = new SchemaBuilder<{
+  Context: Context;
+  DefaultFieldNullability: false;
+  DefaultInputFieldRequiredness: true;
+  Connection: { totalCount: number };
+  Scalars: {
+    ID: { Input: string; Output: string };
+    DateTime: { Input: Date; Output: Date };
+    JSONObject: { Input: Record<string, unknown>; Output: Record<string, unknown> };
+  };
+}>({
+  plugins: [ErrorsPlugin, RelayPlugin],
+  defaultFieldNullability: false,
+  defaultInputFieldRequiredness: true,
+  errors: {
+    defaultTypes: [ValidationError, NotFoundError, ConflictError, PermissionDeniedError],
+    defaultResultOptions: {
+      name: ({ fieldName }) => `${fieldName[0]?.toUpperCase()}${fieldName.slice(1)}Success`,
+      description: 'The operation succeeded.',
+    },
+    defaultUnionOptions: {
+      name: ({ fieldName }) => `${fieldName[0]?.toUpperCase()}${fieldName.slice(1)}Result`,
+      description: 'The result, or the expected failure that prevented it.',
+    },
+  },
+  relay: {
+    clientMutationId: 'omit',
+    cursorType: 'String',
+    nodeTypeOptions: { description: 'An object with a globally unique ID.' },
+    pageInfoTypeOptions: { description: 'Where a page sits in its connection.' },
+    nodeQueryOptions: { description: 'Fetches any object by its global ID; null when it does not exist or is not yours.' },
+    nodesQueryOptions: { description: 'Fetches several objects by global ID, each null when it does not exist or is not yours.' },
+    idFieldOptions: { description: 'Globally unique ID, usable with `node(id:)`.' },
+    defaultConnectionTypeOptions: { description: 'A page of results.' },
+    defaultEdgeTypeOptions: { description: 'One result and its cursor.' },
+    cursorFieldOptions: { description: 'Opaque position of this result, for `after` and `before`.' },
+    nodeFieldOptions: { description: 'The result.' },
+    edgesFieldOptions: { description: 'The results on this page.' },
+    pageInfoFieldOptions: { description: 'How to fetch the neighbouring pages.' },
+    hasNextPageFieldOptions: { description: 'Whether results follow this page.' },
+    hasPreviousPageFieldOptions: { description: 'Whether results precede this page.' },
+    startCursorFieldOptions: { description: 'Cursor of the first result on this page.' },
+    endCursorFieldOptions: { description: 'Cursor of the last result on this page.' },
+    firstArgOptions: { description: 'Return at most this many results from the start (at most 100).' },
+    lastArgOptions: { description: 'Return at most this many results from the end (at most 100).' },
+    afterArgOptions: { description: 'Return results after this cursor.' },
+    beforeArgOptions: { description: 'Return results before this cursor.' },
+  },
+});
+
+builder.globalConnectionField('totalCount', (t) =>
+  t.int({
+    description: 'How many results match, across all pages.',
+    resolve: (parent) => parent.totalCount,
+  }),
+);
+
+builder.queryType({ description: 'Reads.' });
+builder.mutationType({ description: 'Changes.' });
+
+builder.scalarType('DateTime', {
+  description: 'A point in time, as an ISO 8601 string in UTC.',
+  serialize: (value) => value.toISOString(),
+  parseValue: (value) => {
+    const date = typeof value === 'string' ? new Date(value) : undefined;
+    if (!date || Number.isNaN(date.getTime())) {
+      throw new TypeError('DateTime must be an ISO 8601 string, e.g. "2026-01-31T12:00:00Z"');
+    }
+    return date;
+  },
+});
+
+builder.scalarType('JSONObject', {
+  description: 'A JSON object.',
+  serialize: (value) => value,
+  parseValue: (value) => {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new TypeError('Expected a JSON object');
+    }
+    return value as Record<string, unknown>;
+  },
+});

@@ -1,0 +1,134 @@
+import { resolve } from 'node:path';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface RetryPolicy {
+  /** Total tries per run, the first included. */
+  maxAttempts: number;
+  /** Delay before the second try; each later delay doubles, with full jitter. */
+  baseDelayMs: number;
+  /** No computed delay exceeds this. */
+  maxDelayMs: number;
+  /** A receiver's `Retry-After` is honoured up to this bound. */
+  maxRetryAfterMs: number;
+}
+
+export interface DeliveryConfig {
+  retry: RetryPolicy;
+  /** Connect, headers and body timeouts of one attempt. */
+  timeoutMs: number;
+  /** Runs executed at once by this process. */
+  concurrency: number;
+  /** How long a claimed run stays claimed before another worker may take it. */
+  leaseMs: number;
+  /** How often the engine looks for due runs when nothing woke it. */
+  pollIntervalMs: number;
+  /** Bytes of a response body kept on an attempt. */
+  maxStoredResponseBytes: number;
+  /** Bytes of a rendered payload; larger payloads fail the run. */
+  maxPayloadBytes: number;
+  /** Hosts and CIDR ranges outbound requests may reach even though they are private. */
+  allowList: string[];
+  /** Refuse plain `http://` destinations. */
+  httpsOnly: boolean;
+}
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  databaseFile: string;
+  /** Base64 or hex master key given directly, when set. */
+  encryptionKey: string | undefined;
+  /** File holding the master key; generated with mode 0600 when absent. */
+  encryptionKeyFile: string;
+  /** Bootstrap admin key to use instead of a generated one. */
+  adminApiKey: string | undefined;
+  logLevel: LogLevel;
+  introspection: boolean;
+  maxRequestBytes: number;
+  shutdownGraceMs: number;
+  delivery: DeliveryConfig;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const LOG_LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/**
+ * Reads every setting from `env`, applying the documented defaults. Throws a ConfigError that
+ * lists every invalid variable at once, so an operator fixes them in one go.
+ */
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+  const int = (name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problems.push(`${name} must be a whole number from ${min} to ${max}, got "${raw}"`);
+      return fallback;
+    }
+    return value;
+  };
+  const bool = (name: string, fallback: boolean) => {
+    const raw = env[name]?.toLowerCase();
+    if (raw === undefined || raw === '') return fallback;
+    if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+    if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+    problems.push(`${name} must be true or false, got "${env[name]}"`);
+    return fallback;
+  };
+  const list = (name: string) =>
+    (env[name] ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+
+  const dataDir = resolve(env.TRIPLINE_DATA_DIR || './data');
+  const logLevel = (env.LOG_LEVEL || 'info').toLowerCase() as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) {
+    problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${env.LOG_LEVEL}"`);
+  }
+  const config: Config = {
+    port: int('PORT', 4000, 0, 65535),
+    host: env.HOST || '127.0.0.1',
+    dataDir,
+    databaseFile: resolve(dataDir, 'tripline.db'),
+    encryptionKey: env.TRIPLINE_ENCRYPTION_KEY || undefined,
+    encryptionKeyFile: resolve(env.TRIPLINE_ENCRYPTION_KEY_FILE || resolve(dataDir, 'master.key')),
+    adminApiKey: env.TRIPLINE_ADMIN_API_KEY || undefined,
+    logLevel,
+    introspection: bool('TRIPLINE_INTROSPECTION', true),
+    maxRequestBytes: int('TRIPLINE_MAX_REQUEST_BYTES', 1024 * 1024, 1024),
+    shutdownGraceMs: int('TRIPLINE_SHUTDOWN_GRACE_MS', 10_000, 0),
+    delivery: {
+      retry: {
+        maxAttempts: int('TRIPLINE_RETRY_MAX_ATTEMPTS', 8, 1, 100),
+        baseDelayMs: int('TRIPLINE_RETRY_BASE_DELAY_MS', 1_000, 0),
+        maxDelayMs: int('TRIPLINE_RETRY_MAX_DELAY_MS', 15 * 60_000, 0),
+        maxRetryAfterMs: int('TRIPLINE_RETRY_AFTER_MAX_MS', 60 * 60_000, 0),
+      },
+      timeoutMs: int('TRIPLINE_DELIVERY_TIMEOUT_MS', 10_000, 1),
+      concurrency: int('TRIPLINE_DELIVERY_CONCURRENCY', 8, 1, 1000),
+      leaseMs: int('TRIPLINE_DELIVERY_LEASE_MS', 60_000, 1_000),
+      pollIntervalMs: int('TRIPLINE_DELIVERY_POLL_MS', 1_000, 10),
+      maxStoredResponseBytes: int('TRIPLINE_RESPONSE_BODY_MAX_BYTES', 4096, 0),
+      maxPayloadBytes: int('TRIPLINE_PAYLOAD_MAX_BYTES', 256 * 1024, 1024),
+      allowList: list('TRIPLINE_OUTBOUND_ALLOW'),
+      httpsOnly: bool('TRIPLINE_OUTBOUND_HTTPS_ONLY', false),
+    },
+  };
+  if (config.delivery.retry.maxDelayMs < config.delivery.retry.baseDelayMs) {
+    problems.push('TRIPLINE_RETRY_MAX_DELAY_MS must not be below TRIPLINE_RETRY_BASE_DELAY_MS');
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}

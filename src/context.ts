@@ -1,0 +1,44 @@
+import { createGraphQLError } from 'graphql-yoga';
+import type { Clock } from './clock.js';
+import type { Config } from './config.js';
+import type { Db } from './db/client.js';
+import type { Logger } from './logger.js';
+import type { SecretBox } from './modules/secrets/box.js';
+import { authenticate, type Viewer } from './modules/users/service.js';
+
+/** Everything a service needs, passed in so tests can supply their own. */
+export interface AppDeps {
+  db: Db;
+  secretBox: SecretBox;
+  clock: Clock;
+  logger: Logger;
+  config: Config;
+}
+
+export interface Context {
+  deps: AppDeps;
+  viewer: Viewer;
+}
+
+/**
+ * Builds the request context from an `Authorization` header value, for HTTP and WebSocket
+ * alike. Throws a GraphQL error with code `UNAUTHENTICATED` (HTTP 401) when the header is
+ * missing, malformed, or names an unknown or revoked key.
+ */
+export function createContext(deps: AppDeps, authorization: string | null | undefined): Context {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
+  if (!match?.[1]) {
+    throw unauthenticated(
+      'Authentication required: send an API key as `Authorization: Bearer <key>`.',
+    );
+  }
+  const viewer = authenticate(deps, match[1]);
+  if (!viewer) throw unauthenticated('The API key is unknown or has been revoked.');
+  return { deps, viewer };
+}
+
+function unauthenticated(message: string) {
+  return createGraphQLError(message, {
+    extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } },
+  });
+}

@@ -1,0 +1,347 @@
+import { sql } from 'drizzle-orm';
+import {
+  type AnySQLiteColumn,
+  index,
+  integer,
+  primaryKey,
+  sqliteTable,
+  text,
+  uniqueIndex,
+} from 'drizzle-orm/sqlite-core';
+
+const createdAt = () =>
+  integer('created_at', { mode: 'timestamp_ms' })
+    .notNull()
+    .default(sql`(unixepoch('subsec') * 1000)`);
+
+export const users = sqliteTable('users', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  kind: text('kind', { enum: ['USER', 'SERVICE_ACCOUNT'] }).notNull(),
+  createdAt: createdAt(),
+});
+
+export const apiKeys = sqliteTable(
+  'api_keys',
+  {
+    id: text('id').primaryKey(),
+    userId: text('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    /** First characters of the key, safe to show so a person can tell keys apart. */
+    prefix: text('prefix').notNull(),
+    /** SHA-256 of the whole key, hex. The key itself is never stored. */
+    hash: text('hash').notNull(),
+    createdAt: createdAt(),
+    lastUsedAt: integer('last_used_at', { mode: 'timestamp_ms' }),
+    revokedAt: integer('revoked_at', { mode: 'timestamp_ms' }),
+  },
+  (t) => [uniqueIndex('api_keys_hash_idx').on(t.hash), index('api_keys_user_idx').on(t.userId)],
+);
+
+export const entities = sqliteTable(
+  'entities',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('entities_name_idx').on(t.name)],
+);
+
+export const memberships = sqliteTable(
+  'memberships',
+  {
+    entityId: text('entity_id')
+      .notNull()
+      .references(() => entities.id, { onDelete: 'cascade' }),
+    userId: text('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    role: text('role', { enum: ['ADMIN', 'MEMBER', 'VIEWER'] }).notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.entityId, t.userId] }),
+    index('memberships_user_idx').on(t.userId),
+  ],
+);
+
+export const projects = sqliteTable(
+  'projects',
+  {
+    id: text('id').primaryKey(),
+    entityId: text('entity_id')
+      .notNull()
+      .references(() => entities.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    description: text('description'),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('projects_entity_name_idx').on(t.entityId, t.name)],
+);
+
+export const registries = sqliteTable(
+  'registries',
+  {
+    id: text('id').primaryKey(),
+    entityId: text('entity_id')
+      .notNull()
+      .references(() => entities.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    description: text('description'),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('registries_entity_name_idx').on(t.entityId, t.name)],
+);
+
+/** A collection lives in exactly one project or one registry. */
+export const artifactCollections = sqliteTable(
+  'artifact_collections',
+  {
+    id: text('id').primaryKey(),
+    entityId: text('entity_id')
+      .notNull()
+      .references(() => entities.id, { onDelete: 'cascade' }),
+    projectId: text('project_id').references(() => projects.id, { onDelete: 'cascade' }),
+    registryId: text('registry_id').references(() => registries.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    artifactType: text('artifact_type').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    uniqueIndex('collections_project_name_idx').on(t.projectId, t.name),
+    uniqueIndex('collections_registry_name_idx').on(t.registryId, t.name),
+    index('collections_entity_idx').on(t.entityId),
+  ],
+);
+
+export const secrets = sqliteTable(
+  'secrets',
+  {
+    id: text('id').primaryKey(),
+    entityId: text('entity_id')
+      .notNull()
+      .references(() => entities.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    /** AES-256-GCM envelope produced by the secret box; never the plaintext. */
+    ciphertext: text('ciphertext').notNull(),
+    createdAt: createdAt(),
+    createdById: text('created_by_id').references(() => users.id, { onDelete: 'set null' }),
+    rotatedAt: integer('rotated_at', { mode: 'timestamp_ms' }),
+    rotatedById: text('rotated_by_id').references(() => users.id, { onDelete: 'set null' }),
+  },
+  (t) => [uniqueIndex('secrets_entity_name_idx').on(t.entityId, t.name)],
+);
+
+export const actions = sqliteTable(
+  'actions',
+  {
+    id: text('id').primaryKey(),
+    entityId: text('entity_id')
+      .notNull()
+      .references(() => entities.id, { onDelete: 'cascade' }),
+    kind: text('kind', { enum: ['WEBHOOK', 'SLACK'] }).notNull(),
+    name: text('name').notNull(),
+    enabled: integer('enabled', { mode: 'boolean' }).notNull().default(true),
+    /** Webhook: destination URL. */
+    url: text('url'),
+    /** Webhook: secret sent as `Authorization: Bearer …`. */
+    accessTokenSecretId: text('access_token_secret_id').references(() => secrets.id),
+    /** Webhook: secret holding the `whsec_…` signing key. */
+    signingSecretId: text('signing_secret_id').references(() => secrets.id),
+    /** Webhook: extra headers as a JSON object of strings. */
+    headers: text('headers', { mode: 'json' }).$type<Record<string, string>>(),
+    /** Slack: the channel label shown to people. */
+    channel: text('channel'),
+    /** Slack: secret holding the incoming-webhook URL. */
+    slackUrlSecretId: text('slack_url_secret_id').references(() => secrets.id),
+    disabledReason: text('disabled_reason'),
+    createdAt: createdAt(),
+    createdById: text('created_by_id').references(() => users.id, { onDelete: 'set null' }),
+    updatedAt: integer('updated_at', { mode: 'timestamp_ms' }),
+  },
+  (t) => [
+    uniqueIndex('actions_entity_name_idx').on(t.entityId, t.name),
+    index('actions_access_token_secret_idx').on(t.accessTokenSecretId),
+    index('actions_signing_secret_idx').on(t.signingSecretId),
+    index('actions_slack_url_secret_idx').on(t.slackUrlSecretId),
+  ],
+);
+
+export const EVENT_TYPES = ['CREATE_ARTIFACT', 'LINK_ARTIFACT', 'ADD_ARTIFACT_ALIAS'] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+export const SCOPE_TYPES = ['PROJECT', 'REGISTRY', 'PROJECT_COLLECTION', 'REGISTRY_COLLECTION'] as const;
+export type ScopeType = (typeof SCOPE_TYPES)[number];
+
+export const SLACK_SEVERITIES = ['INFO', 'WARN', 'ERROR'] as const;
+export type SlackSeverity = (typeof SLACK_SEVERITIES)[number];
+
+export const automations = sqliteTable(
+  'automations',
+  {
+    id: text('id').primaryKey(),
+    entityId: text('entity_id')
+      .notNull()
+      .references(() => entities.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    description: text('description'),
+    enabled: integer('enabled', { mode: 'boolean' }).notNull().default(true),
+    eventType: text('event_type', { enum: EVENT_TYPES }).notNull(),
+    scopeType: text('scope_type', { enum: SCOPE_TYPES }).notNull(),
+    /** The project, registry or collection id named by `scopeType`. */
+    scopeId: text('scope_id').notNull(),
+    filterCollectionName: text('filter_collection_name'),
+    filterArtifactType: text('filter_artifact_type'),
+    filterAliasPattern: text('filter_alias_pattern'),
+    actionId: text('action_id')
+      .notNull()
+      .references(() => actions.id),
+    /** Webhook: JSON payload template; null sends the default envelope. */
+    payloadTemplate: text('payload_template'),
+    slackTitle: text('slack_title'),
+    slackMessage: text('slack_message'),
+    slackSeverity: text('slack_severity', { enum: SLACK_SEVERITIES }),
+    createdAt: createdAt(),
+    createdById: text('created_by_id').references(() => users.id, { onDelete: 'set null' }),
+    updatedAt: integer('updated_at', { mode: 'timestamp_ms' }),
+  },
+  (t) => [
+    uniqueIndex('automations_entity_name_idx').on(t.entityId, t.name),
+    index('automations_match_idx').on(t.scopeId, t.eventType, t.enabled),
+    index('automations_action_idx').on(t.actionId),
+  ],
+);
+
+/** Which secrets an automation's templates name, so a secret in use cannot be deleted. */
+export const automationSecretRefs = sqliteTable(
+  'automation_secret_refs',
+  {
+    automationId: text('automation_id')
+      .notNull()
+      .references(() => automations.id, { onDelete: 'cascade' }),
+    secretId: text('secret_id')
+      .notNull()
+      .references(() => secrets.id),
+  },
+  (t) => [
+    primaryKey({ columns: [t.automationId, t.secretId] }),
+    index('automation_secret_refs_secret_idx').on(t.secretId),
+  ],
+);
+
+export const artifactEvents = sqliteTable(
+  'artifact_events',
+  {
+    id: text('id').primaryKey(),
+    entityId: text('entity_id')
+      .notNull()
+      .references(() => entities.id, { onDelete: 'cascade' }),
+    eventType: text('event_type', { enum: EVENT_TYPES }).notNull(),
+    projectId: text('project_id').references(() => projects.id, { onDelete: 'cascade' }),
+    registryId: text('registry_id').references(() => registries.id, { onDelete: 'cascade' }),
+    collectionId: text('collection_id').references(() => artifactCollections.id, {
+      onDelete: 'cascade',
+    }),
+    collectionName: text('collection_name').notNull(),
+    artifactType: text('artifact_type').notNull(),
+    versionIndex: integer('version_index').notNull(),
+    alias: text('alias'),
+    author: text('author').notNull(),
+    metadata: text('metadata', { mode: 'json' }).$type<Record<string, unknown>>(),
+    idempotencyKey: text('idempotency_key'),
+    createdById: text('created_by_id').references(() => users.id, { onDelete: 'set null' }),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    uniqueIndex('artifact_events_idempotency_idx').on(t.entityId, t.idempotencyKey),
+    index('artifact_events_entity_created_idx').on(t.entityId, t.createdAt),
+    index('artifact_events_project_idx').on(t.projectId, t.createdAt),
+    index('artifact_events_registry_idx').on(t.registryId, t.createdAt),
+  ],
+);
+
+export const RUN_STATUSES = [
+  'QUEUED',
+  'RUNNING',
+  'RETRYING',
+  'SUCCEEDED',
+  'FAILED',
+  'SKIPPED',
+] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
+
+export const triggeredRuns = sqliteTable(
+  'triggered_runs',
+  {
+    id: text('id').primaryKey(),
+    entityId: text('entity_id')
+      .notNull()
+      .references(() => entities.id, { onDelete: 'cascade' }),
+    eventId: text('event_id')
+      .notNull()
+      .references(() => artifactEvents.id, { onDelete: 'cascade' }),
+    /** Kept when the automation is deleted, so history survives; the run is then skipped. */
+    automationId: text('automation_id').references((): AnySQLiteColumn => automations.id, {
+      onDelete: 'set null',
+    }),
+    automationName: text('automation_name').notNull(),
+    actionId: text('action_id').references(() => actions.id, { onDelete: 'set null' }),
+    projectId: text('project_id'),
+    registryId: text('registry_id'),
+    status: text('status', { enum: RUN_STATUSES }).notNull(),
+    attemptCount: integer('attempt_count').notNull().default(0),
+    /** When the run may next be claimed (QUEUED and RETRYING runs). */
+    nextAttemptAt: integer('next_attempt_at', { mode: 'timestamp_ms' }),
+    leaseOwner: text('lease_owner'),
+    leaseExpiresAt: integer('lease_expires_at', { mode: 'timestamp_ms' }),
+    result: text('result'),
+    createdAt: createdAt(),
+    updatedAt: integer('updated_at', { mode: 'timestamp_ms' }),
+    finishedAt: integer('finished_at', { mode: 'timestamp_ms' }),
+  },
+  (t) => [
+    index('triggered_runs_due_idx').on(t.status, t.nextAttemptAt),
+    index('triggered_runs_lease_idx').on(t.status, t.leaseExpiresAt),
+    index('triggered_runs_entity_idx').on(t.entityId, t.createdAt),
+    index('triggered_runs_automation_idx').on(t.automationId, t.createdAt),
+    index('triggered_runs_event_idx').on(t.eventId),
+    index('triggered_runs_project_idx').on(t.projectId, t.createdAt),
+    index('triggered_runs_registry_idx').on(t.registryId, t.createdAt),
+  ],
+);
+
+export const deliveryAttempts = sqliteTable(
+  'delivery_attempts',
+  {
+    id: text('id').primaryKey(),
+    runId: text('run_id')
+      .notNull()
+      .references(() => triggeredRuns.id, { onDelete: 'cascade' }),
+    attemptNumber: integer('attempt_number').notNull(),
+    startedAt: integer('started_at', { mode: 'timestamp_ms' }).notNull(),
+    durationMs: integer('duration_ms').notNull(),
+    statusCode: integer('status_code'),
+    errorClass: text('error_class'),
+    errorMessage: text('error_message'),
+    responseBody: text('response_body'),
+  },
+  (t) => [uniqueIndex('delivery_attempts_run_idx').on(t.runId, t.attemptNumber)],
+);
+
+export const auditLog = sqliteTable(
+  'audit_log',
+  {
+    id: text('id').primaryKey(),
+    entityId: text('entity_id').references(() => entities.id, { onDelete: 'cascade' }),
+    actorId: text('actor_id').references(() => users.id, { onDelete: 'set null' }),
+    action: text('action').notNull(),
+    targetType: text('target_type').notNull(),
+    targetId: text('target_id'),
+    details: text('details', { mode: 'json' }).$type<Record<string, unknown>>(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('audit_log_entity_idx').on(t.entityId, t.createdAt)],
+);
