@@ -34,12 +34,20 @@ export const builder = new SchemaBuilder<{
     cursorType: 'String',
     nodeTypeOptions: { description: 'An object with a globally unique ID.' },
     pageInfoTypeOptions: { description: 'Where a page sits in its connection.' },
-    nodeQueryOptions: { description: 'Fetches any object by its global ID; null when it does not exist or is not yours.' },
-    nodesQueryOptions: { description: 'Fetches several objects by global ID, each null when it does not exist or is not yours.' },
+    nodeQueryOptions: {
+      description:
+        'Fetches any object by its global ID; null when it does not exist or is not yours.',
+    },
+    nodesQueryOptions: {
+      description:
+        'Fetches several objects by global ID, each null when it does not exist or is not yours.',
+    },
     idFieldOptions: { description: 'Globally unique ID, usable with `node(id:)`.' },
     defaultConnectionTypeOptions: { description: 'A page of results.' },
     defaultEdgeTypeOptions: { description: 'One result and its cursor.' },
-    cursorFieldOptions: { description: 'Opaque position of this result, for `after` and `before`.' },
+    cursorFieldOptions: {
+      description: 'Opaque position of this result, for `after` and `before`.',
+    },
     nodeFieldOptions: { description: 'The result.' },
     edgesFieldOptions: { description: 'The results on this page.' },
     pageInfoFieldOptions: { description: 'How to fetch the neighbouring pages.' },
@@ -47,7 +55,9 @@ export const builder = new SchemaBuilder<{
     hasPreviousPageFieldOptions: { description: 'Whether results precede this page.' },
     startCursorFieldOptions: { description: 'Cursor of the first result on this page.' },
     endCursorFieldOptions: { description: 'Cursor of the last result on this page.' },
-    firstArgOptions: { description: 'Return at most this many results from the start (at most 100).' },
+    firstArgOptions: {
+      description: 'Return at most this many results from the start (at most 100).',
+    },
     lastArgOptions: { description: 'Return at most this many results from the end (at most 100).' },
     afterArgOptions: { description: 'Return results after this cursor.' },
     beforeArgOptions: { description: 'Return results before this cursor.' },

@@ -173,7 +173,12 @@ export const actions = sqliteTable(
 export const EVENT_TYPES = ['CREATE_ARTIFACT', 'LINK_ARTIFACT', 'ADD_ARTIFACT_ALIAS'] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
-export const SCOPE_TYPES = ['PROJECT', 'REGISTRY', 'PROJECT_COLLECTION', 'REGISTRY_COLLECTION'] as const;
+export const SCOPE_TYPES = [
+  'PROJECT',
+  'REGISTRY',
+  'PROJECT_COLLECTION',
+  'REGISTRY_COLLECTION',
+] as const;
 export type ScopeType = (typeof SCOPE_TYPES)[number];
 
 export const SLACK_SEVERITIES = ['INFO', 'WARN', 'ERROR'] as const;

@@ -1,0 +1,225 @@
+import { eq } from 'drizzle-orm';
+import { builder } from '../../builder.js';
+import { entities } from '../../db/schema.js';
+import { offsetConnection } from '../connection.js';
+import { decodeId } from '../global-id.js';
+import { ApiKeyRef, RoleEnum, UserKindEnum, UserRef } from '../users/schema.js';
+import { type ApiKey, listApiKeys, type User } from '../users/service.js';
+import { type Entity, readableEntity } from './access.js';
+import {
+  addMember,
+  countMembers,
+  createEntity,
+  createMemberUser,
+  listMembers,
+  type Membership,
+  membershipsOf,
+  removeMember,
+  updateMemberRole,
+} from './service.js';
+
+export const EntityRef = builder.node(builder.objectRef<Entity>('Entity'), {
+  description: 'A team. Everything else belongs to exactly one entity; nothing crosses entities.',
+  id: { resolve: (entity) => entity.id },
+  loadOne: (id, ctx) => readableEntity(ctx, id) ?? null,
+  fields: (t) => ({
+    name: t.exposeString('name', {
+      description: 'Unique name, used in paths and version strings.',
+    }),
+    createdAt: t.expose('createdAt', {
+      type: 'DateTime',
+      description: 'When the entity was created.',
+    }),
+    viewerRole: t.field({
+      type: RoleEnum,
+      description: 'Your role in this entity.',
+      resolve: (entity, _args, ctx) => ctx.viewer.roles.get(entity.id) ?? 'VIEWER',
+    }),
+  }),
+});
+
+const MemberRef = builder.objectRef<{ user: User; membership: Membership }>('Member').implement({
+  description: "A user's membership in an entity.",
+  fields: (t) => ({
+    user: t.field({ type: UserRef, description: 'The member.', resolve: (m) => m.user }),
+    role: t.field({
+      type: RoleEnum,
+      description: 'Their role.',
+      resolve: (m) => m.membership.role,
+    }),
+    since: t.field({
+      type: 'DateTime',
+      description: 'When they joined.',
+      resolve: (m) => m.membership.createdAt,
+    }),
+  }),
+});
+
+builder.objectField(EntityRef, 'members', (t) =>
+  t.connection({
+    type: MemberRef,
+    description: 'Members and their roles, oldest first.',
+    resolve: (entity, args, ctx) =>
+      offsetConnection(
+        args,
+        () => countMembers(ctx.deps, entity.id),
+        (page) => listMembers(ctx.deps, entity.id, page),
+      ),
+  }),
+);
+
+const MembershipRef = builder.objectRef<Membership>('Membership').implement({
+  description: "The caller's role in one entity.",
+  fields: (t) => ({
+    entity: t.field({
+      type: EntityRef,
+      description: 'The entity.',
+      resolve: (m, _args, ctx) =>
+        ctx.deps.db.select().from(entities).where(eq(entities.id, m.entityId)).get()!,
+    }),
+    role: t.field({ type: RoleEnum, description: 'The role held there.', resolve: (m) => m.role }),
+  }),
+});
+
+const ViewerRef = builder.objectRef<User>('Viewer').implement({
+  description: 'The caller: the account behind the API key of this request.',
+  fields: (t) => ({
+    user: t.field({ type: UserRef, description: 'The account.', resolve: (u) => u }),
+    entities: t.field({
+      type: [MembershipRef],
+      description: 'The entities the caller belongs to, with its role in each.',
+      resolve: (u, _args, ctx) => membershipsOf(ctx.deps, u.id),
+    }),
+    apiKeys: t.field({
+      type: [ApiKeyRef],
+      description: "The caller's own API keys, newest first.",
+      resolve: (u, _args, ctx): ApiKey[] => listApiKeys(ctx.deps, u.id),
+    }),
+  }),
+});
+
+builder.queryField('viewer', (t) =>
+  t.field({
+    type: ViewerRef,
+    description: 'The caller.',
+    resolve: (_root, _args, ctx) => ctx.viewer.user,
+  }),
+);
+
+builder.queryField('entity', (t) =>
+  t.field({
+    type: EntityRef,
+    nullable: true,
+    description: 'An entity you belong to, by name; null when there is none you can see.',
+    args: { name: t.arg.string({ description: 'The entity name.' }) },
+    resolve: (_root, { name }, ctx) => {
+      const entity = ctx.deps.db.select().from(entities).where(eq(entities.name, name)).get();
+      return entity && readableEntity(ctx, entity.id) ? entity : null;
+    },
+  }),
+);
+
+builder.mutationField('createEntity', (t) =>
+  t.field({
+    type: EntityRef,
+    description: 'Creates an entity (a team) with you as its admin.',
+    errors: {},
+    args: {
+      input: t.arg({
+        type: builder.inputType('CreateEntityInput', {
+          description: 'A new entity.',
+          fields: (f) => ({
+            name: f.string({ description: 'Unique name: letters, digits, ".", "_" or "-".' }),
+          }),
+        }),
+      }),
+    },
+    resolve: (_root, { input }, ctx) => createEntity(ctx, input.name),
+  }),
+);
+
+const CreatedUser = builder
+  .objectRef<{ user: User; apiKey: ApiKey; secret: string }>('CreatedUser')
+  .implement({
+    description: 'A new account and its first API key. The key is shown only here, once.',
+    fields: (t) => ({
+      user: t.field({ type: UserRef, description: 'The account.', resolve: (r) => r.user }),
+      apiKey: t.field({ type: ApiKeyRef, description: 'Its first key.', resolve: (r) => r.apiKey }),
+      secret: t.exposeString('secret', { description: 'The first key itself. Never shown again.' }),
+    }),
+  });
+
+builder.mutationField('createUser', (t) =>
+  t.field({
+    type: CreatedUser,
+    description:
+      'Creates a person or service account as a member of an entity, with a first API key. Admins only.',
+    errors: {},
+    args: {
+      input: t.arg({
+        type: builder.inputType('CreateUserInput', {
+          description: 'A new account.',
+          fields: (f) => ({
+            entity: f.string({ description: 'Name of the entity it joins.' }),
+            name: f.string({ description: 'Display name.' }),
+            kind: f.field({ type: UserKindEnum, description: 'Person or service account.' }),
+            role: f.field({ type: RoleEnum, description: 'Its role in the entity.' }),
+          }),
+        }),
+      }),
+    },
+    resolve: (_root, { input }, ctx) => createMemberUser(ctx, input),
+  }),
+);
+
+const MemberInput = builder.inputType('MemberInput', {
+  description: 'A user and a role in an entity.',
+  fields: (f) => ({
+    entity: f.string({ description: 'Entity name.' }),
+    userId: f.id({ description: 'Global ID of the user.' }),
+    role: f.field({ type: RoleEnum, description: 'The role.' }),
+  }),
+});
+
+builder.mutationField('addMember', (t) =>
+  t.field({
+    type: MembershipRef,
+    description: 'Adds an existing user to an entity. Admins only.',
+    errors: {},
+    args: { input: t.arg({ type: MemberInput }) },
+    resolve: (_root, { input }, ctx) =>
+      addMember(ctx, { ...input, userId: decodeId(input.userId, 'User', 'input.userId') }),
+  }),
+);
+
+builder.mutationField('updateMemberRole', (t) =>
+  t.field({
+    type: MembershipRef,
+    description: "Changes a member's role. An entity always keeps at least one admin. Admins only.",
+    errors: {},
+    args: { input: t.arg({ type: MemberInput }) },
+    resolve: (_root, { input }, ctx) =>
+      updateMemberRole(ctx, { ...input, userId: decodeId(input.userId, 'User', 'input.userId') }),
+  }),
+);
+
+builder.mutationField('removeMember', (t) =>
+  t.field({
+    type: MembershipRef,
+    description: 'Removes a member from an entity; returns the removed membership. Admins only.',
+    errors: {},
+    args: {
+      input: t.arg({
+        type: builder.inputType('RemoveMemberInput', {
+          description: 'The member to remove.',
+          fields: (f) => ({
+            entity: f.string({ description: 'Entity name.' }),
+            userId: f.id({ description: 'Global ID of the user.' }),
+          }),
+        }),
+      }),
+    },
+    resolve: (_root, { input }, ctx) =>
+      removeMember(ctx, { ...input, userId: decodeId(input.userId, 'User', 'input.userId') }),
+  }),
+);

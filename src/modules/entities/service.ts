@@ -1,0 +1,184 @@
+import { and, asc, count, eq } from 'drizzle-orm';
+import type { AppDeps, Context } from '../../context.js';
+import { entities, memberships, users } from '../../db/schema.js';
+import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
+import { newId } from '../../ids.js';
+import { checkSlug } from '../names.js';
+import { type ApiKey, createUser, issueApiKey, type Role, type User } from '../users/service.js';
+import { type Entity, requireEntity } from './access.js';
+
+export type Membership = typeof memberships.$inferSelect;
+
+export function findEntityByName(deps: Pick<AppDeps, 'db'>, name: string): Entity | undefined {
+  return deps.db.select().from(entities).where(eq(entities.name, name)).get();
+}
+
+/** Creates an entity with `adminUserId` as its first admin. Throws ConflictError if the name is taken. */
+export function insertEntity(deps: Pick<AppDeps, 'db'>, name: string, adminUserId: string): Entity {
+  checkSlug(name, 'input.name');
+  if (findEntityByName(deps, name)) {
+    throw new ConflictError(
+      'input.name',
+      `An entity named "${name}" already exists; pick another name.`,
+    );
+  }
+  return deps.db.transaction((tx) => {
+    const entity = tx.insert(entities).values({ id: newId(), name }).returning().get();
+    tx.insert(memberships)
+      .values({ entityId: entity.id, userId: adminUserId, role: 'ADMIN' })
+      .run();
+    return entity;
+  });
+}
+
+/** Any person (not a service account) may create an entity and becomes its admin. */
+export function createEntity(ctx: Context, name: string): Entity {
+  if (ctx.viewer.user.kind !== 'USER') {
+    throw new ValidationError(
+      'input.name',
+      'Service accounts cannot create entities; ask a person to.',
+    );
+  }
+  const entity = insertEntity(ctx.deps, name, ctx.viewer.user.id);
+  ctx.viewer.roles.set(entity.id, 'ADMIN');
+  return entity;
+}
+
+/**
+ * Creates a person or service account as a member of the entity, with its first API key (shown
+ * once). Admins only.
+ */
+export function createMemberUser(
+  ctx: Context,
+  input: { entity: string; name: string; kind: User['kind']; role: Role },
+): { user: User; apiKey: ApiKey; secret: string } {
+  const entity = requireEntity(ctx, input.entity, 'ADMIN');
+  return ctx.deps.db.transaction(() => {
+    const user = createUser(ctx.deps, input);
+    ctx.deps.db
+      .insert(memberships)
+      .values({ entityId: entity.id, userId: user.id, role: input.role })
+      .run();
+    const { apiKey, secret } = issueApiKey(ctx.deps, user.id, 'first key');
+    return { user, apiKey, secret };
+  });
+}
+
+/** Adds an existing user to the entity. Admins only; ConflictError when already a member. */
+export function addMember(
+  ctx: Context,
+  input: { entity: string; userId: string; role: Role },
+): Membership {
+  const entity = requireEntity(ctx, input.entity, 'ADMIN');
+  const user = ctx.deps.db.select().from(users).where(eq(users.id, input.userId)).get();
+  if (!user) throw new NotFoundError('input.userId', `No user with id "${input.userId}".`);
+  if (findMembership(ctx.deps, entity.id, user.id)) {
+    throw new ConflictError(
+      'input.userId',
+      `${user.name} is already a member; use updateMemberRole to change the role.`,
+    );
+  }
+  return ctx.deps.db
+    .insert(memberships)
+    .values({ entityId: entity.id, userId: user.id, role: input.role })
+    .returning()
+    .get();
+}
+
+/** Changes a member's role. Refuses to leave the entity without an admin. */
+export function updateMemberRole(
+  ctx: Context,
+  input: { entity: string; userId: string; role: Role },
+): Membership {
+  const entity = requireEntity(ctx, input.entity, 'ADMIN');
+  const current = requireMembership(ctx.deps, entity.id, input.userId);
+  if (current.role === 'ADMIN' && input.role !== 'ADMIN') assertAnotherAdmin(ctx.deps, entity.id);
+  return ctx.deps.db
+    .update(memberships)
+    .set({ role: input.role })
+    .where(and(eq(memberships.entityId, entity.id), eq(memberships.userId, input.userId)))
+    .returning()
+    .get();
+}
+
+/** Removes a member. Refuses to remove the last admin. */
+export function removeMember(ctx: Context, input: { entity: string; userId: string }): Membership {
+  const entity = requireEntity(ctx, input.entity, 'ADMIN');
+  const current = requireMembership(ctx.deps, entity.id, input.userId);
+  if (current.role === 'ADMIN') assertAnotherAdmin(ctx.deps, entity.id);
+  ctx.deps.db
+    .delete(memberships)
+    .where(and(eq(memberships.entityId, entity.id), eq(memberships.userId, input.userId)))
+    .run();
+  return current;
+}
+
+export function findMembership(
+  deps: Pick<AppDeps, 'db'>,
+  entityId: string,
+  userId: string,
+): Membership | undefined {
+  return deps.db
+    .select()
+    .from(memberships)
+    .where(and(eq(memberships.entityId, entityId), eq(memberships.userId, userId)))
+    .get();
+}
+
+function requireMembership(
+  deps: Pick<AppDeps, 'db'>,
+  entityId: string,
+  userId: string,
+): Membership {
+  const membership = findMembership(deps, entityId, userId);
+  if (!membership)
+    throw new NotFoundError('input.userId', `No member with user id "${userId}" in this entity.`);
+  return membership;
+}
+
+function assertAnotherAdmin(deps: Pick<AppDeps, 'db'>, entityId: string): void {
+  const admins = deps.db
+    .select({ n: count() })
+    .from(memberships)
+    .where(and(eq(memberships.entityId, entityId), eq(memberships.role, 'ADMIN')))
+    .get();
+  if ((admins?.n ?? 0) <= 1) {
+    throw new ConflictError(
+      'input.userId',
+      'An entity needs at least one admin: make someone else an admin first.',
+    );
+  }
+}
+
+export function listMembers(
+  deps: Pick<AppDeps, 'db'>,
+  entityId: string,
+  page: { limit: number; offset: number },
+): { user: User; membership: Membership }[] {
+  return deps.db
+    .select({ user: users, membership: memberships })
+    .from(memberships)
+    .innerJoin(users, eq(users.id, memberships.userId))
+    .where(eq(memberships.entityId, entityId))
+    .orderBy(asc(memberships.createdAt), asc(users.id))
+    .limit(page.limit)
+    .offset(page.offset)
+    .all();
+}
+
+export function countMembers(deps: Pick<AppDeps, 'db'>, entityId: string): number {
+  return (
+    deps.db.select({ n: count() }).from(memberships).where(eq(memberships.entityId, entityId)).get()
+      ?.n ?? 0
+  );
+}
+
+/** A user's memberships, oldest first. */
+export function membershipsOf(deps: Pick<AppDeps, 'db'>, userId: string): Membership[] {
+  return deps.db
+    .select()
+    .from(memberships)
+    .where(eq(memberships.userId, userId))
+    .orderBy(asc(memberships.createdAt))
+    .all();
+}

@@ -1,0 +1,168 @@
+import { builder } from '../../builder.js';
+import { offsetConnection } from '../connection.js';
+import { hasRole } from '../entities/access.js';
+import { EntityRef } from '../entities/schema.js';
+import {
+  type ArtifactCollection,
+  countCollections,
+  countContainers,
+  createCollection,
+  createContainer,
+  getCollection,
+  getContainer,
+  type Kind,
+  listCollections,
+  listContainers,
+  type Project,
+  type Registry,
+} from './service.js';
+
+export const ArtifactCollectionRef = builder.node(
+  builder.objectRef<ArtifactCollection>('ArtifactCollection'),
+  {
+    description: 'A named series of artifact versions in a project, or linked into a registry.',
+    id: { resolve: (c) => c.id },
+    loadOne: (id, ctx) => {
+      const row = getCollection(ctx.deps, id);
+      return row && hasRole(ctx.viewer, row.entityId) ? row : null;
+    },
+    fields: (t) => ({
+      name: t.exposeString('name', { description: 'Collection name, e.g. `my-model`.' }),
+      artifactType: t.exposeString('artifactType', {
+        description: 'Artifact type, e.g. `model` or `dataset`.',
+      }),
+      createdAt: t.expose('createdAt', {
+        type: 'DateTime',
+        description: 'When the collection was created.',
+      }),
+    }),
+  },
+);
+
+function containerNode(kind: Kind, name: string, description: string) {
+  return builder.node(builder.objectRef<Project | Registry>(name), {
+    description,
+    id: { resolve: (row) => row.id },
+    loadOne: (id, ctx) => {
+      const row = getContainer(ctx.deps, kind, id);
+      return row && hasRole(ctx.viewer, row.entityId) ? row : null;
+    },
+    fields: (t) => ({
+      name: t.exposeString('name', { description: `${name} name, unique in its entity.` }),
+      description: t.exposeString('description', {
+        nullable: true,
+        description: 'What it is for.',
+      }),
+      createdAt: t.expose('createdAt', {
+        type: 'DateTime',
+        description: `When the ${kind} was created.`,
+      }),
+      collections: t.connection({
+        type: ArtifactCollectionRef,
+        description: 'Its artifact collections, by name.',
+        resolve: (row, args, ctx) =>
+          offsetConnection(
+            args,
+            () => countCollections(ctx.deps, kind, row.id),
+            (page) => listCollections(ctx.deps, kind, row.id, page),
+          ),
+      }),
+    }),
+  });
+}
+
+export const ProjectRef = containerNode(
+  'project',
+  'Project',
+  'Where artifacts are logged; holds artifact collections.',
+);
+export const RegistryRef = containerNode(
+  'registry',
+  'Registry',
+  'An entity-wide curated catalogue; artifact versions are linked into its collections.',
+);
+
+builder.objectFields(EntityRef, (t) => ({
+  projects: t.connection({
+    type: ProjectRef,
+    description: "The entity's projects, by name.",
+    resolve: (entity, args, ctx) =>
+      offsetConnection(
+        args,
+        () => countContainers(ctx.deps, 'project', entity.id),
+        (page) => listContainers(ctx.deps, 'project', entity.id, page),
+      ),
+  }),
+  registries: t.connection({
+    type: RegistryRef,
+    description: "The entity's registries, by name.",
+    resolve: (entity, args, ctx) =>
+      offsetConnection(
+        args,
+        () => countContainers(ctx.deps, 'registry', entity.id),
+        (page) => listContainers(ctx.deps, 'registry', entity.id, page),
+      ),
+  }),
+}));
+
+const ContainerInput = builder.inputType('CreateProjectInput', {
+  description: 'A new project.',
+  fields: (f) => ({
+    entity: f.string({ description: 'Name of the entity it belongs to.' }),
+    name: f.string({ description: 'Unique name in the entity: letters, digits, ".", "_" or "-".' }),
+    description: f.string({ required: false, description: 'What it is for.' }),
+  }),
+});
+
+const RegistryInput = builder.inputType('CreateRegistryInput', {
+  description: 'A new registry.',
+  fields: (f) => ({
+    entity: f.string({ description: 'Name of the entity it belongs to.' }),
+    name: f.string({ description: 'Unique name in the entity: letters, digits, ".", "_" or "-".' }),
+    description: f.string({ required: false, description: 'What it is for.' }),
+  }),
+});
+
+builder.mutationField('createProject', (t) =>
+  t.field({
+    type: ProjectRef,
+    description: 'Creates a project. Members and admins.',
+    errors: {},
+    args: { input: t.arg({ type: ContainerInput }) },
+    resolve: (_root, { input }, ctx) => createContainer(ctx, 'project', input),
+  }),
+);
+
+builder.mutationField('createRegistry', (t) =>
+  t.field({
+    type: RegistryRef,
+    description: 'Creates a registry. Members and admins.',
+    errors: {},
+    args: { input: t.arg({ type: RegistryInput }) },
+    resolve: (_root, { input }, ctx) => createContainer(ctx, 'registry', input),
+  }),
+);
+
+builder.mutationField('createArtifactCollection', (t) =>
+  t.field({
+    type: ArtifactCollectionRef,
+    description:
+      'Creates an artifact collection in a project or registry, so automations can watch it before its first version. Logging a version with `emitArtifactEvent` creates collections too. Members and admins.',
+    errors: {},
+    args: {
+      input: t.arg({
+        type: builder.inputType('CreateArtifactCollectionInput', {
+          description: 'A new collection: name exactly one of `project` or `registry`.',
+          fields: (f) => ({
+            entity: f.string({ description: 'Entity name.' }),
+            project: f.string({ required: false, description: 'Project name.' }),
+            registry: f.string({ required: false, description: 'Registry name.' }),
+            name: f.string({ description: 'Collection name.' }),
+            artifactType: f.string({ description: 'Artifact type, e.g. `model`.' }),
+          }),
+        }),
+      }),
+    },
+    resolve: (_root, { input }, ctx) => createCollection(ctx, input),
+  }),
+);

@@ -1,0 +1,143 @@
+import { builder } from '../../builder.js';
+import { decodeId } from '../global-id.js';
+import {
+  type ApiKey,
+  createApiKey,
+  findUser,
+  isVisibleTo,
+  listApiKeys,
+  mayManageKeysOf,
+  revokeApiKey,
+  type User,
+} from './service.js';
+
+export const RoleEnum = builder.enumType('Role', {
+  description: "A member's role in an entity.",
+  values: {
+    ADMIN: { description: 'Manages members, keys, secrets, actions and everything else.' },
+    MEMBER: {
+      description: 'Manages automations, emits events and retries runs; reads everything.',
+    },
+    VIEWER: { description: 'Reads and subscribes only.' },
+  } as const,
+});
+
+export const UserKindEnum = builder.enumType('UserKind', {
+  description: 'Whether an account is a person or a service account used by automation.',
+  values: {
+    USER: { description: 'A person.' },
+    SERVICE_ACCOUNT: {
+      description: 'A non-human account for CI pipelines, training scripts and SDKs.',
+    },
+  } as const,
+});
+
+export const ApiKeyRef = builder.node(builder.objectRef<ApiKey>('ApiKey'), {
+  description: 'An API key. Only its prefix is ever shown after creation.',
+  id: { resolve: (key) => key.id },
+  fields: (t) => ({
+    name: t.exposeString('name', { description: 'What the key is for.' }),
+    prefix: t.exposeString('prefix', {
+      description: 'The first characters of the key, to tell keys apart.',
+    }),
+    createdAt: t.expose('createdAt', {
+      type: 'DateTime',
+      description: 'When the key was created.',
+    }),
+    lastUsedAt: t.expose('lastUsedAt', {
+      type: 'DateTime',
+      nullable: true,
+      description: 'When the key last authenticated a request.',
+    }),
+    revokedAt: t.expose('revokedAt', {
+      type: 'DateTime',
+      nullable: true,
+      description: 'When the key was revoked; a revoked key authenticates nothing.',
+    }),
+  }),
+});
+
+export const UserRef = builder.node(builder.objectRef<User>('User'), {
+  description: 'A person or service account.',
+  id: { resolve: (user) => user.id },
+  loadOne: (id, ctx) => {
+    if (!isVisibleTo(ctx.deps, ctx.viewer, id)) return null;
+    return findUser(ctx.deps, id) ?? null;
+  },
+  fields: (t) => ({
+    name: t.exposeString('name', { description: 'Display name.' }),
+    kind: t.field({
+      type: UserKindEnum,
+      description: 'Person or service account.',
+      resolve: (u) => u.kind,
+    }),
+    createdAt: t.expose('createdAt', {
+      type: 'DateTime',
+      description: 'When the account was created.',
+    }),
+    apiKeys: t.field({
+      type: [ApiKeyRef],
+      nullable: true,
+      description:
+        "The account's API keys, newest first: yours, or a service account's in an entity you administer; null otherwise.",
+      resolve: (user, _args, ctx) =>
+        mayManageKeysOf(ctx.deps, ctx.viewer, user.id) ? listApiKeys(ctx.deps, user.id) : null,
+    }),
+  }),
+});
+
+const CreatedApiKey = builder
+  .objectRef<{ apiKey: ApiKey; secret: string }>('CreatedApiKey')
+  .implement({
+    description: 'A new API key, with its value. The value is shown only here, once: store it now.',
+    fields: (t) => ({
+      apiKey: t.field({
+        type: ApiKeyRef,
+        description: 'The stored key.',
+        resolve: (r) => r.apiKey,
+      }),
+      secret: t.exposeString('secret', {
+        description: 'The key itself, for `Authorization: Bearer <secret>`. Never shown again.',
+      }),
+    }),
+  });
+
+builder.mutationField('createApiKey', (t) =>
+  t.field({
+    type: CreatedApiKey,
+    description:
+      'Creates an API key for yourself, or for a service account of an entity you administer.',
+    errors: {},
+    args: {
+      input: t.arg({
+        required: true,
+        type: builder.inputType('CreateApiKeyInput', {
+          description: 'A new API key.',
+          fields: (f) => ({
+            name: f.string({ description: 'What the key is for.' }),
+            userId: f.id({
+              required: false,
+              description: 'Global ID of the service account; omit for your own key.',
+            }),
+          }),
+        }),
+      }),
+    },
+    resolve: (_root, { input }, ctx) =>
+      createApiKey(ctx.deps, ctx.viewer, {
+        name: input.name,
+        userId: input.userId && decodeId(input.userId, 'User', 'input.userId'),
+      }),
+  }),
+);
+
+builder.mutationField('revokeApiKey', (t) =>
+  t.field({
+    type: ApiKeyRef,
+    description: 'Revokes an API key at once. Revoking a revoked key changes nothing.',
+    errors: {},
+    args: { id: t.arg.id({ description: 'Global ID of the key.' }) },
+    resolve: (_root, { id }, ctx) =>
+      revokeApiKey(ctx.deps, ctx.viewer, decodeId(id, 'ApiKey', 'id')),
+  }),
+);

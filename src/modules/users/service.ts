@@ -1,0 +1,159 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { and, desc, eq, isNull } from 'drizzle-orm';
+import type { AppDeps } from '../../context.js';
+import { apiKeys, memberships, users } from '../../db/schema.js';
+import { NotFoundError } from '../../errors.js';
+import { newId } from '../../ids.js';
+import { checkName } from '../names.js';
+
+export type Role = 'ADMIN' | 'MEMBER' | 'VIEWER';
+export type User = typeof users.$inferSelect;
+export type ApiKey = typeof apiKeys.$inferSelect;
+
+/** The authenticated caller of one request. */
+export interface Viewer {
+  user: User;
+  apiKeyId: string;
+  /** The caller's role in each entity it belongs to, read once per request. */
+  roles: Map<string, Role>;
+}
+
+const KEY_PREFIX = 'tl_';
+
+export const hashApiKey = (key: string): string => createHash('sha256').update(key).digest('hex');
+
+/**
+ * Looks up the user behind an API key. Returns null for an unknown or revoked key; never throws
+ * for bad input. Records when the key was last used.
+ */
+export function authenticate(deps: Pick<AppDeps, 'db' | 'clock'>, key: string): Viewer | null {
+  const { db, clock } = deps;
+  const row = db
+    .select({ user: users, keyId: apiKeys.id })
+    .from(apiKeys)
+    .innerJoin(users, eq(users.id, apiKeys.userId))
+    .where(and(eq(apiKeys.hash, hashApiKey(key)), isNull(apiKeys.revokedAt)))
+    .get();
+  if (!row) return null;
+  db.update(apiKeys).set({ lastUsedAt: clock.now() }).where(eq(apiKeys.id, row.keyId)).run();
+  const roles = new Map(
+    db
+      .select({ entityId: memberships.entityId, role: memberships.role })
+      .from(memberships)
+      .where(eq(memberships.userId, row.user.id))
+      .all()
+      .map((m) => [m.entityId, m.role] as const),
+  );
+  return { user: row.user, apiKeyId: row.keyId, roles };
+}
+
+/** Creates a key for `userId` and returns it with its plaintext, which is never stored. */
+export function issueApiKey(
+  deps: Pick<AppDeps, 'db'>,
+  userId: string,
+  name: string,
+  plaintext: string = KEY_PREFIX + randomBytes(32).toString('base64url'),
+): { apiKey: ApiKey; secret: string } {
+  const apiKey = deps.db
+    .insert(apiKeys)
+    .values({
+      id: newId(),
+      userId,
+      name,
+      prefix: plaintext.slice(0, KEY_PREFIX.length + 6),
+      hash: hashApiKey(plaintext),
+    })
+    .returning()
+    .get();
+  return { apiKey, secret: plaintext };
+}
+
+export function createUser(
+  deps: Pick<AppDeps, 'db'>,
+  input: { name: string; kind: User['kind'] },
+): User {
+  return deps.db
+    .insert(users)
+    .values({ id: newId(), name: checkName(input.name, 'input.name'), kind: input.kind })
+    .returning()
+    .get();
+}
+
+export function findUser(deps: Pick<AppDeps, 'db'>, id: string): User | undefined {
+  return deps.db.select().from(users).where(eq(users.id, id)).get();
+}
+
+/**
+ * Whether `viewer` may manage keys of `userId`: its own, or a service account's that belongs to
+ * an entity the viewer administers.
+ */
+export function mayManageKeysOf(
+  deps: Pick<AppDeps, 'db'>,
+  viewer: Viewer,
+  userId: string,
+): boolean {
+  if (userId === viewer.user.id) return true;
+  if (findUser(deps, userId)?.kind !== 'SERVICE_ACCOUNT') return false;
+  return entityIdsOf(deps, userId).some((id) => viewer.roles.get(id) === 'ADMIN');
+}
+
+/** Whether the viewer may see the user: itself, or a member of an entity the viewer belongs to. */
+export function isVisibleTo(deps: Pick<AppDeps, 'db'>, viewer: Viewer, userId: string): boolean {
+  return userId === viewer.user.id || entityIdsOf(deps, userId).some((id) => viewer.roles.has(id));
+}
+
+function entityIdsOf(deps: Pick<AppDeps, 'db'>, userId: string): string[] {
+  return deps.db
+    .select({ entityId: memberships.entityId })
+    .from(memberships)
+    .where(eq(memberships.userId, userId))
+    .all()
+    .map((m) => m.entityId);
+}
+
+/**
+ * Issues a new API key for the viewer, or for a service account of an entity the viewer
+ * administers. Throws NotFoundError for a user the viewer cannot see.
+ */
+export function createApiKey(
+  deps: Pick<AppDeps, 'db'>,
+  viewer: Viewer,
+  input: { name: string; userId?: string | null },
+): { apiKey: ApiKey; secret: string } {
+  const userId = input.userId ?? viewer.user.id;
+  if (!mayManageKeysOf(deps, viewer, userId)) {
+    throw new NotFoundError(
+      'input.userId',
+      `No service account with id "${userId}" in an entity you administer; people create their own keys.`,
+    );
+  }
+  return issueApiKey(deps, userId, checkName(input.name, 'input.name'));
+}
+
+/** Revokes a key the viewer may manage. Revoking twice is harmless. */
+export function revokeApiKey(
+  deps: Pick<AppDeps, 'db' | 'clock'>,
+  viewer: Viewer,
+  id: string,
+): ApiKey {
+  const key = deps.db.select().from(apiKeys).where(eq(apiKeys.id, id)).get();
+  if (!key || !mayManageKeysOf(deps, viewer, key.userId)) {
+    throw new NotFoundError('id', `No API key with id "${id}".`);
+  }
+  if (key.revokedAt) return key;
+  return deps.db
+    .update(apiKeys)
+    .set({ revokedAt: deps.clock.now() })
+    .where(eq(apiKeys.id, id))
+    .returning()
+    .get();
+}
+
+export function listApiKeys(deps: Pick<AppDeps, 'db'>, userId: string): ApiKey[] {
+  return deps.db
+    .select()
+    .from(apiKeys)
+    .where(eq(apiKeys.userId, userId))
+    .orderBy(desc(apiKeys.createdAt))
+    .all();
+}
