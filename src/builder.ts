@@ -20,10 +20,7 @@ export const builder = new SchemaBuilder<{
   defaultInputFieldRequiredness: true,
   errors: {
     defaultTypes: [ValidationError, NotFoundError, ConflictError, PermissionDeniedError],
-    defaultResultOptions: {
-      name: ({ fieldName }) => `${fieldName[0]?.toUpperCase()}${fieldName.slice(1)}Success`,
-      description: 'The operation succeeded.',
-    },
+    directResult: true,
     defaultUnionOptions: {
       name: ({ fieldName }) => `${fieldName[0]?.toUpperCase()}${fieldName.slice(1)}Result`,
       description: 'The result, or the expected failure that prevented it.',
@@ -37,10 +34,12 @@ export const builder = new SchemaBuilder<{
     nodeQueryOptions: {
       description:
         'Fetches any object by its global ID; null when it does not exist or is not yours.',
+      args: { id: { description: 'A global ID.' } },
     },
     nodesQueryOptions: {
       description:
         'Fetches several objects by global ID, each null when it does not exist or is not yours.',
+      args: { ids: { description: 'Global IDs.' } },
     },
     idFieldOptions: { description: 'Globally unique ID, usable with `node(id:)`.' },
     defaultConnectionTypeOptions: { description: 'A page of results.' },

@@ -126,6 +126,7 @@ builder.mutationField('createEntity', (t) =>
     errors: {},
     args: {
       input: t.arg({
+        description: 'What to do.',
         type: builder.inputType('CreateEntityInput', {
           description: 'A new entity.',
           fields: (f) => ({
@@ -157,6 +158,7 @@ builder.mutationField('createUser', (t) =>
     errors: {},
     args: {
       input: t.arg({
+        description: 'What to do.',
         type: builder.inputType('CreateUserInput', {
           description: 'A new account.',
           fields: (f) => ({
@@ -186,7 +188,7 @@ builder.mutationField('addMember', (t) =>
     type: MembershipRef,
     description: 'Adds an existing user to an entity. Admins only.',
     errors: {},
-    args: { input: t.arg({ type: MemberInput }) },
+    args: { input: t.arg({ type: MemberInput, description: 'What to do.' }) },
     resolve: (_root, { input }, ctx) =>
       addMember(ctx, { ...input, userId: decodeId(input.userId, 'User', 'input.userId') }),
   }),
@@ -197,7 +199,7 @@ builder.mutationField('updateMemberRole', (t) =>
     type: MembershipRef,
     description: "Changes a member's role. An entity always keeps at least one admin. Admins only.",
     errors: {},
-    args: { input: t.arg({ type: MemberInput }) },
+    args: { input: t.arg({ type: MemberInput, description: 'What to do.' }) },
     resolve: (_root, { input }, ctx) =>
       updateMemberRole(ctx, { ...input, userId: decodeId(input.userId, 'User', 'input.userId') }),
   }),
@@ -210,6 +212,7 @@ builder.mutationField('removeMember', (t) =>
     errors: {},
     args: {
       input: t.arg({
+        description: 'What to do.',
         type: builder.inputType('RemoveMemberInput', {
           description: 'The member to remove.',
           fields: (f) => ({

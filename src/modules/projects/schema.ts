@@ -128,7 +128,7 @@ builder.mutationField('createProject', (t) =>
     type: ProjectRef,
     description: 'Creates a project. Members and admins.',
     errors: {},
-    args: { input: t.arg({ type: ContainerInput }) },
+    args: { input: t.arg({ type: ContainerInput, description: 'What to do.' }) },
     resolve: (_root, { input }, ctx) => createContainer(ctx, 'project', input),
   }),
 );
@@ -138,7 +138,7 @@ builder.mutationField('createRegistry', (t) =>
     type: RegistryRef,
     description: 'Creates a registry. Members and admins.',
     errors: {},
-    args: { input: t.arg({ type: RegistryInput }) },
+    args: { input: t.arg({ type: RegistryInput, description: 'What to do.' }) },
     resolve: (_root, { input }, ctx) => createContainer(ctx, 'registry', input),
   }),
 );
@@ -151,6 +151,7 @@ builder.mutationField('createArtifactCollection', (t) =>
     errors: {},
     args: {
       input: t.arg({
+        description: 'What to do.',
         type: builder.inputType('CreateArtifactCollectionInput', {
           description: 'A new collection: name exactly one of `project` or `registry`.',
           fields: (f) => ({

@@ -111,6 +111,7 @@ builder.mutationField('createApiKey', (t) =>
     args: {
       input: t.arg({
         required: true,
+        description: 'What to do.',
         type: builder.inputType('CreateApiKeyInput', {
           description: 'A new API key.',
           fields: (f) => ({
