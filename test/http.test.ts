@@ -1,0 +1,67 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createTestApp, type TestApp } from './support/app.js';
+
+let t: TestApp;
+beforeEach(async () => {
+  t = await createTestApp();
+});
+afterEach(() => t.close());
+
+const get = (path: string, headers: Record<string, string> = {}) =>
+  t.app.yoga.fetch(`http://localhost${path}`, {
+    headers: { authorization: `Bearer ${t.adminKey}`, ...headers },
+  });
+
+describe('GraphQL over HTTP', () => {
+  it('answers queries over GET', async () => {
+    const res = await get(`/graphql?query=${encodeURIComponent('{ viewer { user { name } } }')}`, {
+      accept: 'application/graphql-response+json',
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ data: { viewer: { user: { name: 'admin' } } } });
+  });
+
+  it('refuses mutations over GET with 405', async () => {
+    const q = encodeURIComponent('mutation { createEntity(input: { name: "x" }) { __typename } }');
+    const res = await get(`/graphql?query=${q}`, { accept: 'application/graphql-response+json' });
+    expect(res.status).toBe(405);
+    const entity = await t.gql('{ entity(name: "x") { name } }');
+    expect(entity.data.entity).toBeNull();
+  });
+
+  it('answers a parse error with 400 under application/graphql-response+json', async () => {
+    const res = await t.app.yoga.fetch('http://localhost/graphql', {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/graphql-response+json',
+        authorization: `Bearer ${t.adminKey}`,
+      },
+      body: JSON.stringify({ query: '{ viewer { ' }),
+    });
+    expect(res.status).toBe(400);
+    expect(res.headers.get('content-type')).toContain('application/graphql-response+json');
+  });
+
+  it('serves GraphiQL to a browser without a key', async () => {
+    const res = await t.app.yoga.fetch('http://localhost/graphql', {
+      headers: { accept: 'text/html' },
+    });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain('GraphiQL');
+  });
+
+  it('answers /healthz and /readyz, and /readyz turns 503 when shutting down', async () => {
+    expect((await get('/healthz')).status).toBe(200);
+    expect((await get('/readyz')).status).toBe(200);
+    t.app.beginShutdown();
+    expect((await get('/readyz')).status).toBe(503);
+  });
+
+  it('masks unexpected errors', async () => {
+    t.storage.sqlite.exec('drop table projects');
+    const res = await t.gql('{ entity(name: "default") { projects { totalCount } } }');
+    expect(res.errors?.[0]?.message).toBe('Unexpected error.');
+    expect(JSON.stringify(res)).not.toContain('no such table');
+  });
+});

@@ -1,0 +1,180 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createTestApp, type TestApp } from './support/app.js';
+
+let t: TestApp;
+beforeEach(async () => {
+  t = await createTestApp();
+});
+afterEach(() => t.close());
+
+const RESULT = `__typename ... on Node { id } ... on Error { message } ... on ValidationError { field }
+  ... on NotFoundError { field } ... on ConflictError { field } ... on PermissionDeniedError { requiredRole }`;
+const CREATE_PROJECT = `mutation($i: CreateProjectInput!) { createProject(input: $i) { ${RESULT} ... on Project { name description } } }`;
+const CREATE_REGISTRY = `mutation($i: CreateRegistryInput!) { createRegistry(input: $i) { ${RESULT} ... on Registry { name } } }`;
+const CREATE_COLLECTION = `mutation($i: CreateArtifactCollectionInput!) { createArtifactCollection(input: $i) { ${RESULT} ... on ArtifactCollection { name artifactType } } }`;
+
+describe('projects and registries', () => {
+  it('creates projects and registries and lists them with totalCount', async () => {
+    for (const name of ['b-proj', 'a-proj']) {
+      const res = await t.gql(CREATE_PROJECT, {
+        i: { entity: 'default', name, description: 'runs' },
+      });
+      expect(res.data.createProject).toMatchObject({
+        __typename: 'Project',
+        name,
+        description: 'runs',
+      });
+    }
+    expect(
+      (await t.gql(CREATE_REGISTRY, { i: { entity: 'default', name: 'models' } })).data
+        .createRegistry.__typename,
+    ).toBe('Registry');
+    const list = await t.gql(`{ entity(name: "default") {
+      projects(first: 1) { totalCount edges { node { name } } pageInfo { hasNextPage endCursor } }
+      registries { totalCount edges { node { name } } } } }`);
+    expect(list.data.entity.projects).toMatchObject({
+      totalCount: 2,
+      edges: [{ node: { name: 'a-proj' } }],
+      pageInfo: { hasNextPage: true },
+    });
+    const next = await t.gql(
+      `query($c: String) { entity(name: "default") { projects(first: 1, after: $c) { edges { node { name } } pageInfo { hasNextPage } } } }`,
+      {
+        c: list.data.entity.projects.pageInfo.endCursor,
+      },
+    );
+    expect(next.data.entity.projects).toEqual({
+      edges: [{ node: { name: 'b-proj' } }],
+      pageInfo: { hasNextPage: false },
+    });
+    expect(list.data.entity.registries.totalCount).toBe(1);
+  });
+
+  it('refuses a taken name, a bad name, a long description and an unknown entity', async () => {
+    await t.gql(CREATE_PROJECT, { i: { entity: 'default', name: 'p' } });
+    expect(
+      (await t.gql(CREATE_PROJECT, { i: { entity: 'default', name: 'p' } })).data.createProject,
+    ).toMatchObject({ __typename: 'ConflictError', field: 'input.name' });
+    expect(
+      (await t.gql(CREATE_PROJECT, { i: { entity: 'default', name: '-p' } })).data.createProject,
+    ).toMatchObject({ __typename: 'ValidationError', field: 'input.name' });
+    expect(
+      (
+        await t.gql(CREATE_PROJECT, {
+          i: { entity: 'default', name: 'q', description: 'x'.repeat(2000) },
+        })
+      ).data.createProject,
+    ).toMatchObject({ __typename: 'ValidationError', field: 'input.description' });
+    expect(
+      (await t.gql(CREATE_PROJECT, { i: { entity: 'nope', name: 'q' } })).data.createProject,
+    ).toMatchObject({ __typename: 'NotFoundError', field: 'input.entity' });
+    expect(
+      (await t.gql(CREATE_REGISTRY, { i: { entity: 'default', name: 'x'.repeat(65) } })).data
+        .createRegistry.__typename,
+    ).toBe('ValidationError');
+  });
+
+  it('lets members create, not viewers', async () => {
+    const member = await t.member('MEMBER');
+    const viewer = await t.member('VIEWER');
+    expect(
+      (await t.gql(CREATE_PROJECT, { i: { entity: 'default', name: 'm' } }, member)).data
+        .createProject.__typename,
+    ).toBe('Project');
+    expect(
+      (await t.gql(CREATE_PROJECT, { i: { entity: 'default', name: 'v' } }, viewer)).data
+        .createProject,
+    ).toMatchObject({ __typename: 'PermissionDeniedError', requiredRole: 'MEMBER' });
+    expect(
+      (await t.gql(`{ entity(name: "default") { projects { totalCount } } }`, {}, viewer)).data
+        .entity.projects.totalCount,
+    ).toBe(1);
+  });
+});
+
+describe('artifact collections', () => {
+  it('creates collections in a project or a registry and reaches them by node id', async () => {
+    await t.gql(CREATE_PROJECT, { i: { entity: 'default', name: 'p' } });
+    await t.gql(CREATE_REGISTRY, { i: { entity: 'default', name: 'r' } });
+    const inProject = await t.gql(CREATE_COLLECTION, {
+      i: { entity: 'default', project: 'p', name: 'my-model', artifactType: 'model' },
+    });
+    expect(inProject.data.createArtifactCollection).toMatchObject({
+      __typename: 'ArtifactCollection',
+      name: 'my-model',
+      artifactType: 'model',
+    });
+    const inRegistry = await t.gql(CREATE_COLLECTION, {
+      i: { entity: 'default', registry: 'r', name: 'my-model', artifactType: 'model' },
+    });
+    expect(inRegistry.data.createArtifactCollection.__typename).toBe('ArtifactCollection');
+    const node = await t.gql(
+      `query($id: ID!) { node(id: $id) { ... on ArtifactCollection { name } } }`,
+      { id: inProject.data.createArtifactCollection.id },
+    );
+    expect(node.data.node).toEqual({ name: 'my-model' });
+    const listed = await t.gql(
+      `{ entity(name: "default") { projects { edges { node { collections { totalCount edges { node { name } } } } } } } }`,
+    );
+    expect(listed.data.entity.projects.edges[0].node.collections.totalCount).toBe(1);
+  });
+
+  it('refuses ambiguous owners, unknown owners and duplicates', async () => {
+    await t.gql(CREATE_PROJECT, { i: { entity: 'default', name: 'p' } });
+    const both = await t.gql(CREATE_COLLECTION, {
+      i: { entity: 'default', project: 'p', registry: 'r', name: 'c', artifactType: 'model' },
+    });
+    expect(both.data.createArtifactCollection).toMatchObject({
+      __typename: 'ValidationError',
+      field: 'input.project',
+    });
+    const neither = await t.gql(CREATE_COLLECTION, {
+      i: { entity: 'default', name: 'c', artifactType: 'model' },
+    });
+    expect(neither.data.createArtifactCollection.__typename).toBe('ValidationError');
+    const unknown = await t.gql(CREATE_COLLECTION, {
+      i: { entity: 'default', registry: 'r', name: 'c', artifactType: 'model' },
+    });
+    expect(unknown.data.createArtifactCollection).toMatchObject({
+      __typename: 'NotFoundError',
+      field: 'input.registry',
+    });
+    await t.gql(CREATE_COLLECTION, {
+      i: { entity: 'default', project: 'p', name: 'c', artifactType: 'model' },
+    });
+    const dup = await t.gql(CREATE_COLLECTION, {
+      i: { entity: 'default', project: 'p', name: 'c', artifactType: 'model' },
+    });
+    expect(dup.data.createArtifactCollection).toMatchObject({
+      __typename: 'ConflictError',
+      field: 'input.name',
+    });
+    const badType = await t.gql(CREATE_COLLECTION, {
+      i: { entity: 'default', project: 'p', name: 'd', artifactType: 'a b' },
+    });
+    expect(badType.data.createArtifactCollection).toMatchObject({
+      __typename: 'ValidationError',
+      field: 'input.artifactType',
+    });
+  });
+
+  it('keeps another entity’s projects out of reach', async () => {
+    const outsider = await t.member('ADMIN', 'outsider');
+    await t.gql(`mutation { createEntity(input: { name: "other" }) { __typename } }`, {}, outsider);
+    const theirs = await t.gql(
+      CREATE_PROJECT,
+      { i: { entity: 'other', name: 'hidden' } },
+      outsider,
+    );
+    expect(
+      (
+        await t.gql(`query($id: ID!) { node(id: $id) { id } }`, {
+          id: theirs.data.createProject.id,
+        })
+      ).data.node,
+    ).toBeNull();
+    expect(
+      (await t.gql(CREATE_PROJECT, { i: { entity: 'other', name: 'x' } })).data.createProject,
+    ).toMatchObject({ __typename: 'NotFoundError' });
+  });
+});

@@ -1,0 +1,84 @@
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type ServerProcess, startServer } from './support/process.js';
+
+const started: ServerProcess[] = [];
+const dirs: string[] = [];
+afterEach(() => {
+  for (const s of started.splice(0)) s.child.kill('SIGKILL');
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function dataDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'tripline-server-'));
+  dirs.push(dir);
+  return join(dir, 'data');
+}
+
+async function post(url: string, query: string, key?: string) {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      ...(key ? { authorization: `Bearer ${key}` } : {}),
+    },
+    body: JSON.stringify({ query }),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+describe('the server process', () => {
+  it('starts on an empty data directory, prints the admin key once, and stops on SIGTERM', async () => {
+    const dir = dataDir();
+    const server = startServer({ TRIPLINE_DATA_DIR: dir });
+    started.push(server);
+    const url = await server.url;
+    const key = /^\s+(tl_\S+)$/m.exec(server.output())?.[1];
+    expect(key).toBeDefined();
+    expect(readFileSync(join(dir, 'admin-api-key'), 'utf8').trim()).toBe(key);
+    expect(statSync(join(dir, 'admin-api-key')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dir, 'master.key')).mode & 0o777).toBe(0o600);
+
+    expect(await post(url, '{ __typename }', key)).toEqual({
+      status: 200,
+      body: { data: { __typename: 'Query' } },
+    });
+    const refused = await post(url, '{ __typename }');
+    expect(refused.status).toBe(401);
+
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+
+    const again = startServer({ TRIPLINE_DATA_DIR: dir });
+    started.push(again);
+    const url2 = await again.url;
+    expect(again.output()).not.toContain('tl_');
+    expect((await post(url2, '{ viewer { user { name } } }', key)).body).toEqual({
+      data: { viewer: { user: { name: 'admin' } } },
+    });
+    again.child.kill('SIGINT');
+    expect(await again.exited).toBe(0);
+  });
+
+  it('uses TRIPLINE_ADMIN_API_KEY when given and refuses invalid configuration', async () => {
+    const server = startServer({
+      TRIPLINE_DATA_DIR: dataDir(),
+      TRIPLINE_ADMIN_API_KEY: 'tl_given-admin-key-for-tests',
+    });
+    started.push(server);
+    const url = await server.url;
+    expect((await post(url, '{ __typename }', 'tl_given-admin-key-for-tests')).status).toBe(200);
+
+    const bad = startServer({
+      TRIPLINE_DATA_DIR: dataDir(),
+      PORT: 'eighty',
+      TRIPLINE_RETRY_MAX_ATTEMPTS: '0',
+    });
+    started.push(bad);
+    expect(await bad.exited).toBe(2);
+    expect(bad.output()).toContain('PORT must be a whole number');
+    expect(bad.output()).toContain('TRIPLINE_RETRY_MAX_ATTEMPTS');
+  });
+});
