@@ -1,0 +1,555 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: this module handles ${…} references as literal text.
+
+import { ValidationError } from '../../errors.js';
+
+/** Values the variables of DESIGN §1 take for one run. */
+export interface TemplateContext {
+  eventType: string;
+  eventAuthor: string;
+  eventId: string;
+  automationName: string;
+  entityName: string;
+  /** The project's name, or the registry's for registry events. */
+  projectName: string;
+  artifactCollectionName: string;
+  artifactType: string;
+  artifactVersionIndex: number;
+  alias: string | null;
+  metadata: Record<string, unknown>;
+}
+
+/** The value of each plain variable for one run; the single list of their names. */
+const VARIABLES: ReadonlyMap<string, (ctx: TemplateContext) => string> = new Map([
+  ['event_type', (ctx) => ctx.eventType],
+  ['event_author', (ctx) => ctx.eventAuthor],
+  ['event_id', (ctx) => ctx.eventId],
+  ['automation_name', (ctx) => ctx.automationName],
+  ['entity_name', (ctx) => ctx.entityName],
+  ['project_name', (ctx) => ctx.projectName],
+  ['artifact_collection_name', (ctx) => ctx.artifactCollectionName],
+  ['artifact_type', (ctx) => ctx.artifactType],
+  ['artifact_version_index', (ctx) => String(ctx.artifactVersionIndex)],
+  ['artifact_version', (ctx) => versionUri(ctx)],
+  ['artifact_version_string', (ctx) => versionString(ctx)],
+  ['alias', (ctx) => ctx.alias ?? ''],
+]);
+
+/** The plain variables a template may use, besides `artifact_metadata.KEY` and secret names. */
+export const TEMPLATE_VARIABLES: readonly string[] = Object.freeze([...VARIABLES.keys()]);
+
+export const MAX_TEMPLATE_BYTES = 64 * 1024;
+
+/** A secret name: UPPER_SNAKE_CASE. The 64-character cap is checked separately. */
+export const SECRET_NAME_PATTERN = /^[A-Z][A-Z0-9_]*$/;
+const MAX_SECRET_NAME_LENGTH = 64;
+
+const METADATA_PREFIX = 'artifact_metadata.';
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const KNOWN_LIST = [
+  ...TEMPLATE_VARIABLES.map((name) => `\${${name}}`),
+  '${artifact_metadata.KEY}',
+].join(', ');
+/** The field render errors are reported under: the stored template itself. */
+const RENDER_FIELD = 'template';
+
+/**
+ * Stable URI of an artifact version: `tripline://<entity>/<project>/<collection>/v<index>`,
+ * each name segment percent-encoded with `encodeURIComponent`.
+ */
+export function artifactVersionUri(
+  entity: string,
+  project: string,
+  collection: string,
+  index: number,
+): string {
+  const path = [entity, project, collection].map(encodeURIComponent).join('/');
+  return `tripline://${path}/v${index}`;
+}
+
+/**
+ * Human-readable version name: `entity/project/collection:v3`, or `entity/project/collection:alias`
+ * when `alias` is a non-empty string.
+ */
+export function artifactVersionString(
+  entity: string,
+  project: string,
+  collection: string,
+  index: number,
+  alias?: string | null,
+): string {
+  return `${entity}/${project}/${collection}:${alias ? alias : `v${index}`}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Variable references: the one tokenizer behind checking and rendering.
+
+type Reference =
+  | { kind: 'variable'; name: string }
+  | { kind: 'metadata'; key: string }
+  | { kind: 'secret'; name: string };
+
+/** A piece of a string: literal text, or a reference with its offset in that string. */
+type Segment = string | (Reference & { offset: number });
+
+/** A template mistake located by `offset` within the string that was tokenized. */
+class TemplateError extends Error {
+  constructor(
+    readonly offset: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Splits `text` into literal text and `${…}` references. Throws TemplateError for an unclosed or
+ * malformed reference and for an unknown lower-case variable; secret names are only checked for
+ * form here, since whether they exist depends on the caller.
+ */
+function tokenize(text: string): Segment[] {
+  const segments: Segment[] = [];
+  let from = 0;
+  for (;;) {
+    const start = text.indexOf('${', from);
+    if (start < 0) break;
+    if (start > from) segments.push(text.slice(from, start));
+    const end = text.indexOf('}', start + 2);
+    if (end < 0) {
+      throw new TemplateError(start, 'unclosed "${": a variable reference ends with "}"');
+    }
+    const body = text.slice(start + 2, end);
+    segments.push({ ...classify(body, start), offset: start });
+    from = end + 1;
+  }
+  if (from < text.length) segments.push(text.slice(from));
+  return segments;
+}
+
+function classify(body: string, offset: number): Reference {
+  if (body.startsWith(METADATA_PREFIX)) {
+    const key = body.slice(METADATA_PREFIX.length);
+    if (key === '') {
+      throw new TemplateError(offset, 'missing metadata key: write ${artifact_metadata.KEY}');
+    }
+    return { kind: 'metadata', key };
+  }
+  if (VARIABLES.has(body)) return { kind: 'variable', name: body };
+  if (SECRET_NAME_PATTERN.test(body)) {
+    if (body.length > MAX_SECRET_NAME_LENGTH) {
+      throw new TemplateError(
+        offset,
+        `secret name ${body} is longer than ${MAX_SECRET_NAME_LENGTH} characters`,
+      );
+    }
+    return { kind: 'secret', name: body };
+  }
+  if (IDENTIFIER.test(body)) {
+    throw new TemplateError(
+      offset,
+      `unknown variable \${${body}}. Known variables: ${KNOWN_LIST}, and \${SECRET_NAME} for a secret of the entity (UPPER_SNAKE_CASE)`,
+    );
+  }
+  throw new TemplateError(
+    offset,
+    `malformed variable reference ${JSON.stringify(`\${${body}}`)}: a name has only letters, digits and underscores, as in \${event_type}, \${artifact_metadata.KEY} or \${SECRET_NAME}`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON scanning. JSON.parse cannot say where a template is wrong on every error, nor where its
+// strings are, so this validates the grammar (RFC 8259) and returns each string literal's span.
+// Rendering splices new literals into those spans, which keeps the rest of the template byte for
+// byte (number precision, key order, layout) and cannot change its shape.
+
+interface StringLiteral {
+  start: number;
+  end: number;
+  isKey: boolean;
+}
+
+class JsonSyntaxError extends Error {
+  constructor(
+    readonly offset: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+const ESCAPABLE = '"\\/bfnrt';
+const HEX4 = /^[0-9a-fA-F]{4}$/;
+
+function scanJson(text: string): StringLiteral[] {
+  const literals: StringLiteral[] = [];
+  // Explicit stack, not recursion, so deep nesting cannot overflow the call stack.
+  const open: ('{' | '[')[] = [];
+  let i = 0;
+
+  const skipSpace = (): void => {
+    while (i < text.length && ' \t\n\r'.includes(text.charAt(i))) i++;
+  };
+  const fail = (message: string): never => {
+    const found = i < text.length ? `found ${JSON.stringify(text.charAt(i))}` : 'found the end';
+    throw new JsonSyntaxError(i, `${message}, ${found}`);
+  };
+  const readString = (isKey: boolean): void => {
+    const start = i;
+    i++;
+    for (;;) {
+      if (i >= text.length) throw new JsonSyntaxError(start, 'unterminated string');
+      const c = text.charAt(i);
+      if (c === '"') break;
+      if (c === '\\') {
+        const next = text.charAt(i + 1);
+        if (next === 'u' && HEX4.test(text.slice(i + 2, i + 6))) i += 6;
+        else if (next !== 'u' && next !== '' && ESCAPABLE.includes(next)) i += 2;
+        else fail('invalid escape sequence in string');
+      } else if (c < ' ') {
+        fail('control character in string (write it as an escape such as \\n)');
+      } else {
+        i++;
+      }
+    }
+    i++;
+    literals.push({ start, end: i, isKey });
+  };
+  const readKey = (): void => {
+    skipSpace();
+    if (text.charAt(i) !== '"') fail('expected a double-quoted property name');
+    readString(true);
+    skipSpace();
+    if (text.charAt(i) !== ':') fail('expected ":" after the property name');
+    i++;
+  };
+
+  for (;;) {
+    skipSpace();
+    const c = text.charAt(i);
+    let scalar = true;
+    if (c === '{' || c === '[') {
+      i++;
+      skipSpace();
+      if (text.charAt(i) === (c === '{' ? '}' : ']')) {
+        i++;
+      } else {
+        open.push(c);
+        if (c === '{') readKey();
+        scalar = false;
+      }
+    } else if (c === '"') {
+      readString(false);
+    } else if (text.startsWith('true', i) || text.startsWith('null', i)) {
+      i += 4;
+    } else if (text.startsWith('false', i)) {
+      i += 5;
+    } else {
+      NUMBER.lastIndex = i;
+      if (!NUMBER.test(text)) fail('expected a JSON value');
+      i = NUMBER.lastIndex;
+    }
+    if (!scalar) continue;
+    // A value is complete: close containers until one expects another member.
+    for (;;) {
+      skipSpace();
+      const container = open.at(-1);
+      if (container === undefined) {
+        if (i < text.length) fail('unexpected text after the JSON value');
+        return literals;
+      }
+      const close = container === '{' ? '}' : ']';
+      if (text.charAt(i) === close) {
+        open.pop();
+        i++;
+        continue;
+      }
+      if (text.charAt(i) !== ',') fail(`expected "," or "${close}"`);
+      i++;
+      if (container === '{') readKey();
+      break;
+    }
+  }
+}
+
+/** "line 3, column 7" (both 1-based, columns in UTF-16 code units) for an offset into `text`. */
+function describePosition(text: string, offset: number): string {
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  const column = offset - before.lastIndexOf('\n');
+  return `line ${line}, column ${column}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checking
+
+function checkSize(text: string, field: string): void {
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > MAX_TEMPLATE_BYTES) {
+    throw new ValidationError(
+      field,
+      `The template is ${bytes} bytes; the limit is ${MAX_TEMPLATE_BYTES} bytes`,
+    );
+  }
+}
+
+/** Adds the secrets `segments` use to `used`; throws for one not in `secretNames`. */
+function collectSecrets(
+  segments: readonly Segment[],
+  secretNames: ReadonlySet<string>,
+  used: Set<string>,
+  locate: (offset: number) => string,
+  field: string,
+): void {
+  for (const segment of segments) {
+    if (typeof segment === 'string' || segment.kind !== 'secret') continue;
+    if (!secretNames.has(segment.name)) {
+      throw new ValidationError(
+        field,
+        `${locate(segment.offset)}: unknown secret ${segment.name}; create the secret first`,
+      );
+    }
+    used.add(segment.name);
+  }
+}
+
+/**
+ * Checks a webhook payload template when it is saved, so mistakes surface then rather than at
+ * delivery. The template may be any JSON value; variables are recognised in string values only.
+ *
+ * Throws `ValidationError(field, …)` when the template is over {@link MAX_TEMPLATE_BYTES}, is not
+ * valid JSON (the message gives line and column), puts a `${…}` in an object key (keys are never
+ * substituted), uses an unknown variable (the message lists the known ones), a malformed `${…}`,
+ * or a `${SECRET}` that is not in `secretNames`.
+ *
+ * @returns the secret names the template uses, sorted and unique.
+ */
+export function checkPayloadTemplate(
+  text: string,
+  secretNames: ReadonlySet<string>,
+  field: string,
+): string[] {
+  checkSize(text, field);
+  const literals = scanOrThrow(text, field);
+  const used = new Set<string>();
+  for (const literal of literals) {
+    const at = (): string => `In the string at ${describePosition(text, literal.start)}`;
+    const value = decodeLiteral(text, literal);
+    if (literal.isKey) {
+      if (value.includes('${')) {
+        throw new ValidationError(
+          field,
+          `${at()}: variables are not substituted in object keys; move the \${…} into a value`,
+        );
+      }
+      continue;
+    }
+    collectSecrets(tokenizeOrThrow(value, field, at), secretNames, used, at, field);
+  }
+  return [...used].sort();
+}
+
+/**
+ * Checks a plain-text template (a Slack title or message) with the same rules as
+ * {@link checkPayloadTemplate}, minus JSON. Throws `ValidationError(field, …)` on the first
+ * mistake; error positions are line and column in `text`.
+ *
+ * @returns the secret names the template uses, sorted and unique.
+ */
+export function checkTextTemplate(
+  text: string,
+  secretNames: ReadonlySet<string>,
+  field: string,
+): string[] {
+  checkSize(text, field);
+  const locate = (offset: number): string => `At ${describePosition(text, offset)}`;
+  const used = new Set<string>();
+  collectSecrets(tokenizeOrThrow(text, field, locate), secretNames, used, locate, field);
+  return [...used].sort();
+}
+
+function scanOrThrow(text: string, field: string): StringLiteral[] {
+  try {
+    return scanJson(text);
+  } catch (error) {
+    if (!(error instanceof JsonSyntaxError)) throw error;
+    throw new ValidationError(
+      field,
+      `Invalid JSON at ${describePosition(text, error.offset)}: ${error.message}`,
+    );
+  }
+}
+
+function tokenizeOrThrow(
+  value: string,
+  field: string,
+  locate: (offset: number) => string,
+): Segment[] {
+  try {
+    return tokenize(value);
+  } catch (error) {
+    if (!(error instanceof TemplateError)) throw error;
+    throw new ValidationError(field, `${locate(error.offset)}: ${error.message}`);
+  }
+}
+
+function decodeLiteral(text: string, literal: StringLiteral): string {
+  // The scanner has validated the literal, so JSON.parse of it is a plain string.
+  return JSON.parse(text.slice(literal.start, literal.end)) as string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+function versionUri(ctx: TemplateContext): string {
+  return artifactVersionUri(
+    ctx.entityName,
+    ctx.projectName,
+    ctx.artifactCollectionName,
+    ctx.artifactVersionIndex,
+  );
+}
+
+function versionString(ctx: TemplateContext): string {
+  return artifactVersionString(
+    ctx.entityName,
+    ctx.projectName,
+    ctx.artifactCollectionName,
+    ctx.artifactVersionIndex,
+    ctx.alias,
+  );
+}
+
+/**
+ * Looks `key` up in the metadata: the key as written first (metadata keys may contain dots),
+ * then as a dotted path into nested objects and arrays. Own properties only, so names like
+ * `constructor` or `__proto__` never reach the prototype.
+ */
+function metadataValue(metadata: Record<string, unknown>, key: string): unknown {
+  if (Object.hasOwn(metadata, key)) return metadata[key];
+  let current: unknown = metadata;
+  for (const part of key.split('.')) {
+    if (typeof current !== 'object' || current === null || !Object.hasOwn(current, part)) {
+      return undefined;
+    }
+    current = (current as Record<string, unknown>)[part];
+  }
+  return current;
+}
+
+function metadataText(value: unknown): string {
+  if (value === undefined) return '';
+  if (typeof value === 'string') return value;
+  try {
+    return JSON.stringify(value) ?? '';
+  } catch {
+    // Metadata arrives as JSON, so this only guards callers that pass cycles or bigints.
+    return String(value);
+  }
+}
+
+function substitute(
+  segments: readonly Segment[],
+  ctx: TemplateContext,
+  secrets: ReadonlyMap<string, string>,
+): string {
+  let out = '';
+  for (const segment of segments) {
+    if (typeof segment === 'string') {
+      out += segment;
+    } else if (segment.kind === 'variable') {
+      // tokenize only yields names that are keys of VARIABLES.
+      out += VARIABLES.get(segment.name)!(ctx);
+    } else if (segment.kind === 'metadata') {
+      out += metadataText(metadataValue(ctx.metadata, segment.key));
+    } else {
+      const secret = secrets.get(segment.name);
+      if (secret === undefined) {
+        throw new ValidationError(
+          RENDER_FIELD,
+          `Unknown secret ${segment.name}; create the secret again or edit the template`,
+        );
+      }
+      out += secret;
+    }
+  }
+  return out;
+}
+
+/**
+ * Renders a webhook payload for one run and returns JSON text.
+ *
+ * With a template, every `${…}` in a JSON string *value* is replaced and the string re-encoded;
+ * object keys, numbers, literals and layout are kept as written. A substituted value is always
+ * string text: numbers in decimal, a null alias as `""`, non-string metadata as its JSON text, a
+ * missing metadata key as `""`. Values cannot break the JSON or add fields, whatever they contain.
+ *
+ * With `template === null`, the default envelope is sent, a JSON object with native types:
+ * ```jsonc
+ * {
+ *   "event_type": "ADD_ARTIFACT_ALIAS", "event_id": "…", "event_author": "alice",
+ *   "automation_name": "…", "entity_name": "acme", "project_name": "vision",
+ *   "artifact_collection_name": "resnet", "artifact_type": "model",
+ *   "artifact_version_index": 3,
+ *   "artifact_version": "tripline://acme/vision/resnet/v3",
+ *   "artifact_version_string": "acme/vision/resnet:production",
+ *   "alias": "production",            // null when the event has no alias
+ *   "artifact_metadata": { … }        // the version's metadata object
+ * }
+ * ```
+ *
+ * `secrets` maps secret name to plaintext. Throws `ValidationError('template', …)` when the
+ * template fails the save-time checks or uses a secret absent from `secrets`: the run cannot be
+ * delivered as configured, so callers should fail it permanently.
+ */
+export function renderPayload(
+  template: string | null,
+  ctx: TemplateContext,
+  secrets: ReadonlyMap<string, string>,
+): string {
+  if (template === null) return JSON.stringify(defaultEnvelope(ctx));
+  const literals = scanOrThrow(template, RENDER_FIELD);
+  let out = '';
+  let from = 0;
+  for (const literal of literals) {
+    if (literal.isKey) continue;
+    const value = decodeLiteral(template, literal);
+    if (!value.includes('${')) continue;
+    const at = (): string => `In the string at ${describePosition(template, literal.start)}`;
+    const rendered = substitute(tokenizeOrThrow(value, RENDER_FIELD, at), ctx, secrets);
+    out += template.slice(from, literal.start) + JSON.stringify(rendered);
+    from = literal.end;
+  }
+  return out + template.slice(from);
+}
+
+function defaultEnvelope(ctx: TemplateContext): Record<string, unknown> {
+  return {
+    event_type: ctx.eventType,
+    event_id: ctx.eventId,
+    event_author: ctx.eventAuthor,
+    automation_name: ctx.automationName,
+    entity_name: ctx.entityName,
+    project_name: ctx.projectName,
+    artifact_collection_name: ctx.artifactCollectionName,
+    artifact_type: ctx.artifactType,
+    artifact_version_index: ctx.artifactVersionIndex,
+    artifact_version: versionUri(ctx),
+    artifact_version_string: versionString(ctx),
+    alias: ctx.alias,
+    artifact_metadata: ctx.metadata,
+  };
+}
+
+/**
+ * Renders a plain-text template (Slack title or message) with the substitution rules of
+ * {@link renderPayload}; the result is raw text, not escaped for any format. Throws
+ * `ValidationError('template', …)` like {@link renderPayload}.
+ */
+export function renderText(
+  text: string,
+  ctx: TemplateContext,
+  secrets: ReadonlyMap<string, string>,
+): string {
+  const locate = (offset: number): string => `At ${describePosition(text, offset)}`;
+  return substitute(tokenizeOrThrow(text, RENDER_FIELD, locate), ctx, secrets);
+}
