@@ -1,30 +1,65 @@
-import type { RequestListener } from 'node:http';
+import type { IncomingMessage, RequestListener, Server } from 'node:http';
 import { sql } from 'drizzle-orm';
+import type { ExecutionArgs } from 'graphql';
+import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, useReadinessCheck } from 'graphql-yoga';
+import { WebSocketServer } from 'ws';
 import { type AppDeps, type Context, createContext } from './context.js';
+import {
+  createDeliveryEngine,
+  type DeliveryEngine,
+  type DeliveryEngineDeps,
+} from './delivery/engine.js';
+import { publishRunUpdate } from './modules/runs/service.js';
 import { schema } from './schema.js';
+
+export interface AppOptions {
+  /** Test seams of the delivery engine: jitter source and worker name. */
+  delivery?: Pick<DeliveryEngineDeps, 'random' | 'workerId'>;
+}
 
 export interface App {
   /** The GraphQL server; `yoga.fetch` serves requests in process (tests use it). */
   yoga: ReturnType<typeof createYoga<Record<string, unknown>, Context>>;
-  /** Node request listener for `/graphql`, `/healthz` and `/readyz`. */
+  /** Node request listener for `/graphql` (HTTP and server-sent events), `/healthz`, `/readyz`. */
   handle: RequestListener;
-  /** Marks the app as stopping: `/readyz` answers 503 from now on. */
-  beginShutdown(): void;
+  engine: DeliveryEngine;
+  /** Serves graphql-ws on `server`'s WebSocket upgrades to `/graphql`. */
+  attach(server: Server): void;
+  /** Starts the delivery engine and wakes it whenever runs are queued. */
+  start(): void;
+  /**
+   * Stops: `/readyz` answers 503, the engine claims nothing more and gives in-flight attempts
+   * `graceMs` to finish before releasing them, WebSocket clients are closed. The caller closes
+   * the HTTP server and the database afterwards.
+   */
+  stop(graceMs: number): Promise<void>;
+}
+
+/** The `Authorization` value of a request, from HTTP headers or graphql-ws connection params. */
+function authorizationOf(initial: Record<string, unknown>): string | undefined {
+  const request = initial.request as Request | undefined;
+  if (request?.headers) return request.headers.get('authorization') ?? undefined;
+  const params = initial.connectionParams as Record<string, unknown> | undefined;
+  const fromParams = params?.authorization ?? params?.Authorization;
+  if (typeof fromParams === 'string') return fromParams;
+  const upgrade = (initial.extra as { request?: IncomingMessage } | undefined)?.request;
+  return upgrade?.headers.authorization;
 }
 
 /**
- * Builds the HTTP application around injected dependencies. It owns no process state: the
- * caller opens the database, listens, and stops.
+ * Builds the application around injected dependencies. It owns no process state: the caller
+ * opens the database, listens, and stops.
  */
-export function createApp(deps: AppDeps): App {
+export function createApp(deps: AppDeps, options: AppOptions = {}): App {
   let stopping = false;
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema,
     graphqlEndpoint: '/graphql',
     healthCheckEndpoint: '/healthz',
     landingPage: false,
-    context: ({ request }) => createContext(deps, request.headers.get('authorization')),
+    // One context factory for HTTP, SSE and WebSocket, so auth behaves the same on all three.
+    context: (initial) => createContext(deps, authorizationOf(initial)),
     logging: {
       debug: (...args) => deps.logger.debug({ args }, 'yoga'),
       info: (...args) => deps.logger.info({ args }, 'yoga'),
@@ -46,11 +81,83 @@ export function createApp(deps: AppDeps): App {
       }),
     ],
   });
+
+  const engine = createDeliveryEngine({
+    db: deps.db,
+    secretBox: deps.secretBox,
+    clock: deps.clock,
+    logger: deps.logger,
+    config: deps.config.delivery,
+    onRunUpdated: (runId) => publishRunUpdate(deps, runId),
+    ...(deps.lookup ? { lookup: deps.lookup } : {}),
+    ...options.delivery,
+  });
+
+  const sockets: WebSocketServer[] = [];
+  let queuedRuns: AsyncGenerator<unknown> | undefined;
+
   return {
     yoga,
     handle: yoga as unknown as RequestListener,
-    beginShutdown: () => {
+    engine,
+    attach(server) {
+      const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
+      sockets.push(wss);
+      useServer<Record<string, unknown>, Record<string, unknown>>(
+        {
+          onConnect: (ctx) => {
+            // Refuse a bad key at connection time, before any subscription starts.
+            try {
+              createContext(deps, authorizationOf(ctx as unknown as Record<string, unknown>));
+              return true;
+            } catch {
+              return false;
+            }
+          },
+          execute: (args) =>
+            (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
+          subscribe: (args) =>
+            (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(
+              args,
+            ) as never,
+          onSubscribe: async (ctx, _id, params) => {
+            const enveloped = yoga.getEnveloped({
+              ...ctx,
+              req: ctx.extra.request,
+              socket: ctx.extra.socket,
+              params,
+            });
+            const args: ExecutionArgs = {
+              schema: enveloped.schema,
+              operationName: params.operationName ?? null,
+              document: enveloped.parse(params.query),
+              variableValues: params.variables ?? null,
+              contextValue: await enveloped.contextFactory(),
+              rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+            };
+            const errors = enveloped.validate(args.schema, args.document);
+            return errors.length > 0 ? errors : args;
+          },
+        },
+        wss,
+      );
+    },
+    start() {
+      engine.start();
+      const stream = deps.pubsub.subscribe('triggeredRunUpdated');
+      queuedRuns = stream;
+      void (async () => {
+        for await (const run of stream) if (run.status === 'QUEUED') engine.wake();
+      })();
+    },
+    async stop(graceMs) {
       stopping = true;
+      await queuedRuns?.return(undefined);
+      await engine.stop(graceMs);
+      for (const wss of sockets) {
+        for (const client of wss.clients) client.close(1001, 'Server stopping');
+        await new Promise<void>((resolve) => wss.close(() => resolve()));
+      }
     },
   };
 }

@@ -111,9 +111,9 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownGraceMs: int('TRIPLINE_SHUTDOWN_GRACE_MS', 10_000, 0),
     delivery: {
       retry: {
-        maxAttempts: int('TRIPLINE_RETRY_MAX_ATTEMPTS', 8, 1, 100),
-        baseDelayMs: int('TRIPLINE_RETRY_BASE_DELAY_MS', 1_000, 0),
-        maxDelayMs: int('TRIPLINE_RETRY_MAX_DELAY_MS', 15 * 60_000, 0),
+        maxAttempts: int('TRIPLINE_RETRY_MAX_ATTEMPTS', 12, 1, 100),
+        baseDelayMs: int('TRIPLINE_RETRY_BASE_DELAY_MS', 5_000, 0),
+        maxDelayMs: int('TRIPLINE_RETRY_MAX_DELAY_MS', 60 * 60_000, 0),
         maxRetryAfterMs: int('TRIPLINE_RETRY_AFTER_MAX_MS', 60 * 60_000, 0),
       },
       timeoutMs: int('TRIPLINE_DELIVERY_TIMEOUT_MS', 10_000, 1),

@@ -2,9 +2,11 @@ import { createGraphQLError } from 'graphql-yoga';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { Db } from './db/client.js';
+import type { Lookup } from './delivery/ssrf.js';
 import type { Logger } from './logger.js';
 import type { SecretBox } from './modules/secrets/box.js';
 import { authenticate, type Viewer } from './modules/users/service.js';
+import type { TriplinePubSub } from './pubsub.js';
 
 /** Everything a service needs, passed in so tests can supply their own. */
 export interface AppDeps {
@@ -13,6 +15,10 @@ export interface AppDeps {
   clock: Clock;
   logger: Logger;
   config: Config;
+  /** Carries run status changes to subscribers and to the delivery engine. */
+  pubsub: TriplinePubSub;
+  /** DNS resolver for outbound requests (the SSRF guard checks what it returns); the system's by default. */
+  lookup?: Lookup;
 }
 
 export interface Context {

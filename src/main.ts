@@ -3,46 +3,53 @@ import { createServer } from 'node:http';
 import { createApp } from './app.js';
 import { bootstrap, loadMasterKey } from './bootstrap.js';
 import { systemClock } from './clock.js';
-import { ConfigError, loadConfig } from './config.js';
+import { type Config, ConfigError, loadConfig } from './config.js';
 import { openDatabase } from './db/client.js';
 import { createLogger } from './logger.js';
 import { createSecretBox } from './modules/secrets/box.js';
+import { createTriplinePubSub } from './pubsub.js';
+
+function readConfig(): Config {
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`${error.message}\n`);
+    process.exit(2);
+  }
+}
 
 function main(): void {
-  let config: ReturnType<typeof loadConfig>;
-  try {
-    config = loadConfig();
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`${error.message}\n`);
-      process.exit(2);
-    }
-    throw error;
-  }
+  const config = readConfig();
   const logger = createLogger(config.logLevel);
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const storage = openDatabase(config.databaseFile);
   const master = loadMasterKey(config);
-  if (master.generatedFile)
+  if (master.generatedFile) {
     logger.warn(
       { file: master.generatedFile },
       'generated a new master key for secrets; back it up',
     );
+  }
   const deps = {
     db: storage.db,
     secretBox: createSecretBox(master.key),
     clock: systemClock,
     logger,
     config,
+    pubsub: createTriplinePubSub(),
   };
   const first = bootstrap(storage.db, config);
   const app = createApp(deps);
   const server = createServer(app.handle);
+  app.attach(server);
 
   server.listen(config.port, config.host, () => {
+    app.start();
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
-    const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}/graphql`;
+    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+    const url = `http://${host}:${port}/graphql`;
     logger.info({ url, dataDir: config.dataDir }, 'Tripline is listening');
     const lines = [`\nTripline is running: ${url} (GraphiQL in a browser)`];
     if (first) {
@@ -57,25 +64,20 @@ function main(): void {
   });
 
   let stopping = false;
-  const stop = (signal: string) => {
+  const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, 'stopping');
-    app.beginShutdown();
-    const force = setTimeout(() => {
-      logger.warn('shutdown grace period over; closing connections');
-      server.closeAllConnections();
-    }, config.shutdownGraceMs);
-    force.unref();
-    server.close(() => {
-      storage.close();
-      logger.info('stopped');
-      process.exit(0);
-    });
+    logger.info({ signal }, 'stopping: no new deliveries; finishing those in flight');
+    server.close();
     server.closeIdleConnections();
+    await app.stop(config.shutdownGraceMs);
+    server.closeAllConnections();
+    storage.close();
+    logger.info('stopped');
+    process.exit(0);
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
 }
 
 main();

@@ -54,7 +54,7 @@ describe('GraphQL over HTTP', () => {
   it('answers /healthz and /readyz, and /readyz turns 503 when shutting down', async () => {
     expect((await get('/healthz')).status).toBe(200);
     expect((await get('/readyz')).status).toBe(200);
-    t.app.beginShutdown();
+    await t.app.stop(0);
     expect((await get('/readyz')).status).toBe(503);
   });
 

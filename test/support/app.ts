@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { type App, createApp } from '../../src/app.js';
+import { type App, type AppOptions, createApp } from '../../src/app.js';
 import { bootstrap } from '../../src/bootstrap.js';
 import type { Clock } from '../../src/clock.js';
 import { type Config, loadConfig } from '../../src/config.js';
@@ -11,6 +13,7 @@ import type { AppDeps } from '../../src/context.js';
 import { openDatabase, type Storage } from '../../src/db/client.js';
 import { createLogger } from '../../src/logger.js';
 import { createSecretBox } from '../../src/modules/secrets/box.js';
+import { createTriplinePubSub } from '../../src/pubsub.js';
 
 export interface GraphQLResponse {
   status: number;
@@ -35,6 +38,29 @@ export function fakeClock(
   };
 }
 
+/** An EventTarget that lets a test wait until subscribers are listening. */
+class CountingEventTarget extends EventTarget {
+  private count = 0;
+  private waiters: { count: number; resolve: () => void }[] = [];
+
+  override addEventListener(...args: Parameters<EventTarget['addEventListener']>): void {
+    super.addEventListener(...args);
+    this.count += 1;
+    for (const waiter of this.waiters.filter((w) => w.count <= this.count)) waiter.resolve();
+    this.waiters = this.waiters.filter((w) => w.count > this.count);
+  }
+
+  override removeEventListener(...args: Parameters<EventTarget['removeEventListener']>): void {
+    super.removeEventListener(...args);
+    this.count -= 1;
+  }
+
+  waitFor(count: number): Promise<void> {
+    if (this.count >= count) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ count, resolve }));
+  }
+}
+
 export interface TestApp {
   app: App;
   deps: AppDeps;
@@ -52,7 +78,16 @@ export interface TestApp {
   ): Promise<GraphQLResponse>;
   /** Creates a member of the `default` entity with `role` and returns its API key. */
   member(role: 'ADMIN' | 'MEMBER' | 'VIEWER', name?: string): Promise<string>;
-  close(): void;
+  /**
+   * Returns the key of the admin of entity `other` (which has a project `p`), who does not
+   * belong to `default`.
+   */
+  stranger(): Promise<string>;
+  /** Resolves once `count` subscriptions listen on the pub/sub (so none misses a publish). */
+  subscribers(count: number): Promise<void>;
+  /** Listens on 127.0.0.1 at a free port, with WebSockets; returns the GraphQL URL. */
+  listen(): Promise<string>;
+  close(): Promise<void>;
 }
 
 /**
@@ -60,12 +95,13 @@ export interface TestApp {
  * production. `env` overrides configuration variables.
  */
 export async function createTestApp(
-  options: { env?: Record<string, string>; clock?: Clock } = {},
+  options: { env?: Record<string, string>; clock?: Clock; app?: AppOptions } = {},
 ): Promise<TestApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'tripline-test-'));
   const config = loadConfig({ TRIPLINE_DATA_DIR: dataDir, LOG_LEVEL: 'debug', ...options.env });
   const storage = openDatabase(config.databaseFile);
   const logLines: string[] = [];
+  const listeners = new CountingEventTarget();
   const sink = new Writable({
     write(chunk, _encoding, done) {
       logLines.push(String(chunk));
@@ -78,10 +114,11 @@ export async function createTestApp(
     clock: options.clock ?? { now: () => new Date() },
     logger: createLogger('debug', sink),
     config,
+    pubsub: createTriplinePubSub(listeners),
   };
   const first = bootstrap(storage.db, config);
   if (!first) throw new Error('bootstrap did not run on a fresh database');
-  const app = createApp(deps);
+  const app = createApp(deps, options.app);
 
   const gql: TestApp['gql'] = async (query, variables, key = first.apiKey) => {
     const response = await app.yoga.fetch('http://localhost/graphql', {
@@ -96,16 +133,31 @@ export async function createTestApp(
     return { status: response.status, ...((await response.json()) as object) };
   };
 
+  let server: Server | undefined;
   let members = 0;
-  const member: TestApp['member'] = async (role, name = `${role.toLowerCase()}-${++members}`) => {
+  const createMember = async (entity: string, role: string, name: string): Promise<string> => {
     const result = await gql(
       `mutation($input: CreateUserInput!) { createUser(input: $input) {
         __typename ... on CreatedUser { secret } ... on Error { message } } }`,
-      { input: { entity: 'default', name, kind: 'USER', role } },
+      { input: { entity, name, kind: 'USER', role } },
     );
     const secret = result.data?.createUser?.secret;
     if (!secret) throw new Error(`could not create a ${role}: ${JSON.stringify(result)}`);
     return secret;
+  };
+  const member: TestApp['member'] = (role, name = `${role.toLowerCase()}-${++members}`) =>
+    createMember('default', role, name);
+  let strangerKey: string | undefined;
+  const stranger: TestApp['stranger'] = async () => {
+    if (strangerKey) return strangerKey;
+    await gql('mutation { createEntity(input: { name: "other" }) { __typename } }');
+    strangerKey = await createMember('other', 'ADMIN', 'stranger');
+    await gql(
+      'mutation { createProject(input: { entity: "other", name: "p" }) { __typename } }',
+      {},
+      strangerKey,
+    );
+    return strangerKey;
   };
 
   return {
@@ -118,7 +170,21 @@ export async function createTestApp(
     adminKey: first.apiKey,
     gql,
     member,
-    close: () => {
+    stranger,
+    subscribers: (count) => listeners.waitFor(count),
+    listen: async () => {
+      server = createServer(app.handle);
+      app.attach(server);
+      await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
+      const address = server.address() as AddressInfo;
+      return `http://127.0.0.1:${address.port}/graphql`;
+    },
+    close: async () => {
+      await app.stop(0);
+      if (server) {
+        server.closeAllConnections();
+        await new Promise((resolve) => server?.close(resolve));
+      }
       storage.close();
       rmSync(dataDir, { recursive: true, force: true });
     },

@@ -157,3 +157,26 @@ export function listApiKeys(deps: Pick<AppDeps, 'db'>, userId: string): ApiKey[]
     .orderBy(desc(apiKeys.createdAt))
     .all();
 }
+
+/**
+ * Whether the viewer's key still works and it still belongs to the entity. Long-lived
+ * subscriptions check this on every message, so a revoked key or a removed member stops
+ * receiving at once.
+ */
+export function stillReadable(
+  deps: Pick<AppDeps, 'db'>,
+  viewer: Viewer,
+  entityId: string,
+): boolean {
+  return (
+    deps.db
+      .select({ id: apiKeys.id })
+      .from(apiKeys)
+      .innerJoin(
+        memberships,
+        and(eq(memberships.userId, apiKeys.userId), eq(memberships.entityId, entityId)),
+      )
+      .where(and(eq(apiKeys.id, viewer.apiKeyId), isNull(apiKeys.revokedAt)))
+      .get() !== undefined
+  );
+}

@@ -1,0 +1,110 @@
+import type { SlackSeverity } from '../db/schema.js';
+import { artifactVersionString, type TemplateContext } from '../modules/automations/template.js';
+
+/** Where the event's collection lives; Slack labels the field "Project" or "Registry". */
+export type CollectionOwner = 'PROJECT' | 'REGISTRY';
+
+/** How each severity is shown: an emoji people can scan for, and a word for screen readers. */
+export const SLACK_SEVERITY_STYLE: Readonly<
+  Record<SlackSeverity, { emoji: string; label: string }>
+> = {
+  INFO: { emoji: ':large_blue_circle:', label: 'Info' },
+  WARN: { emoji: ':warning:', label: 'Warning' },
+  ERROR: { emoji: ':rotating_light:', label: 'Error' },
+};
+
+const EVENT_TITLES: Record<string, string> = {
+  CREATE_ARTIFACT: 'New artifact version',
+  LINK_ARTIFACT: 'Artifact version linked',
+  ADD_ARTIFACT_ALIAS: 'Alias added to artifact version',
+};
+
+/** Slack limits: header text 150 characters, section text 3000, field text 2000. */
+const HEADER_MAX = 150;
+const SECTION_MAX = 3000;
+const FIELD_MAX = 2000;
+
+export interface SlackMessageInput {
+  /** Rendered title; null uses a title naming the event and the version. */
+  title: string | null;
+  /** Rendered message; null uses a sentence naming the automation and the author. */
+  message: string | null;
+  severity: SlackSeverity;
+  context: TemplateContext;
+  collectionOwner: CollectionOwner;
+}
+
+interface TextObject {
+  type: 'plain_text' | 'mrkdwn';
+  text: string;
+  emoji?: boolean;
+}
+
+/** The JSON body posted to a Slack incoming webhook. */
+export interface SlackMessage {
+  /** Plain-text fallback for notifications and clients that do not render blocks. */
+  text: string;
+  blocks: (
+    | { type: 'header'; text: TextObject }
+    | { type: 'section'; text?: TextObject; fields?: TextObject[] }
+    | { type: 'context'; elements: TextObject[] }
+  )[];
+}
+
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/** Slack mrkdwn treats these three as control characters; everything else is literal. */
+function escapeMrkdwn(text: string): string {
+  return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
+}
+
+/**
+ * Builds a Slack incoming-webhook message: a header with the title, a context line with the
+ * severity (emoji and word), a section with the message, and fields for entity, project or
+ * registry, collection, version, alias and author. `text` carries the same facts in plain text
+ * as the notification fallback. Never throws.
+ */
+export function buildSlackMessage(input: SlackMessageInput): SlackMessage {
+  const { context: ctx, severity } = input;
+  const style = SLACK_SEVERITY_STYLE[severity];
+  const version = artifactVersionString(
+    ctx.entityName,
+    ctx.projectName,
+    ctx.artifactCollectionName,
+    ctx.artifactVersionIndex,
+    ctx.alias,
+  );
+  const title =
+    input.title?.trim() || `${EVENT_TITLES[ctx.eventType] ?? ctx.eventType}: ${version}`;
+  const message =
+    input.message?.trim() ||
+    `Automation "${ctx.automationName}" ran for ${ctx.eventType} by ${ctx.eventAuthor}.`;
+  const field = (label: string, value: string): TextObject => ({
+    type: 'mrkdwn',
+    text: clip(`*${label}*\n${escapeMrkdwn(value)}`, FIELD_MAX),
+  });
+  return {
+    text: `${style.emoji} [${style.label}] ${title}\n${message}\n${version} (by ${ctx.eventAuthor})`,
+    blocks: [
+      { type: 'header', text: { type: 'plain_text', text: clip(title, HEADER_MAX), emoji: true } },
+      {
+        type: 'context',
+        elements: [{ type: 'mrkdwn', text: `${style.emoji} *${style.label}* · ${ctx.eventType}` }],
+      },
+      { type: 'section', text: { type: 'mrkdwn', text: clip(escapeMrkdwn(message), SECTION_MAX) } },
+      {
+        type: 'section',
+        fields: [
+          field('Entity', ctx.entityName),
+          field(input.collectionOwner === 'REGISTRY' ? 'Registry' : 'Project', ctx.projectName),
+          field('Collection', ctx.artifactCollectionName),
+          field('Version', version),
+          field('Alias', ctx.alias ?? '—'),
+          field('Author', ctx.eventAuthor),
+        ],
+      },
+    ],
+  };
+}

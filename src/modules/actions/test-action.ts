@@ -1,0 +1,147 @@
+import { builder } from '../../builder.js';
+import type { Context } from '../../context.js';
+import { buildDeliveryRequest, DeliveryConfigurationError } from '../../delivery/load.js';
+import { type DeliveryOutcome, deliver } from '../../delivery/send.js';
+import { ValidationError } from '../../errors.js';
+import { newId } from '../../ids.js';
+import { SlackSeverityEnum } from '../automations/schema.js';
+import {
+  checkPayloadTemplate,
+  checkTextTemplate,
+  type TemplateContext,
+} from '../automations/template.js';
+import { readableEntity } from '../entities/access.js';
+import { secretNamesOf } from '../secrets/service.js';
+import { requireAction } from './service.js';
+
+export interface TestActionInput {
+  id: string;
+  payloadTemplate?: string | null;
+  slackTitle?: string | null;
+  slackMessage?: string | null;
+  slackSeverity?: 'INFO' | 'WARN' | 'ERROR' | null;
+}
+
+/** The event a test delivery describes: clearly a sample, in the caller's entity. */
+function sampleContext(ctx: Context, entityName: string): TemplateContext {
+  return {
+    eventType: 'CREATE_ARTIFACT',
+    eventAuthor: ctx.viewer.user.name,
+    eventId: 'sample-event',
+    automationName: 'Test delivery',
+    entityName,
+    projectName: 'sample-project',
+    artifactCollectionName: 'sample-model',
+    artifactType: 'model',
+    artifactVersionIndex: 0,
+    alias: null,
+    metadata: { sample: true },
+  };
+}
+
+/**
+ * Sends one sample message through an action, exactly as a run would (same headers, signing,
+ * SSRF guard, timeouts, redaction), without creating a run, and returns what the receiver
+ * answered. Members and admins. Throws NotFoundError for an action the caller cannot see and
+ * ValidationError for a template that would be refused on an automation.
+ */
+export async function testAction(ctx: Context, input: TestActionInput): Promise<DeliveryOutcome> {
+  const { deps } = ctx;
+  const action = requireAction(ctx, input.id, 'MEMBER', 'input.id');
+  const secretNames = secretNamesOf(deps, action.entityId);
+  if (input.payloadTemplate != null)
+    checkPayloadTemplate(input.payloadTemplate, secretNames, 'input.payloadTemplate');
+  if (input.slackTitle != null)
+    checkTextTemplate(input.slackTitle, secretNames, 'input.slackTitle');
+  if (input.slackMessage != null)
+    checkTextTemplate(input.slackMessage, secretNames, 'input.slackMessage');
+  const entityName = readableEntity(ctx, action.entityId)?.name ?? '';
+  let request: ReturnType<typeof buildDeliveryRequest>;
+  try {
+    request = buildDeliveryRequest(deps.db, deps.secretBox, {
+      action,
+      content: {
+        payloadTemplate: input.payloadTemplate ?? null,
+        slackTitle: input.slackTitle ?? 'Test message from Tripline',
+        slackMessage: input.slackMessage ?? 'If you can read this, the Slack action works.',
+        slackSeverity: input.slackSeverity ?? 'INFO',
+      },
+      context: sampleContext(ctx, entityName),
+      collectionOwner: 'PROJECT',
+      webhookId: `test_${newId()}`,
+    });
+  } catch (error) {
+    if (error instanceof DeliveryConfigurationError)
+      throw new ValidationError('input.id', error.message);
+    throw error;
+  }
+  return deliver(request, {
+    config: deps.config.delivery,
+    timestamp: deps.clock.now(),
+    ...(deps.lookup ? { lookup: deps.lookup } : {}),
+  });
+}
+
+const ActionTestResponse = builder.objectRef<DeliveryOutcome>('ActionTestResponse').implement({
+  description: 'What the receiver answered to a test delivery. Nothing was stored.',
+  fields: (t) => ({
+    success: t.boolean({
+      description: 'True when the receiver answered 2xx.',
+      resolve: (o) => o.statusCode !== undefined && o.statusCode >= 200 && o.statusCode < 300,
+    }),
+    statusCode: t.exposeInt('statusCode', {
+      nullable: true,
+      description: 'HTTP status, when an answer arrived.',
+    }),
+    errorClass: t.exposeString('errorClass', {
+      nullable: true,
+      description:
+        'Kind of failure without an HTTP answer, e.g. TIMEOUT, NETWORK_ERROR, SSRF_BLOCKED.',
+    }),
+    errorMessage: t.exposeString('errorMessage', {
+      nullable: true,
+      description: 'What went wrong, for people.',
+    }),
+    responseBody: t.exposeString('responseBody', {
+      nullable: true,
+      description:
+        'Start of the response body, truncated, with secret values and auth headers redacted.',
+    }),
+    durationMs: t.exposeInt('durationMs', {
+      description: 'How long the request took, in milliseconds.',
+    }),
+  }),
+});
+
+builder.mutationField('testAction', (t) =>
+  t.field({
+    type: ActionTestResponse,
+    description:
+      'Sends a sample message through an action, like a "Test webhook" button, and returns the answer. Creates no run. Members and admins.',
+    errors: {},
+    args: {
+      input: t.arg({
+        description: 'Which action, and optionally the templates to try.',
+        type: builder.inputType('TestActionInput', {
+          description:
+            'A test delivery. Templates are checked as on an automation; omitted ones use defaults.',
+          fields: (f) => ({
+            id: f.id({ description: 'Global ID of the action.' }),
+            payloadTemplate: f.string({
+              required: false,
+              description: 'Webhook: a payload template to try.',
+            }),
+            slackTitle: f.string({ required: false, description: 'Slack: a title to try.' }),
+            slackMessage: f.string({ required: false, description: 'Slack: a message to try.' }),
+            slackSeverity: f.field({
+              type: SlackSeverityEnum,
+              required: false,
+              description: 'Slack: a severity to try.',
+            }),
+          }),
+        }),
+      }),
+    },
+    resolve: (_root, { input }, ctx) => testAction(ctx, input),
+  }),
+);

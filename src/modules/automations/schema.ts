@@ -1,0 +1,470 @@
+import { decodeGlobalID } from '@pothos/plugin-relay';
+import { builder } from '../../builder.js';
+import { NotFoundError } from '../../errors.js';
+import { ActionRef } from '../actions/schema.js';
+import { ACTION_TYPENAMES, getAction } from '../actions/service.js';
+import { offsetConnection } from '../connection.js';
+import { hasRole, readableEntity } from '../entities/access.js';
+import { EntityRef } from '../entities/schema.js';
+import { decodeId } from '../global-id.js';
+import { ArtifactCollectionRef, ProjectRef, RegistryRef } from '../projects/schema.js';
+import { getCollection, getContainer } from '../projects/service.js';
+import { UserRef } from '../users/schema.js';
+import { findUser, isVisibleTo } from '../users/service.js';
+import {
+  type Automation,
+  type AutomationActionInput,
+  countAutomations,
+  createAutomation,
+  deleteAutomation,
+  getAutomation,
+  listAutomations,
+  updateAutomation,
+} from './service.js';
+
+export const EventTypeEnum = builder.enumType('EventType', {
+  description: 'What happened to an artifact version.',
+  values: {
+    CREATE_ARTIFACT: {
+      description:
+        'A new version was logged to a collection in a project. Watched from a project or project collection.',
+    },
+    LINK_ARTIFACT: {
+      description:
+        'A version was linked to a registry collection. Watched from a registry or registry collection.',
+    },
+    ADD_ARTIFACT_ALIAS: {
+      description: 'An alias such as `production` was added to a version. Watched from any scope.',
+    },
+  } as const,
+});
+
+export const ScopeTypeEnum = builder.enumType('ScopeType', {
+  description: 'Where an automation watches for events.',
+  values: {
+    PROJECT: {
+      description: 'Every collection of a project, including collections created later.',
+    },
+    REGISTRY: {
+      description: 'Every collection of a registry, including collections created later.',
+    },
+    PROJECT_COLLECTION: { description: 'One artifact collection in a project.' },
+    REGISTRY_COLLECTION: { description: 'One collection in a registry.' },
+  } as const,
+});
+
+export const SlackSeverityEnum = builder.enumType('SlackSeverity', {
+  description: 'How a Slack notification is marked.',
+  values: {
+    INFO: { description: 'For information (the default).' },
+    WARN: { description: 'Needs attention.' },
+    ERROR: { description: 'Something failed.' },
+  } as const,
+});
+
+const AutomationScopeRef = builder.objectRef<Automation>('AutomationScope').implement({
+  description:
+    'Where an automation watches: a project or registry, or one collection in either. Only the fields its type names are set.',
+  fields: (t) => ({
+    type: t.field({
+      type: ScopeTypeEnum,
+      description: 'The kind of scope.',
+      resolve: (a) => a.scopeType,
+    }),
+    project: t.field({
+      type: ProjectRef,
+      nullable: true,
+      description:
+        'The project watched, or holding the collection watched; null for registry scopes.',
+      resolve: (a, _args, ctx) => {
+        if (a.scopeType === 'PROJECT') return getContainer(ctx.deps, 'project', a.scopeId) ?? null;
+        if (a.scopeType !== 'PROJECT_COLLECTION') return null;
+        const projectId = getCollection(ctx.deps, a.scopeId)?.projectId;
+        return projectId ? (getContainer(ctx.deps, 'project', projectId) ?? null) : null;
+      },
+    }),
+    registry: t.field({
+      type: RegistryRef,
+      nullable: true,
+      description:
+        'The registry watched, or holding the collection watched; null for project scopes.',
+      resolve: (a, _args, ctx) => {
+        if (a.scopeType === 'REGISTRY')
+          return getContainer(ctx.deps, 'registry', a.scopeId) ?? null;
+        if (a.scopeType !== 'REGISTRY_COLLECTION') return null;
+        const registryId = getCollection(ctx.deps, a.scopeId)?.registryId;
+        return registryId ? (getContainer(ctx.deps, 'registry', registryId) ?? null) : null;
+      },
+    }),
+    collection: t.field({
+      type: ArtifactCollectionRef,
+      nullable: true,
+      description: 'The collection watched; null for project and registry scopes.',
+      resolve: (a, _args, ctx) =>
+        a.scopeType === 'PROJECT_COLLECTION' || a.scopeType === 'REGISTRY_COLLECTION'
+          ? (getCollection(ctx.deps, a.scopeId) ?? null)
+          : null,
+    }),
+  }),
+});
+
+const AutomationFilterRef = builder.objectRef<Automation>('AutomationFilter').implement({
+  description: 'Conditions an event must also meet. A null condition matches everything.',
+  fields: (t) => ({
+    collectionName: t.exposeString('filterCollectionName', {
+      nullable: true,
+      description: 'Only events in the collection of this name.',
+    }),
+    artifactType: t.exposeString('filterArtifactType', {
+      nullable: true,
+      description: 'Only events on artifacts of this type, e.g. `model`.',
+    }),
+    aliasPattern: t.exposeString('filterAliasPattern', {
+      nullable: true,
+      description:
+        'Only aliases this RE2 regular expression matches anywhere (anchor with `^…$` for whole aliases). Alias events only.',
+    }),
+  }),
+});
+
+const AutomationConfigRef = builder.objectRef<Automation>('AutomationActionConfig').implement({
+  description:
+    "This automation's settings for its action: a payload template for a webhook, or a title, message and severity for Slack.",
+  fields: (t) => ({
+    payloadTemplate: t.exposeString('payloadTemplate', {
+      nullable: true,
+      description:
+        'Webhook: the JSON payload template; null sends the default envelope. Null for Slack actions.',
+    }),
+    slackTitle: t.exposeString('slackTitle', {
+      nullable: true,
+      description: 'Slack: the title template. Null for webhooks.',
+    }),
+    slackMessage: t.exposeString('slackMessage', {
+      nullable: true,
+      description: 'Slack: the message template. Null for webhooks.',
+    }),
+    slackSeverity: t.field({
+      type: SlackSeverityEnum,
+      nullable: true,
+      description: 'Slack: how the notification is marked. Null for webhooks.',
+      resolve: (a) => a.slackSeverity,
+    }),
+  }),
+});
+
+export const AutomationRef = builder.node(builder.objectRef<Automation>('Automation'), {
+  description:
+    'When an event of `eventType` happens in `scope` and passes `filter`, run `action` with `config`.',
+  id: { resolve: (a) => a.id },
+  loadOne: (id, ctx) => {
+    const row = getAutomation(ctx.deps, id);
+    return row && hasRole(ctx.viewer, row.entityId) ? row : null;
+  },
+  fields: (t) => ({
+    entity: t.field({
+      type: EntityRef,
+      description: 'The entity it belongs to.',
+      resolve: (a, _args, ctx) => readableEntity(ctx, a.entityId)!,
+    }),
+    name: t.exposeString('name', { description: 'Name, unique in its entity.' }),
+    description: t.exposeString('description', {
+      nullable: true,
+      description: 'What it is for.',
+    }),
+    enabled: t.exposeBoolean('enabled', {
+      description: 'Whether events trigger it; a disabled automation is kept but never matched.',
+    }),
+    eventType: t.field({
+      type: EventTypeEnum,
+      description: 'The event it reacts to.',
+      resolve: (a) => a.eventType,
+    }),
+    scope: t.field({
+      type: AutomationScopeRef,
+      description: 'Where it watches.',
+      resolve: (a) => a,
+    }),
+    filter: t.field({
+      type: AutomationFilterRef,
+      description: 'Further conditions on the event.',
+      resolve: (a) => a,
+    }),
+    action: t.field({
+      type: ActionRef,
+      nullable: true,
+      description:
+        'The action it runs. An action cannot be deleted while an automation uses it, so this is set.',
+      resolve: (a, _args, ctx) => getAction(ctx.deps, a.actionId) ?? null,
+    }),
+    config: t.field({
+      type: AutomationConfigRef,
+      description: 'Its settings for the action.',
+      resolve: (a) => a,
+    }),
+    createdAt: t.expose('createdAt', { type: 'DateTime', description: 'When it was created.' }),
+    updatedAt: t.field({
+      type: 'DateTime',
+      description: 'When it was last changed (its creation time until then).',
+      resolve: (a) => a.updatedAt ?? a.createdAt,
+    }),
+    createdBy: t.field({
+      type: UserRef,
+      nullable: true,
+      description: 'Who created it; null when that account is gone or no longer visible to you.',
+      resolve: (a, _args, ctx) =>
+        a.createdById && isVisibleTo(ctx.deps, ctx.viewer, a.createdById)
+          ? (findUser(ctx.deps, a.createdById) ?? null)
+          : null,
+    }),
+  }),
+});
+
+const ACTION_TYPENAME_SET: ReadonlySet<string> = new Set(Object.values(ACTION_TYPENAMES));
+
+/** The stored id behind an action's global ID, or undefined when it names no action. */
+function actionIdOf(globalId: string): string | undefined {
+  try {
+    const decoded = decodeGlobalID(globalId);
+    if (ACTION_TYPENAME_SET.has(decoded.typename)) return decoded.id;
+  } catch {
+    // A malformed ID is simply one that names nothing.
+  }
+  return undefined;
+}
+
+/** The action part of an input with its global ID decoded; NotFoundError when it names no action. */
+function decodeActionInput(input: AutomationActionInput): AutomationActionInput {
+  const actionId = actionIdOf(input.actionId);
+  if (actionId === undefined) {
+    throw new NotFoundError(
+      'input.action.actionId',
+      `No action with id "${input.actionId}"; pass the \`id\` of a WebhookAction or SlackAction.`,
+    );
+  }
+  return { ...input, actionId };
+}
+
+builder.objectField(EntityRef, 'automations', (t) =>
+  t.connection({
+    type: AutomationRef,
+    description: "The entity's automations, newest first. Each argument narrows the list.",
+    args: {
+      scopeType: t.arg({
+        type: ScopeTypeEnum,
+        required: false,
+        description: 'Only this kind of scope.',
+      }),
+      eventType: t.arg({
+        type: EventTypeEnum,
+        required: false,
+        description: 'Only this event type.',
+      }),
+      actionId: t.arg.id({
+        required: false,
+        description: 'Only automations running this action (its global ID).',
+      }),
+      enabled: t.arg.boolean({
+        required: false,
+        description: 'Only enabled (true) or disabled (false) automations.',
+      }),
+    },
+    resolve: (entity, args, ctx) => {
+      const actionId = args.actionId == null ? null : actionIdOf(args.actionId);
+      const filter = { ...args, actionId };
+      return offsetConnection(
+        args,
+        () => (actionId === undefined ? 0 : countAutomations(ctx.deps, entity.id, filter)),
+        (page) =>
+          actionId === undefined ? [] : listAutomations(ctx.deps, entity.id, filter, page),
+      );
+    },
+  }),
+);
+
+builder.queryField('automation', (t) =>
+  t.field({
+    type: AutomationRef,
+    nullable: true,
+    description: 'An automation by global ID; null when it does not exist or is not yours.',
+    args: { id: t.arg.id({ description: 'Global ID of the automation.' }) },
+    resolve: (_root, { id }, ctx) => {
+      let rowId: string;
+      try {
+        rowId = decodeId(id, 'Automation', 'id');
+      } catch {
+        return null;
+      }
+      const row = getAutomation(ctx.deps, rowId);
+      return row && hasRole(ctx.viewer, row.entityId) ? row : null;
+    },
+  }),
+);
+
+const ScopeInput = builder.inputType('AutomationScopeInput', {
+  description:
+    'Where to watch, by name. PROJECT names `project`; REGISTRY names `registry`; PROJECT_COLLECTION names `project` and `collection`; REGISTRY_COLLECTION names `registry` and `collection`. Give no other field.',
+  fields: (f) => ({
+    type: f.field({ type: ScopeTypeEnum, description: 'The kind of scope.' }),
+    project: f.string({ required: false, description: 'Project name (project scopes).' }),
+    registry: f.string({ required: false, description: 'Registry name (registry scopes).' }),
+    collection: f.string({
+      required: false,
+      description: 'Collection name in that project or registry (collection scopes).',
+    }),
+  }),
+});
+
+const FilterInput = builder.inputType('AutomationFilterInput', {
+  description: 'Further conditions on events; leave a field out to match everything.',
+  fields: (f) => ({
+    collectionName: f.string({
+      required: false,
+      description:
+        'Only this collection, by name (up to 64 characters). Not for collection scopes, which already name one.',
+    }),
+    artifactType: f.string({
+      required: false,
+      description: 'Only artifacts of this type, e.g. `model` (up to 64 characters).',
+    }),
+    aliasPattern: f.string({
+      required: false,
+      description:
+        'ADD_ARTIFACT_ALIAS only: an RE2 regular expression (linear-time; no backreferences or lookaround; up to 256 characters) the alias must match somewhere, e.g. `^prod`.',
+    }),
+  }),
+});
+
+const ActionInput = builder.inputType('AutomationActionInput', {
+  description:
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the text shows template variables as written
+    'Which action to run and how. A webhook takes only `payloadTemplate`; a Slack action needs `slackTitle` and `slackMessage` and may set `slackSeverity`. Templates use the variables `${event_type}`, `${artifact_version_string}` … and `${SECRET_NAME}`, and are checked when saved.',
+  fields: (f) => ({
+    actionId: f.id({ description: 'Global ID of an action of the same entity.' }),
+    payloadTemplate: f.string({
+      required: false,
+      description:
+        'Webhook: a JSON payload template (up to 64 KiB); variables are substituted inside string values. Leave out to send the default envelope.',
+    }),
+    slackTitle: f.string({
+      required: false,
+      description: 'Slack: the title template (up to 64 KiB).',
+    }),
+    slackMessage: f.string({
+      required: false,
+      description: 'Slack: the message template (up to 64 KiB).',
+    }),
+    slackSeverity: f.field({
+      type: SlackSeverityEnum,
+      required: false,
+      description: 'Slack: how the notification is marked; INFO when left out.',
+    }),
+  }),
+});
+
+builder.mutationField('createAutomation', (t) =>
+  t.field({
+    type: AutomationRef,
+    description:
+      'Creates an automation. Its scope, event type, filter and action configuration are checked together now, not at delivery. Members and admins.',
+    errors: {},
+    args: {
+      input: t.arg({
+        description: 'What to do.',
+        type: builder.inputType('CreateAutomationInput', {
+          description: 'A new automation.',
+          fields: (f) => ({
+            entity: f.string({ description: 'Name of the entity it belongs to.' }),
+            name: f.string({ description: 'Unique name in the entity (1 to 64 characters).' }),
+            description: f.string({ required: false, description: 'What it is for.' }),
+            enabled: f.boolean({
+              required: false,
+              description: 'Whether events trigger it; true when left out.',
+            }),
+            eventType: f.field({ type: EventTypeEnum, description: 'The event to react to.' }),
+            scope: f.field({ type: ScopeInput, description: 'Where to watch.' }),
+            filter: f.field({
+              type: FilterInput,
+              required: false,
+              description: 'Further conditions.',
+            }),
+            action: f.field({ type: ActionInput, description: 'What to run.' }),
+          }),
+        }),
+      }),
+    },
+    resolve: (_root, { input }, ctx) =>
+      createAutomation(ctx, { ...input, action: decodeActionInput(input.action) }),
+  }),
+);
+
+builder.mutationField('updateAutomation', (t) =>
+  t.field({
+    type: AutomationRef,
+    description:
+      'Changes an automation, e.g. `enabled: false` to pause it. Fields left out keep their value; `scope`, `filter` and `action` are replaced whole when given. The result is checked as on creation. Members and admins.',
+    errors: {},
+    args: {
+      input: t.arg({
+        description: 'What to do.',
+        type: builder.inputType('UpdateAutomationInput', {
+          description: 'The automation and the fields to change.',
+          fields: (f) => ({
+            id: f.id({ description: 'Global ID of the automation.' }),
+            name: f.string({ required: false, description: 'New name, unique in the entity.' }),
+            description: f.string({
+              required: false,
+              description: 'New description; null clears it.',
+            }),
+            enabled: f.boolean({
+              required: false,
+              description: 'Enable (true) or disable (false).',
+            }),
+            eventType: f.field({
+              type: EventTypeEnum,
+              required: false,
+              description: 'New event type.',
+            }),
+            scope: f.field({ type: ScopeInput, required: false, description: 'New scope.' }),
+            filter: f.field({
+              type: FilterInput,
+              required: false,
+              description: 'New filter, replacing the old one whole; null removes every condition.',
+            }),
+            action: f.field({
+              type: ActionInput,
+              required: false,
+              description: 'New action configuration, replacing the old one whole.',
+            }),
+          }),
+        }),
+      }),
+    },
+    resolve: (_root, { input }, ctx) =>
+      updateAutomation(ctx, {
+        ...input,
+        id: decodeId(input.id, 'Automation', 'input.id'),
+        action: input.action && decodeActionInput(input.action),
+      }),
+  }),
+);
+
+builder.mutationField('deleteAutomation', (t) =>
+  t.field({
+    type: AutomationRef,
+    description:
+      'Deletes an automation and returns it as it was. Runs it already triggered keep their history. Members and admins.',
+    errors: {},
+    args: {
+      input: t.arg({
+        description: 'What to do.',
+        type: builder.inputType('DeleteAutomationInput', {
+          description: 'The automation to delete.',
+          fields: (f) => ({ id: f.id({ description: 'Global ID of the automation.' }) }),
+        }),
+      }),
+    },
+    resolve: (_root, { input }, ctx) =>
+      deleteAutomation(ctx, { id: decodeId(input.id, 'Automation', 'input.id') }),
+  }),
+);

@@ -1,0 +1,201 @@
+import { builder } from '../../builder.js';
+import type { Context } from '../../context.js';
+import { EventTypeEnum } from '../automations/schema.js';
+import { artifactVersionString, artifactVersionUri } from '../automations/template.js';
+import { offsetConnection } from '../connection.js';
+import { hasRole, readableEntity } from '../entities/access.js';
+import { EntityRef } from '../entities/schema.js';
+import { ProjectRef, RegistryRef } from '../projects/schema.js';
+import { getContainer } from '../projects/service.js';
+import { resolveRuns, runsArgs, TriggeredRunRef } from '../runs/schema.js';
+import type { TriggeredRun } from '../runs/service.js';
+import { UserRef } from '../users/schema.js';
+import { findUser } from '../users/service.js';
+import {
+  type ArtifactEvent,
+  countEvents,
+  emitArtifactEvent,
+  getEvent,
+  listEvents,
+} from './service.js';
+
+/** Names the version strings and URIs are built from. */
+function versionParts(event: ArtifactEvent, ctx: Context) {
+  const owner = event.projectId
+    ? getContainer(ctx.deps, 'project', event.projectId)
+    : getContainer(ctx.deps, 'registry', event.registryId ?? '');
+  return { entity: readableEntity(ctx, event.entityId)?.name ?? '', owner: owner?.name ?? '' };
+}
+
+export const ArtifactEventRef = builder.node(builder.objectRef<ArtifactEvent>('ArtifactEvent'), {
+  description: 'One reported artifact event, stored as received.',
+  id: { resolve: (e) => e.id },
+  loadOne: (id, ctx) => {
+    const event = getEvent(ctx.deps, id);
+    return event && hasRole(ctx.viewer, event.entityId) ? event : null;
+  },
+  fields: (t) => ({
+    eventType: t.field({
+      type: EventTypeEnum,
+      description: 'What happened.',
+      resolve: (e) => e.eventType,
+    }),
+    project: t.field({
+      type: ProjectRef,
+      nullable: true,
+      description: 'The project it happened in, for project events.',
+      resolve: (e, _args, ctx) =>
+        e.projectId ? (getContainer(ctx.deps, 'project', e.projectId) ?? null) : null,
+    }),
+    registry: t.field({
+      type: RegistryRef,
+      nullable: true,
+      description: 'The registry it happened in, for registry events.',
+      resolve: (e, _args, ctx) =>
+        e.registryId ? (getContainer(ctx.deps, 'registry', e.registryId) ?? null) : null,
+    }),
+    collectionName: t.exposeString('collectionName', { description: 'The artifact collection.' }),
+    artifactType: t.exposeString('artifactType', { description: 'The artifact type.' }),
+    versionIndex: t.exposeInt('versionIndex', { description: 'The version index (3 for v3).' }),
+    alias: t.exposeString('alias', {
+      nullable: true,
+      description: 'The alias added, for ADD_ARTIFACT_ALIAS.',
+    }),
+    versionString: t.string({
+      description: '`entity/project/collection:v3`, or `…:alias` for alias events.',
+      resolve: (e, _args, ctx) => {
+        const p = versionParts(e, ctx);
+        return artifactVersionString(p.entity, p.owner, e.collectionName, e.versionIndex, e.alias);
+      },
+    }),
+    versionUri: t.string({
+      description: 'A stable URI of the version: what templates see as artifact_version.',
+      resolve: (e, _args, ctx) => {
+        const p = versionParts(e, ctx);
+        return artifactVersionUri(p.entity, p.owner, e.collectionName, e.versionIndex);
+      },
+    }),
+    author: t.exposeString('author', { description: 'Who the reporter says caused the event.' }),
+    metadata: t.field({
+      type: 'JSONObject',
+      nullable: true,
+      description: 'Metadata reported with the event.',
+      resolve: (e) => e.metadata ?? null,
+    }),
+    idempotencyKey: t.exposeString('idempotencyKey', {
+      nullable: true,
+      description: 'The idempotency key it was sent with.',
+    }),
+    createdAt: t.expose('createdAt', { type: 'DateTime', description: 'When it was received.' }),
+    reportedBy: t.field({
+      type: UserRef,
+      nullable: true,
+      description: 'The account whose API key reported it.',
+      resolve: (e, _args, ctx) =>
+        e.createdById ? (findUser(ctx.deps, e.createdById) ?? null) : null,
+    }),
+  }),
+});
+
+builder.objectField(ArtifactEventRef, 'triggeredRuns', (t) =>
+  t.connection({
+    type: TriggeredRunRef,
+    description: 'Runs this event triggered, newest first.',
+    args: runsArgs,
+    resolve: (event, args, ctx) => resolveRuns(ctx, { eventId: event.id }, args),
+  }),
+);
+
+builder.objectField(EntityRef, 'events', (t) =>
+  t.connection({
+    type: ArtifactEventRef,
+    description: 'Artifact events reported to the entity, newest first.',
+    args: {
+      eventType: t.arg({
+        type: EventTypeEnum,
+        required: false,
+        description: 'Only events of this type.',
+      }),
+    },
+    resolve: (entity, args, ctx) => {
+      const filter = { entityId: entity.id, eventType: args.eventType ?? null };
+      return offsetConnection(
+        args,
+        () => countEvents(ctx.deps, filter),
+        (page) => listEvents(ctx.deps, filter, page),
+      );
+    },
+  }),
+);
+
+const EmittedEvent = builder
+  .objectRef<{ event: ArtifactEvent; runs: TriggeredRun[]; replayed: boolean }>(
+    'EmittedArtifactEvent',
+  )
+  .implement({
+    description: 'The stored event and the runs it queued.',
+    fields: (t) => ({
+      event: t.field({
+        type: ArtifactEventRef,
+        description: 'The event.',
+        resolve: (r) => r.event,
+      }),
+      triggeredRuns: t.field({
+        type: [TriggeredRunRef],
+        description: 'One QUEUED run per matching enabled automation.',
+        resolve: (r) => r.runs,
+      }),
+      replayed: t.exposeBoolean('replayed', {
+        description:
+          'True when the idempotency key was seen before and this is the first result again.',
+      }),
+    }),
+  });
+
+builder.mutationField('emitArtifactEvent', (t) =>
+  t.field({
+    type: EmittedEvent,
+    description:
+      'Reports an artifact event. Stores it, matches it against the enabled automations and queues one run each, in one transaction; never waits for delivery. Members and admins.',
+    errors: {},
+    args: {
+      input: t.arg({
+        description: 'The event.',
+        type: builder.inputType('EmitArtifactEventInput', {
+          description:
+            'An artifact event. CREATE_ARTIFACT names a `project`, LINK_ARTIFACT a `registry`, ADD_ARTIFACT_ALIAS either.',
+          fields: (f) => ({
+            entity: f.string({ description: 'Entity name.' }),
+            eventType: f.field({ type: EventTypeEnum, description: 'What happened.' }),
+            project: f.string({ required: false, description: 'Project name.' }),
+            registry: f.string({ required: false, description: 'Registry name.' }),
+            collection: f.string({
+              description: 'Artifact collection name; created on first use.',
+            }),
+            artifactType: f.string({ description: 'Artifact type, e.g. `model`.' }),
+            versionIndex: f.int({ description: 'Version index (3 for v3).' }),
+            alias: f.string({
+              required: false,
+              description: 'The alias added; required for ADD_ARTIFACT_ALIAS.',
+            }),
+            author: f.string({
+              required: false,
+              description: 'Who caused it; defaults to your account name.',
+            }),
+            metadata: f.field({
+              type: 'JSONObject',
+              required: false,
+              description: 'Metadata, at most 64 KiB of JSON.',
+            }),
+            idempotencyKey: f.string({
+              required: false,
+              description:
+                'Retrying with the same key returns the first result instead of a second event.',
+            }),
+          }),
+        }),
+      }),
+    },
+    resolve: (_root, { input }, ctx) => emitArtifactEvent(ctx, input),
+  }),
+);

@@ -1,0 +1,273 @@
+import { filter, pipe } from 'graphql-yoga';
+import { builder } from '../../builder.js';
+import type { Context } from '../../context.js';
+import { AutomationRef } from '../automations/schema.js';
+import { getAutomation } from '../automations/service.js';
+import { offsetConnection } from '../connection.js';
+import { hasRole } from '../entities/access.js';
+import { EntityRef } from '../entities/schema.js';
+import { findEntityByName } from '../entities/service.js';
+import { ArtifactEventRef } from '../events/schema.js';
+import { getEvent } from '../events/service.js';
+import { decodeId } from '../global-id.js';
+import { ProjectRef, RegistryRef } from '../projects/schema.js';
+import { stillReadable } from '../users/service.js';
+import {
+  countRuns,
+  type DeliveryAttempt,
+  getRun,
+  listAttempts,
+  listRuns,
+  type RunFilter,
+  retryRun,
+  type TriggeredRun,
+} from './service.js';
+
+export const RunStatusEnum = builder.enumType('RunStatus', {
+  description: 'Where a triggered run is in its life.',
+  values: {
+    QUEUED: { description: 'Waiting for the delivery engine.' },
+    RUNNING: { description: 'An attempt is in flight.' },
+    RETRYING: { description: 'An attempt failed in a way worth retrying; the next is scheduled.' },
+    SUCCEEDED: { description: 'The receiver answered 2xx.' },
+    FAILED: { description: 'Attempts are exhausted, or the failure was permanent.' },
+    SKIPPED: {
+      description: 'The automation or action was disabled or deleted before the run executed.',
+    },
+  } as const,
+});
+
+const DeliveryAttemptRef = builder.objectRef<DeliveryAttempt>('DeliveryAttempt').implement({
+  description: 'One try at delivering a run.',
+  fields: (t) => ({
+    attemptNumber: t.exposeInt('attemptNumber', { description: 'Which try this was, from 1.' }),
+    startedAt: t.expose('startedAt', {
+      type: 'DateTime',
+      description: 'When the request started.',
+    }),
+    durationMs: t.exposeInt('durationMs', {
+      description: 'How long the try took, in milliseconds.',
+    }),
+    statusCode: t.exposeInt('statusCode', {
+      nullable: true,
+      description: 'HTTP status of the answer, when there was one.',
+    }),
+    errorClass: t.exposeString('errorClass', {
+      nullable: true,
+      description: 'Kind of failure without an HTTP answer, e.g. TIMEOUT, NETWORK, SSRF_BLOCKED.',
+    }),
+    errorMessage: t.exposeString('errorMessage', {
+      nullable: true,
+      description: 'What went wrong, for people.',
+    }),
+    responseBody: t.exposeString('responseBody', {
+      nullable: true,
+      description:
+        'Start of the response body, truncated, with secret values and auth headers redacted.',
+    }),
+  }),
+});
+
+export const TriggeredRunRef = builder.node(builder.objectRef<TriggeredRun>('TriggeredRun'), {
+  description: 'One execution of one automation for one event.',
+  id: { resolve: (run) => run.id },
+  loadOne: (id, ctx) => {
+    const run = getRun(ctx.deps, id);
+    return run && hasRole(ctx.viewer, run.entityId) ? run : null;
+  },
+  fields: (t) => ({
+    status: t.field({
+      type: RunStatusEnum,
+      description: 'Current state.',
+      resolve: (r) => r.status,
+    }),
+    automationName: t.exposeString('automationName', {
+      description: 'Name of the automation when the run was created.',
+    }),
+    automation: t.field({
+      type: AutomationRef,
+      nullable: true,
+      description: 'The automation; null once it has been deleted.',
+      resolve: (r, _args, ctx) =>
+        r.automationId ? (getAutomation(ctx.deps, r.automationId) ?? null) : null,
+    }),
+    event: t.field({
+      type: ArtifactEventRef,
+      description: 'The event that triggered the run.',
+      resolve: (r, _args, ctx) => getEvent(ctx.deps, r.eventId)!,
+    }),
+    attemptCount: t.exposeInt('attemptCount', {
+      description:
+        'Tries since the run was last queued (a re-delivery starts a fresh retry budget).',
+    }),
+    attempts: t.field({
+      type: [DeliveryAttemptRef],
+      description: 'Every try, oldest first.',
+      resolve: (r, _args, ctx) => listAttempts(ctx.deps, r.id),
+    }),
+    result: t.exposeString('result', {
+      nullable: true,
+      description: 'The latest outcome, for people.',
+    }),
+    nextAttemptAt: t.expose('nextAttemptAt', {
+      type: 'DateTime',
+      nullable: true,
+      description: 'When the next try is due, while queued or retrying.',
+    }),
+    createdAt: t.expose('createdAt', { type: 'DateTime', description: 'When the run was queued.' }),
+    updatedAt: t.expose('updatedAt', {
+      type: 'DateTime',
+      nullable: true,
+      description: 'When its state last changed.',
+    }),
+    finishedAt: t.expose('finishedAt', {
+      type: 'DateTime',
+      nullable: true,
+      description: 'When it reached a final state.',
+    }),
+  }),
+});
+
+const RunFilterInput = builder.inputType('TriggeredRunFilter', {
+  description: 'Narrows a list of runs; every given condition must hold.',
+  fields: (f) => ({
+    statuses: f.field({
+      type: [RunStatusEnum],
+      required: false,
+      description: 'Only runs in one of these states.',
+    }),
+    automationId: f.id({ required: false, description: 'Only runs of this automation.' }),
+    createdAfter: f.field({
+      type: 'DateTime',
+      required: false,
+      description: 'Only runs queued at or after this time.',
+    }),
+    createdBefore: f.field({
+      type: 'DateTime',
+      required: false,
+      description: 'Only runs queued at or before this time.',
+    }),
+  }),
+});
+
+export const runsArgs = builder.args((t) => ({
+  filter: t.field({ type: RunFilterInput, required: false, description: 'Which runs to list.' }),
+}));
+
+/** Resolves a `triggeredRuns` connection for one owner of runs, applying the caller's filter. */
+export function resolveRuns(
+  ctx: Context,
+  owner: RunFilter,
+  args: { filter?: typeof RunFilterInput.$inferInput | null } & Parameters<
+    typeof offsetConnection
+  >[0],
+) {
+  const f: RunFilter = {
+    ...owner,
+    statuses: args.filter?.statuses ?? null,
+    createdAfter: args.filter?.createdAfter ?? null,
+    createdBefore: args.filter?.createdBefore ?? null,
+  };
+  if (args.filter?.automationId) {
+    f.automationId = decodeId(args.filter.automationId, 'Automation', 'filter.automationId');
+  }
+  return offsetConnection(
+    args,
+    () => countRuns(ctx.deps, f),
+    (page) => listRuns(ctx.deps, f, page),
+  );
+}
+
+builder.objectField(EntityRef, 'triggeredRuns', (t) =>
+  t.connection({
+    type: TriggeredRunRef,
+    description: 'Runs of every automation in the entity, newest first.',
+    args: runsArgs,
+    resolve: (entity, args, ctx) => resolveRuns(ctx, { entityId: entity.id }, args),
+  }),
+);
+builder.objectField(ProjectRef, 'triggeredRuns', (t) =>
+  t.connection({
+    type: TriggeredRunRef,
+    description: 'Runs for events in this project, newest first.',
+    args: runsArgs,
+    resolve: (project, args, ctx) => resolveRuns(ctx, { projectId: project.id }, args),
+  }),
+);
+builder.objectField(RegistryRef, 'triggeredRuns', (t) =>
+  t.connection({
+    type: TriggeredRunRef,
+    description: 'Runs for events in this registry, newest first.',
+    args: runsArgs,
+    resolve: (registry, args, ctx) => resolveRuns(ctx, { registryId: registry.id }, args),
+  }),
+);
+builder.objectField(AutomationRef, 'triggeredRuns', (t) =>
+  t.connection({
+    type: TriggeredRunRef,
+    description: 'Runs of this automation, newest first.',
+    args: runsArgs,
+    resolve: (automation, args, ctx) => resolveRuns(ctx, { automationId: automation.id }, args),
+  }),
+);
+builder.queryField('triggeredRun', (t) =>
+  t.field({
+    type: TriggeredRunRef,
+    nullable: true,
+    description: 'A run by global ID; null when it does not exist or is not yours.',
+    args: { id: t.arg.id({ description: 'Global ID of the run.' }) },
+    resolve: (_root, { id }, ctx) => {
+      const run = getRun(ctx.deps, decodeId(id, 'TriggeredRun', 'id'));
+      return run && hasRole(ctx.viewer, run.entityId) ? run : null;
+    },
+  }),
+);
+
+builder.mutationField('retryTriggeredRun', (t) =>
+  t.field({
+    type: TriggeredRunRef,
+    description:
+      'Re-delivers a finished run. The run keeps its id, so receivers see the same `webhook-id` and can de-duplicate. Members and admins.',
+    errors: {},
+    args: { id: t.arg.id({ description: 'Global ID of the run.' }) },
+    resolve: (_root, { id }, ctx) => retryRun(ctx, decodeId(id, 'TriggeredRun', 'id')),
+  }),
+);
+
+builder.subscriptionType({ description: 'Live updates.' });
+
+builder.subscriptionField('triggeredRunUpdated', (t) =>
+  t.field({
+    type: TriggeredRunRef,
+    description:
+      'Every status change of runs in the entities you can read, in order, published after it is stored. Narrow it with the arguments.',
+    args: {
+      entity: t.arg.string({ required: false, description: 'Only runs of this entity (by name).' }),
+      automationId: t.arg.id({ required: false, description: 'Only runs of this automation.' }),
+      runId: t.arg.id({ required: false, description: 'Only this run.' }),
+      eventId: t.arg.id({ required: false, description: 'Only runs of this event.' }),
+    },
+    subscribe: (_root, args, ctx) => {
+      const automationId =
+        args.automationId && decodeId(args.automationId, 'Automation', 'automationId');
+      const runId = args.runId && decodeId(args.runId, 'TriggeredRun', 'runId');
+      const eventId = args.eventId && decodeId(args.eventId, 'ArtifactEvent', 'eventId');
+      // An entity you cannot read yields nothing, exactly like one that does not exist.
+      const entityId = args.entity
+        ? (findEntityByName(ctx.deps, args.entity)?.id ?? null)
+        : undefined;
+      return pipe(
+        ctx.deps.pubsub.subscribe('triggeredRunUpdated'),
+        filter(
+          (run: TriggeredRun) =>
+            (entityId === undefined || run.entityId === entityId) &&
+            (!automationId || run.automationId === automationId) &&
+            (!runId || run.id === runId) &&
+            (!eventId || run.eventId === eventId) &&
+            stillReadable(ctx.deps, ctx.viewer, run.entityId),
+        ),
+      );
+    },
+    resolve: (run) => run,
+  }),
+);

@@ -1,0 +1,210 @@
+import { describe, expect, it } from 'vitest';
+import { openDatabase } from '../src/db/client.js';
+import { triggeredRuns } from '../src/db/schema.js';
+import { createDeliveryEngine } from '../src/delivery/engine.js';
+import { deliveryConfig, useDeliveryTestbed } from './support/delivery-fixtures.js';
+
+const tb = useDeliveryTestbed();
+
+function deferred<T = void>() {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+function automation(): string {
+  const actionId = tb.fx.addWebhookAction({ url: `${tb.receiver.url}/hook` });
+  return tb.fx.addAutomation({ actionId });
+}
+
+describe('claiming', () => {
+  it('leaves runs due later alone', async () => {
+    const automationId = automation();
+    const later = tb.fx.queueRun({
+      automationId,
+      nextAttemptAt: new Date(tb.fx.clock.now().getTime() + 1_000),
+    });
+    await tb.fx.engine().drain();
+    expect(tb.fx.run(later).status).toBe('QUEUED');
+    expect(tb.receiver.requests).toHaveLength(0);
+  });
+
+  it("reclaims a crashed worker's run once its lease expires", async () => {
+    const automationId = automation();
+    const now = tb.fx.clock.now().getTime();
+    const expired = tb.fx.queueRun({
+      automationId,
+      status: 'RUNNING',
+      leaseOwner: 'crashed-worker',
+      leaseExpiresAt: new Date(now - 1),
+    });
+    const held = tb.fx.queueRun({
+      automationId,
+      status: 'RUNNING',
+      leaseOwner: 'live-worker',
+      leaseExpiresAt: new Date(now + 30_000),
+    });
+    const engine = tb.fx.engine({ workerId: 'rescuer' });
+    await engine.drain();
+    expect(tb.fx.run(expired)).toMatchObject({ status: 'SUCCEEDED', leaseOwner: null });
+    expect(tb.fx.run(held)).toMatchObject({ status: 'RUNNING', leaseOwner: 'live-worker' });
+
+    tb.fx.clock.advance(30_000);
+    await engine.drain();
+    expect(tb.fx.run(held).status).toBe('SUCCEEDED');
+    expect(tb.receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([expired, held]);
+  });
+
+  it('drops the result of an attempt that outlived its lease once another worker took over', async () => {
+    const gate = deferred();
+    tb.receiver.respond((_, index) =>
+      index === 0 ? gate.promise.then(() => ({ status: 500 })) : { status: 200, body: 'second' },
+    );
+    const runId = tb.fx.queueRun({ automationId: automation() });
+    const slow = tb.fx.engine({ workerId: 'slow' });
+    const slowDrained = slow.drain();
+    await tb.receiver.waitForRequests(1);
+    tb.fx.clock.advance(60_000);
+    await tb.fx.engine({ workerId: 'fast' }).drain();
+    expect(tb.fx.run(runId)).toMatchObject({ status: 'SUCCEEDED', attemptCount: 1 });
+    gate.resolve();
+    await slowDrained;
+    expect(tb.fx.run(runId)).toMatchObject({ status: 'SUCCEEDED', attemptCount: 1 });
+    expect(tb.fx.attempts(runId).map((a) => a.responseBody)).toEqual(['second']);
+  });
+
+  it('lets two workers on separate connections share the queue without double delivery', async () => {
+    const automationId = automation();
+    const runs = Array.from({ length: 12 }, () => tb.fx.queueRun({ automationId }));
+    const other = openDatabase(tb.fx.file);
+    try {
+      const first = tb.fx.engine({ workerId: 'a', config: deliveryConfig({ concurrency: 3 }) });
+      const second = createDeliveryEngine({
+        db: other.db,
+        secretBox: tb.fx.secretBox,
+        clock: tb.fx.clock,
+        logger: tb.fx.logger,
+        config: deliveryConfig({ concurrency: 3 }),
+        onRunUpdated: () => {},
+        workerId: 'b',
+      });
+      await Promise.all([first.drain(), second.drain()]);
+      await second.stop(0);
+    } finally {
+      other.close();
+    }
+    const ids = tb.receiver.requests.map((r) => String(r.headers['webhook-id']));
+    expect(ids.sort()).toEqual([...runs].sort());
+    for (const runId of runs) expect(tb.fx.attempts(runId)).toHaveLength(1);
+  });
+
+  it('runs at most `concurrency` attempts at once', async () => {
+    const gate = deferred();
+    tb.receiver.respond(() => gate.promise.then(() => ({ status: 204 })));
+    const automationId = automation();
+    const runs = Array.from({ length: 5 }, () => tb.fx.queueRun({ automationId }));
+    const engine = tb.fx.engine({ config: deliveryConfig({ concurrency: 2 }) });
+    const drained = engine.drain();
+    await tb.receiver.waitForRequests(2);
+    const running = tb.fx.db
+      .select()
+      .from(triggeredRuns)
+      .all()
+      .filter((r) => r.status === 'RUNNING');
+    expect(running).toHaveLength(2);
+    gate.resolve();
+    await drained;
+    for (const runId of runs) expect(tb.fx.run(runId).status).toBe('SUCCEEDED');
+    expect(tb.receiver.requests).toHaveLength(5);
+  });
+});
+
+describe('start and wake', () => {
+  it('delivers a run queued after start when woken', async () => {
+    const automationId = automation();
+    const engine = tb.fx.engine({ config: deliveryConfig({ pollIntervalMs: 60_000 }) });
+    engine.start();
+    const runId = tb.fx.queueRun({ automationId });
+    engine.wake();
+    await tb.fx.waitForStatus(runId, 'SUCCEEDED');
+    expect(tb.fx.published(runId)).toEqual(['RUNNING', 'SUCCEEDED']);
+  });
+
+  it('finds due runs by polling', async () => {
+    const automationId = automation();
+    const engine = tb.fx.engine({ config: deliveryConfig({ pollIntervalMs: 10 }) });
+    engine.start();
+    const runId = tb.fx.queueRun({ automationId });
+    await tb.fx.waitForStatus(runId, 'SUCCEEDED');
+  });
+});
+
+describe('stop', () => {
+  it('aborts an attempt that outlives the grace period and releases its run', async () => {
+    tb.receiver.enqueue({ hang: true });
+    const automationId = automation();
+    const runId = tb.fx.queueRun({ automationId });
+    const engine = tb.fx.engine({
+      workerId: 'stopping',
+      config: deliveryConfig({ timeoutMs: 30_000 }),
+    });
+    const drained = engine.drain();
+    await tb.receiver.waitForRequests(1);
+    await engine.stop(0);
+    await drained;
+    expect(tb.fx.run(runId)).toMatchObject({
+      status: 'QUEUED',
+      leaseOwner: null,
+      leaseExpiresAt: null,
+      attemptCount: 0,
+      nextAttemptAt: tb.fx.clock.now(),
+    });
+    expect(tb.fx.published(runId)).toEqual(['RUNNING', 'QUEUED']);
+    expect(tb.fx.attempts(runId)).toHaveLength(0);
+
+    // After a restart the same run goes out again with the same webhook-id.
+    await tb.fx.engine({ workerId: 'restarted' }).drain();
+    expect(tb.fx.run(runId).status).toBe('SUCCEEDED');
+    expect(tb.receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([runId, runId]);
+  });
+
+  it('puts a released retry back to RETRYING, keeping its attempt count', async () => {
+    tb.receiver.enqueue({ status: 503 }, { hang: true });
+    const runId = tb.fx.queueRun({ automationId: automation() });
+    const engine = tb.fx.engine({ config: deliveryConfig({ timeoutMs: 30_000 }) });
+    await engine.drain();
+    tb.fx.clock.advance(500);
+    const drained = engine.drain();
+    await tb.receiver.waitForRequests(2);
+    await engine.stop(0);
+    await drained;
+    expect(tb.fx.run(runId)).toMatchObject({
+      status: 'RETRYING',
+      attemptCount: 1,
+      leaseOwner: null,
+    });
+    expect(tb.fx.published(runId)).toEqual(['RUNNING', 'RETRYING', 'RUNNING', 'RETRYING']);
+  });
+
+  it('lets in-flight attempts finish within the grace period and claims nothing new', async () => {
+    const gate = deferred();
+    tb.receiver.respond(() => gate.promise.then(() => ({ status: 200, body: 'late but fine' })));
+    const automationId = automation();
+    const first = tb.fx.queueRun({ automationId });
+    const engine = tb.fx.engine();
+    const drained = engine.drain();
+    await tb.receiver.waitForRequests(1);
+    const stopped = engine.stop(10_000);
+    const second = tb.fx.queueRun({ automationId });
+    gate.resolve();
+    await stopped;
+    await drained;
+    expect(tb.fx.run(first)).toMatchObject({ status: 'SUCCEEDED' });
+    expect(tb.fx.attempts(first)[0]?.responseBody).toBe('late but fine');
+    await engine.drain();
+    expect(tb.fx.run(second).status).toBe('QUEUED');
+    expect(engine.stop(0)).toBe(stopped);
+  });
+});

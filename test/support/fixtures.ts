@@ -1,0 +1,153 @@
+import { expect } from 'vitest';
+import type { GraphQLResponse, TestApp } from './app.js';
+
+/** Runs a mutation and returns its result, failing the test on a GraphQL error. */
+export async function mutate(
+  t: TestApp,
+  query: string,
+  variables: Record<string, unknown>,
+  key?: string,
+): Promise<GraphQLResponse['data']> {
+  const res = await t.gql(query, variables, key);
+  expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
+  return Object.values(res.data as object)[0];
+}
+
+export async function createProject(t: TestApp, name: string, entity = 'default'): Promise<void> {
+  const r = await mutate(
+    t,
+    'mutation($i: CreateProjectInput!) { createProject(input: $i) { __typename } }',
+    {
+      i: { entity, name },
+    },
+  );
+  expect(r.__typename).toBe('Project');
+}
+
+export async function createRegistry(t: TestApp, name: string, entity = 'default'): Promise<void> {
+  const r = await mutate(
+    t,
+    'mutation($i: CreateRegistryInput!) { createRegistry(input: $i) { __typename } }',
+    {
+      i: { entity, name },
+    },
+  );
+  expect(r.__typename).toBe('Registry');
+}
+
+export async function createSecret(
+  t: TestApp,
+  name: string,
+  value: string,
+  entity = 'default',
+): Promise<void> {
+  const r = await mutate(
+    t,
+    'mutation($i: CreateSecretInput!) { createSecret(input: $i) { __typename } }',
+    {
+      i: { entity, name, value },
+    },
+  );
+  expect(r.__typename).toBe('Secret');
+}
+
+/** Creates a webhook action; returns its global id and the generated signing secret. */
+export async function createWebhookAction(
+  t: TestApp,
+  input: {
+    name: string;
+    url: string;
+    entity?: string;
+    accessTokenSecret?: string;
+    headers?: { name: string; value: string }[];
+  },
+): Promise<{ id: string; signingSecret: string }> {
+  const r = await mutate(
+    t,
+    `mutation($i: CreateWebhookActionInput!) { createWebhookAction(input: $i) {
+      __typename ... on CreatedWebhookAction { signingSecret action { id } } ... on Error { message } } }`,
+    { i: { entity: 'default', ...input } },
+  );
+  expect(r.__typename, r.message).toBe('CreatedWebhookAction');
+  return { id: r.action.id, signingSecret: r.signingSecret };
+}
+
+export async function createSlackAction(
+  t: TestApp,
+  input: { name: string; channel: string; webhookUrlSecret: string },
+): Promise<string> {
+  const r = await mutate(
+    t,
+    `mutation($i: CreateSlackActionInput!) { createSlackAction(input: $i) { __typename ... on SlackAction { id } ... on Error { message } } }`,
+    { i: { entity: 'default', ...input } },
+  );
+  expect(r.__typename, r.message).toBe('SlackAction');
+  return r.id;
+}
+
+/** Creates an automation; returns its global id. */
+export async function createAutomation(
+  t: TestApp,
+  input: {
+    name: string;
+    eventType: string;
+    scope: Record<string, string>;
+    actionId: string;
+    payloadTemplate?: string;
+    slack?: { slackTitle: string; slackMessage: string; slackSeverity?: string };
+    filter?: Record<string, string>;
+    entity?: string;
+  },
+): Promise<string> {
+  const r = await mutate(
+    t,
+    `mutation($i: CreateAutomationInput!) { createAutomation(input: $i) { __typename ... on Automation { id } ... on Error { message } } }`,
+    {
+      i: {
+        entity: input.entity ?? 'default',
+        name: input.name,
+        eventType: input.eventType,
+        scope: input.scope,
+        filter: input.filter,
+        action: {
+          actionId: input.actionId,
+          payloadTemplate: input.payloadTemplate,
+          ...input.slack,
+        },
+      },
+    },
+  );
+  expect(r.__typename, r.message).toBe('Automation');
+  return r.id;
+}
+
+export const EMIT = `mutation($i: EmitArtifactEventInput!) { emitArtifactEvent(input: $i) {
+  __typename
+  ... on EmittedArtifactEvent { replayed event { id eventType versionString versionUri alias author collectionName }
+    triggeredRuns { id status automationName automation { name } } }
+  ... on Error { message } ... on ValidationError { field } ... on NotFoundError { field }
+  ... on PermissionDeniedError { requiredRole } } }`;
+
+/** Emits an event in entity `default`; fields default to a CREATE_ARTIFACT of my-model v0 in project `p`. */
+export async function emit(
+  t: TestApp,
+  input: Record<string, unknown> = {},
+  key?: string,
+): Promise<GraphQLResponse['data']> {
+  return mutate(
+    t,
+    EMIT,
+    {
+      i: {
+        entity: 'default',
+        eventType: 'CREATE_ARTIFACT',
+        project: 'p',
+        collection: 'my-model',
+        artifactType: 'model',
+        versionIndex: 0,
+        ...input,
+      },
+    },
+    key,
+  );
+}
