@@ -11,6 +11,7 @@ import {
   type TemplateContext,
 } from '../automations/template.js';
 import { readableEntity } from '../entities/access.js';
+import { DeliveryResultRef } from '../runs/schema.js';
 import { secretNamesOf } from '../secrets/service.js';
 import { requireAction } from './service.js';
 
@@ -84,31 +85,11 @@ export async function testAction(ctx: Context, input: TestActionInput): Promise<
 
 const ActionTestResponse = builder.objectRef<DeliveryOutcome>('ActionTestResponse').implement({
   description: 'What the receiver answered to a test delivery. Nothing was stored.',
+  interfaces: [DeliveryResultRef],
   fields: (t) => ({
     success: t.boolean({
       description: 'True when the receiver answered 2xx.',
       resolve: (o) => o.statusCode !== undefined && o.statusCode >= 200 && o.statusCode < 300,
-    }),
-    statusCode: t.exposeInt('statusCode', {
-      nullable: true,
-      description: 'HTTP status, when an answer arrived.',
-    }),
-    errorClass: t.exposeString('errorClass', {
-      nullable: true,
-      description:
-        'Kind of failure without an HTTP answer, e.g. TIMEOUT, NETWORK_ERROR, SSRF_BLOCKED.',
-    }),
-    errorMessage: t.exposeString('errorMessage', {
-      nullable: true,
-      description: 'What went wrong, for people.',
-    }),
-    responseBody: t.exposeString('responseBody', {
-      nullable: true,
-      description:
-        'Start of the response body, truncated, with secret values and auth headers redacted.',
-    }),
-    durationMs: t.exposeInt('durationMs', {
-      description: 'How long the request took, in milliseconds.',
     }),
   }),
 });

@@ -37,16 +37,20 @@ export const RunStatusEnum = builder.enumType('RunStatus', {
   } as const,
 });
 
-const DeliveryAttemptRef = builder.objectRef<DeliveryAttempt>('DeliveryAttempt').implement({
-  description: 'One try at delivering a run.',
+/** What one HTTP try produced; attempts of runs and test deliveries share it. */
+interface HttpOutcome {
+  statusCode?: number | null;
+  errorClass?: string | null;
+  errorMessage?: string | null;
+  responseBody: string | null;
+  durationMs: number;
+}
+
+export const DeliveryResultRef = builder.interfaceRef<HttpOutcome>('DeliveryResult').implement({
+  description: 'What one delivery request produced: an HTTP answer, or the reason there was none.',
   fields: (t) => ({
-    attemptNumber: t.exposeInt('attemptNumber', { description: 'Which try this was, from 1.' }),
-    startedAt: t.expose('startedAt', {
-      type: 'DateTime',
-      description: 'When the request started.',
-    }),
     durationMs: t.exposeInt('durationMs', {
-      description: 'How long the try took, in milliseconds.',
+      description: 'How long the request took, in milliseconds.',
     }),
     statusCode: t.exposeInt('statusCode', {
       nullable: true,
@@ -54,7 +58,8 @@ const DeliveryAttemptRef = builder.objectRef<DeliveryAttempt>('DeliveryAttempt')
     }),
     errorClass: t.exposeString('errorClass', {
       nullable: true,
-      description: 'Kind of failure without an HTTP answer, e.g. TIMEOUT, NETWORK, SSRF_BLOCKED.',
+      description:
+        'Kind of failure without an HTTP answer: NETWORK_ERROR, TIMEOUT, SSRF_BLOCKED, PAYLOAD_TOO_LARGE, CONFIGURATION_ERROR, INVALID_REQUEST or ABORTED.',
     }),
     errorMessage: t.exposeString('errorMessage', {
       nullable: true,
@@ -64,6 +69,18 @@ const DeliveryAttemptRef = builder.objectRef<DeliveryAttempt>('DeliveryAttempt')
       nullable: true,
       description:
         'Start of the response body, truncated, with secret values and auth headers redacted.',
+    }),
+  }),
+});
+
+const DeliveryAttemptRef = builder.objectRef<DeliveryAttempt>('DeliveryAttempt').implement({
+  description: 'One try at delivering a run.',
+  interfaces: [DeliveryResultRef],
+  fields: (t) => ({
+    attemptNumber: t.exposeInt('attemptNumber', { description: 'Which try this was, from 1.' }),
+    startedAt: t.expose('startedAt', {
+      type: 'DateTime',
+      description: 'When the request started.',
     }),
   }),
 });
