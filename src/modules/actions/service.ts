@@ -5,6 +5,7 @@ import { actions, automations } from '../../db/schema.js';
 import { generateSigningSecret } from '../../delivery/signing.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import { type AuditAction, recordAudit } from '../audit/service.js';
 import { requireEntity, requireRole } from '../entities/access.js';
 import { checkName, MAX_NAME_LENGTH } from '../names.js';
 import {
@@ -319,6 +320,15 @@ export function createWebhookAction(
       })
       .returning()
       .get();
+    auditAction(ctx, 'action.created', action, {
+      name,
+      kind: action.kind,
+      url,
+      headerNames: Object.keys(headers),
+      accessTokenSecret: accessToken?.name ?? null,
+      signingSecret: signing.name,
+      signingSecretGenerated: generated !== null,
+    });
     ctx.deps.logger.info(
       { entity: entity.name, action: action.id, signingSecretName: signing.name },
       'webhook action created',
@@ -348,19 +358,28 @@ export function createSlackAction(
     'input.webhookUrlSecret',
   );
   checkSlackUrlSecret(ctx.deps, secret, 'input.webhookUrlSecret');
-  const action = ctx.deps.db
-    .insert(actions)
-    .values({
-      id: newId(),
-      entityId: entity.id,
-      kind: 'SLACK',
+  const action = ctx.deps.db.transaction(() => {
+    const row = ctx.deps.db
+      .insert(actions)
+      .values({
+        id: newId(),
+        entityId: entity.id,
+        kind: 'SLACK',
+        name,
+        channel,
+        slackUrlSecretId: secret.id,
+        createdById: ctx.viewer.user.id,
+      })
+      .returning()
+      .get();
+    auditAction(ctx, 'action.created', row, {
       name,
+      kind: row.kind,
       channel,
-      slackUrlSecretId: secret.id,
-      createdById: ctx.viewer.user.id,
-    })
-    .returning()
-    .get();
+      webhookUrlSecret: secret.name,
+    });
+    return row;
+  });
   ctx.deps.logger.info({ entity: entity.name, action: action.id }, 'slack action created');
   return action;
 }
@@ -464,12 +483,16 @@ export function updateAction(ctx: Context, input: UpdateActionInput): Action {
     changes.disabledReason = `Disabled by ${ctx.viewer.user.name}.`;
   }
   if (Object.keys(changes).length === 1) return action;
-  const updated = ctx.deps.db
-    .update(actions)
-    .set(changes)
-    .where(eq(actions.id, action.id))
-    .returning()
-    .get();
+  const updated = ctx.deps.db.transaction(() => {
+    const row = ctx.deps.db
+      .update(actions)
+      .set(changes)
+      .where(eq(actions.id, action.id))
+      .returning()
+      .get();
+    auditActionUpdate(ctx, action, row);
+    return row;
+  });
   ctx.deps.logger.info(
     { action: action.id, changed: Object.keys(changes).filter((key) => key !== 'updatedAt') },
     'action updated',
@@ -491,9 +514,76 @@ export function deleteAction(ctx: Context, input: { id: string }): Action {
       `Action "${action.name}" is used by automations ${users.map((n) => `"${n}"`).join(', ')}; delete them or point them at another action first.`,
     );
   }
-  ctx.deps.db.delete(actions).where(eq(actions.id, action.id)).run();
+  ctx.deps.db.transaction(() => {
+    ctx.deps.db.delete(actions).where(eq(actions.id, action.id)).run();
+    auditAction(ctx, 'action.deleted', action, { name: action.name, kind: action.kind });
+  });
   ctx.deps.logger.info({ action: action.id, name: action.name }, 'action deleted');
   return action;
+}
+
+function auditAction(
+  ctx: Context,
+  code: Extract<AuditAction, `action.${string}`>,
+  action: Action,
+  details: Record<string, unknown>,
+): void {
+  recordAudit(ctx.deps, {
+    entityId: action.entityId,
+    actorId: ctx.viewer.user.id,
+    action: code,
+    targetType: ACTION_TYPENAMES[action.kind],
+    targetId: action.id,
+    details,
+  });
+}
+
+/**
+ * How each changeable field of an action appears in its audit entry. Secrets are shown by name and
+ * headers by name only: header values may hold credentials.
+ */
+const AUDITED_FIELDS: Readonly<Record<string, (deps: Pick<AppDeps, 'db'>, a: Action) => unknown>> =
+  {
+    name: (_deps, a) => a.name,
+    url: (_deps, a) => a.url,
+    accessTokenSecret: (deps, a) => secretNameOf(deps, a.accessTokenSecretId),
+    signingSecret: (deps, a) => secretNameOf(deps, a.signingSecretId),
+    headerNames: (_deps, a) => Object.keys(a.headers ?? {}),
+    channel: (_deps, a) => a.channel,
+    webhookUrlSecret: (deps, a) => secretNameOf(deps, a.slackUrlSecretId),
+  };
+
+/**
+ * Records an update as `action.updated` with the fields that changed (old and new values as
+ * {@link AUDITED_FIELDS} shows them; `headers` when any header name or value changed), and a
+ * separate `action.enabled` or `action.disabled` when that flipped.
+ */
+function auditActionUpdate(ctx: Context, before: Action, after: Action): void {
+  const changed: string[] = [];
+  const from: Record<string, unknown> = {};
+  const to: Record<string, unknown> = {};
+  for (const [field, show] of Object.entries(AUDITED_FIELDS)) {
+    const old = show(ctx.deps, before);
+    const now = show(ctx.deps, after);
+    // A header whose value alone changed still counts, though only its name is recorded.
+    const same =
+      field === 'headerNames'
+        ? JSON.stringify(Object.entries(before.headers ?? {})) ===
+          JSON.stringify(Object.entries(after.headers ?? {}))
+        : JSON.stringify(old) === JSON.stringify(now);
+    if (same) continue;
+    changed.push(field === 'headerNames' ? 'headers' : field);
+    from[field] = old;
+    to[field] = now;
+  }
+  if (changed.length > 0) {
+    auditAction(ctx, 'action.updated', after, { name: after.name, changed, from, to });
+  }
+  if (before.enabled !== after.enabled) {
+    auditAction(ctx, after.enabled ? 'action.enabled' : 'action.disabled', after, {
+      name: after.name,
+    });
+  }
 }
 
 /** Names of the automations that use the action, sorted. */

@@ -10,6 +10,7 @@ import {
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { getAction } from '../actions/service.js';
+import { type AuditAction, recordAudit } from '../audit/service.js';
 import { requireEntity, requireRole } from '../entities/access.js';
 import { checkDescription, checkName, checkSlug } from '../names.js';
 import { findCollection, type Kind, requireContainer } from '../projects/service.js';
@@ -130,6 +131,12 @@ export function createAutomation(ctx: Context, input: CreateAutomationInput): Au
       .returning()
       .get();
     writeSecretRefs(ctx.deps, row.id, secretIds);
+    auditAutomation(ctx, 'automation.created', row, {
+      name: row.name,
+      eventType: row.eventType,
+      scopeType: row.scopeType,
+      enabled: row.enabled,
+    });
     ctx.deps.logger.info(
       { entity: entity.name, automation: row.id, actor: ctx.viewer.user.id },
       'automation created',
@@ -187,6 +194,10 @@ export function updateAutomation(ctx: Context, input: UpdateAutomationInput): Au
       .get();
     db.delete(automationSecretRefs).where(eq(automationSecretRefs.automationId, row.id)).run();
     writeSecretRefs(ctx.deps, row.id, secretIds);
+    const changed = changedFields(current, row);
+    if (changed.length > 0) {
+      auditAutomation(ctx, 'automation.updated', row, { name: row.name, changed });
+    }
     ctx.deps.logger.info(
       { automation: row.id, enabled: row.enabled, actor: ctx.viewer.user.id },
       'automation updated',
@@ -205,12 +216,56 @@ export function deleteAutomation(ctx: Context, input: { id: string }): Automatio
   return db.transaction(() => {
     const current = requireAutomation(ctx, input.id);
     db.delete(automations).where(eq(automations.id, current.id)).run();
+    auditAutomation(ctx, 'automation.deleted', current, { name: current.name });
     ctx.deps.logger.info(
       { automation: current.id, name: current.name, actor: ctx.viewer.user.id },
       'automation deleted',
     );
     return current;
   });
+}
+
+function auditAutomation(
+  ctx: Context,
+  code: Extract<AuditAction, `automation.${string}`>,
+  row: Automation,
+  details: Record<string, unknown>,
+): void {
+  recordAudit(ctx.deps, {
+    entityId: row.entityId,
+    actorId: ctx.viewer.user.id,
+    action: code,
+    targetType: 'Automation',
+    targetId: row.id,
+    details,
+  });
+}
+
+/** Each stored column of an automation, as the field of the `Automation` type that shows it. */
+const PUBLIC_FIELD: Readonly<Record<keyof Draft, string>> = {
+  name: 'name',
+  description: 'description',
+  enabled: 'enabled',
+  eventType: 'eventType',
+  scopeType: 'scope',
+  scopeId: 'scope',
+  filterCollectionName: 'filter.collectionName',
+  filterArtifactType: 'filter.artifactType',
+  filterAliasPattern: 'filter.aliasPattern',
+  actionId: 'action',
+  payloadTemplate: 'config.payloadTemplate',
+  slackTitle: 'config.slackTitle',
+  slackMessage: 'config.slackMessage',
+  slackSeverity: 'config.slackSeverity',
+};
+
+/** The public names of the fields that differ, for the audit log: names only, never contents. */
+function changedFields(before: Automation, after: Automation): string[] {
+  const changed = new Set<string>();
+  for (const [column, field] of Object.entries(PUBLIC_FIELD)) {
+    if (before[column as keyof Draft] !== after[column as keyof Draft]) changed.add(field);
+  }
+  return [...changed];
 }
 
 /** The automation with this stored id, whoever may see it; undefined when there is none. */

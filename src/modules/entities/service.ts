@@ -3,8 +3,17 @@ import type { AppDeps, Context } from '../../context.js';
 import { entities, memberships, users } from '../../db/schema.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import { recordAudit } from '../audit/service.js';
 import { checkSlug } from '../names.js';
-import { type ApiKey, createUser, issueApiKey, type Role, type User } from '../users/service.js';
+import {
+  type ApiKey,
+  auditApiKey,
+  createUser,
+  findUser,
+  issueApiKey,
+  type Role,
+  type User,
+} from '../users/service.js';
 import { type Entity, requireEntity } from './access.js';
 
 export type Membership = typeof memberships.$inferSelect;
@@ -39,7 +48,19 @@ export function createEntity(ctx: Context, name: string): Entity {
       'Service accounts cannot create entities; ask a person to.',
     );
   }
-  const entity = insertEntity(ctx.deps, name, ctx.viewer.user.id);
+  const actorId = ctx.viewer.user.id;
+  const entity = ctx.deps.db.transaction(() => {
+    const created = insertEntity(ctx.deps, name, actorId);
+    recordAudit(ctx.deps, {
+      entityId: created.id,
+      actorId,
+      action: 'entity.created',
+      targetType: 'Entity',
+      targetId: created.id,
+      details: { name: created.name },
+    });
+    return created;
+  });
   ctx.viewer.roles.set(entity.id, 'ADMIN');
   return entity;
 }
@@ -60,6 +81,15 @@ export function createMemberUser(
       .values({ entityId: entity.id, userId: user.id, role: input.role })
       .run();
     const { apiKey, secret } = issueApiKey(ctx.deps, user.id, 'first key');
+    recordAudit(ctx.deps, {
+      entityId: entity.id,
+      actorId: ctx.viewer.user.id,
+      action: 'user.created',
+      targetType: 'User',
+      targetId: user.id,
+      details: { name: user.name, kind: user.kind, role: input.role },
+    });
+    auditApiKey(ctx.deps, ctx.viewer.user.id, 'apiKey.created', apiKey);
     return { user, apiKey, secret };
   });
 }
@@ -78,11 +108,15 @@ export function addMember(
       `${user.name} is already a member; use updateMemberRole to change the role.`,
     );
   }
-  return ctx.deps.db
-    .insert(memberships)
-    .values({ entityId: entity.id, userId: user.id, role: input.role })
-    .returning()
-    .get();
+  return ctx.deps.db.transaction(() => {
+    const membership = ctx.deps.db
+      .insert(memberships)
+      .values({ entityId: entity.id, userId: user.id, role: input.role })
+      .returning()
+      .get();
+    auditMember(ctx, 'member.added', membership, { role: input.role });
+    return membership;
+  });
 }
 
 /** Changes a member's role. Refuses to leave the entity without an admin. */
@@ -92,13 +126,18 @@ export function updateMemberRole(
 ): Membership {
   const entity = requireEntity(ctx, input.entity, 'ADMIN');
   const current = requireMembership(ctx.deps, entity.id, input.userId);
-  if (current.role === 'ADMIN' && input.role !== 'ADMIN') assertAnotherAdmin(ctx.deps, entity.id);
-  return ctx.deps.db
-    .update(memberships)
-    .set({ role: input.role })
-    .where(and(eq(memberships.entityId, entity.id), eq(memberships.userId, input.userId)))
-    .returning()
-    .get();
+  if (current.role === input.role) return current;
+  if (current.role === 'ADMIN') assertAnotherAdmin(ctx.deps, entity.id);
+  return ctx.deps.db.transaction(() => {
+    const membership = ctx.deps.db
+      .update(memberships)
+      .set({ role: input.role })
+      .where(and(eq(memberships.entityId, entity.id), eq(memberships.userId, input.userId)))
+      .returning()
+      .get();
+    auditMember(ctx, 'member.roleChanged', membership, { from: current.role, to: input.role });
+    return membership;
+  });
 }
 
 /** Removes a member. Refuses to remove the last admin. */
@@ -106,11 +145,32 @@ export function removeMember(ctx: Context, input: { entity: string; userId: stri
   const entity = requireEntity(ctx, input.entity, 'ADMIN');
   const current = requireMembership(ctx.deps, entity.id, input.userId);
   if (current.role === 'ADMIN') assertAnotherAdmin(ctx.deps, entity.id);
-  ctx.deps.db
-    .delete(memberships)
-    .where(and(eq(memberships.entityId, entity.id), eq(memberships.userId, input.userId)))
-    .run();
+  ctx.deps.db.transaction(() => {
+    ctx.deps.db
+      .delete(memberships)
+      .where(and(eq(memberships.entityId, entity.id), eq(memberships.userId, input.userId)))
+      .run();
+    auditMember(ctx, 'member.removed', current, { role: current.role });
+  });
   return current;
+}
+
+/** Records a membership change with the member's name, which outlives their visibility. */
+function auditMember(
+  ctx: Context,
+  action: 'member.added' | 'member.roleChanged' | 'member.removed',
+  membership: Membership,
+  details: Record<string, unknown>,
+): void {
+  const user = findUser(ctx.deps, membership.userId);
+  recordAudit(ctx.deps, {
+    entityId: membership.entityId,
+    actorId: ctx.viewer.user.id,
+    action,
+    targetType: 'User',
+    targetId: membership.userId,
+    details: { user: user?.name, ...details },
+  });
 }
 
 export function findMembership(

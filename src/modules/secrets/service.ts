@@ -3,6 +3,7 @@ import type { AppDeps, Context } from '../../context.js';
 import { actions, automationSecretRefs, automations, secrets } from '../../db/schema.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import { type AuditAction, recordAudit } from '../audit/service.js';
 import { SECRET_NAME_PATTERN } from '../automations/template.js';
 import { requireEntity } from '../entities/access.js';
 import { MAX_NAME_LENGTH } from '../names.js';
@@ -109,10 +110,11 @@ export function openSecret(deps: Pick<AppDeps, 'secretBox'>, row: Secret): strin
 /**
  * Stores a new secret, encrypted. Checks the name and value (ValidationError on `input.name` /
  * `input.value`) and throws ConflictError on `input.name` when the entity already has a secret of
- * that name. No access check: callers have done it. Returns the stored row.
+ * that name. No access check: callers have done it. Records `secret.created` (by name) in the
+ * same transaction. Returns the stored row.
  */
 export function insertSecret(
-  deps: Pick<AppDeps, 'db' | 'secretBox'>,
+  deps: Pick<AppDeps, 'db' | 'secretBox' | 'clock'>,
   input: { entityId: string; name: string; value: string; actorId: string | null },
 ): Secret {
   checkSecretName(input.name, 'input.name');
@@ -124,17 +126,38 @@ export function insertSecret(
     );
   }
   const id = newId();
-  return deps.db
-    .insert(secrets)
-    .values({
-      id,
-      entityId: input.entityId,
-      name: input.name,
-      ciphertext: deps.secretBox.seal(input.value, id),
-      createdById: input.actorId,
-    })
-    .returning()
-    .get();
+  return deps.db.transaction(() => {
+    const row = deps.db
+      .insert(secrets)
+      .values({
+        id,
+        entityId: input.entityId,
+        name: input.name,
+        ciphertext: deps.secretBox.seal(input.value, id),
+        createdById: input.actorId,
+      })
+      .returning()
+      .get();
+    auditSecret(deps, 'secret.created', row, input.actorId);
+    return row;
+  });
+}
+
+/** Records a change to a secret by its name only: the value never reaches the audit log. */
+function auditSecret(
+  deps: Pick<AppDeps, 'db' | 'clock'>,
+  action: Extract<AuditAction, `secret.${string}`>,
+  row: Secret,
+  actorId: string | null,
+): void {
+  recordAudit(deps, {
+    entityId: row.entityId,
+    actorId,
+    action,
+    targetType: 'Secret',
+    targetId: row.id,
+    details: { name: row.name },
+  });
 }
 
 /** Creates a secret in an entity. Admins only; see {@link insertSecret} for the checks. */
@@ -168,16 +191,20 @@ export function rotateSecret(
   const entity = requireEntity(ctx, input.entity, 'ADMIN');
   const row = requireSecretByName(ctx.deps, entity.id, input.name, 'input.name');
   checkSecretValue(input.value, 'input.value');
-  const rotated = ctx.deps.db
-    .update(secrets)
-    .set({
-      ciphertext: ctx.deps.secretBox.seal(input.value, row.id),
-      rotatedAt: ctx.deps.clock.now(),
-      rotatedById: ctx.viewer.user.id,
-    })
-    .where(eq(secrets.id, row.id))
-    .returning()
-    .get();
+  const rotated = ctx.deps.db.transaction(() => {
+    const updated = ctx.deps.db
+      .update(secrets)
+      .set({
+        ciphertext: ctx.deps.secretBox.seal(input.value, row.id),
+        rotatedAt: ctx.deps.clock.now(),
+        rotatedById: ctx.viewer.user.id,
+      })
+      .where(eq(secrets.id, row.id))
+      .returning()
+      .get();
+    auditSecret(ctx.deps, 'secret.rotated', updated, ctx.viewer.user.id);
+    return updated;
+  });
   ctx.deps.logger.info(
     { entity: entity.name, secret: row.name, actor: ctx.viewer.user.id },
     'secret rotated',
@@ -204,7 +231,10 @@ export function deleteSecret(ctx: Context, input: { entity: string; name: string
       `Secret "${row.name}" is used by ${parts.join(' and ')}; point them at another secret or delete them first.`,
     );
   }
-  ctx.deps.db.delete(secrets).where(eq(secrets.id, row.id)).run();
+  ctx.deps.db.transaction(() => {
+    ctx.deps.db.delete(secrets).where(eq(secrets.id, row.id)).run();
+    auditSecret(ctx.deps, 'secret.deleted', row, ctx.viewer.user.id);
+  });
   ctx.deps.logger.info(
     { entity: entity.name, secret: row.name, actor: ctx.viewer.user.id },
     'secret deleted',

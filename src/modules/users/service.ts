@@ -4,6 +4,7 @@ import type { AppDeps } from '../../context.js';
 import { apiKeys, memberships, users } from '../../db/schema.js';
 import { NotFoundError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import { recordAudit } from '../audit/service.js';
 import { checkName } from '../names.js';
 
 export type Role = 'ADMIN' | 'MEMBER' | 'VIEWER';
@@ -116,7 +117,7 @@ function entityIdsOf(deps: Pick<AppDeps, 'db'>, userId: string): string[] {
  * administers. Throws NotFoundError for a user the viewer cannot see.
  */
 export function createApiKey(
-  deps: Pick<AppDeps, 'db'>,
+  deps: Pick<AppDeps, 'db' | 'clock'>,
   viewer: Viewer,
   input: { name: string; userId?: string | null },
 ): { apiKey: ApiKey; secret: string } {
@@ -127,7 +128,12 @@ export function createApiKey(
       `No service account with id "${userId}" in an entity you administer; people create their own keys.`,
     );
   }
-  return issueApiKey(deps, userId, checkName(input.name, 'input.name'));
+  const name = checkName(input.name, 'input.name');
+  return deps.db.transaction(() => {
+    const issued = issueApiKey(deps, userId, name);
+    auditApiKey(deps, viewer.user.id, 'apiKey.created', issued.apiKey);
+    return issued;
+  });
 }
 
 /** Revokes a key the viewer may manage. Revoking twice is harmless. */
@@ -141,12 +147,41 @@ export function revokeApiKey(
     throw new NotFoundError('id', `No API key with id "${id}".`);
   }
   if (key.revokedAt) return key;
-  return deps.db
-    .update(apiKeys)
-    .set({ revokedAt: deps.clock.now() })
-    .where(eq(apiKeys.id, id))
-    .returning()
-    .get();
+  return deps.db.transaction(() => {
+    const revoked = deps.db
+      .update(apiKeys)
+      .set({ revokedAt: deps.clock.now() })
+      .where(eq(apiKeys.id, id))
+      .returning()
+      .get();
+    auditApiKey(deps, viewer.user.id, 'apiKey.revoked', revoked);
+    return revoked;
+  });
+}
+
+/**
+ * Records the creation or revocation of a key, by id and prefix only, in the log of every entity
+ * its owner belongs to: a key opens all of them, so each one's admins should see it. A key of a
+ * user in no entity is recorded once, in no entity's log. Call it inside the change's transaction.
+ */
+export function auditApiKey(
+  deps: Pick<AppDeps, 'db' | 'clock'>,
+  actorId: string,
+  action: 'apiKey.created' | 'apiKey.revoked',
+  key: ApiKey,
+): void {
+  const entityIds = entityIdsOf(deps, key.userId);
+  const details = { prefix: key.prefix, name: key.name, user: findUser(deps, key.userId)?.name };
+  for (const entityId of entityIds.length > 0 ? entityIds : [null]) {
+    recordAudit(deps, {
+      entityId,
+      actorId,
+      action,
+      targetType: 'ApiKey',
+      targetId: key.id,
+      details,
+    });
+  }
 }
 
 export function listApiKeys(deps: Pick<AppDeps, 'db'>, userId: string): ApiKey[] {
