@@ -1,6 +1,7 @@
 import SchemaBuilder from '@pothos/core';
 import ErrorsPlugin from '@pothos/plugin-errors';
 import RelayPlugin from '@pothos/plugin-relay';
+import { GraphQLError } from 'graphql';
 import type { Context } from './context.js';
 import { ConflictError, NotFoundError, PermissionDeniedError, ValidationError } from './errors.js';
 
@@ -79,7 +80,7 @@ builder.scalarType('DateTime', {
   parseValue: (value) => {
     const date = typeof value === 'string' ? new Date(value) : undefined;
     if (!date || Number.isNaN(date.getTime())) {
-      throw new TypeError('DateTime must be an ISO 8601 string, e.g. "2026-01-31T12:00:00Z"');
+      throw new GraphQLError('DateTime must be an ISO 8601 string, e.g. "2026-01-31T12:00:00Z".');
     }
     return date;
   },
@@ -90,7 +91,7 @@ builder.scalarType('JSONObject', {
   serialize: (value) => value,
   parseValue: (value) => {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      throw new TypeError('Expected a JSON object');
+      throw new GraphQLError('Expected a JSON object, e.g. {"accuracy": 0.9}.');
     }
     return value as Record<string, unknown>;
   },

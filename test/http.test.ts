@@ -65,3 +65,16 @@ describe('GraphQL over HTTP', () => {
     expect(JSON.stringify(res)).not.toContain('no such table');
   });
 });
+
+describe('scalars', () => {
+  it('explains a malformed DateTime or JSONObject instead of masking it', async () => {
+    const date = await t.gql(
+      '{ entity(name: "default") { triggeredRuns(filter: { createdAfter: "yesterday" }) { totalCount } } }',
+    );
+    expect(date.errors?.[0]?.message).toContain('ISO 8601');
+    const json = await t.gql(
+      'mutation { emitArtifactEvent(input: { entity: "default", eventType: CREATE_ARTIFACT, project: "p", collection: "c", artifactType: "model", versionIndex: 0, metadata: [1] }) { __typename } }',
+    );
+    expect(json.errors?.[0]?.message).toContain('JSON object');
+  });
+});
