@@ -114,7 +114,7 @@ describe('API keys', () => {
       { u: saId },
       viewerKey,
     );
-    expect(byViewer.data.createApiKey.__typename).toBe('NotFoundError');
+    expect(byViewer.data.createApiKey.__typename).toBe('PermissionDeniedError');
   });
 
   it('refuses an empty key name', async () => {

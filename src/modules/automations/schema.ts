@@ -6,7 +6,7 @@ import { ACTION_TYPENAMES, getAction } from '../actions/service.js';
 import { offsetConnection } from '../connection.js';
 import { hasRole, readableEntity } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
-import { decodeId } from '../global-id.js';
+import { decodeId, storedIdOf } from '../global-id.js';
 import { ArtifactCollectionRef, ProjectRef, RegistryRef } from '../projects/schema.js';
 import { getCollection, getContainer } from '../projects/service.js';
 import { UserRef } from '../users/schema.js';
@@ -289,13 +289,8 @@ builder.queryField('automation', (t) =>
     description: 'An automation by global ID; null when it does not exist or is not yours.',
     args: { id: t.arg.id({ description: 'Global ID of the automation.' }) },
     resolve: (_root, { id }, ctx) => {
-      let rowId: string;
-      try {
-        rowId = decodeId(id, 'Automation', 'id');
-      } catch {
-        return null;
-      }
-      const row = getAutomation(ctx.deps, rowId);
+      const rowId = storedIdOf(id, 'Automation');
+      const row = rowId === null ? undefined : getAutomation(ctx.deps, rowId);
       return row && hasRole(ctx.viewer, row.entityId) ? row : null;
     },
   }),

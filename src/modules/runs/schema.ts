@@ -9,7 +9,7 @@ import { EntityRef } from '../entities/schema.js';
 import { findEntityByName } from '../entities/service.js';
 import { ArtifactEventRef } from '../events/schema.js';
 import { getEvent } from '../events/service.js';
-import { decodeId } from '../global-id.js';
+import { decodeId, storedIdOf } from '../global-id.js';
 import { ProjectRef, RegistryRef } from '../projects/schema.js';
 import { stillReadable } from '../users/service.js';
 import {
@@ -234,7 +234,8 @@ builder.queryField('triggeredRun', (t) =>
     description: 'A run by global ID; null when it does not exist or is not yours.',
     args: { id: t.arg.id({ description: 'Global ID of the run.' }) },
     resolve: (_root, { id }, ctx) => {
-      const run = getRun(ctx.deps, decodeId(id, 'TriggeredRun', 'id'));
+      const runId = storedIdOf(id, 'TriggeredRun');
+      const run = runId === null ? undefined : getRun(ctx.deps, runId);
       return run && hasRole(ctx.viewer, run.entityId) ? run : null;
     },
   }),

@@ -4,6 +4,7 @@ import {
   type ApiKey,
   createApiKey,
   findUser,
+  getApiKey,
   isVisibleTo,
   listApiKeys,
   mayManageKeysOf,
@@ -35,6 +36,10 @@ export const UserKindEnum = builder.enumType('UserKind', {
 export const ApiKeyRef = builder.node(builder.objectRef<ApiKey>('ApiKey'), {
   description: 'An API key. Only its prefix is ever shown after creation.',
   id: { resolve: (key) => key.id },
+  loadOne: (id, ctx) => {
+    const key = getApiKey(ctx.deps, id);
+    return key && mayManageKeysOf(ctx.deps, ctx.viewer, key.userId) ? key : null;
+  },
   fields: (t) => ({
     name: t.exposeString('name', { description: 'What the key is for.' }),
     prefix: t.exposeString('prefix', {

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { and, desc, eq, isNull } from 'drizzle-orm';
 import type { AppDeps } from '../../context.js';
 import { apiKeys, memberships, users } from '../../db/schema.js';
-import { NotFoundError } from '../../errors.js';
+import { NotFoundError, PermissionDeniedError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { recordAudit } from '../audit/service.js';
 import { checkName } from '../names.js';
@@ -112,6 +112,31 @@ function entityIdsOf(deps: Pick<AppDeps, 'db'>, userId: string): string[] {
     .map((m) => m.entityId);
 }
 
+export function getApiKey(deps: Pick<AppDeps, 'db'>, id: string): ApiKey | undefined {
+  return deps.db.select().from(apiKeys).where(eq(apiKeys.id, id)).get();
+}
+
+/**
+ * Throws unless the viewer may manage `userId`'s keys: PermissionDeniedError when the account
+ * is one the viewer can see (a fellow member) but does not administer, `notFound()` otherwise,
+ * so accounts of other entities behave as if they did not exist.
+ */
+function requireKeyManager(
+  deps: Pick<AppDeps, 'db'>,
+  viewer: Viewer,
+  userId: string,
+  notFound: () => NotFoundError,
+): void {
+  if (mayManageKeysOf(deps, viewer, userId)) return;
+  if (findUser(deps, userId)?.kind === 'SERVICE_ACCOUNT' && isVisibleTo(deps, viewer, userId)) {
+    throw new PermissionDeniedError(
+      'ADMIN',
+      'Only admins of an entity the service account belongs to may manage its keys.',
+    );
+  }
+  throw notFound();
+}
+
 /**
  * Issues a new API key for the viewer, or for a service account of an entity the viewer
  * administers. Throws NotFoundError for a user the viewer cannot see.
@@ -122,12 +147,12 @@ export function createApiKey(
   input: { name: string; userId?: string | null },
 ): { apiKey: ApiKey; secret: string } {
   const userId = input.userId ?? viewer.user.id;
-  if (!mayManageKeysOf(deps, viewer, userId)) {
-    throw new NotFoundError(
+  requireKeyManager(deps, viewer, userId, () => {
+    return new NotFoundError(
       'input.userId',
       `No service account with id "${userId}" in an entity you administer; people create their own keys.`,
     );
-  }
+  });
   const name = checkName(input.name, 'input.name');
   return deps.db.transaction(() => {
     const issued = issueApiKey(deps, userId, name);
@@ -142,10 +167,10 @@ export function revokeApiKey(
   viewer: Viewer,
   id: string,
 ): ApiKey {
-  const key = deps.db.select().from(apiKeys).where(eq(apiKeys.id, id)).get();
-  if (!key || !mayManageKeysOf(deps, viewer, key.userId)) {
-    throw new NotFoundError('id', `No API key with id "${id}".`);
-  }
+  const key = getApiKey(deps, id);
+  const notFound = () => new NotFoundError('id', `No API key with id "${id}".`);
+  if (!key) throw notFound();
+  requireKeyManager(deps, viewer, key.userId, notFound);
   if (key.revokedAt) return key;
   return deps.db.transaction(() => {
     const revoked = deps.db
