@@ -1,6 +1,6 @@
 import type { IncomingMessage, RequestListener, Server } from 'node:http';
 import { sql } from 'drizzle-orm';
-import type { ExecutionArgs } from 'graphql';
+import { type DocumentNode, type ExecutionArgs, GraphQLError } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, useReadinessCheck } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
@@ -10,6 +10,8 @@ import {
   type DeliveryEngine,
   type DeliveryEngineDeps,
 } from './delivery/engine.js';
+import { useMutationRateLimits } from './limits/rate-limit.js';
+import { batchingOption, useRequestLimits } from './limits/request-limits.js';
 import { publishRunUpdate } from './modules/runs/service.js';
 import { schema } from './schema.js';
 
@@ -58,6 +60,7 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
     graphqlEndpoint: '/graphql',
     healthCheckEndpoint: '/healthz',
     landingPage: false,
+    batching: batchingOption(deps.config.limits),
     // One context factory for HTTP, SSE and WebSocket, so auth behaves the same on all three.
     context: (initial) => createContext(deps, authorizationOf(initial)),
     logging: {
@@ -79,6 +82,8 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
           return true;
         },
       }),
+      useRequestLimits(deps.config),
+      useMutationRateLimits(deps.config.rateLimits),
     ],
   });
 
@@ -101,7 +106,11 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
     handle: yoga as unknown as RequestListener,
     engine,
     attach(server) {
-      const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
+      const wss = new WebSocketServer({
+        server,
+        path: yoga.graphqlEndpoint,
+        maxPayload: deps.config.maxRequestBytes,
+      });
       sockets.push(wss);
       useServer<Record<string, unknown>, Record<string, unknown>>(
         {
@@ -127,10 +136,18 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
               socket: ctx.extra.socket,
               params,
             });
+            let document: DocumentNode;
+            try {
+              document = enveloped.parse(params.query);
+            } catch (error) {
+              // A syntax error or a parse-time limit is the client's: answer it, keep the socket.
+              if (error instanceof GraphQLError) return [error];
+              throw error;
+            }
             const args: ExecutionArgs = {
               schema: enveloped.schema,
               operationName: params.operationName ?? null,
-              document: enveloped.parse(params.query),
+              document,
               variableValues: params.variables ?? null,
               contextValue: await enveloped.contextFactory(),
               rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },

@@ -33,6 +33,30 @@ export interface DeliveryConfig {
   httpsOnly: boolean;
 }
 
+/** Bounds on one GraphQL request, checked before anything executes. */
+export interface RequestLimits {
+  /** Deepest nesting of selections in an operation; introspection is not counted. */
+  maxDepth: number;
+  /** graphql-armor's cost estimate: objects 2, scalars 1, ×1.5 per level, × literal `first`/`last`. */
+  maxCost: number;
+  /** Aliased fields in an operation. */
+  maxAliases: number;
+  /** Lexical tokens in a document; variables do not count. */
+  maxTokens: number;
+  /** Directives in an operation. */
+  maxDirectives: number;
+  /** Operations in one batched (JSON array) HTTP request; 0 turns batching off. */
+  maxBatchOperations: number;
+}
+
+/** Mutations each API key may run per minute, as a token bucket; 0 turns a limit off. */
+export interface RateLimits {
+  /** Every mutation field except `emitArtifactEvent`. */
+  mutationsPerMinute: number;
+  /** `emitArtifactEvent` fields. */
+  eventsPerMinute: number;
+}
+
 export interface Config {
   port: number;
   host: string;
@@ -47,6 +71,8 @@ export interface Config {
   logLevel: LogLevel;
   introspection: boolean;
   maxRequestBytes: number;
+  limits: RequestLimits;
+  rateLimits: RateLimits;
   shutdownGraceMs: number;
   delivery: DeliveryConfig;
 }
@@ -108,6 +134,18 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel,
     introspection: bool('TRIPLINE_INTROSPECTION', true),
     maxRequestBytes: int('TRIPLINE_MAX_REQUEST_BYTES', 1024 * 1024, 1024),
+    limits: {
+      maxDepth: int('TRIPLINE_MAX_QUERY_DEPTH', 12, 1),
+      maxCost: int('TRIPLINE_MAX_QUERY_COST', 50_000, 1),
+      maxAliases: int('TRIPLINE_MAX_QUERY_ALIASES', 30, 0),
+      maxTokens: int('TRIPLINE_MAX_QUERY_TOKENS', 2_000, 1),
+      maxDirectives: int('TRIPLINE_MAX_QUERY_DIRECTIVES', 50, 0),
+      maxBatchOperations: int('TRIPLINE_MAX_BATCH_OPERATIONS', 10, 0, 1000),
+    },
+    rateLimits: {
+      mutationsPerMinute: int('TRIPLINE_RATE_LIMIT_MUTATIONS_PER_MINUTE', 600, 0),
+      eventsPerMinute: int('TRIPLINE_RATE_LIMIT_EVENTS_PER_MINUTE', 6_000, 0),
+    },
     shutdownGraceMs: int('TRIPLINE_SHUTDOWN_GRACE_MS', 10_000, 0),
     delivery: {
       retry: {

@@ -1,0 +1,251 @@
+import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
+import {
+  type GraphQLError,
+  getNamedType,
+  isIntrospectionType,
+  type ValidationContext,
+  type ValidationRule,
+} from 'graphql';
+import { createGraphQLError, type Plugin } from 'graphql-yoga';
+import type { Config, RequestLimits } from '../config.js';
+
+type ArmorConfig = NonNullable<Parameters<typeof EnvelopArmorPlugin>[0]>;
+
+/** One limit graphql-armor checks, with the error Tripline answers in its place. */
+interface ArmorLimit {
+  code: string;
+  /** What is measured, e.g. "The query depth", to start the message. */
+  subject: string;
+  setting: string;
+  fix: string;
+}
+
+const DEPTH: ArmorLimit = {
+  code: 'QUERY_TOO_DEEP',
+  subject: 'The query depth',
+  setting: 'TRIPLINE_MAX_QUERY_DEPTH',
+  fix: 'Select fewer nested levels, or split the query.',
+};
+const COST: ArmorLimit = {
+  code: 'QUERY_TOO_COMPLEX',
+  subject: 'The query cost',
+  setting: 'TRIPLINE_MAX_QUERY_COST',
+  fix: 'Ask for smaller pages (`first`), fewer fields or fewer nested lists, or split the query.',
+};
+const ALIASES: ArmorLimit = {
+  code: 'TOO_MANY_ALIASES',
+  subject: 'The number of aliases',
+  setting: 'TRIPLINE_MAX_QUERY_ALIASES',
+  fix: 'Use fewer aliased fields, or send several requests.',
+};
+const TOKENS: ArmorLimit = {
+  code: 'QUERY_TOO_LONG',
+  subject: 'The number of tokens',
+  setting: 'TRIPLINE_MAX_QUERY_TOKENS',
+  fix: 'Shorten the document: pass values as variables, or split the query.',
+};
+const DIRECTIVES: ArmorLimit = {
+  code: 'TOO_MANY_DIRECTIVES',
+  subject: 'The number of directives',
+  setting: 'TRIPLINE_MAX_QUERY_DIRECTIVES',
+  fix: 'Use fewer directives.',
+};
+
+/**
+ * Tripline's error for a limit graphql-armor found exceeded: a stable code, the configured
+ * value, and the measured one when armor's message states it ("…, found 13.").
+ */
+function limitError(limit: ArmorLimit, max: number, armorError: GraphQLError): GraphQLError {
+  const stated = /found (\d+(?:\.\d+)?)/.exec(armorError.message)?.[1];
+  const found = stated === undefined ? undefined : Math.ceil(Number(stated));
+  return createGraphQLError(
+    `${limit.subject} exceeds the limit of ${max}${found === undefined ? '' : ` (found ${found})`} set by ${limit.setting}. ${limit.fix}`,
+    { extensions: { code: limit.code, limit: max, ...(found === undefined ? {} : { found }) } },
+  );
+}
+
+/**
+ * Validation-time limits report through the validation context, so the request fails
+ * validation (400 over HTTP, an `error` message over graphql-ws) and nothing executes.
+ * The token limit runs while parsing, where there is no context: it throws instead.
+ */
+function armorCheck(limit: ArmorLimit, max: number) {
+  return {
+    n: max,
+    propagateOnRejection: false,
+    onReject: [
+      (context: ValidationContext | null, error: GraphQLError) => {
+        const ours = limitError(limit, max, error);
+        if (!context) throw ours;
+        context.reportError(ours);
+      },
+    ],
+  };
+}
+
+function armorConfig(limits: RequestLimits, introspection: boolean): ArmorConfig {
+  return {
+    // Fragments do not nest data, so only fields count: `... on Project` adds no level.
+    maxDepth: {
+      ...armorCheck(DEPTH, limits.maxDepth),
+      ignoreIntrospection: true,
+      flattenFragments: true,
+    },
+    maxAliases: armorCheck(ALIASES, limits.maxAliases),
+    maxTokens: armorCheck(TOKENS, limits.maxTokens),
+    maxDirectives: armorCheck(DIRECTIVES, limits.maxDirectives),
+    costLimit: {
+      ...armorCheck(COST, limits.maxCost),
+      maxCost: limits.maxCost,
+      ignoreIntrospection: true,
+      flattenFragments: true,
+    },
+    // With introspection off, "Did you mean …?" hints would still reveal the schema.
+    blockFieldSuggestion: { enabled: !introspection },
+  };
+}
+
+/** Refuses `__schema` and `__type` (not `__typename`), as graphql's NoSchemaIntrospectionCustomRule, with a code. */
+const noIntrospection: ValidationRule = (context) => ({
+  Field(node) {
+    const type = getNamedType(context.getType());
+    if (type && isIntrospectionType(type)) {
+      context.reportError(
+        createGraphQLError(
+          `Introspection is disabled on this server (TRIPLINE_INTROSPECTION=false), so "${node.name.value}" cannot be queried. Use the published schema.graphql instead.`,
+          { nodes: node, extensions: { code: 'INTROSPECTION_DISABLED' } },
+        ),
+      );
+    }
+  },
+});
+
+function requestTooLarge(maxBytes: number): GraphQLError {
+  return createGraphQLError(
+    `The request body exceeds the limit of ${maxBytes} bytes set by TRIPLINE_MAX_REQUEST_BYTES. Send a smaller request.`,
+    { extensions: { code: 'REQUEST_TOO_LARGE', limit: maxBytes, http: { status: 413 } } },
+  );
+}
+
+/** Reads a body to its end, or returns null as soon as it passes `maxBytes` (and stops reading). */
+async function readAtMost(
+  body: ReadableStream<Uint8Array>,
+  maxBytes: number,
+): Promise<Uint8Array<ArrayBuffer> | null> {
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) {
+      const bytes = new Uint8Array(size);
+      let offset = 0;
+      for (const chunk of chunks) {
+        bytes.set(chunk, offset);
+        offset += chunk.byteLength;
+      }
+      return bytes;
+    }
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+}
+
+/**
+ * Bounds the HTTP body. A declared `Content-Length` over the limit is refused unread; any other
+ * body (chunked, or a length the in-process `fetch` never checks) is read up to the limit
+ * before the parser yoga picked sees it, so no parser ever buffers more.
+ */
+function useRequestSizeLimit(maxBytes: number): Plugin {
+  return {
+    onRequestParse({ request, requestParser, setRequestParser, fetchAPI }) {
+      if (!request.body || !requestParser) return;
+      if (Number(request.headers.get('content-length') ?? 0) > maxBytes) {
+        throw requestTooLarge(maxBytes);
+      }
+      const parse = requestParser;
+      const body = request.body;
+      setRequestParser(async (original) => {
+        const bytes = await readAtMost(body, maxBytes);
+        if (!bytes) throw requestTooLarge(maxBytes);
+        return parse(
+          new fetchAPI.Request(original.url, {
+            method: original.method,
+            headers: original.headers,
+            body: bytes,
+          }),
+        );
+      });
+    },
+  };
+}
+
+/**
+ * Bounds batched requests (a JSON array of operations). Runs before yoga's own batching check
+ * so the answer carries a Tripline code; `max` 0 refuses every batch.
+ */
+function useBatchLimit(max: number): Plugin {
+  return {
+    onRequestParse: () => ({
+      onRequestParseDone({ requestParserResult }) {
+        if (!Array.isArray(requestParserResult)) return;
+        if (max === 0) {
+          throw createGraphQLError(
+            'Batched requests are turned off on this server (TRIPLINE_MAX_BATCH_OPERATIONS=0). Send one operation per request.',
+            { extensions: { code: 'BATCH_TOO_LARGE', limit: 0, http: { status: 400 } } },
+          );
+        }
+        if (requestParserResult.length > max) {
+          throw createGraphQLError(
+            `The batch holds ${requestParserResult.length} operations, over the limit of ${max} set by TRIPLINE_MAX_BATCH_OPERATIONS. Send at most ${max} per request.`,
+            {
+              extensions: {
+                code: 'BATCH_TOO_LARGE',
+                limit: max,
+                found: requestParserResult.length,
+                http: { status: 400 },
+              },
+            },
+          );
+        }
+      },
+    }),
+  };
+}
+
+/**
+ * The request limits as one yoga plugin: body size and batch size on HTTP, then depth, cost,
+ * aliases, tokens and directives (graphql-armor) and the introspection switch in parse and
+ * validation, which graphql-ws shares through `getEnveloped`. Every refusal is a GraphQL error
+ * with a stable `extensions.code` and `extensions.limit`; nothing executes.
+ *
+ * Pair it with yoga's `batching` option set from {@link batchingOption}.
+ */
+export function useRequestLimits(
+  config: Pick<Config, 'maxRequestBytes' | 'limits' | 'introspection'>,
+): Plugin {
+  const plugins: Plugin[] = [
+    useRequestSizeLimit(config.maxRequestBytes),
+    useBatchLimit(config.limits.maxBatchOperations),
+    EnvelopArmorPlugin(armorConfig(config.limits, config.introspection)) as Plugin,
+  ];
+  if (!config.introspection) {
+    plugins.push({
+      onValidate: ({ addValidationRule }) => addValidationRule(noIntrospection),
+    });
+  }
+  return {
+    onPluginInit({ addPlugin }) {
+      for (const plugin of plugins) addPlugin(plugin);
+    },
+  };
+}
+
+/** yoga's `batching` option for `limits`: off, or on with the same bound. */
+export function batchingOption(limits: Pick<RequestLimits, 'maxBatchOperations'>) {
+  return limits.maxBatchOperations > 0 ? { limit: limits.maxBatchOperations } : false;
+}

@@ -1,0 +1,468 @@
+import { getIntrospectionQuery } from 'graphql';
+import { type Client, createClient } from 'graphql-ws';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import WebSocket from 'ws';
+import { createTestApp, type GraphQLResponse, type TestApp } from './support/app.js';
+import { createProject, createWebhookAction, emit } from './support/fixtures.js';
+
+let t: TestApp | undefined;
+const clients: Client[] = [];
+afterEach(async () => {
+  for (const client of clients.splice(0)) await client.dispose();
+  await t?.close();
+  t = undefined;
+});
+
+async function app(env: Record<string, string> = {}): Promise<TestApp> {
+  t = await createTestApp({ env });
+  return t;
+}
+
+/** POSTs a raw body to /graphql in process, as the admin. */
+async function post(app: TestApp, body: BodyInit, headers: Record<string, string> = {}) {
+  const response = await app.app.yoga.fetch('http://localhost/graphql', {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/graphql-response+json',
+      authorization: `Bearer ${app.adminKey}`,
+      ...headers,
+    },
+    body,
+    ...(body instanceof ReadableStream ? { duplex: 'half' } : {}),
+  } as RequestInit);
+  return { status: response.status, ...((await response.json()) as object) } as GraphQLResponse;
+}
+
+const projectCount = async (app: TestApp): Promise<number> =>
+  (await app.gql('{ entity(name: "default") { projects { totalCount } } }')).data.entity.projects
+    .totalCount;
+
+const CREATE_PROJECT = `mutation($i: CreateProjectInput!) { createProject(input: $i) {
+  __typename ... on Error { message } ... on ValidationError { field } } }`;
+
+/**
+ * A query nested exactly `depth` levels (counted as graphql-armor does: `viewer` is 1), walking
+ * Entity → automations → edges → node → entity.
+ */
+function nested(depth: number): string {
+  // `{ viewer { entities { entity { name } } } }` is 4 deep; each loop adds 4.
+  const loops = Math.floor((depth - 4) / 4);
+  const extra = depth - 4 - loops * 4;
+  const tail = [
+    'name',
+    'automations { totalCount }',
+    'automations { edges { cursor } }',
+    'automations { edges { node { id } } }',
+  ][extra];
+  if (tail === undefined) throw new Error(`cannot build depth ${depth}`);
+  const open = 'automations { edges { node { entity { '.repeat(loops);
+  return `{ viewer { entities { entity { ${open}${tail} ${'} } } } '.repeat(loops)}} } } }`;
+}
+
+function expectRefused(res: GraphQLResponse, code: string, limit: number) {
+  expect(res.data ?? null).toBeNull();
+  expect(res.errors).toHaveLength(1);
+  expect(res.errors?.[0]?.extensions).toMatchObject({ code, limit });
+  expect(res.errors?.[0]?.message).toContain(String(limit));
+}
+
+describe('request body size', () => {
+  /** A createProject request of exactly `bytes` bytes, padded with an unused variable. */
+  const padded = (bytes: number) => {
+    const body = (pad: string) =>
+      JSON.stringify({
+        query: CREATE_PROJECT,
+        variables: { i: { entity: 'default', name: 'big' }, pad },
+      });
+    return body('x'.repeat(bytes - body('').length));
+  };
+
+  it('accepts a body of exactly TRIPLINE_MAX_REQUEST_BYTES and refuses one byte more with 413', async () => {
+    const a = await app({ TRIPLINE_MAX_REQUEST_BYTES: '2048' });
+    const over = await post(a, padded(2049));
+    expect(over.status).toBe(413);
+    expectRefused(over, 'REQUEST_TOO_LARGE', 2048);
+    expect(over.errors?.[0]?.message).toMatch(/TRIPLINE_MAX_REQUEST_BYTES/);
+    expect(await projectCount(a)).toBe(0);
+
+    const exact = padded(2048);
+    expect(Buffer.byteLength(exact)).toBe(2048);
+    const ok = await post(a, exact);
+    expect(ok.status).toBe(200);
+    expect(ok.data.createProject.__typename).toBe('Project');
+  });
+
+  it('stops reading a body without Content-Length once it passes the limit', async () => {
+    const a = await app({ TRIPLINE_MAX_REQUEST_BYTES: '2048' });
+    let pulled = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulled += 1;
+        if (pulled > 100) return controller.close();
+        controller.enqueue(new TextEncoder().encode(pulled === 1 ? '{"query":"' : 'x'.repeat(512)));
+      },
+    });
+    const res = await post(a, body);
+    expect(res.status).toBe(413);
+    expectRefused(res, 'REQUEST_TOO_LARGE', 2048);
+    expect(pulled).toBeLessThan(10);
+  });
+
+  it('refuses an oversized body over a real socket from its Content-Length, and caps WebSocket messages', async () => {
+    const a = await app({ TRIPLINE_MAX_REQUEST_BYTES: '4096' });
+    const url = await a.listen();
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/graphql-response+json',
+        authorization: `Bearer ${a.adminKey}`,
+      },
+      body: padded(10_000),
+    });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as GraphQLResponse).errors?.[0]?.extensions?.code).toBe(
+      'REQUEST_TOO_LARGE',
+    );
+
+    // graphql-ws reports the refused frame on stderr; keep test output quiet.
+    const stderr = vi.spyOn(console, 'error').mockImplementation(() => {});
+    const socket = new WebSocket(url.replace('http', 'ws'), 'graphql-transport-ws');
+    await new Promise((resolve) => socket.once('open', resolve));
+    const closed = new Promise<number>((resolve) => socket.once('close', resolve));
+    socket.send(JSON.stringify({ type: 'connection_init', payload: { pad: 'x'.repeat(5000) } }));
+    expect(await closed).toBe(1009);
+    stderr.mockRestore();
+    expect(await projectCount(a)).toBe(0);
+  });
+});
+
+describe('query limits', () => {
+  it('allows the depth, cost and size our own clients and GraphiQL introspection need', async () => {
+    const a = await app();
+    const intro = await a.gql(getIntrospectionQuery({ descriptions: true, specifiedByUrl: true }));
+    expect(intro.errors).toBeUndefined();
+    expect(intro.data.__schema.queryType.name).toBe('Query');
+    const deep = await a.gql(nested(12));
+    expect(deep.errors).toBeUndefined();
+    const page = await a.gql(`{ entity(name: "default") {
+      secrets(first: 100) { totalCount edges { cursor node { id name createdAt } } }
+      actions(first: 100) { totalCount edges { node { id name enabled } } }
+      triggeredRuns(first: 100) { edges { node { id status attempts { statusCode } } } } } }`);
+    expect(page.errors).toBeUndefined();
+  });
+
+  it('refuses a query deeper than TRIPLINE_MAX_QUERY_DEPTH (default 12) and allows exactly the limit', async () => {
+    const a = await app();
+    await createProject(a, 'p');
+    // Fragments add no level: createProject is 1, totalCount 13.
+    const res = await a.gql(`mutation { createProject(input: { entity: "default", name: "q" }) {
+      ... on Project { triggeredRuns { edges { node { event { project { triggeredRuns { edges {
+      node { event { project { triggeredRuns { totalCount } } } } } } } } } } } } } }`);
+    expect(res.status).toBe(400);
+    expectRefused(res, 'QUERY_TOO_DEEP', 12);
+    expect(res.errors?.[0]?.message).toBe(
+      'The query depth exceeds the limit of 12 (found 13) set by TRIPLINE_MAX_QUERY_DEPTH. Select fewer nested levels, or split the query.',
+    );
+    expect(res.errors?.[0]?.extensions?.found).toBe(13);
+    expect(await projectCount(a)).toBe(1);
+
+    const b = await app({ TRIPLINE_MAX_QUERY_DEPTH: '5' });
+    expect((await b.gql(nested(5))).errors).toBeUndefined();
+    expectRefused(await b.gql(nested(6)), 'QUERY_TOO_DEEP', 5);
+  });
+
+  it('refuses more aliases than TRIPLINE_MAX_QUERY_ALIASES (default 30), storing nothing', async () => {
+    const a = await app();
+    const aliases = (n: number) =>
+      `mutation { ${Array.from(
+        { length: n },
+        (_, i) =>
+          `p${i}: createProject(input: { entity: "default", name: "p${i}" }) { __typename }`,
+      ).join(' ')} }`;
+    const res = await a.gql(aliases(31));
+    expect(res.status).toBe(400);
+    expectRefused(res, 'TOO_MANY_ALIASES', 30);
+    expect(res.errors?.[0]?.message).toMatch(
+      /^The number of aliases exceeds the limit of 30 \(found 31\)/,
+    );
+    expect(await projectCount(a)).toBe(0);
+    const ok = await a.gql(aliases(30));
+    expect(ok.errors).toBeUndefined();
+    expect(await projectCount(a)).toBe(30);
+  });
+
+  it('refuses a query whose estimated cost passes TRIPLINE_MAX_QUERY_COST', async () => {
+    // `{ viewer { user { name } } }` costs 2 + 1.5 × (2 + 1.5 × 1) = 7.25.
+    const a = await app({ TRIPLINE_MAX_QUERY_COST: '7' });
+    const res = await a.gql('{ viewer { user { name } } }');
+    expect(res.status).toBe(400);
+    expectRefused(res, 'QUERY_TOO_COMPLEX', 7);
+    expect(res.errors?.[0]?.message).toMatch(/TRIPLINE_MAX_QUERY_COST/);
+    const b = await app({ TRIPLINE_MAX_QUERY_COST: '8' });
+    expect((await b.gql('{ viewer { user { name } } }')).data.viewer.user.name).toBe('admin');
+  });
+
+  it('refuses a default-config query that multiplies nested pages', async () => {
+    const a = await app();
+    const res = await a.gql(`{ entity(name: "default") { triggeredRuns(first: 100) { edges { node {
+      event { triggeredRuns(first: 100) { edges { node { id } } } } } } } } }`);
+    expectRefused(res, 'QUERY_TOO_COMPLEX', 50_000);
+  });
+
+  it('refuses a document with more tokens than TRIPLINE_MAX_QUERY_TOKENS', async () => {
+    // `{ viewer { user { name } } }` is 9 tokens.
+    const a = await app({ TRIPLINE_MAX_QUERY_TOKENS: '8' });
+    const res = await a.gql('{ viewer { user { name } } }');
+    expect(res.status).toBe(400);
+    expectRefused(res, 'QUERY_TOO_LONG', 8);
+    expect(res.errors?.[0]?.message).toMatch(/TRIPLINE_MAX_QUERY_TOKENS.*variables/);
+    const b = await app({ TRIPLINE_MAX_QUERY_TOKENS: '9' });
+    expect((await b.gql('{ viewer { user { name } } }')).errors).toBeUndefined();
+  });
+
+  it('refuses more directives than TRIPLINE_MAX_QUERY_DIRECTIVES', async () => {
+    const a = await app({ TRIPLINE_MAX_QUERY_DIRECTIVES: '1' });
+    const one = await a.gql('{ viewer { user @include(if: true) { name } } }');
+    expect(one.errors).toBeUndefined();
+    const res = await a.gql('{ viewer @include(if: true) { user @include(if: true) { name } } }');
+    expect(res.status).toBe(400);
+    expectRefused(res, 'TOO_MANY_DIRECTIVES', 1);
+  });
+
+  it('answers a limit over graphql-ws with an error and keeps the connection', async () => {
+    const a = await app({ TRIPLINE_MAX_QUERY_DEPTH: '5', TRIPLINE_MAX_QUERY_TOKENS: '40' });
+    const url = await a.listen();
+    const client = createClient({
+      url: url.replace('http', 'ws'),
+      webSocketImpl: WebSocket,
+      connectionParams: { authorization: `Bearer ${a.adminKey}` },
+      retryAttempts: 0,
+    });
+    clients.push(client);
+    const run = (query: string) =>
+      new Promise<{ data?: unknown; errors?: unknown[] }>((resolve) => {
+        client.subscribe(
+          { query },
+          {
+            next: (value) => resolve(value as { data?: unknown }),
+            error: (errors) => resolve({ errors: errors as unknown[] }),
+            complete: () => {},
+          },
+        );
+      });
+    const deep = await run(nested(6));
+    expect(deep.errors?.[0]).toMatchObject({ extensions: { code: 'QUERY_TOO_DEEP', limit: 5 } });
+    const long = await run(`{ viewer { user { ${'name '.repeat(40)} } } }`);
+    expect(long.errors?.[0]).toMatchObject({ extensions: { code: 'QUERY_TOO_LONG', limit: 40 } });
+    const ok = await run('{ viewer { user { name } } }');
+    expect(ok.data).toEqual({ viewer: { user: { name: 'admin' } } });
+  });
+});
+
+describe('batched requests', () => {
+  const batch = (n: number) =>
+    JSON.stringify(
+      Array.from({ length: n }, (_, i) => ({
+        query: CREATE_PROJECT,
+        variables: { i: { entity: 'default', name: `b${i}` } },
+      })),
+    );
+
+  it('runs up to TRIPLINE_MAX_BATCH_OPERATIONS (default 10) operations and refuses a larger batch whole', async () => {
+    const a = await app();
+    const over = await post(a, batch(11));
+    expect(over.status).toBe(400);
+    expectRefused(over, 'BATCH_TOO_LARGE', 10);
+    expect(over.errors?.[0]?.message).toMatch(/11 operations.*limit of 10/);
+    expect(await projectCount(a)).toBe(0);
+
+    const response = await a.app.yoga.fetch('http://localhost/graphql', {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/graphql-response+json',
+        authorization: `Bearer ${a.adminKey}`,
+      },
+      body: batch(10),
+    });
+    expect(response.status).toBe(200);
+    const results = (await response.json()) as GraphQLResponse[];
+    expect(results.map((r) => r.data.createProject.__typename)).toEqual(Array(10).fill('Project'));
+    expect(await projectCount(a)).toBe(10);
+  });
+
+  it('refuses every batch when TRIPLINE_MAX_BATCH_OPERATIONS is 0', async () => {
+    const a = await app({ TRIPLINE_MAX_BATCH_OPERATIONS: '0' });
+    const res = await post(a, batch(1));
+    expect(res.status).toBe(400);
+    expectRefused(res, 'BATCH_TOO_LARGE', 0);
+    expect(res.errors?.[0]?.message).toMatch(/turned off/);
+    expect(await projectCount(a)).toBe(0);
+  });
+});
+
+describe('introspection', () => {
+  it('is refused with TRIPLINE_INTROSPECTION=false, while __typename and GraphiQL still work', async () => {
+    const a = await app({ TRIPLINE_INTROSPECTION: 'false' });
+    for (const query of [
+      getIntrospectionQuery(),
+      '{ __type(name: "Query") { name } }',
+      '{ viewer { user { name } } __schema { queryType { name } } }',
+    ]) {
+      const res = await a.gql(query);
+      expect(res.status).toBe(400);
+      expect(res.data ?? null).toBeNull();
+      expect(res.errors?.[0]?.extensions?.code).toBe('INTROSPECTION_DISABLED');
+      expect(res.errors?.[0]?.message).toMatch(/TRIPLINE_INTROSPECTION=false/);
+    }
+    expect((await a.gql('{ __typename viewer { __typename } }')).data).toEqual({
+      __typename: 'Query',
+      viewer: { __typename: 'Viewer' },
+    });
+    // Suggestions would name fields the schema hides.
+    const typo = await a.gql('{ viewr { user { name } } }');
+    expect(typo.errors?.[0]?.message).not.toContain('viewer');
+
+    const page = await a.app.yoga.fetch('http://localhost/graphql', {
+      headers: { accept: 'text/html' },
+    });
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('GraphiQL');
+  });
+
+  it('is available by default, with suggestions', async () => {
+    const a = await app();
+    expect((await a.gql('{ __type(name: "Query") { name } }')).data.__type.name).toBe('Query');
+    const typo = await a.gql('{ viewr { user { name } } }');
+    expect(typo.errors?.[0]?.message).toContain('Did you mean "viewer"?');
+  });
+});
+
+describe('field input limits answer a typed error and store nothing', () => {
+  it('names: 64 characters', async () => {
+    const a = await app();
+    const project = (name: string) =>
+      a.gql(CREATE_PROJECT, { i: { entity: 'default', name } }).then((r) => r.data.createProject);
+    expect(await project('p'.repeat(65))).toMatchObject({
+      __typename: 'ValidationError',
+      field: 'input.name',
+      message: expect.stringMatching(/1 to 64/),
+    });
+    expect(await projectCount(a)).toBe(0);
+    expect((await project('p'.repeat(64))).__typename).toBe('Project');
+
+    const action = (name: string) =>
+      a
+        .gql(
+          `mutation($i: CreateWebhookActionInput!) { createWebhookAction(input: $i) {
+          __typename ... on Error { message } ... on ValidationError { field } } }`,
+          { i: { entity: 'default', name, url: 'https://example.com/hook' } },
+        )
+        .then((r) => r.data.createWebhookAction);
+    expect(await action('a'.repeat(65))).toMatchObject({
+      __typename: 'ValidationError',
+      field: 'input.name',
+      message: expect.stringMatching(/1 to 64/),
+    });
+    const actions = await a.gql('{ entity(name: "default") { actions { totalCount } } }');
+    expect(actions.data.entity.actions.totalCount).toBe(0);
+    expect((await action('a'.repeat(64))).__typename).toBe('CreatedWebhookAction');
+  });
+
+  const CREATE_AUTOMATION = `mutation($i: CreateAutomationInput!) { createAutomation(input: $i) {
+    __typename ... on Error { message } ... on ValidationError { field } } }`;
+  const automationCount = async (a: TestApp): Promise<number> =>
+    (await a.gql('{ entity(name: "default") { automations { totalCount } } }')).data.entity
+      .automations.totalCount;
+
+  it('payload templates: 64 KiB', async () => {
+    const a = await app();
+    await createProject(a, 'p');
+    const { id: actionId } = await createWebhookAction(a, {
+      name: 'hook',
+      url: 'https://example.com/hook',
+    });
+    // `{"a":""}` is 8 bytes.
+    const template = (bytes: number) => JSON.stringify({ a: 'x'.repeat(bytes - 8) });
+    const create = (name: string, payloadTemplate: string) =>
+      a
+        .gql(CREATE_AUTOMATION, {
+          i: {
+            entity: 'default',
+            name,
+            eventType: 'CREATE_ARTIFACT',
+            scope: { type: 'PROJECT', project: 'p' },
+            action: { actionId, payloadTemplate },
+          },
+        })
+        .then((r) => r.data.createAutomation);
+    expect(await create('big', template(65_537))).toMatchObject({
+      __typename: 'ValidationError',
+      field: 'input.action.payloadTemplate',
+      message: 'The template is 65537 bytes; the limit is 65536 bytes',
+    });
+    expect(await automationCount(a)).toBe(0);
+    expect((await create('fits', template(65_536))).__typename).toBe('Automation');
+  });
+
+  it('alias patterns: 256 characters', async () => {
+    const a = await app();
+    await createProject(a, 'p');
+    const { id: actionId } = await createWebhookAction(a, {
+      name: 'hook',
+      url: 'https://example.com/hook',
+    });
+    const create = (name: string, aliasPattern: string) =>
+      a
+        .gql(CREATE_AUTOMATION, {
+          i: {
+            entity: 'default',
+            name,
+            eventType: 'ADD_ARTIFACT_ALIAS',
+            scope: { type: 'PROJECT', project: 'p' },
+            filter: { aliasPattern },
+            action: { actionId },
+          },
+        })
+        .then((r) => r.data.createAutomation);
+    expect(await create('long', 'a'.repeat(257))).toMatchObject({
+      __typename: 'ValidationError',
+      field: 'input.filter.aliasPattern',
+      message: expect.stringMatching(/257 characters; the limit is 256/),
+    });
+    expect(await automationCount(a)).toBe(0);
+    expect((await create('fits', 'a'.repeat(256))).__typename).toBe('Automation');
+  });
+
+  it('event metadata: 64 KiB of JSON', async () => {
+    const a = await app();
+    await createProject(a, 'p');
+    // `{"blob":""}` is 11 bytes.
+    const metadata = (bytes: number) => ({ blob: 'x'.repeat(bytes - 11) });
+    const res = await a.gql(
+      `mutation($i: EmitArtifactEventInput!) { emitArtifactEvent(input: $i) {
+        __typename ... on Error { message } ... on ValidationError { field } } }`,
+      {
+        i: {
+          entity: 'default',
+          eventType: 'CREATE_ARTIFACT',
+          project: 'p',
+          collection: 'm',
+          artifactType: 'model',
+          versionIndex: 0,
+          metadata: metadata(65_537),
+        },
+      },
+    );
+    expect(res.data.emitArtifactEvent).toEqual({
+      __typename: 'ValidationError',
+      field: 'input.metadata',
+      message: 'Metadata is 65537 bytes; keep it to 65536 bytes of JSON.',
+    });
+    const events = await a.gql('{ entity(name: "default") { events { totalCount } } }');
+    expect(events.data.entity.events.totalCount).toBe(0);
+    expect((await emit(a, { metadata: metadata(65_536) })).__typename).toBe('EmittedArtifactEvent');
+  });
+});
