@@ -24,7 +24,11 @@ const EVENTS = Number(process.env.BENCH_EVENTS ?? 400);
 const EXTRA_AUTOMATIONS = Number(process.env.BENCH_AUTOMATIONS ?? 20_000);
 
 const dir = mkdtempSync(join(tmpdir(), 'tripline-bench-'));
-const config = loadConfig({ TRIPLINE_DATA_DIR: dir, LOG_LEVEL: 'silent' });
+const config = loadConfig({
+  TRIPLINE_DATA_DIR: dir,
+  LOG_LEVEL: 'silent',
+  TRIPLINE_RATE_LIMIT_EVENTS_PER_MINUTE: '0',
+});
 const storage = openDatabase(config.databaseFile);
 const deps = {
   db: storage.db,
