@@ -7,7 +7,7 @@ import { hasRole, readableEntity } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
 import { ProjectRef, RegistryRef } from '../projects/schema.js';
 import { getContainer } from '../projects/service.js';
-import { resolveRuns, runsArgs, TriggeredRunRef } from '../runs/schema.js';
+import { TriggeredRunRef, triggeredRunsField } from '../runs/schema.js';
 import type { TriggeredRun } from '../runs/service.js';
 import { UserRef } from '../users/schema.js';
 import { findUser } from '../users/service.js';
@@ -97,13 +97,10 @@ export const ArtifactEventRef = builder.node(builder.objectRef<ArtifactEvent>('A
   }),
 });
 
-builder.objectField(ArtifactEventRef, 'triggeredRuns', (t) =>
-  t.connection({
-    type: TriggeredRunRef,
-    description: 'Runs this event triggered, newest first.',
-    args: runsArgs,
-    resolve: (event, args, ctx) => resolveRuns(ctx, { eventId: event.id }, args),
-  }),
+builder.objectField(
+  ArtifactEventRef,
+  'triggeredRuns',
+  triggeredRunsField('Runs this event triggered, newest first.', (e) => ({ eventId: e.id })),
 );
 
 builder.objectField(EntityRef, 'events', (t) =>

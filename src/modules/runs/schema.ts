@@ -1,6 +1,5 @@
 import { filter, pipe } from 'graphql-yoga';
 import { builder } from '../../builder.js';
-import type { Context } from '../../context.js';
 import { AutomationRef } from '../automations/schema.js';
 import { getAutomation } from '../automations/service.js';
 import { offsetConnection } from '../connection.js';
@@ -167,66 +166,69 @@ const RunFilterInput = builder.inputType('TriggeredRunFilter', {
   }),
 });
 
-export const runsArgs = builder.args((t) => ({
+const runsArgs = builder.args((t) => ({
   filter: t.field({ type: RunFilterInput, required: false, description: 'Which runs to list.' }),
 }));
 
-/** Resolves a `triggeredRuns` connection for one owner of runs, applying the caller's filter. */
-export function resolveRuns(
-  ctx: Context,
-  owner: RunFilter,
-  args: { filter?: typeof RunFilterInput.$inferInput | null } & Parameters<
-    typeof offsetConnection
-  >[0],
+/**
+ * A `triggeredRuns(filter:)` connection, newest first, for any object that owns runs: `owner`
+ * says which runs are its own; the caller's filter narrows them.
+ */
+export function triggeredRunsField<Parent>(
+  description: string,
+  owner: (parent: Parent) => RunFilter,
 ) {
-  const f: RunFilter = {
-    ...owner,
-    statuses: args.filter?.statuses ?? null,
-    createdAfter: args.filter?.createdAfter ?? null,
-    createdBefore: args.filter?.createdBefore ?? null,
-  };
-  if (args.filter?.automationId) {
-    f.automationId = decodeId(args.filter.automationId, 'Automation', 'filter.automationId');
-  }
-  return offsetConnection(
-    args,
-    () => countRuns(ctx.deps, f),
-    (page) => listRuns(ctx.deps, f, page),
-  );
+  return (t: PothosSchemaTypes.ObjectFieldBuilder<typeof builder.$inferSchemaTypes, Parent>) =>
+    t.connection({
+      type: TriggeredRunRef,
+      description,
+      args: runsArgs,
+      resolve: (parent, args, ctx) => {
+        const f: RunFilter = {
+          ...owner(parent),
+          statuses: args.filter?.statuses ?? null,
+          createdAfter: args.filter?.createdAfter ?? null,
+          createdBefore: args.filter?.createdBefore ?? null,
+        };
+        if (args.filter?.automationId) {
+          f.automationId = decodeId(args.filter.automationId, 'Automation', 'filter.automationId');
+        }
+        return offsetConnection(
+          args,
+          () => countRuns(ctx.deps, f),
+          (page) => listRuns(ctx.deps, f, page),
+        );
+      },
+    });
 }
 
-builder.objectField(EntityRef, 'triggeredRuns', (t) =>
-  t.connection({
-    type: TriggeredRunRef,
-    description: 'Runs of every automation in the entity, newest first.',
-    args: runsArgs,
-    resolve: (entity, args, ctx) => resolveRuns(ctx, { entityId: entity.id }, args),
-  }),
+builder.objectField(
+  EntityRef,
+  'triggeredRuns',
+  triggeredRunsField('Runs of every automation in the entity, newest first.', (e) => ({
+    entityId: e.id,
+  })),
 );
-builder.objectField(ProjectRef, 'triggeredRuns', (t) =>
-  t.connection({
-    type: TriggeredRunRef,
-    description: 'Runs for events in this project, newest first.',
-    args: runsArgs,
-    resolve: (project, args, ctx) => resolveRuns(ctx, { projectId: project.id }, args),
-  }),
+builder.objectField(
+  ProjectRef,
+  'triggeredRuns',
+  triggeredRunsField('Runs for events in this project, newest first.', (p) => ({
+    projectId: p.id,
+  })),
 );
-builder.objectField(RegistryRef, 'triggeredRuns', (t) =>
-  t.connection({
-    type: TriggeredRunRef,
-    description: 'Runs for events in this registry, newest first.',
-    args: runsArgs,
-    resolve: (registry, args, ctx) => resolveRuns(ctx, { registryId: registry.id }, args),
-  }),
+builder.objectField(
+  RegistryRef,
+  'triggeredRuns',
+  triggeredRunsField('Runs for events in this registry, newest first.', (r) => ({
+    registryId: r.id,
+  })),
 );
-builder.objectField(AutomationRef, 'triggeredRuns', (t) =>
-  t.connection({
-    type: TriggeredRunRef,
-    description: 'Runs of this automation, newest first.',
-    args: runsArgs,
-    resolve: (automation, args, ctx) => resolveRuns(ctx, { automationId: automation.id }, args),
-  }),
+builder.objectField(
+  AutomationRef,
+  'triggeredRuns',
+  triggeredRunsField('Runs of this automation, newest first.', (a) => ({ automationId: a.id })),
 );
+
 builder.queryField('triggeredRun', (t) =>
   t.field({
     type: TriggeredRunRef,
