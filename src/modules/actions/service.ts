@@ -1,5 +1,5 @@
 import { decodeGlobalID } from '@pothos/plugin-relay';
-import { and, asc, count, eq, ne, type SQL } from 'drizzle-orm';
+import { and, asc, count, eq, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import { actions, automations } from '../../db/schema.js';
 import { generateSigningSecret } from '../../delivery/signing.js';
@@ -7,7 +7,7 @@ import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { type AuditAction, recordAudit } from '../audit/service.js';
 import { requireEntity, requireRole } from '../entities/access.js';
-import { checkName, MAX_NAME_LENGTH } from '../names.js';
+import { assertNameFree, checkName, MAX_NAME_LENGTH } from '../names.js';
 import {
   findSecretByName,
   getSecret,
@@ -207,28 +207,6 @@ function checkSlackUrlSecret(
   }
 }
 
-function assertNameFree(
-  deps: Pick<AppDeps, 'db'>,
-  entityId: string,
-  name: string,
-  exceptId?: string,
-): void {
-  const clash = deps.db
-    .select({ id: actions.id })
-    .from(actions)
-    .where(
-      and(
-        eq(actions.entityId, entityId),
-        eq(actions.name, name),
-        exceptId ? ne(actions.id, exceptId) : undefined,
-      ),
-    )
-    .get();
-  if (clash) {
-    throw new ConflictError('input.name', `This entity already has an action named "${name}".`);
-  }
-}
-
 /**
  * The name a generated signing secret is stored under: the action name in UPPER_SNAKE_CASE plus
  * `_SIGNING_SECRET`, with `_2`, `_3`… when taken. Letters lose their accents; a name with no
@@ -275,7 +253,7 @@ export function createWebhookAction(
 ): { action: Action; signingSecret: string | null } {
   const entity = requireEntity(ctx, input.entity, 'ADMIN');
   const name = checkName(input.name, 'input.name');
-  assertNameFree(ctx.deps, entity.id, name);
+  assertNameFree(ctx.deps.db, actions, 'an action', { entityId: entity.id, name });
   const url = checkWebhookUrl(input.url, 'input.url');
   const accessToken =
     input.accessTokenSecret == null
@@ -349,7 +327,7 @@ export function createSlackAction(
 ): Action {
   const entity = requireEntity(ctx, input.entity, 'ADMIN');
   const name = checkName(input.name, 'input.name');
-  assertNameFree(ctx.deps, entity.id, name);
+  assertNameFree(ctx.deps.db, actions, 'an action', { entityId: entity.id, name });
   const channel = checkName(input.channel, 'input.channel');
   const secret = requireSecretByName(
     ctx.deps,
@@ -438,7 +416,11 @@ export function updateAction(ctx: Context, input: UpdateActionInput): Action {
   const changes: Partial<Action> = { updatedAt: ctx.deps.clock.now() };
   if (input.name != null) {
     changes.name = checkName(input.name, 'input.name');
-    assertNameFree(ctx.deps, action.entityId, changes.name, action.id);
+    assertNameFree(ctx.deps.db, actions, 'an action', {
+      entityId: action.entityId,
+      name: changes.name,
+      exceptId: action.id,
+    });
   }
   if (input.url != null) changes.url = checkWebhookUrl(input.url, 'input.url');
   if (input.accessTokenSecret !== undefined) {

@@ -1,4 +1,4 @@
-import { and, asc, count, desc, eq, inArray, ne, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, inArray, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import {
   automationSecretRefs,
@@ -7,12 +7,12 @@ import {
   type ScopeType,
   type SlackSeverity,
 } from '../../db/schema.js';
-import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
+import { NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { getAction } from '../actions/service.js';
 import { type AuditAction, recordAudit } from '../audit/service.js';
 import { requireEntity, requireRole } from '../entities/access.js';
-import { checkDescription, checkName, checkSlug } from '../names.js';
+import { assertNameFree, checkDescription, checkName, checkSlug } from '../names.js';
 import { findCollection, type Kind, requireContainer } from '../projects/service.js';
 import { findSecretByName, secretNamesOf } from '../secrets/service.js';
 import { checkAliasPattern } from './pattern.js';
@@ -116,7 +116,10 @@ export function createAutomation(ctx: Context, input: CreateAutomationInput): Au
       ...actionColumns(input.action),
     };
     const secretIds = checkDraft(ctx.deps, entity.id, draft);
-    assertNameFree(ctx.deps, entity.id, draft.name);
+    assertNameFree(ctx.deps.db, automations, 'an automation', {
+      entityId: entity.id,
+      name: draft.name,
+    });
     const now = clock.now();
     const row = db
       .insert(automations)
@@ -185,7 +188,11 @@ export function updateAutomation(ctx: Context, input: UpdateAutomationInput): Au
     };
     const secretIds = checkDraft(ctx.deps, current.entityId, draft);
     if (draft.name !== current.name)
-      assertNameFree(ctx.deps, current.entityId, draft.name, current.id);
+      assertNameFree(ctx.deps.db, automations, 'an automation', {
+        entityId: current.entityId,
+        name: draft.name,
+        exceptId: current.id,
+      });
     const row = db
       .update(automations)
       .set({ ...draft, updatedAt: clock.now() })
@@ -358,31 +365,6 @@ function requireAutomation(ctx: Context, id: string): Automation {
   if (!row) throw notFound();
   requireRole(ctx.viewer, row.entityId, 'MEMBER', notFound);
   return row;
-}
-
-function assertNameFree(
-  deps: Pick<AppDeps, 'db'>,
-  entityId: string,
-  name: string,
-  exceptId?: string,
-): void {
-  const clash = deps.db
-    .select({ id: automations.id })
-    .from(automations)
-    .where(
-      and(
-        eq(automations.entityId, entityId),
-        eq(automations.name, name),
-        exceptId === undefined ? undefined : ne(automations.id, exceptId),
-      ),
-    )
-    .get();
-  if (clash) {
-    throw new ConflictError(
-      'input.name',
-      `This entity already has an automation named "${name}"; pick another name.`,
-    );
-  }
 }
 
 /**
