@@ -30,8 +30,9 @@ async function gql(url: string, query: string, variables: Record<string, unknown
   return body.data!;
 }
 
-function server(dataDir: string): ServerProcess {
+function server(dataDir: string, env: Record<string, string> = {}): ServerProcess {
   const s = startServer({
+    ...env,
     TRIPLINE_DATA_DIR: dataDir,
     TRIPLINE_ADMIN_API_KEY: KEY,
     TRIPLINE_OUTBOUND_ALLOW: '127.0.0.1',
@@ -43,6 +44,66 @@ function server(dataDir: string): ServerProcess {
   return s;
 }
 
+/** Creates project `p`, a webhook action to the receiver and an automation, then emits `events` events; returns the run ids. */
+async function setUp(url: string, receiverUrl: string, events: number): Promise<string[]> {
+  await gql(
+    url,
+    'mutation { createProject(input: { entity: "default", name: "p" }) { __typename } }',
+  );
+  const action = await gql(
+    url,
+    `mutation($url: String!) { createWebhookAction(input: { entity: "default", name: "slow", url: $url }) {
+      __typename ... on CreatedWebhookAction { action { id } } } }`,
+    { url: `${receiverUrl}/hook` },
+  );
+  const actionId = (action.createWebhookAction as { action: { id: string } }).action.id;
+  const automation = await gql(
+    url,
+    `mutation($a: ID!) { createAutomation(input: { entity: "default", name: "on-create", eventType: CREATE_ARTIFACT,
+      scope: { type: PROJECT, project: "p" }, action: { actionId: $a } }) { __typename } }`,
+    { a: actionId },
+  );
+  expect(automation.createAutomation?.__typename).toBe('Automation');
+  const runIds: string[] = [];
+  for (let version = 0; version < events; version += 1) {
+    const emitted = await gql(
+      url,
+      `mutation($v: Int!) { emitArtifactEvent(input: { entity: "default", eventType: CREATE_ARTIFACT, project: "p",
+        collection: "m", artifactType: "model", versionIndex: $v }) {
+        ... on EmittedArtifactEvent { triggeredRuns { id } } } }`,
+      { v: version },
+    );
+    const runs = (emitted.emitArtifactEvent as { triggeredRuns: { id: string }[] }).triggeredRuns;
+    runIds.push(...runs.map((r) => r.id));
+  }
+  return runIds;
+}
+
+/**
+ * Polls the real process until `count` runs exist and all have finished (or 20 s pass);
+ * returns their statuses. Runs held by a killed process finish once its lease lapses.
+ */
+async function waitForRuns(url: string, count: number): Promise<string[]> {
+  const query =
+    '{ entity(name: "default") { triggeredRuns(first: 100) { edges { node { status } } } } }';
+  let statuses: string[] = [];
+  for (let i = 0; i < 200; i += 1) {
+    const data = await gql(url, query);
+    const edges = (
+      data.entity as unknown as { triggeredRuns: { edges: { node: { status: string } }[] } }
+    ).triggeredRuns.edges;
+    statuses = edges.map((e) => e.node.status);
+    if (statuses.length === count && statuses.every((s) => ['SUCCEEDED', 'FAILED'].includes(s)))
+      break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return statuses;
+}
+
+/** The stored run id behind a global ID: what receivers see as `webhook-id`. */
+const storedId = (globalId: string): string =>
+  String(Buffer.from(globalId, 'base64').toString().split(':')[1]);
+
 describe('crash safety', () => {
   it('delivers every run at least once after SIGKILL mid-delivery and a restart', async () => {
     dir = mkdtempSync(join(tmpdir(), 'tripline-crash-'));
@@ -52,40 +113,7 @@ describe('crash safety', () => {
     const first = server(dataDir);
     const url = await first.url;
 
-    await gql(
-      url,
-      'mutation { createProject(input: { entity: "default", name: "p" }) { __typename } }',
-    );
-    const action = await gql(
-      url,
-      `mutation($url: String!) { createWebhookAction(input: { entity: "default", name: "slow", url: $url }) {
-        __typename ... on CreatedWebhookAction { action { id } } } }`,
-      { url: `${receiver.url}/hook` },
-    );
-    const actionId = (action.createWebhookAction as { action: { id: string } }).action.id;
-    const automation = await gql(
-      url,
-      `mutation($a: ID!) { createAutomation(input: { entity: "default", name: "on-create", eventType: CREATE_ARTIFACT,
-        scope: { type: PROJECT, project: "p" }, action: { actionId: $a } }) { __typename } }`,
-      { a: actionId },
-    );
-    expect(automation.createAutomation?.__typename).toBe('Automation');
-
-    const runIds: string[] = [];
-    for (let version = 0; version < 3; version += 1) {
-      const emitted = await gql(
-        url,
-        `mutation($v: Int!) { emitArtifactEvent(input: { entity: "default", eventType: CREATE_ARTIFACT, project: "p",
-          collection: "m", artifactType: "model", versionIndex: $v }) {
-          ... on EmittedArtifactEvent { triggeredRuns { id } } } }`,
-        { v: version },
-      );
-      runIds.push(
-        ...(emitted.emitArtifactEvent as { triggeredRuns: { id: string }[] }).triggeredRuns.map(
-          (r) => r.id,
-        ),
-      );
-    }
+    const runIds = await setUp(url, receiver.url, 3);
     expect(runIds).toHaveLength(3);
     await receiver.waitForRequests(3);
 
@@ -95,29 +123,36 @@ describe('crash safety', () => {
 
     const second = server(dataDir);
     const url2 = await second.url;
-    const query = `{ entity(name: "default") { triggeredRuns(first: 100) { edges { node { id status attempts { statusCode } } } } } }`;
-    let statuses: string[] = [];
-    // Polls the real process; each run must finish once its lease from the killed process lapses.
-    for (let i = 0; i < 200; i += 1) {
-      const data = await gql(url2, query);
-      const edges = (
-        data.entity as unknown as { triggeredRuns: { edges: { node: { status: string } }[] } }
-      ).triggeredRuns.edges;
-      statuses = edges.map((e) => e.node.status);
-      if (statuses.length === 3 && statuses.every((s) => s === 'SUCCEEDED')) break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    expect(statuses).toEqual(['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED']);
+    expect(await waitForRuns(url2, 3)).toEqual(['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED']);
 
     const delivered = new Set(
       receiver.requests
         .filter((r) => r.headers['webhook-id'])
         .map((r) => String(r.headers['webhook-id'])),
     );
-    for (const id of runIds) {
-      const stored = Buffer.from(id, 'base64').toString().split(':')[1];
-      expect(delivered.has(String(stored))).toBe(true);
-    }
+    for (const id of runIds) expect(delivered.has(storedId(id))).toBe(true);
+    second.child.kill('SIGTERM');
+    expect(await second.exited).toBe(0);
+  }, 60_000);
+
+  it('on SIGTERM releases a hanging delivery within the grace period, and the next start delivers it', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tripline-term-'));
+    const dataDir = join(dir, 'data');
+    receiver = await startReceiver(() => ({ hang: true }));
+    const first = server(dataDir, { TRIPLINE_SHUTDOWN_GRACE_MS: '300' });
+    const url = await first.url;
+    const runIds = await setUp(url, receiver.url, 1);
+    await receiver.waitForRequests(1);
+
+    first.child.kill('SIGTERM');
+    expect(await first.exited).toBe(0);
+    receiver.respond(() => ({ status: 200, body: 'ok' }));
+
+    const second = server(dataDir);
+    const url2 = await second.url;
+    expect(await waitForRuns(url2, 1)).toEqual(['SUCCEEDED']);
+    const ids = receiver.requests.map((r) => String(r.headers['webhook-id']));
+    expect(new Set(ids)).toEqual(new Set([storedId(runIds[0]!)]));
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
   }, 60_000);
