@@ -109,5 +109,11 @@ describe('runs delivered by the app', () => {
     );
     expect(action.data.node.enabled).toBe(false);
     expect(action.data.node.disabledReason).toMatch(/410/);
+    const audit = await t.gql(
+      '{ entity(name: "default") { auditLog(action: "action.disabled") { edges { node { actor { name } details } } } } }',
+    );
+    expect(audit.data.entity.auditLog.edges).toHaveLength(1);
+    expect(audit.data.entity.auditLog.edges[0].node.actor).toBeNull();
+    expect(audit.data.entity.auditLog.edges[0].node.details.reason).toMatch(/410/);
   });
 });

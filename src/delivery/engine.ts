@@ -6,6 +6,8 @@ import type { Db } from '../db/client.js';
 import { actions, deliveryAttempts, type RunStatus, triggeredRuns } from '../db/schema.js';
 import { newId } from '../ids.js';
 import type { Logger } from '../logger.js';
+import { ACTION_TYPENAMES } from '../modules/actions/service.js';
+import { recordAudit } from '../modules/audit/service.js';
 import type { SecretBox } from '../modules/secrets/box.js';
 import { loadRunDelivery } from './load.js';
 import { classify, nextRetryDelayMs } from './retry.js';
@@ -326,14 +328,26 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
         })
         .run();
       if (verdict === 'gone' && run.actionId !== null) {
-        tx.update(actions)
-          .set({
-            enabled: false,
-            disabledReason: `The receiver answered 410 Gone on ${now.toISOString()}`,
-            updatedAt: now,
-          })
-          .where(eq(actions.id, run.actionId))
-          .run();
+        const reason = `The receiver answered 410 Gone on ${now.toISOString()}`;
+        const disabled = tx
+          .update(actions)
+          .set({ enabled: false, disabledReason: reason, updatedAt: now })
+          .where(and(eq(actions.id, run.actionId), eq(actions.enabled, true)))
+          .returning()
+          .get();
+        if (disabled) {
+          recordAudit(
+            { db: tx, clock },
+            {
+              entityId: disabled.entityId,
+              actorId: null,
+              action: 'action.disabled',
+              targetType: ACTION_TYPENAMES[disabled.kind],
+              targetId: disabled.id,
+              details: { name: disabled.name, reason, runId: run.id },
+            },
+          );
+        }
       }
     });
     logger[terminal && status !== 'SUCCEEDED' ? 'warn' : 'info'](
