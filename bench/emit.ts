@@ -42,7 +42,7 @@ const first = bootstrap(storage.db, config)!;
 const app = createApp(deps);
 const adminId = storage.db.query.users.findFirst().sync()!.id;
 const baselineEntity = storage.db.query.entities.findFirst().sync()!.id;
-const crowdedEntity = insertEntity({ db: storage.db }, 'crowded', adminId).id;
+const crowdedEntity = insertEntity(deps, 'crowded', adminId).id;
 
 function setUpEntity(entityId: string, extra: number): void {
   const project = (name: string) =>

@@ -1,11 +1,12 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { count } from 'drizzle-orm';
+import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import type { Db } from './db/client.js';
 import { users } from './db/schema.js';
 import { insertEntity } from './modules/entities/service.js';
 import { generateMasterKey, parseMasterKey } from './modules/secrets/box.js';
-import { createUser, issueApiKey } from './modules/users/service.js';
+import { auditApiKey, createUser, issueApiKey } from './modules/users/service.js';
 
 export const BOOTSTRAP_ENTITY = 'default';
 
@@ -35,13 +36,23 @@ export interface Bootstrapped {
  * admin, and an API key (`TRIPLINE_ADMIN_API_KEY` when set, else generated and written with
  * mode 0600 to `<data dir>/admin-api-key`). Returns undefined when users already exist.
  */
-export function bootstrap(db: Db, config: Config): Bootstrapped | undefined {
+export function bootstrap(
+  db: Db,
+  config: Config,
+  clock: Clock = systemClock,
+): Bootstrapped | undefined {
   const existing = db.select({ n: count() }).from(users).get()?.n ?? 0;
   if (existing > 0) return undefined;
   return db.transaction(() => {
     const admin = createUser({ db }, { name: 'admin', kind: 'USER' });
-    insertEntity({ db }, BOOTSTRAP_ENTITY, admin.id);
-    const { secret } = issueApiKey({ db }, admin.id, 'bootstrap admin key', config.adminApiKey);
+    insertEntity({ db, clock }, BOOTSTRAP_ENTITY, admin.id);
+    const { apiKey, secret } = issueApiKey(
+      { db },
+      admin.id,
+      'bootstrap admin key',
+      config.adminApiKey,
+    );
+    auditApiKey({ db, clock }, admin.id, 'apiKey.created', apiKey);
     if (config.adminApiKey) return { apiKey: secret, entity: BOOTSTRAP_ENTITY };
     const keyFile = `${config.dataDir}/admin-api-key`;
     writeFileSync(keyFile, `${secret}\n`, { mode: 0o600 });

@@ -14,9 +14,14 @@ import {
 let t: TestApp;
 let clock: ReturnType<typeof fakeClock>;
 
+let afterBootstrap: string;
+
 beforeEach(async () => {
   clock = fakeClock();
   t = await createTestApp({ clock });
+  // The first start records its own entries; the tests below read what comes after them.
+  clock.advance(1);
+  afterBootstrap = clock.now().toISOString();
 });
 afterEach(() => t.close());
 
@@ -46,7 +51,11 @@ async function auditLog(
   variables: Record<string, unknown> = {},
   key?: string,
 ): Promise<{ totalCount: number; entries: Entry[]; raw: Record<string, unknown> }> {
-  const res = await t.gql(LOG, { entity: 'default', first: 100, ...variables }, key);
+  const res = await t.gql(
+    LOG,
+    { entity: 'default', first: 100, since: afterBootstrap, ...variables },
+    key,
+  );
   expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
   const log = res.data.entity.auditLog;
   return {
@@ -157,6 +166,15 @@ describe('recording changes', () => {
       actor: { name: 'bob' },
       details: { user: 'admin', role: 'VIEWER' },
     });
+  });
+
+  it('records the first start: the default entity and the admin key', async () => {
+    const { entries } = await auditLog({ since: null });
+    expect(entries.map((e) => [e.action, e.actor?.name, e.details.name])).toEqual([
+      ['apiKey.created', 'admin', 'bootstrap admin key'],
+      ['entity.created', 'admin', 'default'],
+    ]);
+    expect(JSON.stringify(entries)).not.toContain(t.adminKey);
   });
 
   it('records a new entity in that entity’s log, not in the others', async () => {

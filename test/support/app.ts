@@ -116,7 +116,7 @@ export async function createTestApp(
     config,
     pubsub: createTriplinePubSub(listeners),
   };
-  const first = bootstrap(storage.db, config);
+  const first = bootstrap(storage.db, config, deps.clock);
   if (!first) throw new Error('bootstrap did not run on a fresh database');
   const app = createApp(deps, options.app);
 

@@ -22,8 +22,15 @@ export function findEntityByName(deps: Pick<AppDeps, 'db'>, name: string): Entit
   return deps.db.select().from(entities).where(eq(entities.name, name)).get();
 }
 
-/** Creates an entity with `adminUserId` as its first admin. Throws ConflictError if the name is taken. */
-export function insertEntity(deps: Pick<AppDeps, 'db'>, name: string, adminUserId: string): Entity {
+/**
+ * Creates an entity with `adminUserId` as its first admin, recorded in the audit log as created
+ * by that user. Throws ConflictError if the name is taken.
+ */
+export function insertEntity(
+  deps: Pick<AppDeps, 'db' | 'clock'>,
+  name: string,
+  adminUserId: string,
+): Entity {
   checkSlug(name, 'input.name');
   if (findEntityByName(deps, name)) {
     throw new ConflictError(
@@ -36,6 +43,17 @@ export function insertEntity(deps: Pick<AppDeps, 'db'>, name: string, adminUserI
     tx.insert(memberships)
       .values({ entityId: entity.id, userId: adminUserId, role: 'ADMIN' })
       .run();
+    recordAudit(
+      { db: tx, clock: deps.clock },
+      {
+        entityId: entity.id,
+        actorId: adminUserId,
+        action: 'entity.created',
+        targetType: 'Entity',
+        targetId: entity.id,
+        details: { name: entity.name },
+      },
+    );
     return entity;
   });
 }
@@ -48,19 +66,7 @@ export function createEntity(ctx: Context, name: string): Entity {
       'Service accounts cannot create entities; ask a person to.',
     );
   }
-  const actorId = ctx.viewer.user.id;
-  const entity = ctx.deps.db.transaction(() => {
-    const created = insertEntity(ctx.deps, name, actorId);
-    recordAudit(ctx.deps, {
-      entityId: created.id,
-      actorId,
-      action: 'entity.created',
-      targetType: 'Entity',
-      targetId: created.id,
-      details: { name: created.name },
-    });
-    return created;
-  });
+  const entity = insertEntity(ctx.deps, name, ctx.viewer.user.id);
   ctx.viewer.roles.set(entity.id, 'ADMIN');
   return entity;
 }
