@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from './support/app.js';
+import { createTestApp, fakeClock, type TestApp } from './support/app.js';
 
 let t: TestApp;
 beforeEach(async () => {
@@ -62,6 +62,20 @@ describe('authentication', () => {
 });
 
 describe('API keys', () => {
+  it('records when a key was last used, to the minute', async () => {
+    const clock = fakeClock();
+    const app = await createTestApp({ clock });
+    const lastUsed = async () =>
+      (await app.gql('{ viewer { apiKeys { lastUsedAt } } }')).data.viewer.apiKeys[0].lastUsedAt;
+    const first = await lastUsed();
+    expect(first).toBe(clock.now().toISOString());
+    clock.advance(30_000);
+    expect(await lastUsed()).toBe(first);
+    clock.advance(30_000);
+    expect(await lastUsed()).toBe(clock.now().toISOString());
+    await app.close();
+  });
+
   it('creates a key shown once, which then works, and revokes it', async () => {
     const created = await t.gql(
       `mutation { createApiKey(input: { name: "ci" }) { __typename ... on CreatedApiKey { secret apiKey { id name prefix } } } }`,

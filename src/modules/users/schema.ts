@@ -52,7 +52,7 @@ export const ApiKeyRef = builder.node(builder.objectRef<ApiKey>('ApiKey'), {
     lastUsedAt: t.expose('lastUsedAt', {
       type: 'DateTime',
       nullable: true,
-      description: 'When the key last authenticated a request.',
+      description: 'When the key last authenticated a request, to the minute.',
     }),
     revokedAt: t.expose('revokedAt', {
       type: 'DateTime',

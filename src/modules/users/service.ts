@@ -20,23 +20,29 @@ export interface Viewer {
 }
 
 const KEY_PREFIX = 'tl_';
+const LAST_USED_RESOLUTION_MS = 60_000;
 
 export const hashApiKey = (key: string): string => createHash('sha256').update(key).digest('hex');
 
 /**
  * Looks up the user behind an API key. Returns null for an unknown or revoked key; never throws
- * for bad input. Records when the key was last used.
+ * for bad input. Records when the key was last used, to the minute.
  */
 export function authenticate(deps: Pick<AppDeps, 'db' | 'clock'>, key: string): Viewer | null {
   const { db, clock } = deps;
   const row = db
-    .select({ user: users, keyId: apiKeys.id })
+    .select({ user: users, keyId: apiKeys.id, lastUsedAt: apiKeys.lastUsedAt })
     .from(apiKeys)
     .innerJoin(users, eq(users.id, apiKeys.userId))
     .where(and(eq(apiKeys.hash, hashApiKey(key)), isNull(apiKeys.revokedAt)))
     .get();
   if (!row) return null;
-  db.update(apiKeys).set({ lastUsedAt: clock.now() }).where(eq(apiKeys.id, row.keyId)).run();
+  const now = clock.now();
+  // Every request authenticates; a write each time would serialise them all on the database
+  // lock, so `lastUsedAt` is kept to the minute.
+  if (!row.lastUsedAt || now.getTime() - row.lastUsedAt.getTime() >= LAST_USED_RESOLUTION_MS) {
+    db.update(apiKeys).set({ lastUsedAt: now }).where(eq(apiKeys.id, row.keyId)).run();
+  }
   const roles = new Map(
     db
       .select({ entityId: memberships.entityId, role: memberships.role })
