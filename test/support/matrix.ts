@@ -59,6 +59,11 @@ export interface Row {
   ok?: (result: any, caller: Caller) => void;
   /** After a refused cell: proves the refusal changed nothing, given the cell's variables. */
   untouched?: (variables: Record<string, unknown>) => Promise<void>;
+  /**
+   * Cells whose outcome is not the one `needs` documents, because the object is shared with
+   * entity `other` (a service account in both): there the stranger is an admin of its other side.
+   */
+  outcomes?: Partial<Record<Caller, Outcome>>;
   /** Cells that fail today because of an access bug, and the bug. */
   bug?: { callers: readonly Caller[]; note: string };
 }

@@ -186,7 +186,8 @@ const MemberInput = builder.inputType('MemberInput', {
 builder.mutationField('addMember', (t) =>
   t.field({
     type: MembershipRef,
-    description: 'Adds an existing user to an entity. Admins only.',
+    description:
+      'Adds an existing user to an entity. Admins only; a service account only by someone who is also an admin of every entity it already belongs to.',
     errors: {},
     args: { input: t.arg({ type: MemberInput, description: 'What to do.' }) },
     resolve: (_root, { input }, ctx) =>

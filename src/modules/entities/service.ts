@@ -1,16 +1,23 @@
 import { and, asc, count, eq } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import { entities, memberships, users } from '../../db/schema.js';
-import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
+import {
+  ConflictError,
+  NotFoundError,
+  PermissionDeniedError,
+  ValidationError,
+} from '../../errors.js';
 import { newId } from '../../ids.js';
 import { recordAudit } from '../audit/service.js';
 import { checkSlug } from '../names.js';
 import {
   type ApiKey,
+  administersEveryEntityOf,
   auditApiKey,
   createUser,
   findUser,
   issueApiKey,
+  isVisibleTo,
   type Role,
   type User,
 } from '../users/service.js';
@@ -100,18 +107,33 @@ export function createMemberUser(
   });
 }
 
-/** Adds an existing user to the entity. Admins only; ConflictError when already a member. */
+/**
+ * Adds an existing user to the entity. Admins only; ConflictError when already a member.
+ *
+ * A service account can be added only by someone who is also ADMIN of every entity it already
+ * belongs to: an admin of this entity alone could otherwise pull in another entity's account and
+ * then issue keys for it, which act in that entity too. NotFoundError for an account the caller
+ * cannot see, PermissionDeniedError for one it sees but does not administer everywhere.
+ */
 export function addMember(
   ctx: Context,
   input: { entity: string; userId: string; role: Role },
 ): Membership {
   const entity = requireEntity(ctx, input.entity, 'ADMIN');
   const user = ctx.deps.db.select().from(users).where(eq(users.id, input.userId)).get();
-  if (!user) throw new NotFoundError('input.userId', `No user with id "${input.userId}".`);
+  const notFound = () => new NotFoundError('input.userId', `No user with id "${input.userId}".`);
+  if (!user) throw notFound();
   if (findMembership(ctx.deps, entity.id, user.id)) {
     throw new ConflictError(
       'input.userId',
       `${user.name} is already a member; use updateMemberRole to change the role.`,
+    );
+  }
+  if (user.kind === 'SERVICE_ACCOUNT' && !administersEveryEntityOf(ctx.deps, ctx.viewer, user.id)) {
+    if (!isVisibleTo(ctx.deps, ctx.viewer, user.id)) throw notFound();
+    throw new PermissionDeniedError(
+      'ADMIN',
+      `${user.name} is a service account of entities you do not all administer; only an admin of every entity it belongs to may add it to another.`,
     );
   }
   return ctx.deps.db.transaction(() => {

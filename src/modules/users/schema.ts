@@ -7,7 +7,7 @@ import {
   getApiKey,
   isVisibleTo,
   listApiKeys,
-  mayManageKeysOf,
+  mayOverseeKeysOf,
   revokeApiKey,
   type User,
 } from './service.js';
@@ -38,7 +38,7 @@ export const ApiKeyRef = builder.node(builder.objectRef<ApiKey>('ApiKey'), {
   id: { resolve: (key) => key.id },
   loadOne: (id, ctx) => {
     const key = getApiKey(ctx.deps, id);
-    return key && mayManageKeysOf(ctx.deps, ctx.viewer, key.userId) ? key : null;
+    return key && mayOverseeKeysOf(ctx.deps, ctx.viewer, key.userId) ? key : null;
   },
   fields: (t) => ({
     name: t.exposeString('name', { description: 'What the key is for.' }),
@@ -84,9 +84,9 @@ export const UserRef = builder.node(builder.objectRef<User>('User'), {
       type: [ApiKeyRef],
       nullable: true,
       description:
-        "The account's API keys, newest first: yours, or a service account's in an entity you administer; null otherwise.",
+        "The account's API keys, newest first: yours, or a service account's in any entity you administer; null otherwise.",
       resolve: (user, _args, ctx) =>
-        mayManageKeysOf(ctx.deps, ctx.viewer, user.id) ? listApiKeys(ctx.deps, user.id) : null,
+        mayOverseeKeysOf(ctx.deps, ctx.viewer, user.id) ? listApiKeys(ctx.deps, user.id) : null,
     }),
   }),
 });
@@ -111,7 +111,7 @@ builder.mutationField('createApiKey', (t) =>
   t.field({
     type: CreatedApiKey,
     description:
-      'Creates an API key for yourself, or for a service account of an entity you administer.',
+      'Creates an API key for yourself, or for a service account when you are an admin of every entity it belongs to (a key acts in all of them).',
     errors: {},
     args: {
       input: t.arg({
@@ -140,7 +140,8 @@ builder.mutationField('createApiKey', (t) =>
 builder.mutationField('revokeApiKey', (t) =>
   t.field({
     type: ApiKeyRef,
-    description: 'Revokes an API key at once. Revoking a revoked key changes nothing.',
+    description:
+      "Revokes an API key at once: yours, or a service account's in any entity you administer. Revoking a revoked key changes nothing.",
     errors: {},
     args: { id: t.arg.id({ description: 'Global ID of the key.' }) },
     resolve: (_root, { id }, ctx) =>

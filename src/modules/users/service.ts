@@ -90,11 +90,52 @@ export function findUser(deps: Pick<AppDeps, 'db'>, id: string): User | undefine
   return deps.db.select().from(users).where(eq(users.id, id)).get();
 }
 
-/**
- * Whether `viewer` may manage keys of `userId`: its own, or a service account's that belongs to
- * an entity the viewer administers.
+/*
+ * Who may do what with keys. A key acts as its account in every entity the account belongs to,
+ * so the rule that keeps every entity's roles its own is: no operation gives the caller a
+ * permission in an entity that the caller does not already hold there.
+ *
+ * - People manage only their own keys.
+ * - A service account's keys are issued only by a caller who is ADMIN of every entity the account
+ *   belongs to (so the key can do nothing there the caller could not), and only such a caller may
+ *   add the account to a further entity (else an admin of that entity could pull the account in
+ *   and then issue keys for it).
+ * - Any admin of any entity the account belongs to sees and revokes its keys: every one of them
+ *   opens that admin's entity, and revoking grants nothing.
  */
-export function mayManageKeysOf(
+
+/**
+ * Whether `viewer` is ADMIN of every entity `userId` belongs to, and it belongs to at least one.
+ * What it takes to issue keys for a service account, or to add it to another entity.
+ */
+export function administersEveryEntityOf(
+  deps: Pick<AppDeps, 'db'>,
+  viewer: Viewer,
+  userId: string,
+): boolean {
+  const entityIds = entityIdsOf(deps, userId);
+  return entityIds.length > 0 && entityIds.every((id) => viewer.roles.get(id) === 'ADMIN');
+}
+
+/**
+ * Whether `viewer` may issue keys for `userId`: itself, or a service account all of whose
+ * entities the viewer administers.
+ */
+export function mayIssueKeysFor(
+  deps: Pick<AppDeps, 'db'>,
+  viewer: Viewer,
+  userId: string,
+): boolean {
+  if (userId === viewer.user.id) return true;
+  if (findUser(deps, userId)?.kind !== 'SERVICE_ACCOUNT') return false;
+  return administersEveryEntityOf(deps, viewer, userId);
+}
+
+/**
+ * Whether `viewer` may see and revoke keys of `userId`: its own, or a service account's that
+ * belongs to an entity the viewer administers (any one suffices).
+ */
+export function mayOverseeKeysOf(
   deps: Pick<AppDeps, 'db'>,
   viewer: Viewer,
   userId: string,
@@ -123,29 +164,30 @@ export function getApiKey(deps: Pick<AppDeps, 'db'>, id: string): ApiKey | undef
 }
 
 /**
- * Throws unless the viewer may manage `userId`'s keys: PermissionDeniedError when the account
- * is one the viewer can see (a fellow member) but does not administer, `notFound()` otherwise,
- * so accounts of other entities behave as if they did not exist.
+ * Throws unless `allowed`: PermissionDeniedError when `userId` is a service account the viewer can
+ * see (a fellow member), saying `why`; `notFound()` otherwise, so accounts of other entities behave
+ * as if they did not exist.
  */
-function requireKeyManager(
+function requireKeyPermission(
   deps: Pick<AppDeps, 'db'>,
   viewer: Viewer,
   userId: string,
+  allowed: boolean,
+  why: string,
   notFound: () => NotFoundError,
 ): void {
-  if (mayManageKeysOf(deps, viewer, userId)) return;
+  if (allowed) return;
   if (findUser(deps, userId)?.kind === 'SERVICE_ACCOUNT' && isVisibleTo(deps, viewer, userId)) {
-    throw new PermissionDeniedError(
-      'ADMIN',
-      'Only admins of an entity the service account belongs to may manage its keys.',
-    );
+    throw new PermissionDeniedError('ADMIN', why);
   }
   throw notFound();
 }
 
 /**
- * Issues a new API key for the viewer, or for a service account of an entity the viewer
- * administers. Throws NotFoundError for a user the viewer cannot see.
+ * Issues a new API key for the viewer, or for a service account when the viewer is ADMIN of every
+ * entity it belongs to (see {@link mayIssueKeysFor}). Throws NotFoundError for a user the viewer
+ * cannot see or a person other than the viewer, PermissionDeniedError for a service account the
+ * viewer sees but does not administer everywhere.
  */
 export function createApiKey(
   deps: Pick<AppDeps, 'db' | 'clock'>,
@@ -153,12 +195,18 @@ export function createApiKey(
   input: { name: string; userId?: string | null },
 ): { apiKey: ApiKey; secret: string } {
   const userId = input.userId ?? viewer.user.id;
-  requireKeyManager(deps, viewer, userId, () => {
-    return new NotFoundError(
-      'input.userId',
-      `No service account with id "${userId}" in an entity you administer; people create their own keys.`,
-    );
-  });
+  requireKeyPermission(
+    deps,
+    viewer,
+    userId,
+    mayIssueKeysFor(deps, viewer, userId),
+    'A key acts in every entity its service account belongs to, so only someone who is an admin of all of them may create one. Ask such an admin.',
+    () =>
+      new NotFoundError(
+        'input.userId',
+        `No service account with id "${userId}" in an entity you administer; people create their own keys.`,
+      ),
+  );
   const name = checkName(input.name, 'input.name');
   return deps.db.transaction(() => {
     const issued = issueApiKey(deps, userId, name);
@@ -167,7 +215,11 @@ export function createApiKey(
   });
 }
 
-/** Revokes a key the viewer may manage. Revoking twice is harmless. */
+/**
+ * Revokes a key: the viewer's own, or a service account's in an entity the viewer administers
+ * (see {@link mayOverseeKeysOf}). Revoking twice is harmless. Throws NotFoundError for a key the
+ * viewer cannot see, PermissionDeniedError for a fellow member's service-account key.
+ */
 export function revokeApiKey(
   deps: Pick<AppDeps, 'db' | 'clock'>,
   viewer: Viewer,
@@ -176,7 +228,14 @@ export function revokeApiKey(
   const key = getApiKey(deps, id);
   const notFound = () => new NotFoundError('id', `No API key with id "${id}".`);
   if (!key) throw notFound();
-  requireKeyManager(deps, viewer, key.userId, notFound);
+  requireKeyPermission(
+    deps,
+    viewer,
+    key.userId,
+    mayOverseeKeysOf(deps, viewer, key.userId),
+    'Only admins of an entity the service account belongs to may revoke its keys.',
+    notFound,
+  );
   if (key.revokedAt) return key;
   return deps.db.transaction(() => {
     const revoked = deps.db
