@@ -1,7 +1,7 @@
 import SchemaBuilder from '@pothos/core';
 import ErrorsPlugin from '@pothos/plugin-errors';
 import RelayPlugin from '@pothos/plugin-relay';
-import { GraphQLError } from 'graphql';
+import { GraphQLError, Kind, type ValueNode } from 'graphql';
 import type { Context } from './context.js';
 import { ConflictError, NotFoundError, PermissionDeniedError, ValidationError } from './errors.js';
 
@@ -86,13 +86,84 @@ builder.scalarType('DateTime', {
   },
 });
 
+function asJsonObject(value: unknown): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new GraphQLError('Expected a JSON object, e.g. {"accuracy": 0.9}.');
+  }
+  return value as Record<string, unknown>;
+}
+
+/**
+ * The value of a literal in the document, e.g. `metadata: { accuracy: 0.9 }`, as JSON.parse would
+ * build it: ordinary objects with own keys in order (`__proto__` included, as a plain key).
+ * graphql's default builds prototype-less objects, which drizzle cannot store, and recurses once
+ * per level; this keeps an explicit stack. Variables inside take their values.
+ */
+function jsonFromLiteral(
+  literal: ValueNode,
+  variables?: Readonly<Record<string, unknown>> | null,
+): unknown {
+  const root: Record<string, unknown> = {};
+  const pending: { node: ValueNode; into: Record<string, unknown> | unknown[]; key: string }[] = [
+    { node: literal, into: root, key: 'value' },
+  ];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const { node, into, key } = next;
+    let value: unknown;
+    switch (node.kind) {
+      case Kind.OBJECT: {
+        const object: Record<string, unknown> = {};
+        for (const field of node.fields) {
+          // A data property, so `__proto__` is a key and never the prototype.
+          Object.defineProperty(object, field.name.value, {
+            value: null,
+            enumerable: true,
+            writable: true,
+            configurable: true,
+          });
+          pending.push({ node: field.value, into: object, key: field.name.value });
+        }
+        value = object;
+        break;
+      }
+      case Kind.LIST: {
+        const list: unknown[] = node.values.map(() => null);
+        node.values.forEach((item, index) => {
+          pending.push({ node: item, into: list, key: String(index) });
+        });
+        value = list;
+        break;
+      }
+      case Kind.INT:
+        value = Number.parseInt(node.value, 10);
+        break;
+      case Kind.FLOAT:
+        value = Number.parseFloat(node.value);
+        break;
+      case Kind.STRING:
+      case Kind.ENUM:
+      case Kind.BOOLEAN:
+        value = node.value;
+        break;
+      case Kind.NULL:
+        value = null;
+        break;
+      case Kind.VARIABLE:
+        value = variables?.[node.name.value];
+        break;
+      default: {
+        const unexpected: never = node;
+        throw new Error(`Unknown literal kind ${(unexpected as ValueNode).kind}`);
+      }
+    }
+    (into as Record<string, unknown>)[key] = value;
+  }
+  return root.value;
+}
+
 builder.scalarType('JSONObject', {
   description: 'A JSON object.',
   serialize: (value) => value,
-  parseValue: (value) => {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      throw new GraphQLError('Expected a JSON object, e.g. {"accuracy": 0.9}.');
-    }
-    return value as Record<string, unknown>;
-  },
+  parseValue: asJsonObject,
+  parseLiteral: (literal, variables) => asJsonObject(jsonFromLiteral(literal, variables)),
 });

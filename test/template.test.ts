@@ -14,6 +14,7 @@ import {
   TEMPLATE_VARIABLES,
   type TemplateContext,
 } from '../src/modules/automations/template.js';
+import { MAX_JSON_DEPTH } from '../src/modules/json-depth.js';
 
 const ctx: TemplateContext = {
   eventType: 'ADD_ARTIFACT_ALIAS',
@@ -406,11 +407,14 @@ describe('checkPayloadTemplate', () => {
     );
   });
 
-  it('accepts deep nesting without exhausting the stack', () => {
-    const depth = 20_000;
-    expect(checkPayloadTemplate('['.repeat(depth) + ']'.repeat(depth), noSecrets, field)).toEqual(
-      [],
-    );
+  it(`accepts ${MAX_JSON_DEPTH} levels of nesting and refuses more, without exhausting the stack`, () => {
+    const nested = (depth: number) => '['.repeat(depth) + ']'.repeat(depth);
+    expect(checkPayloadTemplate(nested(MAX_JSON_DEPTH), noSecrets, field)).toEqual([]);
+    for (const depth of [MAX_JSON_DEPTH + 1, 20_000]) {
+      const error = validationError(() => checkPayloadTemplate(nested(depth), noSecrets, field));
+      expect(error.field).toBe(field);
+      expect(error.message).toContain(`${MAX_JSON_DEPTH} levels`);
+    }
   });
 });
 

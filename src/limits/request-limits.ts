@@ -3,11 +3,15 @@ import {
   type GraphQLError,
   getNamedType,
   isIntrospectionType,
+  Lexer,
+  Source,
+  TokenKind,
   type ValidationContext,
   type ValidationRule,
 } from 'graphql';
 import { createGraphQLError, type Plugin } from 'graphql-yoga';
 import type { Config, RequestLimits } from '../config.js';
+import { MAX_JSON_DEPTH } from '../modules/json-depth.js';
 
 type ArmorConfig = NonNullable<Parameters<typeof EnvelopArmorPlugin>[0]>;
 
@@ -120,6 +124,57 @@ const noIntrospection: ValidationRule = (context) => ({
   },
 });
 
+/**
+ * How deeply braces and brackets may nest in a document. graphql-js parses recursively and
+ * overflows the call stack somewhere under 2,000 levels, which a short `[[[[…` reaches within the
+ * default token limit. Valid operations stay far below: selections are bounded by
+ * TRIPLINE_MAX_QUERY_DEPTH and JSON values by {@link MAX_JSON_DEPTH}.
+ */
+const MAX_DOCUMENT_NESTING = 256;
+
+/**
+ * Whether braces and brackets in `source` nest deeper than {@link MAX_DOCUMENT_NESTING}. Lexes
+ * without recursion and stops after `maxTokens` tokens, where the token limit takes over.
+ */
+function nestsTooDeep(source: string | Source, maxTokens: number): boolean {
+  const lexer = new Lexer(typeof source === 'string' ? new Source(source) : source);
+  let depth = 0;
+  try {
+    for (let tokens = 0; tokens <= maxTokens; tokens++) {
+      const { kind } = lexer.advance();
+      if (kind === TokenKind.EOF) return false;
+      if (kind === TokenKind.BRACE_L || kind === TokenKind.BRACKET_L) depth++;
+      else if (kind === TokenKind.BRACE_R || kind === TokenKind.BRACKET_R) depth--;
+      if (depth > MAX_DOCUMENT_NESTING) return true;
+    }
+  } catch {
+    // A lexical error: the parser reports it, with its position.
+  }
+  return false;
+}
+
+/**
+ * Refuses a document nested deeper than {@link MAX_DOCUMENT_NESTING} before the parser sees it,
+ * with the code QUERY_TOO_NESTED; over HTTP and graphql-ws alike, since both parse through it.
+ */
+function useNestingLimit(maxTokens: number): Plugin {
+  return {
+    onParse({ params }) {
+      if (!nestsTooDeep(params.source, maxTokens)) return;
+      throw createGraphQLError(
+        `The document nests braces and brackets more than ${MAX_DOCUMENT_NESTING} levels deep, the most this server parses. Nest less: JSON values may nest at most ${MAX_JSON_DEPTH} levels, selections as deep as TRIPLINE_MAX_QUERY_DEPTH allows.`,
+        {
+          extensions: {
+            code: 'QUERY_TOO_NESTED',
+            limit: MAX_DOCUMENT_NESTING,
+            http: { status: 400 },
+          },
+        },
+      );
+    },
+  };
+}
+
 function requestTooLarge(maxBytes: number): GraphQLError {
   return createGraphQLError(
     `The request body exceeds the limit of ${maxBytes} bytes set by TRIPLINE_MAX_REQUEST_BYTES. Send a smaller request.`,
@@ -218,10 +273,10 @@ function useBatchLimit(max: number): Plugin {
 }
 
 /**
- * The request limits as one yoga plugin: body size and batch size on HTTP, then depth, cost,
- * aliases, tokens and directives (graphql-armor) and the introspection switch in parse and
- * validation, which graphql-ws shares through `getEnveloped`. Every refusal is a GraphQL error
- * with a stable `extensions.code` and `extensions.limit`; nothing executes.
+ * The request limits as one yoga plugin: body size and batch size on HTTP, then nesting (before
+ * parsing), depth, cost, aliases, tokens and directives (graphql-armor) and the introspection
+ * switch in parse and validation, which graphql-ws shares through `getEnveloped`. Every refusal
+ * is a GraphQL error with a stable `extensions.code` and `extensions.limit`; nothing executes.
  *
  * Pair it with yoga's `batching` option set from {@link batchingOption}.
  */
@@ -231,6 +286,7 @@ export function useRequestLimits(
   const plugins: Plugin[] = [
     useRequestSizeLimit(config.maxRequestBytes),
     useBatchLimit(config.limits.maxBatchOperations),
+    useNestingLimit(config.limits.maxTokens),
     EnvelopArmorPlugin(armorConfig(config.limits, config.introspection)) as Plugin,
   ];
   if (!config.introspection) {

@@ -7,6 +7,7 @@ import { offsetConnection } from '../connection.js';
 import { hasRole, readableEntity } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
 import { decodeId, storedIdOf } from '../global-id.js';
+import { MAX_JSON_DEPTH } from '../json-depth.js';
 import { ArtifactCollectionRef, ProjectRef, RegistryRef } from '../projects/schema.js';
 import { getCollection, getContainer } from '../projects/service.js';
 import { UserRef } from '../users/schema.js';
@@ -338,8 +339,7 @@ const ActionInput = builder.inputType('AutomationActionInput', {
     actionId: f.id({ description: 'Global ID of an action of the same entity.' }),
     payloadTemplate: f.string({
       required: false,
-      description:
-        'Webhook: a JSON payload template (up to 64 KiB); variables are substituted inside string values. Leave out to send the default envelope.',
+      description: `Webhook: a JSON payload template (up to 64 KiB, nesting objects and arrays at most ${MAX_JSON_DEPTH} levels deep); variables are substituted inside string values. Leave out to send the default envelope.`,
     }),
     slackTitle: f.string({
       required: false,

@@ -1,6 +1,7 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: this module handles ${…} references as literal text.
 
 import { ValidationError } from '../../errors.js';
+import { checkJsonDepth, MAX_JSON_DEPTH } from '../json-depth.js';
 
 /** Values the variables of DESIGN §1 take for one run. */
 export interface TemplateContext {
@@ -317,7 +318,8 @@ function collectSecrets(
  * delivery. The template may be any JSON value; variables are recognised in string values only.
  *
  * Throws `ValidationError(field, …)` when the template is over {@link MAX_TEMPLATE_BYTES}, is not
- * valid JSON (the message gives line and column), puts a `${…}` in an object key (keys are never
+ * valid JSON (the message gives line and column), nests objects and arrays more than
+ * {@link MAX_JSON_DEPTH} levels deep, puts a `${…}` in an object key (keys are never
  * substituted), uses an unknown variable (the message lists the known ones), a malformed `${…}`,
  * or a `${SECRET}` that is not in `secretNames`.
  *
@@ -367,9 +369,14 @@ export function checkTextTemplate(
   return [...used].sort();
 }
 
+/**
+ * The string literals of a JSON template, after the checks every template passes at save and at
+ * send: valid JSON, nested at most {@link MAX_JSON_DEPTH} levels.
+ */
 function scanOrThrow(text: string, field: string): StringLiteral[] {
+  let literals: StringLiteral[];
   try {
-    return scanJson(text);
+    literals = scanJson(text);
   } catch (error) {
     if (!(error instanceof JsonSyntaxError)) throw error;
     throw new ValidationError(
@@ -377,6 +384,9 @@ function scanOrThrow(text: string, field: string): StringLiteral[] {
       `Invalid JSON at ${describePosition(text, error.offset)}: ${error.message}`,
     );
   }
+  // The scanner has validated the grammar, so this parse succeeds (V8's JSON.parse does not recurse).
+  checkJsonDepth(JSON.parse(text), field);
+  return literals;
 }
 
 function tokenizeOrThrow(

@@ -5,6 +5,7 @@ import { artifactVersionString, artifactVersionUri } from '../automations/templa
 import { offsetConnection } from '../connection.js';
 import { hasRole, readableEntity } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
+import { MAX_JSON_DEPTH } from '../json-depth.js';
 import { ProjectRef, RegistryRef } from '../projects/schema.js';
 import { getContainer } from '../projects/service.js';
 import { TriggeredRunRef, triggeredRunsField } from '../runs/schema.js';
@@ -182,7 +183,7 @@ builder.mutationField('emitArtifactEvent', (t) =>
             metadata: f.field({
               type: 'JSONObject',
               required: false,
-              description: 'Metadata, at most 64 KiB of JSON.',
+              description: `Metadata, at most 64 KiB of JSON, nesting objects and arrays at most ${MAX_JSON_DEPTH} levels deep.`,
             }),
             idempotencyKey: f.string({
               required: false,

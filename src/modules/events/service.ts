@@ -6,6 +6,7 @@ import { newId } from '../../ids.js';
 import { aliasMatches } from '../automations/pattern.js';
 import { type Automation, candidateAutomations } from '../automations/service.js';
 import { requireEntity } from '../entities/access.js';
+import { checkJsonDepth } from '../json-depth.js';
 import { checkSlug } from '../names.js';
 import {
   type ArtifactCollection,
@@ -209,6 +210,8 @@ function checkMetadata(
   metadata: Record<string, unknown> | null | undefined,
 ): Record<string, unknown> | null {
   if (metadata == null) return null;
+  // First: JSON.stringify recurses, and deep enough metadata overflows the call stack.
+  checkJsonDepth(metadata, 'input.metadata');
   const size = Buffer.byteLength(JSON.stringify(metadata));
   if (size > MAX_METADATA_BYTES) {
     throw new ValidationError(
