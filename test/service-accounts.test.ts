@@ -152,7 +152,7 @@ describe('a service account in two entities', () => {
   });
 
   it('is minted for again by the admin of the side it is left in, once it leaves the other', async () => {
-    const lone = await createAccount('alpha', `lone-${Date.now()}`, 'SERVICE_ACCOUNT', 'VIEWER');
+    const lone = await createAccount('alpha', 'lone', 'SERVICE_ACCOUNT', 'VIEWER');
     await mutate(t, ADD_MEMBER, { v: { entity: 'beta', userId: lone.id, role: 'ADMIN' } });
     const denied = await t.gql(CREATE_KEY, { userId: lone.id }, keys.aAdmin);
     expect(denied.data.createApiKey.__typename).toBe('PermissionDeniedError');
