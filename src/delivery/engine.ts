@@ -33,6 +33,8 @@ export interface DeliveryEngineDeps {
   random?: () => number;
   /** DNS lookup used by the SSRF guard; `dns.lookup` with all addresses by default. */
   lookup?: Lookup;
+  /** Trusted TLS roots instead of Node's bundled ones (see `createGuardedAgent`); for tests. */
+  ca?: string | readonly string[];
 }
 
 export interface DeliveryEngine {
@@ -118,6 +120,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     policy: config,
     timeoutMs: config.timeoutMs,
     lookup: deps.lookup,
+    ...(deps.ca === undefined ? {} : { ca: deps.ca }),
   });
   const inFlight = new Map<string, InFlight>();
   let started = false;

@@ -8,9 +8,10 @@ import {
   renderText,
   type TemplateContext,
 } from '../modules/automations/template.js';
+import { reservedHeaderReason } from './headers.js';
 import { parseRetryAfter } from './retry.js';
 import { webhookSignatureHeaders } from './signing.js';
-import { buildSlackMessage, type CollectionOwner } from './slack.js';
+import { buildSlackMessage, type CollectionOwner, slackWebhookUrlProblem } from './slack.js';
 import { createAddressGuard, createGuardedAgent, type Lookup, SsrfBlockedError } from './ssrf.js';
 
 export const USER_AGENT = 'Tripline-Webhooks/0.1';
@@ -24,7 +25,8 @@ const REDACTED = '[redacted]';
  *   https is required;
  * - `PAYLOAD_TOO_LARGE`: the rendered body exceeds `maxPayloadBytes`; nothing was sent;
  * - `CONFIGURATION_ERROR`: the action or template cannot be delivered as configured (bad URL,
- *   missing secret, template that no longer renders); nothing was sent;
+ *   missing secret, template that no longer renders, a reserved extra header or a Slack URL
+ *   that breaks the rules actions are saved under); nothing was sent;
  * - `INVALID_REQUEST`: the HTTP client refused the request (e.g. an extra header with a
  *   newline); nothing was sent;
  * - `ABORTED`: the server stopped while the attempt was in flight.
@@ -108,22 +110,11 @@ export interface DeliverOptions {
   dispatcher?: Dispatcher;
   /** DNS lookup for the agent made when `dispatcher` is absent. */
   lookup?: Lookup;
+  /** Trusted TLS roots for the agent made when `dispatcher` is absent (see `createGuardedAgent`). */
+  ca?: string | readonly string[];
   /** Aborting stops the attempt; the outcome is then `ABORTED`. */
   signal?: AbortSignal;
 }
-
-/** Headers an action may not set, because Tripline owns their meaning. */
-const RESERVED_HEADERS = new Set([
-  'host',
-  'content-length',
-  'content-type',
-  'transfer-encoding',
-  'connection',
-  'user-agent',
-  'webhook-id',
-  'webhook-timestamp',
-  'webhook-signature',
-]);
 
 interface PreparedRequest {
   url: URL;
@@ -143,7 +134,8 @@ const failure = (
  * Sends at most one HTTP request: POST, redirects not followed, connect, header and body
  * timeouts of `config.timeoutMs`, through the SSRF guard. Never throws: every failure is an
  * outcome with an error class (see {@link DeliveryErrorClass}); a payload over
- * `maxPayloadBytes`, a template that fails to render or a refused destination send nothing.
+ * `maxPayloadBytes`, a template that fails to render, a reserved extra header, a Slack URL that
+ * is not https or a refused destination send nothing.
  * Used by the engine for runs and by `testAction`, which sends without creating a run.
  */
 export async function deliver(
@@ -176,7 +168,12 @@ export async function deliver(
 
   const ownDispatcher =
     options.dispatcher === undefined
-      ? createGuardedAgent({ policy: config, timeoutMs: config.timeoutMs, lookup: options.lookup })
+      ? createGuardedAgent({
+          policy: config,
+          timeoutMs: config.timeoutMs,
+          lookup: options.lookup,
+          ...(options.ca === undefined ? {} : { ca: options.ca }),
+        })
       : undefined;
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
@@ -231,13 +228,16 @@ function prepareWebhook(
   const body = renderPayload(request.content.payloadTemplate, request.context, request.secrets);
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(target.headers)) {
-    const lower = name.toLowerCase();
-    if (RESERVED_HEADERS.has(lower)) continue;
-    if (lower === 'authorization') {
-      if (target.accessToken !== null) continue;
-      redactions.add(value);
+    // Saving an action refuses these; one stored before that rule is refused, not dropped, so
+    // what is sent is always what the action says.
+    const reason = reservedHeaderReason(name);
+    if (reason !== undefined) {
+      throw new ValidationError(
+        'headers',
+        `The action's ${name} header cannot be sent: ${reason}. Remove it with updateAction.`,
+      );
     }
-    headers[lower] = value;
+    headers[name.toLowerCase()] = value;
   }
   headers['content-type'] = 'application/json';
   headers['user-agent'] = USER_AGENT;
@@ -269,7 +269,14 @@ function prepareSlack(
   redactions: Set<string>,
 ): PreparedRequest {
   redactions.add(target.url);
-  const url = parseDestination(target.url, "The Slack incoming-webhook URL in the action's secret");
+  const problem = slackWebhookUrlProblem(target.url);
+  if (problem !== undefined) {
+    throw new ValidationError(
+      'url',
+      `The action's secret cannot be a Slack incoming-webhook URL: ${problem}. Store the URL in it with rotateSecret.`,
+    );
+  }
+  const url = new URL(target.url);
   // The path carries Slack's token; an echo of the path alone must not leak it either.
   if (url.pathname.length > 1) redactions.add(url.pathname);
   const { content, context, secrets } = request;
