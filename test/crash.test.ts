@@ -32,13 +32,15 @@ async function gql(url: string, query: string, variables: Record<string, unknown
 
 function server(dataDir: string, env: Record<string, string> = {}): ServerProcess {
   const s = startServer({
-    ...env,
     TRIPLINE_DATA_DIR: dataDir,
     TRIPLINE_ADMIN_API_KEY: KEY,
     TRIPLINE_OUTBOUND_ALLOW: '127.0.0.1',
-    TRIPLINE_DELIVERY_LEASE_MS: '1000',
+    // A short lease, so a killed server's runs are taken again soon; it must exceed the
+    // deadline of an attempt plus a second.
+    TRIPLINE_DELIVERY_LEASE_MS: '2000',
     TRIPLINE_DELIVERY_POLL_MS: '50',
-    TRIPLINE_DELIVERY_TIMEOUT_MS: '5000',
+    TRIPLINE_DELIVERY_TIMEOUT_MS: '900',
+    ...env,
   });
   started.push(s);
   return s;
@@ -79,25 +81,36 @@ async function setUp(url: string, receiverUrl: string, events: number): Promise<
   return runIds;
 }
 
+interface RunView {
+  status: string;
+  attemptCount: number;
+  result: string;
+  attempts: { attemptNumber: number; errorClass: string | null; durationMs: number | null }[];
+}
+
 /**
  * Polls the real process until `count` runs exist and all have finished (or 20 s pass);
- * returns their statuses. Runs held by a killed process finish once its lease lapses.
+ * returns them. Runs held by a killed process finish once its lease lapses.
  */
-async function waitForRuns(url: string, count: number): Promise<string[]> {
-  const query =
-    '{ entity(name: "default") { triggeredRuns(first: 100) { edges { node { status } } } } }';
-  let statuses: string[] = [];
+async function finishedRuns(url: string, count: number): Promise<RunView[]> {
+  const query = `{ entity(name: "default") { triggeredRuns(first: 100) { edges { node {
+    status attemptCount result attempts { attemptNumber errorClass durationMs } } } } } }`;
+  let runs: RunView[] = [];
   for (let i = 0; i < 200; i += 1) {
     const data = await gql(url, query);
-    const edges = (
-      data.entity as unknown as { triggeredRuns: { edges: { node: { status: string } }[] } }
-    ).triggeredRuns.edges;
-    statuses = edges.map((e) => e.node.status);
-    if (statuses.length === count && statuses.every((s) => ['SUCCEEDED', 'FAILED'].includes(s)))
+    const edges = (data.entity as unknown as { triggeredRuns: { edges: { node: RunView }[] } })
+      .triggeredRuns.edges;
+    runs = edges.map((e) => e.node);
+    if (runs.length === count && runs.every((r) => ['SUCCEEDED', 'FAILED'].includes(r.status)))
       break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  return statuses;
+  return runs;
+}
+
+/** The statuses of {@link finishedRuns}. */
+async function waitForRuns(url: string, count: number): Promise<string[]> {
+  return (await finishedRuns(url, count)).map((run) => run.status);
 }
 
 /** The stored run id behind a global ID: what receivers see as `webhook-id`. */

@@ -209,7 +209,9 @@ describe('delivery outcomes', () => {
     const engine = tb.fx.engine({ config: deliveryConfig({ timeoutMs: 200 }) });
     await engine.drain();
     expect(tb.fx.run(runId)).toMatchObject({ status: 'RETRYING', attemptCount: 1 });
-    expect(tb.fx.run(runId).result).toBe('Timed out: No response within 200ms; retrying in 0.5s');
+    expect(tb.fx.run(runId).result).toBe(
+      'Timed out: No response within the 200ms deadline; retrying in 0.5s',
+    );
     const [attempt] = tb.fx.attempts(runId);
     expect(attempt).toMatchObject({ errorClass: 'TIMEOUT', statusCode: null, responseBody: null });
     expect(attempt?.durationMs).toBeGreaterThanOrEqual(150);

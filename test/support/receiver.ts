@@ -36,12 +36,16 @@ export interface ReceivedRequest {
  * How to answer one request:
  * - `{ status, headers, body }`: a normal response (defaults: 200, empty body);
  * - `{ hang: true }`: never answer; the socket is closed by `close()`;
- * - `{ destroy: true }`: reset the connection without answering.
+ * - `{ destroy: true }`: reset the connection without answering;
+ * - `{ drip }`: send the status and headers at once, then the body one byte every `everyMs`
+ *   milliseconds, `bytes` in all (a receiver slow enough to hold a request, never idle enough
+ *   to trip a per-read timeout).
  */
 export type ReceiverResponse =
   | { status?: number; headers?: Record<string, string>; body?: string | Buffer }
   | { hang: true }
-  | { destroy: true };
+  | { destroy: true }
+  | { drip: { status?: number; bytes: number; everyMs: number } };
 
 /** Decides the response to the request numbered `index` (0-based). May wait, e.g. on a deferred. */
 export type Responder = (
@@ -84,6 +88,23 @@ export async function startReceiver(
     if ('hang' in response) return;
     if ('destroy' in response) {
       socket.destroy();
+      return;
+    }
+    if ('drip' in response) {
+      const { status = 200, bytes, everyMs } = response.drip;
+      res.writeHead(status, { 'content-length': String(bytes) });
+      res.flushHeaders();
+      let sent = 0;
+      const timer = setInterval(() => {
+        if (res.destroyed) return clearInterval(timer);
+        sent += 1;
+        if (sent < bytes) res.write('.');
+        else {
+          clearInterval(timer);
+          res.end('.');
+        }
+      }, everyMs);
+      res.on('close', () => clearInterval(timer));
       return;
     }
     res.writeHead(response.status ?? 200, response.headers ?? {});
