@@ -1,8 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { openDatabase } from '../src/db/client.js';
 import { triggeredRuns } from '../src/db/schema.js';
 import { createDeliveryEngine } from '../src/delivery/engine.js';
 import { deliveryConfig, useDeliveryTestbed } from './support/delivery-fixtures.js';
+import { startReceiver } from './support/receiver.js';
 
 const tb = useDeliveryTestbed();
 
@@ -100,24 +101,35 @@ describe('claiming', () => {
     for (const runId of runs) expect(tb.fx.attempts(runId)).toHaveLength(1);
   });
 
-  it('runs at most `concurrency` attempts at once', async () => {
+  it('runs at most `concurrency` attempts at once, and at most half of them to one destination', async () => {
     const gate = deferred();
+    const other = await startReceiver(() => gate.promise.then(() => ({ status: 204 })));
+    onTestFinished(() => other.close());
     tb.receiver.respond(() => gate.promise.then(() => ({ status: 204 })));
-    const automationId = automation();
-    const runs = Array.from({ length: 5 }, () => tb.fx.queueRun({ automationId }));
-    const engine = tb.fx.engine({ config: deliveryConfig({ concurrency: 2 }) });
+    const first = Array.from({ length: 5 }, () => tb.fx.queueRun({ automationId: automation() }));
+    const otherAutomation = tb.fx.addAutomation({
+      actionId: tb.fx.addWebhookAction({ url: `${other.url}/hook` }),
+    });
+    const second = Array.from({ length: 5 }, () =>
+      tb.fx.queueRun({ automationId: otherAutomation }),
+    );
+    const engine = tb.fx.engine({ config: deliveryConfig({ concurrency: 3 }) });
     const drained = engine.drain();
     await tb.receiver.waitForRequests(2);
+    await other.waitForRequests(1);
     const running = tb.fx.db
       .select()
       .from(triggeredRuns)
       .all()
       .filter((r) => r.status === 'RUNNING');
-    expect(running).toHaveLength(2);
+    expect(running).toHaveLength(3);
+    expect(tb.receiver.requests).toHaveLength(2);
+    expect(other.requests).toHaveLength(1);
     gate.resolve();
     await drained;
-    for (const runId of runs) expect(tb.fx.run(runId).status).toBe('SUCCEEDED');
+    for (const runId of [...first, ...second]) expect(tb.fx.run(runId).status).toBe('SUCCEEDED');
     expect(tb.receiver.requests).toHaveLength(5);
+    expect(other.requests).toHaveLength(5);
   });
 });
 

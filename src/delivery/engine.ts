@@ -62,11 +62,14 @@ interface ClaimedRun {
   /** Attempts since the run was last queued; a re-delivery resets it to 0. */
   attemptCount: number;
   actionId: string | null;
+  /** See {@link destinationOf}. */
+  destination: string | null;
 }
 
 interface InFlight {
   done: Promise<void>;
   controller: AbortController;
+  destination: string | null;
 }
 
 /** Someone else took the run (its lease expired mid-attempt); the attempt is not recorded. */
@@ -84,6 +87,10 @@ const ERROR_LABELS: Record<DeliveryErrorClass, string> = {
 
 const RESULT_MAX = 500;
 
+/** Runs read per query while claiming; see `claim`. */
+const CLAIM_PAGE = 50;
+const CLAIM_PAGES_MAX = 10;
+
 function describeOutcome(outcome: DeliveryOutcome): string {
   if (outcome.errorClass !== undefined) {
     const text = `${ERROR_LABELS[outcome.errorClass]}: ${outcome.errorMessage ?? 'no details'}`;
@@ -97,14 +104,36 @@ function describeOutcome(outcome: DeliveryOutcome): string {
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)}s`;
 
 /**
+ * Where a run's requests go, as far as sharing delivery slots is concerned: the origin (scheme,
+ * host and port) of a webhook's URL. Every Slack action is one destination, Slack itself: its
+ * incoming-webhook URLs are secrets (not readable while claiming) and all point at
+ * hooks.slack.com anyway. Null when the run has no action or the URL does not parse; such runs
+ * are skipped or fail without a request.
+ */
+function destinationOf(action: {
+  kind: 'WEBHOOK' | 'SLACK' | null;
+  url: string | null;
+}): string | null {
+  if (action.kind === 'SLACK') return 'slack';
+  if (action.kind !== 'WEBHOOK' || action.url === null) return null;
+  try {
+    return new URL(action.url).origin;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * Creates the delivery engine: it claims due triggered runs with a lease, sends them with
  * {@link deliver}, records one `delivery_attempts` row per try, and moves each run through
  * RUNNING → SUCCEEDED, or RUNNING → RETRYING → RUNNING … → FAILED, or SKIPPED, publishing every
  * change through `onRunUpdated` after it commits.
  *
- * Claiming is one `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING`, so several engines on one
- * database never claim the same run twice; a RUNNING run whose lease expired (its worker died)
- * is claimed again. `config.retry.maxAttempts` counts attempts since the run was last queued
+ * Claiming reads due runs oldest first and takes them with one conditional `UPDATE … RETURNING`
+ * that re-checks they are still due, so several engines on one database never claim the same run
+ * twice; a RUNNING run whose lease expired (its worker died) is claimed again. One destination
+ * (see {@link destinationOf}) gets at most half the `concurrency` slots, rounded up, so a receiver
+ * that hangs on every request cannot hold every slot while other receivers wait. `config.retry.maxAttempts` counts attempts since the run was last queued
  * (`attemptCount`, which a re-delivery resets); attempt numbers keep counting across
  * re-deliveries. A crash mid-attempt records nothing: the run is tried again after its lease.
  * Keep `leaseMs` well above an attempt's worst case (lookup, connect, headers and body, each
@@ -116,6 +145,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
   const logger = deps.logger.child({ component: 'delivery' });
   const workerId = deps.workerId ?? `${hostname()}:${process.pid}:${newId().slice(0, 8)}`;
   const random = deps.random ?? Math.random;
+  const perDestination = Math.max(1, Math.ceil(config.concurrency / 2));
   const dispatcher = createGuardedAgent({
     policy: config,
     timeoutMs: config.timeoutMs,
@@ -144,6 +174,11 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
       eq(triggeredRuns.leaseOwner, workerId),
     );
 
+  /**
+   * Picks up to `limit` due runs, oldest first, skipping runs whose destination already has its
+   * share of slots, and claims them. Skipped runs' actions are left out of the next page, so a
+   * backlog for one destination does not hide the runs behind it.
+   */
   function claim(limit: number): ClaimedRun[] {
     const now = clock.now();
     const due = or(
@@ -156,17 +191,57 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
         or(isNull(triggeredRuns.leaseExpiresAt), lte(triggeredRuns.leaseExpiresAt, now)),
       ),
     );
-    // A run this process is still executing must not be taken twice, even past its lease.
-    const notMine =
-      inFlight.size === 0 ? undefined : notInArray(triggeredRuns.id, [...inFlight.keys()]);
-    const candidates = db
-      .select({ id: triggeredRuns.id })
-      .from(triggeredRuns)
-      .where(and(due, notMine))
-      .orderBy(asc(triggeredRuns.nextAttemptAt))
-      .limit(limit);
-    // `due` is repeated outside the subquery so the claim stays safe on databases that run the
-    // subquery without the write lock SQLite holds for the whole statement.
+    const busy = new Map<string, number>();
+    for (const run of inFlight.values()) {
+      if (run.destination !== null) busy.set(run.destination, (busy.get(run.destination) ?? 0) + 1);
+    }
+    const picked = new Map<string, string | null>();
+    const fullActions = new Set<string>();
+    for (let page = 0; page < CLAIM_PAGES_MAX && picked.size < limit; page++) {
+      // A run this process is still executing must not be taken twice, even past its lease.
+      const taken = [...inFlight.keys(), ...picked.keys()];
+      const rows = db
+        .select({
+          id: triggeredRuns.id,
+          actionId: triggeredRuns.actionId,
+          kind: actions.kind,
+          url: actions.url,
+        })
+        .from(triggeredRuns)
+        .leftJoin(actions, eq(actions.id, triggeredRuns.actionId))
+        .where(
+          and(
+            due,
+            taken.length === 0 ? undefined : notInArray(triggeredRuns.id, taken),
+            fullActions.size === 0
+              ? undefined
+              : or(
+                  isNull(triggeredRuns.actionId),
+                  notInArray(triggeredRuns.actionId, [...fullActions]),
+                ),
+          ),
+        )
+        .orderBy(asc(triggeredRuns.nextAttemptAt))
+        .limit(CLAIM_PAGE)
+        .all();
+      for (const row of rows) {
+        const destination = destinationOf(row);
+        if (destination !== null) {
+          const load = busy.get(destination) ?? 0;
+          if (load >= perDestination) {
+            if (row.actionId !== null) fullActions.add(row.actionId);
+            continue;
+          }
+          busy.set(destination, load + 1);
+        }
+        picked.set(row.id, destination);
+        if (picked.size >= limit) break;
+      }
+      if (rows.length < CLAIM_PAGE) break;
+    }
+    if (picked.size === 0) return [];
+    // `due` is checked again in the update: another engine may have claimed a run since it was
+    // read, and then this one must not take it.
     return db
       .update(triggeredRuns)
       .set({
@@ -175,13 +250,14 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
         leaseExpiresAt: new Date(now.getTime() + config.leaseMs),
         updatedAt: now,
       })
-      .where(and(inArray(triggeredRuns.id, candidates), due))
+      .where(and(inArray(triggeredRuns.id, [...picked.keys()]), due))
       .returning({
         id: triggeredRuns.id,
         attemptCount: triggeredRuns.attemptCount,
         actionId: triggeredRuns.actionId,
       })
-      .all();
+      .all()
+      .map((run) => ({ ...run, destination: picked.get(run.id) ?? null }));
   }
 
   function fill(): void {
@@ -215,7 +291,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
         inFlight.delete(run.id);
         if (started) scheduleTick();
       });
-    inFlight.set(run.id, { done, controller });
+    inFlight.set(run.id, { done, controller, destination: run.destination });
   }
 
   async function execute(run: ClaimedRun, signal: AbortSignal): Promise<void> {
