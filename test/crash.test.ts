@@ -148,6 +148,39 @@ describe('crash safety', () => {
     expect(await second.exited).toBe(0);
   }, 60_000);
 
+  it('counts an attempt that kills the server every time, shows it as interrupted, and fails the run after the configured attempts', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tripline-kill-'));
+    const dataDir = join(dir, 'data');
+    const env = { TRIPLINE_RETRY_MAX_ATTEMPTS: '3' };
+    let current = server(dataDir, env);
+    // The receiver stands in for a payload that crashes the server: every request kills it.
+    receiver = await startReceiver(() => {
+      current.child.kill('SIGKILL');
+      return { hang: true };
+    });
+    await setUp(await current.url, receiver.url, 1);
+    for (let attempt = 1; attempt <= 3; attempt += 1) {
+      await receiver.waitForRequests(attempt);
+      await current.exited;
+      current = server(dataDir, env);
+    }
+
+    const [run] = await finishedRuns(await current.url, 1);
+    expect(run).toMatchObject({ status: 'FAILED', attemptCount: 3 });
+    expect(run?.result).toMatch(/^Interrupted: .*gave up after 3 attempts$/);
+    expect(run?.attempts).toEqual(
+      [1, 2, 3].map((attemptNumber) => ({
+        attemptNumber,
+        errorClass: 'INTERRUPTED',
+        durationMs: null,
+      })),
+    );
+    // The last start gave up without trying a fourth time.
+    expect(receiver.requests).toHaveLength(3);
+    current.child.kill('SIGTERM');
+    expect(await current.exited).toBe(0);
+  }, 60_000);
+
   it('on SIGTERM releases a hanging delivery within the grace period, and the next start delivers it', async () => {
     dir = mkdtempSync(join(tmpdir(), 'tripline-term-'));
     const dataDir = join(dir, 'data');

@@ -58,7 +58,7 @@ describe('claiming', () => {
     expect(tb.receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([expired, held]);
   });
 
-  it('drops the result of an attempt that outlived its lease once another worker took over', async () => {
+  it('drops the result of an attempt that outlived its lease, which stays INTERRUPTED in the history', async () => {
     const gate = deferred();
     tb.receiver.respond((_, index) =>
       index === 0 ? gate.promise.then(() => ({ status: 500 })) : { status: 200, body: 'second' },
@@ -69,11 +69,14 @@ describe('claiming', () => {
     await tb.receiver.waitForRequests(1);
     tb.fx.clock.advance(60_000);
     await tb.fx.engine({ workerId: 'fast' }).drain();
-    expect(tb.fx.run(runId)).toMatchObject({ status: 'SUCCEEDED', attemptCount: 1 });
+    expect(tb.fx.run(runId)).toMatchObject({ status: 'SUCCEEDED', attemptCount: 2 });
     gate.resolve();
     await slowDrained;
-    expect(tb.fx.run(runId)).toMatchObject({ status: 'SUCCEEDED', attemptCount: 1 });
-    expect(tb.fx.attempts(runId).map((a) => a.responseBody)).toEqual(['second']);
+    expect(tb.fx.run(runId)).toMatchObject({ status: 'SUCCEEDED', attemptCount: 2 });
+    expect(tb.fx.attempts(runId)).toMatchObject([
+      { attemptNumber: 1, errorClass: 'INTERRUPTED', statusCode: null, durationMs: null },
+      { attemptNumber: 2, errorClass: null, statusCode: 200, responseBody: 'second' },
+    ]);
   });
 
   it('lets two workers on separate connections share the queue without double delivery', async () => {
@@ -174,11 +177,12 @@ describe('stop', () => {
       nextAttemptAt: tb.fx.clock.now(),
     });
     expect(tb.fx.published(runId)).toEqual(['RUNNING', 'QUEUED']);
-    expect(tb.fx.attempts(runId)).toHaveLength(0);
+    // Shown in the history, but not counted: the server stopped, the receiver did not fail.
+    expect(tb.fx.attempts(runId)).toMatchObject([{ attemptNumber: 1, errorClass: 'ABORTED' }]);
 
     // After a restart the same run goes out again with the same webhook-id.
     await tb.fx.engine({ workerId: 'restarted' }).drain();
-    expect(tb.fx.run(runId).status).toBe('SUCCEEDED');
+    expect(tb.fx.run(runId)).toMatchObject({ status: 'SUCCEEDED', attemptCount: 1 });
     expect(tb.receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([runId, runId]);
   });
 
