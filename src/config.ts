@@ -15,11 +15,17 @@ export interface RetryPolicy {
 
 export interface DeliveryConfig {
   retry: RetryPolicy;
-  /** Connect, headers and body timeouts of one attempt. */
+  /**
+   * The deadline of one attempt, from the start of the request (DNS lookup, connect, sending,
+   * response headers) to the last byte of the response body; it is then aborted as `TIMEOUT`.
+   */
   timeoutMs: number;
   /** Runs executed at once by this process. */
   concurrency: number;
-  /** How long a claimed run stays claimed before another worker may take it. */
+  /**
+   * How long a claimed run stays claimed before another worker may take it; more than
+   * {@link worstCaseAttemptMs}, so no live attempt outlives its lease.
+   */
   leaseMs: number;
   /** How often the engine looks for due runs when nothing woke it. */
   pollIntervalMs: number;
@@ -85,6 +91,19 @@ export class ConfigError extends Error {
 }
 
 type Env = Record<string, string | undefined>;
+
+/**
+ * What a lease must cover beyond an attempt's deadline: the claim, loading the run and its
+ * secrets, rendering the payload (at most TRIPLINE_PAYLOAD_MAX_BYTES) and writing the attempt's
+ * start and end, which together take milliseconds, plus room for a busy event loop and for clock
+ * drift between servers sharing a database. A second is ample for all of it.
+ */
+export const LEASE_MARGIN_MS = 1_000;
+
+/** The longest one attempt can hold its run: the deadline plus {@link LEASE_MARGIN_MS}. */
+export function worstCaseAttemptMs(delivery: Pick<DeliveryConfig, 'timeoutMs'>): number {
+  return delivery.timeoutMs + LEASE_MARGIN_MS;
+}
 
 const LOG_LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -154,7 +173,7 @@ export function loadConfig(env: Env = process.env): Config {
         maxDelayMs: int('TRIPLINE_RETRY_MAX_DELAY_MS', 60 * 60_000, 0),
         maxRetryAfterMs: int('TRIPLINE_RETRY_AFTER_MAX_MS', 60 * 60_000, 0),
       },
-      timeoutMs: int('TRIPLINE_DELIVERY_TIMEOUT_MS', 10_000, 1),
+      timeoutMs: int('TRIPLINE_DELIVERY_TIMEOUT_MS', 10_000, 1, 3_600_000),
       concurrency: int('TRIPLINE_DELIVERY_CONCURRENCY', 8, 1, 1000),
       leaseMs: int('TRIPLINE_DELIVERY_LEASE_MS', 60_000, 1_000),
       pollIntervalMs: int('TRIPLINE_DELIVERY_POLL_MS', 1_000, 10),
@@ -166,6 +185,12 @@ export function loadConfig(env: Env = process.env): Config {
   };
   if (config.delivery.retry.maxDelayMs < config.delivery.retry.baseDelayMs) {
     problems.push('TRIPLINE_RETRY_MAX_DELAY_MS must not be below TRIPLINE_RETRY_BASE_DELAY_MS');
+  }
+  const { leaseMs, timeoutMs } = config.delivery;
+  if (leaseMs <= worstCaseAttemptMs(config.delivery)) {
+    problems.push(
+      `TRIPLINE_DELIVERY_LEASE_MS (${leaseMs}) must exceed TRIPLINE_DELIVERY_TIMEOUT_MS (${timeoutMs}) plus ${LEASE_MARGIN_MS} ms, the longest one attempt can hold a run; otherwise another server may deliver the run while the attempt is still in flight. Raise the lease above ${worstCaseAttemptMs(config.delivery)} or lower the timeout.`,
+    );
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

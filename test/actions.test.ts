@@ -244,6 +244,9 @@ describe('actions', () => {
       [[{ name: 'User-Agent', value: 'x' }], 'input.headers[0].name', /identifies Tripline/],
       [[{ name: 'Webhook-Signature', value: 'x' }], 'input.headers[0].name', /Standard Webhooks/],
       [[{ name: 'webhook-custom', value: 'x' }], 'input.headers[0].name', /webhook-\*/],
+      [[{ name: 'Connection', value: 'close' }], 'input.headers[0].name', /connection/],
+      [[{ name: 'Transfer-Encoding', value: 'chunked' }], 'input.headers[0].name', /framing/],
+      [[{ name: 'Keep-Alive', value: 'timeout=5' }], 'input.headers[0].name', /connection/],
       [
         [
           { name: 'X-A', value: '1' },

@@ -32,13 +32,15 @@ async function gql(url: string, query: string, variables: Record<string, unknown
 
 function server(dataDir: string, env: Record<string, string> = {}): ServerProcess {
   const s = startServer({
-    ...env,
     TRIPLINE_DATA_DIR: dataDir,
     TRIPLINE_ADMIN_API_KEY: KEY,
     TRIPLINE_OUTBOUND_ALLOW: '127.0.0.1',
-    TRIPLINE_DELIVERY_LEASE_MS: '1000',
+    // A short lease, so a killed server's runs are taken again soon; it must exceed the
+    // deadline of an attempt plus a second.
+    TRIPLINE_DELIVERY_LEASE_MS: '2000',
     TRIPLINE_DELIVERY_POLL_MS: '50',
-    TRIPLINE_DELIVERY_TIMEOUT_MS: '5000',
+    TRIPLINE_DELIVERY_TIMEOUT_MS: '900',
+    ...env,
   });
   started.push(s);
   return s;
@@ -79,25 +81,36 @@ async function setUp(url: string, receiverUrl: string, events: number): Promise<
   return runIds;
 }
 
+interface RunView {
+  status: string;
+  attemptCount: number;
+  result: string;
+  attempts: { attemptNumber: number; errorClass: string | null; durationMs: number | null }[];
+}
+
 /**
  * Polls the real process until `count` runs exist and all have finished (or 20 s pass);
- * returns their statuses. Runs held by a killed process finish once its lease lapses.
+ * returns them. Runs held by a killed process finish once its lease lapses.
  */
-async function waitForRuns(url: string, count: number): Promise<string[]> {
-  const query =
-    '{ entity(name: "default") { triggeredRuns(first: 100) { edges { node { status } } } } }';
-  let statuses: string[] = [];
+async function finishedRuns(url: string, count: number): Promise<RunView[]> {
+  const query = `{ entity(name: "default") { triggeredRuns(first: 100) { edges { node {
+    status attemptCount result attempts { attemptNumber errorClass durationMs } } } } } }`;
+  let runs: RunView[] = [];
   for (let i = 0; i < 200; i += 1) {
     const data = await gql(url, query);
-    const edges = (
-      data.entity as unknown as { triggeredRuns: { edges: { node: { status: string } }[] } }
-    ).triggeredRuns.edges;
-    statuses = edges.map((e) => e.node.status);
-    if (statuses.length === count && statuses.every((s) => ['SUCCEEDED', 'FAILED'].includes(s)))
+    const edges = (data.entity as unknown as { triggeredRuns: { edges: { node: RunView }[] } })
+      .triggeredRuns.edges;
+    runs = edges.map((e) => e.node);
+    if (runs.length === count && runs.every((r) => ['SUCCEEDED', 'FAILED'].includes(r.status)))
       break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  return statuses;
+  return runs;
+}
+
+/** The statuses of {@link finishedRuns}. */
+async function waitForRuns(url: string, count: number): Promise<string[]> {
+  return (await finishedRuns(url, count)).map((run) => run.status);
 }
 
 /** The stored run id behind a global ID: what receivers see as `webhook-id`. */
@@ -133,6 +146,39 @@ describe('crash safety', () => {
     for (const id of runIds) expect(delivered.has(storedId(id))).toBe(true);
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
+  }, 60_000);
+
+  it('counts an attempt that kills the server every time, shows it as interrupted, and fails the run after the configured attempts', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tripline-kill-'));
+    const dataDir = join(dir, 'data');
+    const env = { TRIPLINE_RETRY_MAX_ATTEMPTS: '3' };
+    let current = server(dataDir, env);
+    // The receiver stands in for a payload that crashes the server: every request kills it.
+    receiver = await startReceiver(() => {
+      current.child.kill('SIGKILL');
+      return { hang: true };
+    });
+    await setUp(await current.url, receiver.url, 1);
+    for (let attempt = 1; attempt <= 3; attempt += 1) {
+      await receiver.waitForRequests(attempt);
+      await current.exited;
+      current = server(dataDir, env);
+    }
+
+    const [run] = await finishedRuns(await current.url, 1);
+    expect(run).toMatchObject({ status: 'FAILED', attemptCount: 3 });
+    expect(run?.result).toMatch(/^Interrupted: .*gave up after 3 attempts$/);
+    expect(run?.attempts).toEqual(
+      [1, 2, 3].map((attemptNumber) => ({
+        attemptNumber,
+        errorClass: 'INTERRUPTED',
+        durationMs: null,
+      })),
+    );
+    // The last start gave up without trying a fourth time.
+    expect(receiver.requests).toHaveLength(3);
+    current.child.kill('SIGTERM');
+    expect(await current.exited).toBe(0);
   }, 60_000);
 
   it('on SIGTERM releases a hanging delivery within the grace period, and the next start delivers it', async () => {

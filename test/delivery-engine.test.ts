@@ -1,8 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { openDatabase } from '../src/db/client.js';
 import { triggeredRuns } from '../src/db/schema.js';
 import { createDeliveryEngine } from '../src/delivery/engine.js';
 import { deliveryConfig, useDeliveryTestbed } from './support/delivery-fixtures.js';
+import { startReceiver } from './support/receiver.js';
 
 const tb = useDeliveryTestbed();
 
@@ -57,7 +58,7 @@ describe('claiming', () => {
     expect(tb.receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([expired, held]);
   });
 
-  it('drops the result of an attempt that outlived its lease once another worker took over', async () => {
+  it('drops the result of an attempt that outlived its lease, which stays INTERRUPTED in the history', async () => {
     const gate = deferred();
     tb.receiver.respond((_, index) =>
       index === 0 ? gate.promise.then(() => ({ status: 500 })) : { status: 200, body: 'second' },
@@ -68,11 +69,14 @@ describe('claiming', () => {
     await tb.receiver.waitForRequests(1);
     tb.fx.clock.advance(60_000);
     await tb.fx.engine({ workerId: 'fast' }).drain();
-    expect(tb.fx.run(runId)).toMatchObject({ status: 'SUCCEEDED', attemptCount: 1 });
+    expect(tb.fx.run(runId)).toMatchObject({ status: 'SUCCEEDED', attemptCount: 2 });
     gate.resolve();
     await slowDrained;
-    expect(tb.fx.run(runId)).toMatchObject({ status: 'SUCCEEDED', attemptCount: 1 });
-    expect(tb.fx.attempts(runId).map((a) => a.responseBody)).toEqual(['second']);
+    expect(tb.fx.run(runId)).toMatchObject({ status: 'SUCCEEDED', attemptCount: 2 });
+    expect(tb.fx.attempts(runId)).toMatchObject([
+      { attemptNumber: 1, errorClass: 'INTERRUPTED', statusCode: null, durationMs: null },
+      { attemptNumber: 2, errorClass: null, statusCode: 200, responseBody: 'second' },
+    ]);
   });
 
   it('lets two workers on separate connections share the queue without double delivery', async () => {
@@ -100,24 +104,35 @@ describe('claiming', () => {
     for (const runId of runs) expect(tb.fx.attempts(runId)).toHaveLength(1);
   });
 
-  it('runs at most `concurrency` attempts at once', async () => {
+  it('runs at most `concurrency` attempts at once, and at most half of them to one destination', async () => {
     const gate = deferred();
+    const other = await startReceiver(() => gate.promise.then(() => ({ status: 204 })));
+    onTestFinished(() => other.close());
     tb.receiver.respond(() => gate.promise.then(() => ({ status: 204 })));
-    const automationId = automation();
-    const runs = Array.from({ length: 5 }, () => tb.fx.queueRun({ automationId }));
-    const engine = tb.fx.engine({ config: deliveryConfig({ concurrency: 2 }) });
+    const first = Array.from({ length: 5 }, () => tb.fx.queueRun({ automationId: automation() }));
+    const otherAutomation = tb.fx.addAutomation({
+      actionId: tb.fx.addWebhookAction({ url: `${other.url}/hook` }),
+    });
+    const second = Array.from({ length: 5 }, () =>
+      tb.fx.queueRun({ automationId: otherAutomation }),
+    );
+    const engine = tb.fx.engine({ config: deliveryConfig({ concurrency: 3 }) });
     const drained = engine.drain();
     await tb.receiver.waitForRequests(2);
+    await other.waitForRequests(1);
     const running = tb.fx.db
       .select()
       .from(triggeredRuns)
       .all()
       .filter((r) => r.status === 'RUNNING');
-    expect(running).toHaveLength(2);
+    expect(running).toHaveLength(3);
+    expect(tb.receiver.requests).toHaveLength(2);
+    expect(other.requests).toHaveLength(1);
     gate.resolve();
     await drained;
-    for (const runId of runs) expect(tb.fx.run(runId).status).toBe('SUCCEEDED');
+    for (const runId of [...first, ...second]) expect(tb.fx.run(runId).status).toBe('SUCCEEDED');
     expect(tb.receiver.requests).toHaveLength(5);
+    expect(other.requests).toHaveLength(5);
   });
 });
 
@@ -162,11 +177,12 @@ describe('stop', () => {
       nextAttemptAt: tb.fx.clock.now(),
     });
     expect(tb.fx.published(runId)).toEqual(['RUNNING', 'QUEUED']);
-    expect(tb.fx.attempts(runId)).toHaveLength(0);
+    // Shown in the history, but not counted: the server stopped, the receiver did not fail.
+    expect(tb.fx.attempts(runId)).toMatchObject([{ attemptNumber: 1, errorClass: 'ABORTED' }]);
 
     // After a restart the same run goes out again with the same webhook-id.
     await tb.fx.engine({ workerId: 'restarted' }).drain();
-    expect(tb.fx.run(runId).status).toBe('SUCCEEDED');
+    expect(tb.fx.run(runId)).toMatchObject({ status: 'SUCCEEDED', attemptCount: 1 });
     expect(tb.receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([runId, runId]);
   });
 

@@ -1,6 +1,6 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: templates hold literal ${…} variables.
 import { eq } from 'drizzle-orm';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { actions, automations, triggeredRuns } from '../src/db/schema.js';
 import { generateSigningSecret, verifySignature } from '../src/delivery/signing.js';
 import type { SlackMessage } from '../src/delivery/slack.js';
@@ -9,6 +9,7 @@ import {
   useDeliveryTestbed,
   type WebhookActionInput,
 } from './support/delivery-fixtures.js';
+import { RECEIVER_CA, startReceiver } from './support/receiver.js';
 
 const tb = useDeliveryTestbed();
 
@@ -208,7 +209,9 @@ describe('delivery outcomes', () => {
     const engine = tb.fx.engine({ config: deliveryConfig({ timeoutMs: 200 }) });
     await engine.drain();
     expect(tb.fx.run(runId)).toMatchObject({ status: 'RETRYING', attemptCount: 1 });
-    expect(tb.fx.run(runId).result).toBe('Timed out: No response within 200ms; retrying in 0.5s');
+    expect(tb.fx.run(runId).result).toBe(
+      'Timed out: No response within the 200ms deadline; retrying in 0.5s',
+    );
     const [attempt] = tb.fx.attempts(runId);
     expect(attempt).toMatchObject({ errorClass: 'TIMEOUT', statusCode: null, responseBody: null });
     expect(attempt?.durationMs).toBeGreaterThanOrEqual(150);
@@ -298,7 +301,9 @@ describe('delivery outcomes', () => {
   });
 
   it('posts the Slack message an incoming webhook expects', async () => {
-    const actionId = tb.fx.addSlackAction({ url: `${tb.receiver.url}/services/T1/B2/abc` });
+    const slack = await startReceiver(undefined, { tls: true });
+    onTestFinished(() => slack.close());
+    const actionId = tb.fx.addSlackAction({ url: `${slack.url}/services/T1/B2/abc` });
     tb.fx.addSecret('ONCALL', 'sam');
     const automationId = tb.fx.addAutomation({
       actionId,
@@ -310,9 +315,9 @@ describe('delivery outcomes', () => {
       automationId,
       event: { eventType: 'LINK_ARTIFACT', inRegistry: true, alias: null, versionIndex: 7 },
     });
-    await tb.fx.engine().drain();
+    await tb.fx.engine({ ca: RECEIVER_CA }).drain();
     expect(tb.fx.run(runId).status).toBe('SUCCEEDED');
-    const message = tb.receiver.requests[0]!.json<SlackMessage>();
+    const message = slack.requests[0]!.json<SlackMessage>();
     expect(message.text).toMatch(
       /^:rotating_light: \[Error\] Linked acme\/model-registry\/resnet:v7/,
     );
@@ -322,6 +327,34 @@ describe('delivery outcomes', () => {
     });
     expect(JSON.stringify(message.blocks[3])).toContain('*Registry*\\nmodel-registry');
     expect(JSON.stringify(message.blocks[3])).toContain('*Alias*\\n—');
+  });
+});
+
+describe('rules shared with saving actions', () => {
+  it('refuses a stored reserved header instead of silently dropping it', async () => {
+    const { queue } = webhookSetup({ headers: { 'X-Team': 'ml', 'Transfer-Encoding': 'chunked' } });
+    const runId = queue();
+    await tb.fx.engine().drain();
+    expect(tb.fx.run(runId).status).toBe('FAILED');
+    expect(tb.fx.attempts(runId)).toMatchObject([
+      {
+        errorClass: 'CONFIGURATION_ERROR',
+        errorMessage: expect.stringMatching(/Transfer-Encoding header cannot be sent.*framing/),
+      },
+    ]);
+    expect(tb.receiver.requests).toHaveLength(0);
+  });
+
+  it('refuses a Slack URL that is not https, without sending it the token', async () => {
+    const actionId = tb.fx.addSlackAction({ url: `${tb.receiver.url}/services/T1/B2/abc` });
+    const runId = tb.fx.queueRun({ automationId: tb.fx.addAutomation({ actionId }) });
+    await tb.fx.engine().drain();
+    expect(tb.fx.run(runId).status).toBe('FAILED');
+    const [attempt] = tb.fx.attempts(runId);
+    expect(attempt).toMatchObject({ errorClass: 'CONFIGURATION_ERROR' });
+    expect(attempt?.errorMessage).toMatch(/not an https URL/);
+    expect(attempt?.errorMessage).not.toContain('abc');
+    expect(tb.receiver.requests).toHaveLength(0);
   });
 });
 

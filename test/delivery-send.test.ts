@@ -1,10 +1,10 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: templates hold literal ${…} variables.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { type DeliveryRequest, deliver, USER_AGENT } from '../src/delivery/send.js';
 import { generateSigningSecret, verifySignature } from '../src/delivery/signing.js';
 import type { SlackMessage } from '../src/delivery/slack.js';
 import { deliveryConfig, sampleContext, webhookRequest } from './support/delivery-fixtures.js';
-import { type Receiver, startReceiver } from './support/receiver.js';
+import { RECEIVER_CA, type Receiver, startReceiver } from './support/receiver.js';
 
 describe('deliver', () => {
   let receiver: Receiver;
@@ -12,6 +12,9 @@ describe('deliver', () => {
   const config = deliveryConfig();
   const send = (request: DeliveryRequest, overrides = {}) =>
     deliver(request, { config: { ...config, ...overrides }, timestamp });
+  /** Sends trusting the https receiver's certificate. */
+  const sendTrusting = (request: DeliveryRequest) =>
+    deliver(request, { config, timestamp, ca: RECEIVER_CA });
 
   beforeEach(async () => {
     receiver = await startReceiver();
@@ -28,7 +31,7 @@ describe('deliver', () => {
         target: {
           accessToken: 'tok-abc123',
           signingSecret,
-          headers: { 'X-Team': 'vision', 'Content-Type': 'text/plain', 'webhook-id': 'forged' },
+          headers: { 'X-Team': 'vision' },
         },
       }),
     );
@@ -60,6 +63,18 @@ describe('deliver', () => {
       artifact_metadata: { accuracy: 0.93 },
     });
   });
+
+  it.each(['Content-Type', 'webhook-id', 'Connection', 'Authorization'])(
+    'refuses to send a stored %s header, sending nothing',
+    async (name) => {
+      const outcome = await send(
+        webhookRequest(`${receiver.url}/hook`, { target: { headers: { [name]: 'x' } } }),
+      );
+      expect(outcome).toMatchObject({ errorClass: 'CONFIGURATION_ERROR' });
+      expect(outcome.errorMessage).toContain(`The action's ${name} header cannot be sent`);
+      expect(receiver.requests).toHaveLength(0);
+    },
+  );
 
   it('renders the payload template with variables and secrets', async () => {
     await send(
@@ -167,8 +182,10 @@ describe('deliver', () => {
   });
 
   it('posts a Slack incoming-webhook message with blocks and a text fallback', async () => {
-    const slackUrl = `${receiver.url}/services/T000/B000/XXXXSECRET`;
-    const outcome = await send({
+    const slack = await startReceiver(undefined, { tls: true });
+    onTestFinished(() => slack.close());
+    const slackUrl = `${slack.url}/services/T000/B000/XXXXSECRET`;
+    const outcome = await sendTrusting({
       webhookId: 'run-slack',
       target: { kind: 'SLACK', url: slackUrl, channel: '#ml' },
       content: {
@@ -182,7 +199,7 @@ describe('deliver', () => {
       secrets: new Map(),
     });
     expect(outcome.statusCode).toBe(200);
-    const received = receiver.requests[0]!;
+    const received = slack.requests[0]!;
     expect(received.path).toBe('/services/T000/B000/XXXXSECRET');
     expect(received.headers['content-type']).toBe('application/json');
     const message = received.json<SlackMessage>();
@@ -212,10 +229,14 @@ describe('deliver', () => {
   });
 
   it('redacts the Slack URL when the receiver echoes it', async () => {
-    receiver.respond((request) => ({ status: 400, body: `invalid_token for ${request.path}` }));
-    const outcome = await send({
+    const slack = await startReceiver(
+      (request) => ({ status: 400, body: `invalid_token for ${request.path}` }),
+      { tls: true },
+    );
+    onTestFinished(() => slack.close());
+    const outcome = await sendTrusting({
       webhookId: 'run-slack',
-      target: { kind: 'SLACK', url: `${receiver.url}/services/T1/B1/TOKEN`, channel: null },
+      target: { kind: 'SLACK', url: `${slack.url}/services/T1/B1/TOKEN`, channel: null },
       content: { payloadTemplate: null, slackTitle: null, slackMessage: null, slackSeverity: null },
       context: sampleContext(),
       collectionOwner: 'PROJECT',

@@ -235,6 +235,35 @@ describe('secrets', () => {
       expect(row && openSecret(t.deps, row)).toBe('kept');
     });
 
+    it('refuses a value a Slack action using the secret could not post to', async () => {
+      await create('SLACK_URL', 'https://hooks.slack.com/services/T/B/x');
+      const slack = await t.gql(SLACK_ACTION, {
+        input: { entity: 'default', name: 'alerts', channel: '#ml', webhookUrlSecret: 'SLACK_URL' },
+      });
+      expect(slack.data.createSlackAction.__typename).toBe('SlackAction');
+      for (const value of ['http://hooks.slack.com/services/T/B/y', 'not a url']) {
+        const result = (
+          await t.gql(ROTATE, { input: { entity: 'default', name: 'SLACK_URL', value } })
+        ).data.rotateSecret;
+        expect(result).toMatchObject({ __typename: 'ValidationError', field: 'input.value' });
+        expect(result.message).toMatch(/Slack action "alerts"/);
+        expect(result.message).toMatch(/https/);
+        expect(result.message).not.toContain('hooks.slack.com/services/T/B/y');
+      }
+      const row = findSecretByName(t.deps, entityIdOfDefault(), 'SLACK_URL');
+      expect(row && openSecret(t.deps, row)).toBe('https://hooks.slack.com/services/T/B/x');
+      const ok = (
+        await t.gql(ROTATE, {
+          input: {
+            entity: 'default',
+            name: 'SLACK_URL',
+            value: 'https://hooks.slack.com/services/T/B/z',
+          },
+        })
+      ).data.rotateSecret;
+      expect(ok.name).toBe('SLACK_URL');
+    });
+
     it('is for admins of the entity only', async () => {
       await create('TOKEN', 'kept');
       const input = { entity: 'default', name: 'TOKEN', value: 'changed' };

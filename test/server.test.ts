@@ -81,4 +81,20 @@ describe('the server process', () => {
     expect(bad.output()).toContain('PORT must be a whole number');
     expect(bad.output()).toContain('TRIPLINE_RETRY_MAX_ATTEMPTS');
   });
+
+  it('refuses a lease that one attempt could outlive, naming both variables', async () => {
+    const bad = startServer({
+      TRIPLINE_DATA_DIR: dataDir(),
+      TRIPLINE_DELIVERY_TIMEOUT_MS: '5000',
+      TRIPLINE_DELIVERY_LEASE_MS: '6000',
+    });
+    started.push(bad);
+    expect(await bad.exited).toBe(2);
+    const problem = bad
+      .output()
+      .split('\n')
+      .find((line) => line.includes('LEASE'));
+    expect(problem).toContain('TRIPLINE_DELIVERY_LEASE_MS (6000) must exceed');
+    expect(problem).toContain('TRIPLINE_DELIVERY_TIMEOUT_MS (5000)');
+  });
 });

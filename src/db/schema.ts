@@ -327,8 +327,14 @@ export const deliveryAttempts = sqliteTable(
       .references(() => triggeredRuns.id, { onDelete: 'cascade' }),
     attemptNumber: integer('attempt_number').notNull(),
     startedAt: integer('started_at', { mode: 'timestamp_ms' }).notNull(),
-    durationMs: integer('duration_ms').notNull(),
+    /**
+     * Null while the attempt is in flight: the row is written when the attempt starts, so one
+     * cut short by a crash is still counted and shown. Such a row stays null, with error class
+     * `INTERRUPTED`, once the run is claimed again.
+     */
+    durationMs: integer('duration_ms'),
     statusCode: integer('status_code'),
+    /** A delivery error class, `INTERRUPTED`, or null for an HTTP answer or while in flight. */
     errorClass: text('error_class'),
     errorMessage: text('error_message'),
     responseBody: text('response_body'),

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { and, asc, eq, inArray, isNull, lte, max, notInArray, or } from 'drizzle-orm';
+import { and, asc, eq, exists, inArray, isNull, lte, max, notInArray, or, sql } from 'drizzle-orm';
 import type { Clock } from '../clock.js';
 import type { DeliveryConfig } from '../config.js';
 import type { Db } from '../db/client.js';
@@ -33,6 +33,8 @@ export interface DeliveryEngineDeps {
   random?: () => number;
   /** DNS lookup used by the SSRF guard; `dns.lookup` with all addresses by default. */
   lookup?: Lookup;
+  /** Trusted TLS roots instead of Node's bundled ones (see `createGuardedAgent`); for tests. */
+  ca?: string | readonly string[];
 }
 
 export interface DeliveryEngine {
@@ -48,27 +50,52 @@ export interface DeliveryEngine {
   drain(): Promise<void>;
   /**
    * Stops claiming, waits up to `graceMs` for in-flight attempts, then aborts the rest and
-   * releases their leases: each goes back to QUEUED (no attempt recorded yet) or RETRYING, due
-   * now, so the next start delivers it again (same `webhook-id`). Resolves when every run is
-   * settled and outbound sockets are closed. Calling it again returns the same promise.
+   * releases their leases: each attempt is recorded as ABORTED without counting, and its run goes
+   * back to QUEUED (no other attempt counted) or RETRYING, due now, so the next start delivers it
+   * again (same `webhook-id`). Resolves when every run is settled and outbound sockets are
+   * closed. Calling it again returns the same promise.
    */
   stop(graceMs: number): Promise<void>;
 }
 
 interface ClaimedRun {
   id: string;
-  /** Attempts since the run was last queued; a re-delivery resets it to 0. */
+  /**
+   * Attempts started since the run was last queued, interrupted ones included; a re-delivery
+   * resets it to 0.
+   */
   attemptCount: number;
   actionId: string | null;
+  /** See {@link destinationOf}. */
+  destination: string | null;
+}
+
+/** The attempt row written when an attempt starts; its outcome is filled in when it ends. */
+interface StartedAttempt {
+  id: string;
+  attemptNumber: number;
+  startedAt: Date;
+  /** The run's attempt count with this attempt. */
+  attemptCount: number;
 }
 
 interface InFlight {
   done: Promise<void>;
   controller: AbortController;
+  destination: string | null;
 }
 
-/** Someone else took the run (its lease expired mid-attempt); the attempt is not recorded. */
+/**
+ * Someone else took the run (its lease expired mid-attempt): this attempt's outcome is dropped, and
+ * its row, if written, is marked INTERRUPTED by the new owner.
+ */
 class LeaseLostError extends Error {}
+
+/**
+ * Error classes of stored attempts: what {@link deliver} reports, and `INTERRUPTED` for an attempt
+ * that started but never recorded an end (its process died, or it lost its lease).
+ */
+export type AttemptErrorClass = DeliveryErrorClass | 'INTERRUPTED';
 
 const ERROR_LABELS: Record<DeliveryErrorClass, string> = {
   NETWORK_ERROR: 'Network error',
@@ -80,7 +107,14 @@ const ERROR_LABELS: Record<DeliveryErrorClass, string> = {
   ABORTED: 'Aborted',
 };
 
+const INTERRUPTED_MESSAGE =
+  'The attempt never finished: the server stopped (crashed or was killed) or lost the run before recording it';
+
 const RESULT_MAX = 500;
+
+/** Runs read per query while claiming; see `claim`. */
+const CLAIM_PAGE = 50;
+const CLAIM_PAGES_MAX = 10;
 
 function describeOutcome(outcome: DeliveryOutcome): string {
   if (outcome.errorClass !== undefined) {
@@ -95,29 +129,58 @@ function describeOutcome(outcome: DeliveryOutcome): string {
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)}s`;
 
 /**
+ * Where a run's requests go, as far as sharing delivery slots is concerned: the origin (scheme,
+ * host and port) of a webhook's URL. Every Slack action is one destination, Slack itself: its
+ * incoming-webhook URLs are secrets (not readable while claiming) and all point at
+ * hooks.slack.com anyway. Null when the run has no action or the URL does not parse; such runs
+ * are skipped or fail without a request.
+ */
+function destinationOf(action: {
+  kind: 'WEBHOOK' | 'SLACK' | null;
+  url: string | null;
+}): string | null {
+  if (action.kind === 'SLACK') return 'slack';
+  if (action.kind !== 'WEBHOOK' || action.url === null) return null;
+  try {
+    return new URL(action.url).origin;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * Creates the delivery engine: it claims due triggered runs with a lease, sends them with
  * {@link deliver}, records one `delivery_attempts` row per try, and moves each run through
  * RUNNING → SUCCEEDED, or RUNNING → RETRYING → RUNNING … → FAILED, or SKIPPED, publishing every
  * change through `onRunUpdated` after it commits.
  *
- * Claiming is one `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING`, so several engines on one
- * database never claim the same run twice; a RUNNING run whose lease expired (its worker died)
- * is claimed again. `config.retry.maxAttempts` counts attempts since the run was last queued
- * (`attemptCount`, which a re-delivery resets); attempt numbers keep counting across
- * re-deliveries. A crash mid-attempt records nothing: the run is tried again after its lease.
- * Keep `leaseMs` well above an attempt's worst case (lookup, connect, headers and body, each
- * bounded by `timeoutMs`): if an attempt outlives its lease another worker may deliver the run
- * too, and the late attempt's result is then dropped, not recorded.
+ * Claiming reads due runs oldest first and takes them with one conditional `UPDATE … RETURNING`
+ * that re-checks they are still due, so several engines on one database never claim the same run
+ * twice; a RUNNING run whose lease expired (its worker died) is claimed again. One destination
+ * (see {@link destinationOf}) gets at most half the `concurrency` slots, rounded up, so a receiver
+ * that hangs on every request cannot hold every slot while other receivers wait.
+ *
+ * An attempt's row is written, and counted in the run's `attemptCount`, when it starts, in one
+ * transaction guarded by the lease; its outcome is filled in when it ends. An attempt that never
+ * ends (the process was killed, perhaps by the attempt itself) is marked `INTERRUPTED` when the
+ * run is claimed again and still counts, so `config.retry.maxAttempts` (attempts since the run was
+ * last queued; a re-delivery resets the count, attempt numbers keep counting) ends such a run
+ * FAILED too. An attempt aborted by `stop()` is recorded as `ABORTED` and not counted: the server
+ * chose to stop, the receiver did not fail. Every attempt ends within `timeoutMs` (see
+ * {@link deliver}); `loadConfig` refuses a `leaseMs` an attempt could outlive. Should one outlive
+ * its lease anyway, another worker may deliver the run too, and the late result is dropped.
  */
 export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
   const { db, secretBox, clock, config } = deps;
   const logger = deps.logger.child({ component: 'delivery' });
   const workerId = deps.workerId ?? `${hostname()}:${process.pid}:${newId().slice(0, 8)}`;
   const random = deps.random ?? Math.random;
+  const perDestination = Math.max(1, Math.ceil(config.concurrency / 2));
   const dispatcher = createGuardedAgent({
     policy: config,
     timeoutMs: config.timeoutMs,
     lookup: deps.lookup,
+    ...(deps.ca === undefined ? {} : { ca: deps.ca }),
   });
   const inFlight = new Map<string, InFlight>();
   let started = false;
@@ -141,6 +204,11 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
       eq(triggeredRuns.leaseOwner, workerId),
     );
 
+  /**
+   * Picks up to `limit` due runs, oldest first, skipping runs whose destination already has its
+   * share of slots, and claims them. Skipped runs' actions are left out of the next page, so a
+   * backlog for one destination does not hide the runs behind it.
+   */
   function claim(limit: number): ClaimedRun[] {
     const now = clock.now();
     const due = or(
@@ -153,17 +221,57 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
         or(isNull(triggeredRuns.leaseExpiresAt), lte(triggeredRuns.leaseExpiresAt, now)),
       ),
     );
-    // A run this process is still executing must not be taken twice, even past its lease.
-    const notMine =
-      inFlight.size === 0 ? undefined : notInArray(triggeredRuns.id, [...inFlight.keys()]);
-    const candidates = db
-      .select({ id: triggeredRuns.id })
-      .from(triggeredRuns)
-      .where(and(due, notMine))
-      .orderBy(asc(triggeredRuns.nextAttemptAt))
-      .limit(limit);
-    // `due` is repeated outside the subquery so the claim stays safe on databases that run the
-    // subquery without the write lock SQLite holds for the whole statement.
+    const busy = new Map<string, number>();
+    for (const run of inFlight.values()) {
+      if (run.destination !== null) busy.set(run.destination, (busy.get(run.destination) ?? 0) + 1);
+    }
+    const picked = new Map<string, string | null>();
+    const fullActions = new Set<string>();
+    for (let page = 0; page < CLAIM_PAGES_MAX && picked.size < limit; page++) {
+      // A run this process is still executing must not be taken twice, even past its lease.
+      const taken = [...inFlight.keys(), ...picked.keys()];
+      const rows = db
+        .select({
+          id: triggeredRuns.id,
+          actionId: triggeredRuns.actionId,
+          kind: actions.kind,
+          url: actions.url,
+        })
+        .from(triggeredRuns)
+        .leftJoin(actions, eq(actions.id, triggeredRuns.actionId))
+        .where(
+          and(
+            due,
+            taken.length === 0 ? undefined : notInArray(triggeredRuns.id, taken),
+            fullActions.size === 0
+              ? undefined
+              : or(
+                  isNull(triggeredRuns.actionId),
+                  notInArray(triggeredRuns.actionId, [...fullActions]),
+                ),
+          ),
+        )
+        .orderBy(asc(triggeredRuns.nextAttemptAt))
+        .limit(CLAIM_PAGE)
+        .all();
+      for (const row of rows) {
+        const destination = destinationOf(row);
+        if (destination !== null) {
+          const load = busy.get(destination) ?? 0;
+          if (load >= perDestination) {
+            if (row.actionId !== null) fullActions.add(row.actionId);
+            continue;
+          }
+          busy.set(destination, load + 1);
+        }
+        picked.set(row.id, destination);
+        if (picked.size >= limit) break;
+      }
+      if (rows.length < CLAIM_PAGE) break;
+    }
+    if (picked.size === 0) return [];
+    // `due` is checked again in the update: another engine may have claimed a run since it was
+    // read, and then this one must not take it.
     return db
       .update(triggeredRuns)
       .set({
@@ -172,13 +280,14 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
         leaseExpiresAt: new Date(now.getTime() + config.leaseMs),
         updatedAt: now,
       })
-      .where(and(inArray(triggeredRuns.id, candidates), due))
+      .where(and(inArray(triggeredRuns.id, [...picked.keys()]), due))
       .returning({
         id: triggeredRuns.id,
         attemptCount: triggeredRuns.attemptCount,
         actionId: triggeredRuns.actionId,
       })
-      .all();
+      .all()
+      .map((run) => ({ ...run, destination: picked.get(run.id) ?? null }));
   }
 
   function fill(): void {
@@ -212,19 +321,33 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
         inFlight.delete(run.id);
         if (started) scheduleTick();
       });
-    inFlight.set(run.id, { done, controller });
+    inFlight.set(run.id, { done, controller, destination: run.destination });
   }
 
   async function execute(run: ClaimedRun, signal: AbortSignal): Promise<void> {
     publish(run.id);
+    const interrupted = markInterrupted(run.id);
     const plan = loadRunDelivery(db, secretBox, run.id);
     if (plan.kind === 'missing') return;
     if (plan.kind === 'skip') {
       finish(run.id, { status: 'SKIPPED', result: plan.reason });
       return;
     }
-    const attemptNumber = nextAttemptNumber(run.id);
-    const startedAt = clock.now();
+    if (run.attemptCount >= config.retry.maxAttempts) {
+      // Only an attempt that never ended (or a lowered TRIPLINE_RETRY_MAX_ATTEMPTS) leaves a
+      // claimable run without attempts left: the process died during it, perhaps because of
+      // it, and one more try could kill it again.
+      const why = interrupted > 0 ? `Interrupted: ${INTERRUPTED_MESSAGE}` : 'No attempts left';
+      finish(run.id, {
+        status: 'FAILED',
+        result: `${why}; gave up after ${run.attemptCount} attempts`,
+      });
+      return;
+    }
+    if (interrupted > 0) {
+      logger.warn({ runId: run.id }, 'the previous attempt was interrupted; trying again');
+    }
+    const attempt = startAttempt(run.id);
     const outcome: DeliveryOutcome =
       plan.kind === 'misconfigured'
         ? {
@@ -233,22 +356,87 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
             responseBody: null,
             durationMs: 0,
           }
-        : await deliver(plan.request, { config, timestamp: startedAt, dispatcher, signal });
+        : await deliver(plan.request, {
+            config,
+            timestamp: attempt.startedAt,
+            dispatcher,
+            signal,
+          });
     if (outcome.errorClass === 'ABORTED') {
-      release(run);
+      release(run.id, attempt, outcome);
       return;
     }
-    record(run, attemptNumber, startedAt, outcome);
+    record(run, attempt, outcome);
   }
 
-  function nextAttemptNumber(runId: string): number {
-    const row = db
-      .select({ last: max(deliveryAttempts.attemptNumber) })
-      .from(deliveryAttempts)
-      .where(eq(deliveryAttempts.runId, runId))
-      .get();
-    return (row?.last ?? 0) + 1;
+  /**
+   * Marks the run's attempts that started and never ended as INTERRUPTED, if this worker holds
+   * the run. Returns how many there were. They are already counted: they were when they started.
+   */
+  function markInterrupted(runId: string): number {
+    return db
+      .update(deliveryAttempts)
+      .set({
+        errorClass: 'INTERRUPTED' satisfies AttemptErrorClass,
+        errorMessage: INTERRUPTED_MESSAGE,
+      })
+      .where(
+        and(
+          eq(deliveryAttempts.runId, runId),
+          isNull(deliveryAttempts.durationMs),
+          isNull(deliveryAttempts.errorClass),
+          exists(db.select({ id: triggeredRuns.id }).from(triggeredRuns).where(ownLease(runId))),
+        ),
+      )
+      .run().changes;
   }
+
+  /**
+   * Writes the attempt's row and counts it on the run, in one transaction that holds only while
+   * this worker owns the run (LeaseLostError otherwise). From here on a crash cannot hide it.
+   */
+  function startAttempt(runId: string): StartedAttempt {
+    const startedAt = clock.now();
+    return db.transaction((tx) => {
+      const counted = tx
+        .update(triggeredRuns)
+        .set({ attemptCount: sql`${triggeredRuns.attemptCount} + 1`, updatedAt: startedAt })
+        .where(ownLease(runId))
+        .returning({ attemptCount: triggeredRuns.attemptCount })
+        .get();
+      if (!counted) throw new LeaseLostError();
+      const last = tx
+        .select({ last: max(deliveryAttempts.attemptNumber) })
+        .from(deliveryAttempts)
+        .where(eq(deliveryAttempts.runId, runId))
+        .get();
+      const attempt = {
+        id: newId(),
+        attemptNumber: (last?.last ?? 0) + 1,
+        startedAt,
+        attemptCount: counted.attemptCount,
+      };
+      tx.insert(deliveryAttempts)
+        .values({
+          id: attempt.id,
+          runId,
+          attemptNumber: attempt.attemptNumber,
+          startedAt,
+          durationMs: null,
+        })
+        .run();
+      return attempt;
+    });
+  }
+
+  /** The stored form of an attempt's outcome. */
+  const attemptOutcome = (outcome: DeliveryOutcome) => ({
+    durationMs: outcome.durationMs,
+    statusCode: outcome.statusCode ?? null,
+    errorClass: outcome.errorClass ?? null,
+    errorMessage: outcome.errorMessage ?? null,
+    responseBody: outcome.responseBody,
+  });
 
   function finish(runId: string, change: { status: RunStatus; result: string }): void {
     const now = clock.now();
@@ -268,14 +456,9 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     publish(runId);
   }
 
-  function record(
-    run: ClaimedRun,
-    attemptNumber: number,
-    startedAt: Date,
-    outcome: DeliveryOutcome,
-  ): void {
+  function record(run: ClaimedRun, attempt: StartedAttempt, outcome: DeliveryOutcome): void {
     const now = clock.now();
-    const attempts = run.attemptCount + 1;
+    const attempts = attempt.attemptCount;
     const verdict = classify(outcome);
     const what = describeOutcome(outcome);
     let status: RunStatus;
@@ -303,7 +486,6 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
         .set({
           status,
           result,
-          attemptCount: attempts,
           nextAttemptAt,
           leaseOwner: null,
           leaseExpiresAt: null,
@@ -314,18 +496,9 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
         .returning({ id: triggeredRuns.id })
         .all();
       if (updated.length === 0) throw new LeaseLostError();
-      tx.insert(deliveryAttempts)
-        .values({
-          id: newId(),
-          runId: run.id,
-          attemptNumber,
-          startedAt,
-          durationMs: outcome.durationMs,
-          statusCode: outcome.statusCode ?? null,
-          errorClass: outcome.errorClass ?? null,
-          errorMessage: outcome.errorMessage ?? null,
-          responseBody: outcome.responseBody,
-        })
+      tx.update(deliveryAttempts)
+        .set(attemptOutcome(outcome))
+        .where(eq(deliveryAttempts.id, attempt.id))
         .run();
       if (verdict === 'gone' && run.actionId !== null) {
         const reason = `The receiver answered 410 Gone on ${now.toISOString()}`;
@@ -353,7 +526,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     logger[terminal && status !== 'SUCCEEDED' ? 'warn' : 'info'](
       {
         runId: run.id,
-        attemptNumber,
+        attemptNumber: attempt.attemptNumber,
         status,
         statusCode: outcome.statusCode,
         errorClass: outcome.errorClass,
@@ -363,21 +536,36 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     publish(run.id);
   }
 
-  function release(run: ClaimedRun): void {
+  /**
+   * Puts a run whose attempt `stop()` aborted back in line, due now: QUEUED when no other attempt
+   * counts since it was queued, RETRYING otherwise. The attempt stays in the history as ABORTED
+   * but gives its count back.
+   */
+  function release(runId: string, attempt: StartedAttempt, outcome: DeliveryOutcome): void {
     const now = clock.now();
-    const changed = db
-      .update(triggeredRuns)
-      .set({
-        status: run.attemptCount === 0 ? 'QUEUED' : 'RETRYING',
-        result: 'Interrupted by shutdown; it will be delivered again',
-        nextAttemptAt: now,
-        leaseOwner: null,
-        leaseExpiresAt: null,
-        updatedAt: now,
-      })
-      .where(ownLease(run.id))
-      .run();
-    if (changed.changes > 0) publish(run.id);
+    const attempts = attempt.attemptCount - 1;
+    const released = db.transaction((tx) => {
+      const changed = tx
+        .update(triggeredRuns)
+        .set({
+          status: attempts === 0 ? 'QUEUED' : 'RETRYING',
+          result: 'Interrupted by shutdown; it will be delivered again',
+          attemptCount: attempts,
+          nextAttemptAt: now,
+          leaseOwner: null,
+          leaseExpiresAt: null,
+          updatedAt: now,
+        })
+        .where(ownLease(runId))
+        .run();
+      if (changed.changes === 0) return false;
+      tx.update(deliveryAttempts)
+        .set(attemptOutcome(outcome))
+        .where(eq(deliveryAttempts.id, attempt.id))
+        .run();
+      return true;
+    });
+    if (released) publish(runId);
   }
 
   function scheduleTick(): void {

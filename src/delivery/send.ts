@@ -8,9 +8,10 @@ import {
   renderText,
   type TemplateContext,
 } from '../modules/automations/template.js';
+import { reservedHeaderReason } from './headers.js';
 import { parseRetryAfter } from './retry.js';
 import { webhookSignatureHeaders } from './signing.js';
-import { buildSlackMessage, type CollectionOwner } from './slack.js';
+import { buildSlackMessage, type CollectionOwner, slackWebhookUrlProblem } from './slack.js';
 import { createAddressGuard, createGuardedAgent, type Lookup, SsrfBlockedError } from './ssrf.js';
 
 export const USER_AGENT = 'Tripline-Webhooks/0.1';
@@ -19,12 +20,15 @@ const REDACTED = '[redacted]';
 /**
  * Why an attempt produced no usable HTTP answer:
  * - `NETWORK_ERROR`: DNS failure, refused or reset connection (retried);
- * - `TIMEOUT`: connect, response headers or body took longer than `timeoutMs` (retried);
+ * - `TIMEOUT`: the attempt did not finish within its deadline of `timeoutMs`, counted from the
+ *   start of the request and covering lookup, connect, sending, the response headers and the
+ *   whole body; it was aborted then (retried);
  * - `SSRF_BLOCKED`: the destination is private, loopback, link-local… or not https when
  *   https is required;
  * - `PAYLOAD_TOO_LARGE`: the rendered body exceeds `maxPayloadBytes`; nothing was sent;
  * - `CONFIGURATION_ERROR`: the action or template cannot be delivered as configured (bad URL,
- *   missing secret, template that no longer renders); nothing was sent;
+ *   missing secret, template that no longer renders, a reserved extra header or a Slack URL
+ *   that breaks the rules actions are saved under); nothing was sent;
  * - `INVALID_REQUEST`: the HTTP client refused the request (e.g. an extra header with a
  *   newline); nothing was sent;
  * - `ABORTED`: the server stopped while the attempt was in flight.
@@ -108,22 +112,11 @@ export interface DeliverOptions {
   dispatcher?: Dispatcher;
   /** DNS lookup for the agent made when `dispatcher` is absent. */
   lookup?: Lookup;
+  /** Trusted TLS roots for the agent made when `dispatcher` is absent (see `createGuardedAgent`). */
+  ca?: string | readonly string[];
   /** Aborting stops the attempt; the outcome is then `ABORTED`. */
   signal?: AbortSignal;
 }
-
-/** Headers an action may not set, because Tripline owns their meaning. */
-const RESERVED_HEADERS = new Set([
-  'host',
-  'content-length',
-  'content-type',
-  'transfer-encoding',
-  'connection',
-  'user-agent',
-  'webhook-id',
-  'webhook-timestamp',
-  'webhook-signature',
-]);
 
 interface PreparedRequest {
   url: URL;
@@ -140,11 +133,14 @@ const failure = (
 /**
  * Renders and sends one message: a signed JSON webhook or a Slack incoming-webhook post.
  *
- * Sends at most one HTTP request: POST, redirects not followed, connect, header and body
- * timeouts of `config.timeoutMs`, through the SSRF guard. Never throws: every failure is an
- * outcome with an error class (see {@link DeliveryErrorClass}); a payload over
- * `maxPayloadBytes`, a template that fails to render or a refused destination send nothing.
- * Used by the engine for runs and by `testAction`, which sends without creating a run.
+ * Sends at most one HTTP request: POST, redirects not followed, through the SSRF guard, within
+ * one deadline of `config.timeoutMs` for everything from the DNS lookup to the last byte of the
+ * response body; at the deadline the request is aborted and the outcome is `TIMEOUT`, however
+ * the receiver behaves (a status without the whole body is no answer). Never throws: every
+ * failure is an outcome with an error class (see {@link DeliveryErrorClass}); a payload over
+ * `maxPayloadBytes`, a template that fails to render, a reserved extra header, a Slack URL that
+ * is not https or a refused destination send nothing. Used by the engine for runs and by
+ * `testAction`, which sends without creating a run.
  */
 export async function deliver(
   request: DeliveryRequest,
@@ -176,40 +172,81 @@ export async function deliver(
 
   const ownDispatcher =
     options.dispatcher === undefined
-      ? createGuardedAgent({ policy: config, timeoutMs: config.timeoutMs, lookup: options.lookup })
+      ? createGuardedAgent({
+          policy: config,
+          timeoutMs: config.timeoutMs,
+          lookup: options.lookup,
+          ...(options.ca === undefined ? {} : { ca: options.ca }),
+        })
       : undefined;
+  // One deadline for the whole exchange. Per-phase timeouts cannot bound it: a receiver that
+  // sends a byte now and then is never idle long enough to trip one.
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(new DeadlineExceeded()), config.timeoutMs);
+  const signal = options.signal
+    ? AbortSignal.any([options.signal, deadline.signal])
+    : deadline.signal;
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
+  const interrupted = (): DeliveryOutcome | undefined => {
+    if (!signal.aborted) return undefined;
+    return signal.reason instanceof DeadlineExceeded
+      ? failure('TIMEOUT', `No response within the ${config.timeoutMs}ms deadline`, elapsed())
+      : failure('ABORTED', 'The server stopped before the receiver answered', elapsed());
+  };
   try {
     const response = await httpRequest(prepared.url, {
       method: 'POST',
       headers: prepared.headers,
       body: prepared.body,
       dispatcher: ownDispatcher ?? options.dispatcher,
-      headersTimeout: config.timeoutMs,
-      bodyTimeout: config.timeoutMs,
-      signal: options.signal ?? null,
+      // The deadline bounds both; undici's own defaults (300 s) must not cut in first.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      signal,
     });
     const longest = Math.max(0, ...redactionForms(redactions).map((f) => Buffer.byteLength(f)));
     // Read past the stored limit by the longest secret, so one straddling the cut is still
     // found whole and redacted before truncation.
     const raw = await readLimited(response.body, config.maxStoredResponseBytes + longest);
+    const responseBody = truncateUtf8(redact(raw.text, redactions), config.maxStoredResponseBytes);
+    const cut = raw.broken ? interrupted() : undefined;
+    if (cut) {
+      // The status alone is no answer: a receiver that never finishes its body has not accepted
+      // the delivery, and holding the attempt open is exactly what the deadline prevents.
+      return {
+        ...cut,
+        errorMessage:
+          cut.errorClass === 'TIMEOUT'
+            ? `The receiver answered HTTP ${response.statusCode} but did not finish its body within the ${config.timeoutMs}ms deadline`
+            : `The server stopped while the receiver was sending HTTP ${response.statusCode}`,
+        responseBody,
+      };
+    }
     const retryAfterMs = parseRetryAfter(response.headers['retry-after'], options.timestamp);
     return {
       statusCode: response.statusCode,
-      responseBody: truncateUtf8(redact(raw, redactions), config.maxStoredResponseBytes),
+      responseBody,
       durationMs: elapsed(),
       ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
     };
   } catch (error) {
-    if (options.signal?.aborted) {
-      return failure('ABORTED', 'The server stopped before the receiver answered', elapsed());
-    }
+    const cut = interrupted();
+    if (cut) return cut;
     const { errorClass, message } = describeError(error, config.timeoutMs);
     return failure(errorClass, redact(message, redactions), elapsed());
   } finally {
+    clearTimeout(timer);
     // destroy, not close: close waits for keep-alive sockets and would hold the caller.
     await ownDispatcher?.destroy();
+  }
+}
+
+/** The abort reason of an attempt's deadline, telling it apart from the caller's abort. */
+class DeadlineExceeded extends Error {
+  constructor() {
+    super('The delivery deadline passed');
+    this.name = 'DeadlineExceeded';
   }
 }
 
@@ -231,13 +268,16 @@ function prepareWebhook(
   const body = renderPayload(request.content.payloadTemplate, request.context, request.secrets);
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(target.headers)) {
-    const lower = name.toLowerCase();
-    if (RESERVED_HEADERS.has(lower)) continue;
-    if (lower === 'authorization') {
-      if (target.accessToken !== null) continue;
-      redactions.add(value);
+    // Saving an action refuses these; one stored before that rule is refused, not dropped, so
+    // what is sent is always what the action says.
+    const reason = reservedHeaderReason(name);
+    if (reason !== undefined) {
+      throw new ValidationError(
+        'headers',
+        `The action's ${name} header cannot be sent: ${reason}. Remove it with updateAction.`,
+      );
     }
-    headers[lower] = value;
+    headers[name.toLowerCase()] = value;
   }
   headers['content-type'] = 'application/json';
   headers['user-agent'] = USER_AGENT;
@@ -269,7 +309,14 @@ function prepareSlack(
   redactions: Set<string>,
 ): PreparedRequest {
   redactions.add(target.url);
-  const url = parseDestination(target.url, "The Slack incoming-webhook URL in the action's secret");
+  const problem = slackWebhookUrlProblem(target.url);
+  if (problem !== undefined) {
+    throw new ValidationError(
+      'url',
+      `The action's secret cannot be a Slack incoming-webhook URL: ${problem}. Store the URL in it with rotateSecret.`,
+    );
+  }
+  const url = new URL(target.url);
   // The path carries Slack's token; an echo of the path alone must not leak it either.
   if (url.pathname.length > 1) redactions.add(url.pathname);
   const { content, context, secrets } = request;
@@ -293,9 +340,17 @@ function prepareSlack(
   };
 }
 
-async function readLimited(body: AsyncIterable<Buffer>, limit: number): Promise<string> {
+/**
+ * Reads at most `limit` bytes of a response body. `broken` is true when the body ended in an
+ * error (a reset, or an abort) rather than at its end or at the limit.
+ */
+async function readLimited(
+  body: AsyncIterable<Buffer>,
+  limit: number,
+): Promise<{ text: string; broken: boolean }> {
   const chunks: Buffer[] = [];
   let size = 0;
+  let broken = false;
   try {
     for await (const chunk of body) {
       chunks.push(chunk);
@@ -304,9 +359,11 @@ async function readLimited(body: AsyncIterable<Buffer>, limit: number): Promise<
       if (size >= limit) break;
     }
   } catch {
-    // The status already arrived; a body that stalls or breaks only shortens what is kept.
+    // The status already arrived; a body that breaks only shortens what is kept, unless the
+    // break was our own abort (the caller asks the signal).
+    broken = true;
   }
-  return Buffer.concat(chunks).subarray(0, limit).toString('utf8');
+  return { text: Buffer.concat(chunks).subarray(0, limit).toString('utf8'), broken };
 }
 
 /** JSON string escaping applied this many times covers an echo of a body embedded in JSON. */
@@ -366,10 +423,6 @@ function describeError(
   switch (code) {
     case 'UND_ERR_CONNECT_TIMEOUT':
       return { errorClass: 'TIMEOUT', message: `Could not connect within ${timeoutMs}ms` };
-    case 'UND_ERR_HEADERS_TIMEOUT':
-      return { errorClass: 'TIMEOUT', message: `No response within ${timeoutMs}ms` };
-    case 'UND_ERR_BODY_TIMEOUT':
-      return { errorClass: 'TIMEOUT', message: `The response body stalled for ${timeoutMs}ms` };
     case 'UND_ERR_SOCKET':
       return {
         errorClass: 'NETWORK_ERROR',

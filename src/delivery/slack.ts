@@ -108,3 +108,24 @@ export function buildSlackMessage(input: SlackMessageInput): SlackMessage {
     ],
   };
 }
+
+/**
+ * Why `value` cannot be a Slack incoming-webhook URL, as a clause to follow "cannot be a Slack
+ * incoming-webhook URL:", or undefined when it can. The one rule for Slack destinations, applied
+ * when a Slack action is saved, when a secret a Slack action uses is rotated, and before each
+ * delivery: an absolute https URL (Slack's are `https://hooks.slack.com/services/…`; over plain
+ * http the token in the path would cross the network in clear text). The clause never quotes the
+ * value, which is itself a secret.
+ */
+export function slackWebhookUrlProblem(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'it is not a URL (an https URL such as https://hooks.slack.com/services/… is needed)';
+  }
+  if (url.protocol !== 'https:') {
+    return 'it is not an https URL (Slack incoming webhooks are https://hooks.slack.com/services/…)';
+  }
+  return undefined;
+}

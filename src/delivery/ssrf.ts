@@ -212,6 +212,11 @@ export interface GuardedConnectorOptions {
   /** Connect timeout, which also bounds the DNS lookup. */
   timeoutMs: number;
   lookup?: Lookup;
+  /**
+   * PEM certificates TLS trusts instead of Node's bundled roots; absent, the usual roots (and
+   * NODE_EXTRA_CA_CERTS). Tests use it to reach a local https receiver.
+   */
+  ca?: string | readonly string[];
 }
 
 type Connector = buildConnector.connector;
@@ -226,7 +231,10 @@ type Connector = buildConnector.connector;
 export function createGuardedConnector(options: GuardedConnectorOptions): Connector {
   const guard = createAddressGuard(options.policy);
   const lookup = options.lookup ?? systemLookup;
-  const connect = buildConnector({ timeout: options.timeoutMs });
+  const connect = buildConnector({
+    timeout: options.timeoutMs,
+    ...(options.ca === undefined ? {} : { ca: [options.ca].flat() }),
+  });
 
   const resolve = async (hostname: string): Promise<string> => {
     if (isIP(hostname)) {

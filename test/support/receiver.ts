@@ -1,5 +1,21 @@
-import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
+import { readFileSync } from 'node:fs';
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type RequestListener,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+
+const tlsFile = (name: string): string =>
+  readFileSync(new URL(`./tls/${name}`, import.meta.url), 'utf8');
+
+/**
+ * The self-signed certificate (for 127.0.0.1 and localhost, valid until 2126) an https receiver
+ * serves. Pass it as the delivery's trusted `ca` to reach that receiver.
+ */
+export const RECEIVER_CA: string = tlsFile('receiver-cert.pem');
 
 /** One request as the receiver saw it. */
 export interface ReceivedRequest {
@@ -20,12 +36,16 @@ export interface ReceivedRequest {
  * How to answer one request:
  * - `{ status, headers, body }`: a normal response (defaults: 200, empty body);
  * - `{ hang: true }`: never answer; the socket is closed by `close()`;
- * - `{ destroy: true }`: reset the connection without answering.
+ * - `{ destroy: true }`: reset the connection without answering;
+ * - `{ drip }`: send the status and headers at once, then the body one byte every `everyMs`
+ *   milliseconds, `bytes` in all (a receiver slow enough to hold a request, never idle enough
+ *   to trip a per-read timeout).
  */
 export type ReceiverResponse =
   | { status?: number; headers?: Record<string, string>; body?: string | Buffer }
   | { hang: true }
-  | { destroy: true };
+  | { destroy: true }
+  | { drip: { status?: number; bytes: number; everyMs: number } };
 
 /** Decides the response to the request numbered `index` (0-based). May wait, e.g. on a deferred. */
 export type Responder = (
@@ -34,7 +54,7 @@ export type Responder = (
 ) => ReceiverResponse | Promise<ReceiverResponse>;
 
 export interface Receiver {
-  /** Base URL, `http://127.0.0.1:<port>`. */
+  /** Base URL, `http://127.0.0.1:<port>` (`https://…` when started with `tls`). */
   url: string;
   port: number;
   /** Every request received so far, in arrival order. */
@@ -50,10 +70,14 @@ export interface Receiver {
 }
 
 /**
- * Starts a local HTTP receiver on 127.0.0.1 at a free port. Every request is recorded with its
- * raw body before it is answered. Always `close()` it (e.g. in `afterEach`).
+ * Starts a local HTTP receiver on 127.0.0.1 at a free port; with `tls`, an https one serving the
+ * certificate in {@link RECEIVER_CA}. Every request is recorded with its raw body before it is
+ * answered. Always `close()` it (e.g. in `afterEach`).
  */
-export async function startReceiver(responder?: Responder): Promise<Receiver> {
+export async function startReceiver(
+  responder?: Responder,
+  options: { tls?: boolean } = {},
+): Promise<Receiver> {
   const requests: ReceivedRequest[] = [];
   const queue: ReceiverResponse[] = [];
   const waiters: { count: number; resolve: (requests: ReceivedRequest[]) => void }[] = [];
@@ -66,11 +90,28 @@ export async function startReceiver(responder?: Responder): Promise<Receiver> {
       socket.destroy();
       return;
     }
+    if ('drip' in response) {
+      const { status = 200, bytes, everyMs } = response.drip;
+      res.writeHead(status, { 'content-length': String(bytes) });
+      res.flushHeaders();
+      let sent = 0;
+      const timer = setInterval(() => {
+        if (res.destroyed) return clearInterval(timer);
+        sent += 1;
+        if (sent < bytes) res.write('.');
+        else {
+          clearInterval(timer);
+          res.end('.');
+        }
+      }, everyMs);
+      res.on('close', () => clearInterval(timer));
+      return;
+    }
     res.writeHead(response.status ?? 200, response.headers ?? {});
     res.end(response.body ?? '');
   };
 
-  const server = createServer((req, res) => {
+  const handle: RequestListener = (req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
@@ -97,8 +138,12 @@ export async function startReceiver(responder?: Responder): Promise<Receiver> {
         () => req.socket.destroy(),
       );
     });
-  });
-  server.on('connection', (socket) => {
+  };
+  const server = options.tls
+    ? createHttpsServer({ key: tlsFile('receiver-key.pem'), cert: RECEIVER_CA }, handle)
+    : createServer(handle);
+  // For https, `secureConnection` would miss sockets still in the handshake; `connection` sees all.
+  server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
@@ -109,7 +154,7 @@ export async function startReceiver(responder?: Responder): Promise<Receiver> {
   const { port } = server.address() as AddressInfo;
 
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     port,
     requests,
     enqueue: (...responses) => {

@@ -2,7 +2,9 @@ import { decodeGlobalID } from '@pothos/plugin-relay';
 import { and, asc, count, eq, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import { actions, automations } from '../../db/schema.js';
+import { reservedHeaderReason } from '../../delivery/headers.js';
 import { generateSigningSecret } from '../../delivery/signing.js';
+import { slackWebhookUrlProblem } from '../../delivery/slack.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { type AuditAction, recordAudit } from '../audit/service.js';
@@ -38,14 +40,6 @@ export const MAX_HEADER_VALUE_LENGTH = 1024;
 
 /** RFC 7230 `token`: the characters a header name may contain. */
 const HEADER_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Headers Tripline sets on every delivery; letting an action override them would break it. */
-const RESERVED_HEADERS: Readonly<Record<string, string>> = {
-  'content-type': 'the body is always JSON, sent as application/json',
-  'content-length': 'it is computed from the body',
-  host: 'it comes from the URL',
-  authorization: 'it carries the access token; name the token with `accessTokenSecret`',
-  'user-agent': 'it identifies Tripline to the receiver',
-};
 const SIGNING_SECRET = /^whsec_[A-Za-z0-9+/]+={0,2}$/;
 const SIGNING_KEY_BYTES = { min: 24, max: 64 };
 
@@ -137,15 +131,9 @@ export function checkHeaders(
       );
     }
     const lower = name.toLowerCase();
-    const reason = RESERVED_HEADERS[lower];
+    const reason = reservedHeaderReason(name);
     if (reason !== undefined) {
       throw new ValidationError(`${at}.name`, `The ${name} header cannot be set: ${reason}.`);
-    }
-    if (lower.startsWith('webhook-')) {
-      throw new ValidationError(
-        `${at}.name`,
-        `The ${name} header cannot be set: webhook-* headers carry the Standard Webhooks id, timestamp and signature.`,
-      );
     }
     if (seen.has(lower)) {
       throw new ValidationError(`${at}.name`, `The ${name} header is given twice; give it once.`);
@@ -187,22 +175,17 @@ function checkSigningSecret(deps: Pick<AppDeps, 'secretBox'>, secret: Secret, fi
   }
 }
 
-/** A Slack incoming-webhook URL is an https URL; anything else could never be delivered to. */
+/** The secret must hold what {@link slackWebhookUrlProblem} accepts, or no delivery could use it. */
 function checkSlackUrlSecret(
   deps: Pick<AppDeps, 'secretBox'>,
   secret: Secret,
   field: string,
 ): void {
-  let parsed: URL | undefined;
-  try {
-    parsed = new URL(openSecret(deps, secret));
-  } catch {
-    parsed = undefined;
-  }
-  if (parsed?.protocol !== 'https:') {
+  const problem = slackWebhookUrlProblem(openSecret(deps, secret));
+  if (problem !== undefined) {
     throw new ValidationError(
       field,
-      `Secret "${secret.name}" does not hold an https URL; store the Slack incoming-webhook URL (https://hooks.slack.com/services/…) in it with rotateSecret.`,
+      `Secret "${secret.name}" cannot be a Slack incoming-webhook URL: ${problem}. Store the URL in it with rotateSecret.`,
     );
   }
 }

@@ -87,6 +87,10 @@ const ActionTestResponse = builder.objectRef<DeliveryOutcome>('ActionTestRespons
   description: 'What the receiver answered to a test delivery. Nothing was stored.',
   interfaces: [DeliveryResultRef],
   fields: (t) => ({
+    durationMs: t.exposeInt('durationMs', {
+      description:
+        'How long the request took, in milliseconds; at most TRIPLINE_DELIVERY_TIMEOUT_MS plus the time to abort.',
+    }),
     success: t.boolean({
       description: 'True when the receiver answered 2xx.',
       resolve: (o) => o.statusCode !== undefined && o.statusCode >= 200 && o.statusCode < 300,

@@ -42,14 +42,16 @@ interface HttpOutcome {
   errorClass?: string | null;
   errorMessage?: string | null;
   responseBody: string | null;
-  durationMs: number;
+  durationMs: number | null;
 }
 
 export const DeliveryResultRef = builder.interfaceRef<HttpOutcome>('DeliveryResult').implement({
   description: 'What one delivery request produced: an HTTP answer, or the reason there was none.',
   fields: (t) => ({
     durationMs: t.exposeInt('durationMs', {
-      description: 'How long the request took, in milliseconds.',
+      nullable: true,
+      description:
+        'How long the request took, in milliseconds; null while an attempt is in flight, and for an INTERRUPTED one (its end is unknown).',
     }),
     statusCode: t.exposeInt('statusCode', {
       nullable: true,
@@ -58,7 +60,7 @@ export const DeliveryResultRef = builder.interfaceRef<HttpOutcome>('DeliveryResu
     errorClass: t.exposeString('errorClass', {
       nullable: true,
       description:
-        'Kind of failure without an HTTP answer: NETWORK_ERROR, TIMEOUT, SSRF_BLOCKED, PAYLOAD_TOO_LARGE, CONFIGURATION_ERROR, INVALID_REQUEST or ABORTED.',
+        "Kind of failure without an HTTP answer: NETWORK_ERROR; TIMEOUT (no complete answer, body included, within TRIPLINE_DELIVERY_TIMEOUT_MS; the request was aborted); SSRF_BLOCKED; PAYLOAD_TOO_LARGE; CONFIGURATION_ERROR; INVALID_REQUEST; ABORTED (the server shut down mid-attempt; not counted toward the run's attempts); INTERRUPTED (the attempt started but never ended, because the server crashed or was killed; counted). Null for an HTTP answer, and while the attempt is in flight.",
     }),
     errorMessage: t.exposeString('errorMessage', {
       nullable: true,
@@ -73,7 +75,8 @@ export const DeliveryResultRef = builder.interfaceRef<HttpOutcome>('DeliveryResu
 });
 
 const DeliveryAttemptRef = builder.objectRef<DeliveryAttempt>('DeliveryAttempt').implement({
-  description: 'One try at delivering a run.',
+  description:
+    'One try at delivering a run, recorded when it starts: while it is in flight, statusCode, errorClass and durationMs are null.',
   interfaces: [DeliveryResultRef],
   fields: (t) => ({
     attemptNumber: t.exposeInt('attemptNumber', { description: 'Which try this was, from 1.' }),
@@ -114,7 +117,7 @@ export const TriggeredRunRef = builder.node(builder.objectRef<TriggeredRun>('Tri
     }),
     attemptCount: t.exposeInt('attemptCount', {
       description:
-        'Tries since the run was last queued (a re-delivery starts a fresh retry budget).',
+        'Tries started since the run was last queued (a re-delivery starts a fresh retry budget), INTERRUPTED ones included; one ABORTED by a shutdown does not count.',
     }),
     attempts: t.field({
       type: [DeliveryAttemptRef],

@@ -1,6 +1,7 @@
 import { and, asc, count, eq, inArray, or } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import { actions, automationSecretRefs, automations, secrets } from '../../db/schema.js';
+import { slackWebhookUrlProblem } from '../../delivery/slack.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { type AuditAction, recordAudit } from '../audit/service.js';
@@ -180,9 +181,37 @@ export function createSecret(
 }
 
 /**
+ * A secret that Slack actions post to must stay a URL they can post to, by the rule the actions
+ * were saved under ({@link slackWebhookUrlProblem}), or every later delivery would fail. Throws
+ * ValidationError on `field` naming the actions; the message never quotes the value.
+ */
+function checkSlackUrlUsers(
+  deps: Pick<AppDeps, 'db'>,
+  secret: Secret,
+  value: string,
+  field: string,
+): void {
+  const problem = slackWebhookUrlProblem(value);
+  if (problem === undefined) return;
+  const users = deps.db
+    .select({ name: actions.name })
+    .from(actions)
+    .where(eq(actions.slackUrlSecretId, secret.id))
+    .orderBy(asc(actions.name))
+    .all()
+    .map((row) => row.name);
+  if (users.length === 0) return;
+  throw new ValidationError(
+    field,
+    `Secret "${secret.name}" holds the incoming-webhook URL of Slack action${users.length > 1 ? 's' : ''} ${quoteList(users)}, and the new value cannot be one: ${problem}.`,
+  );
+}
+
+/**
  * Replaces a secret's value; everything that references it uses the new value from the next
  * delivery on. Admins only. Throws NotFoundError on `input.name` for an unknown secret and
- * ValidationError on `input.value` for an empty or oversized value.
+ * ValidationError on `input.value` for an empty or oversized value, or for one that Slack actions
+ * using the secret could not post to.
  */
 export function rotateSecret(
   ctx: Context,
@@ -191,6 +220,7 @@ export function rotateSecret(
   const entity = requireEntity(ctx, input.entity, 'ADMIN');
   const row = requireSecretByName(ctx.deps, entity.id, input.name, 'input.name');
   checkSecretValue(input.value, 'input.value');
+  checkSlackUrlUsers(ctx.deps, row, input.value, 'input.value');
   const rotated = ctx.deps.db.transaction(() => {
     const updated = ctx.deps.db
       .update(secrets)
