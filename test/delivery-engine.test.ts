@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { openDatabase } from '../src/db/client.js';
 import { triggeredRuns } from '../src/db/schema.js';
 import { createDeliveryEngine } from '../src/delivery/engine.js';
+import { publicId } from '../src/ids.js';
 import { deliveryConfig, useDeliveryTestbed } from './support/delivery-fixtures.js';
 
 const tb = useDeliveryTestbed();
@@ -54,7 +55,10 @@ describe('claiming', () => {
     tb.fx.clock.advance(30_000);
     await engine.drain();
     expect(tb.fx.run(held).status).toBe('SUCCEEDED');
-    expect(tb.receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([expired, held]);
+    expect(tb.receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([
+      publicId('run', expired),
+      publicId('run', held),
+    ]);
   });
 
   it('drops the result of an attempt that outlived its lease once another worker took over', async () => {
@@ -96,7 +100,7 @@ describe('claiming', () => {
       other.close();
     }
     const ids = tb.receiver.requests.map((r) => String(r.headers['webhook-id']));
-    expect(ids.sort()).toEqual([...runs].sort());
+    expect(ids.sort()).toEqual(runs.map((id) => publicId('run', id)).sort());
     for (const runId of runs) expect(tb.fx.attempts(runId)).toHaveLength(1);
   });
 
@@ -167,7 +171,11 @@ describe('stop', () => {
     // After a restart the same run goes out again with the same webhook-id.
     await tb.fx.engine({ workerId: 'restarted' }).drain();
     expect(tb.fx.run(runId).status).toBe('SUCCEEDED');
-    expect(tb.receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([runId, runId]);
+    const webhookId = publicId('run', runId);
+    expect(tb.receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([
+      webhookId,
+      webhookId,
+    ]);
   });
 
   it('puts a released retry back to RETRYING, keeping its attempt count', async () => {

@@ -1,4 +1,3 @@
-import { decodeGlobalID } from '@pothos/plugin-relay';
 import { and, asc, count, eq, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import { actions, automations } from '../../db/schema.js';
@@ -7,6 +6,7 @@ import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { type AuditAction, recordAudit } from '../audit/service.js';
 import { requireEntity, requireRole } from '../entities/access.js';
+import { decodeGlobalId } from '../global-id.js';
 import { assertNameFree, checkName, MAX_NAME_LENGTH } from '../names.js';
 import {
   findSecretByName,
@@ -63,12 +63,8 @@ export function getAction(deps: Pick<AppDeps, 'db'>, id: string): Action | undef
  */
 export function requireAction(ctx: Context, globalId: string, role: Role, field: string): Action {
   const notFound = () => new NotFoundError(field, `No action with id "${globalId}".`);
-  let decoded: { typename: string; id: string };
-  try {
-    decoded = decodeGlobalID(globalId);
-  } catch {
-    throw notFound();
-  }
+  const decoded = decodeGlobalId(globalId);
+  if (decoded === null) throw notFound();
   const action = getAction(ctx.deps, decoded.id);
   if (!action || ACTION_TYPENAMES[action.kind] !== decoded.typename) throw notFound();
   requireRole(ctx.viewer, action.entityId, role, notFound);

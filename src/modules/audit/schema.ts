@@ -1,7 +1,7 @@
-import { encodeGlobalID } from '@pothos/plugin-relay';
 import { builder } from '../../builder.js';
 import { offsetConnection } from '../connection.js';
 import { hasRole } from '../entities/access.js';
+import { encodeGlobalId } from '../global-id.js';
 import { EntityRef } from '../entities/schema.js';
 import { UserRef } from '../users/schema.js';
 import { findUser } from '../users/service.js';
@@ -24,7 +24,7 @@ const AuditEntryRef = builder.objectRef<AuditEntry>('AuditEntry').implement({
       description:
         'Global ID of what changed, usable with `node(id:)` while it exists and you may see it; null when the change had no single target.',
       resolve: (entry) =>
-        entry.targetId === null ? null : encodeGlobalID(entry.targetType, entry.targetId),
+        entry.targetId === null ? null : encodeGlobalId(entry.targetType, entry.targetId),
     }),
     actor: t.field({
       type: UserRef,

@@ -1,4 +1,3 @@
-import { decodeGlobalID } from '@pothos/plugin-relay';
 import { builder } from '../../builder.js';
 import { NotFoundError } from '../../errors.js';
 import { ActionRef } from '../actions/schema.js';
@@ -220,17 +219,11 @@ export const AutomationRef = builder.node(builder.objectRef<Automation>('Automat
   }),
 });
 
-const ACTION_TYPENAME_SET: ReadonlySet<string> = new Set(Object.values(ACTION_TYPENAMES));
+const ACTION_TYPE_NAMES = Object.values(ACTION_TYPENAMES);
 
-/** The stored id behind an action's global ID, or undefined when it names no action. */
+/** The stored id behind an action's ID, or undefined when it names no action. */
 function actionIdOf(globalId: string): string | undefined {
-  try {
-    const decoded = decodeGlobalID(globalId);
-    if (ACTION_TYPENAME_SET.has(decoded.typename)) return decoded.id;
-  } catch {
-    // A malformed ID is simply one that names nothing.
-  }
-  return undefined;
+  return storedIdOf(globalId, ACTION_TYPE_NAMES) ?? undefined;
 }
 
 /** The action part of an input with its global ID decoded; NotFoundError when it names no action. */
@@ -286,8 +279,9 @@ builder.queryField('automation', (t) =>
   t.field({
     type: AutomationRef,
     nullable: true,
-    description: 'An automation by global ID; null when it does not exist or is not yours.',
-    args: { id: t.arg.id({ description: 'Global ID of the automation.' }) },
+    description:
+      'An automation by ID. Null when the ID is malformed, names something other than an automation, or names one that does not exist or is not yours.',
+    args: { id: t.arg.id({ description: 'ID of the automation, `auto_…`.' }) },
     resolve: (_root, { id }, ctx) => {
       const rowId = storedIdOf(id, 'Automation');
       const row = rowId === null ? undefined : getAutomation(ctx.deps, rowId);

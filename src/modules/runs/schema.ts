@@ -233,8 +233,9 @@ builder.queryField('triggeredRun', (t) =>
   t.field({
     type: TriggeredRunRef,
     nullable: true,
-    description: 'A run by global ID; null when it does not exist or is not yours.',
-    args: { id: t.arg.id({ description: 'Global ID of the run.' }) },
+    description:
+      'A run by ID: its `id`, which is also the `webhook-id` header of its deliveries. Null when the ID is malformed, names something other than a run, or names a run that does not exist or is not yours.',
+    args: { id: t.arg.id({ description: 'ID of the run, `run_…`.' }) },
     resolve: (_root, { id }, ctx) => {
       const runId = storedIdOf(id, 'TriggeredRun');
       const run = runId === null ? undefined : getRun(ctx.deps, runId);
