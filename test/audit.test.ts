@@ -637,8 +637,10 @@ describe('atomicity', () => {
       role: 'VIEWER',
       user: { name: 'bob' },
     });
-    const keys = await t.gql('{ viewer { apiKeys { name } } }');
-    expect(keys.data.viewer.apiKeys.map((k: { name: string }) => k.name)).not.toContain('never');
+    const keys = await t.gql('{ viewer { apiKeys { edges { node { name } } } } }');
+    expect(
+      keys.data.viewer.apiKeys.edges.map((e: { node: { name: string } }) => e.node.name),
+    ).not.toContain('never');
     const action = await t.gql(
       'query($id: ID!) { node(id: $id) { ... on WebhookAction { url } } }',
       {

@@ -771,8 +771,8 @@ describe('access', () => {
     expect(anonymous.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
 
     const member = await t.member('MEMBER');
-    const keys = await t.gql(`{ viewer { apiKeys { id } } }`, {}, member);
-    const keyId = keys.data.viewer.apiKeys[0].id;
+    const keys = await t.gql(`{ viewer { apiKeys { edges { node { id } } } } }`, {}, member);
+    const keyId = keys.data.viewer.apiKeys.edges[0].node.id;
     await t.gql(
       `mutation($id: ID!) { revokeApiKey(id: $id) { __typename } }`,
       { id: keyId },

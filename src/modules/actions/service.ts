@@ -5,6 +5,7 @@ import { generateSigningSecret } from '../../delivery/signing.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { type AuditAction, recordAudit } from '../audit/service.js';
+import { byName, type Page, type SortOrder } from '../connection.js';
 import { requireEntity, requireRole } from '../entities/access.js';
 import { decodeGlobalId } from '../global-id.js';
 import { assertNameFree, checkName, MAX_NAME_LENGTH } from '../names.js';
@@ -593,19 +594,22 @@ function filterWhere(entityId: string, filter: ActionFilter): SQL | undefined {
   );
 }
 
+/** The order of action lists: by name, unique in the entity. */
+export const ACTION_ORDER: SortOrder<Action> = byName(actions.name);
+
+/** A page of the entity's actions matching `filter`, in {@link ACTION_ORDER}. */
 export function listActions(
   deps: Pick<AppDeps, 'db'>,
   entityId: string,
   filter: ActionFilter,
-  page: { limit: number; offset: number },
+  page: Page,
 ): Action[] {
   return deps.db
     .select()
     .from(actions)
-    .where(filterWhere(entityId, filter))
-    .orderBy(asc(actions.name))
+    .where(and(filterWhere(entityId, filter), page.where))
+    .orderBy(...page.orderBy)
     .limit(page.limit)
-    .offset(page.offset)
     .all();
 }
 

@@ -1,11 +1,11 @@
 import { builder } from '../../builder.js';
-import { offsetConnection } from '../connection.js';
+import { keysetConnection } from '../connection.js';
 import { hasRole } from '../entities/access.js';
-import { encodeGlobalId } from '../global-id.js';
 import { EntityRef } from '../entities/schema.js';
+import { encodeGlobalId } from '../global-id.js';
 import { UserRef } from '../users/schema.js';
 import { findUser } from '../users/service.js';
-import { type AuditEntry, countAuditEntries, listAuditEntries } from './service.js';
+import { AUDIT_ORDER, type AuditEntry, countAuditEntries, listAuditEntries } from './service.js';
 
 const AuditEntryRef = builder.objectRef<AuditEntry>('AuditEntry').implement({
   description:
@@ -68,11 +68,10 @@ builder.objectField(EntityRef, 'auditLog', (t) =>
     },
     resolve: (entity, args, ctx) => {
       if (!hasRole(ctx.viewer, entity.id, 'ADMIN')) return null;
-      return offsetConnection(
-        args,
-        () => countAuditEntries(ctx.deps, entity.id, args),
-        (page) => listAuditEntries(ctx.deps, entity.id, args, page),
-      );
+      return keysetConnection(args, AUDIT_ORDER, {
+        total: () => countAuditEntries(ctx.deps, entity.id, args),
+        fetch: (page) => listAuditEntries(ctx.deps, entity.id, args, page),
+      });
     },
   }),
 );

@@ -2,7 +2,7 @@ import { builder } from '../../builder.js';
 import { NotFoundError } from '../../errors.js';
 import { ActionRef } from '../actions/schema.js';
 import { ACTION_TYPENAMES, getAction } from '../actions/service.js';
-import { offsetConnection } from '../connection.js';
+import { keysetConnection } from '../connection.js';
 import { hasRole, readableEntity } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
 import { decodeId, storedIdOf } from '../global-id.js';
@@ -11,6 +11,7 @@ import { getCollection, getContainer } from '../projects/service.js';
 import { UserRef } from '../users/schema.js';
 import { findUser, isVisibleTo } from '../users/service.js';
 import {
+  AUTOMATION_ORDER,
   type Automation,
   type AutomationActionInput,
   countAutomations,
@@ -265,12 +266,11 @@ builder.objectField(EntityRef, 'automations', (t) =>
     resolve: (entity, args, ctx) => {
       const actionId = args.actionId == null ? null : actionIdOf(args.actionId);
       const filter = { ...args, actionId };
-      return offsetConnection(
-        args,
-        () => (actionId === undefined ? 0 : countAutomations(ctx.deps, entity.id, filter)),
-        (page) =>
+      return keysetConnection(args, AUTOMATION_ORDER, {
+        total: () => (actionId === undefined ? 0 : countAutomations(ctx.deps, entity.id, filter)),
+        fetch: (page) =>
           actionId === undefined ? [] : listAutomations(ctx.deps, entity.id, filter, page),
-      );
+      });
     },
   }),
 );

@@ -2,7 +2,7 @@ import { filter, pipe } from 'graphql-yoga';
 import { builder } from '../../builder.js';
 import { AutomationRef } from '../automations/schema.js';
 import { getAutomation } from '../automations/service.js';
-import { offsetConnection } from '../connection.js';
+import { keysetConnection } from '../connection.js';
 import { hasRole } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
 import { findEntityByName } from '../entities/service.js';
@@ -17,6 +17,7 @@ import {
   getRun,
   listAttempts,
   listRuns,
+  RUN_ORDER,
   type RunFilter,
   retryRun,
   type TriggeredRun,
@@ -193,11 +194,10 @@ export function triggeredRunsField<Parent>(
         if (args.filter?.automationId) {
           f.automationId = decodeId(args.filter.automationId, 'Automation', 'filter.automationId');
         }
-        return offsetConnection(
-          args,
-          () => countRuns(ctx.deps, f),
-          (page) => listRuns(ctx.deps, f, page),
-        );
+        return keysetConnection(args, RUN_ORDER, {
+          total: () => countRuns(ctx.deps, f),
+          fetch: (page) => listRuns(ctx.deps, f, page),
+        });
       },
     });
 }
