@@ -39,8 +39,8 @@ export interface RequestLimits {
   maxDepth: number;
   /**
    * Largest estimated cost of an operation (see limits/query-cost.ts): objects 2, scalars 1,
-   * ×1.5 per level, × the page size of paged fields from literals or variables (a full page of
-   * 100 when neither `first` nor `last` is given).
+   * ×1.5 per level, × the page size of paged fields from literals or variables (the default
+   * page of 20 when neither `first` nor `last` is given).
    */
   maxCost: number;
   /** Aliased fields in an operation. */

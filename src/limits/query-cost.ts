@@ -13,7 +13,7 @@ import {
   Kind,
   type SelectionSetNode,
 } from 'graphql';
-import { MAX_PAGE_SIZE } from '../modules/connection.js';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../modules/connection.js';
 
 /** What an object field costs before its children, and a scalar field in all. */
 const OBJECT_COST = 2;
@@ -33,9 +33,11 @@ export interface CostedOperation {
  * The estimated cost of the operation a request runs: every scalar field costs 1 and every
  * object field 2 plus 1.5 times what its selection costs, so each level weighs 1.5 times the
  * one above; a paged field (one taking `first`/`last`) is multiplied by its page size, read
- * from literals or from the request's variables and the operation's defaults, and counted as
- * a full page ({@link MAX_PAGE_SIZE}) when neither is given. Fragments count where they are
- * spread, without a level of their own; `__schema` and `__type` cost nothing.
+ * from literals or from the request's variables and the operation's defaults, at most
+ * {@link MAX_PAGE_SIZE}, and as the {@link DEFAULT_PAGE_SIZE} results it serves when neither
+ * `first` nor `last` is given: the largest page the field can return. Lists that are not paged
+ * count once. Fragments count where they are spread, without a level of their own; `__schema`
+ * and `__type` cost nothing.
  *
  * Returns 0 when there is no operation to run or its variables do not fit it: execution
  * refuses those without running anything.
@@ -75,8 +77,8 @@ export function operationCost(op: CostedOperation): number {
             : undefined;
       if (typeof value === 'number') size = Math.max(size ?? 0, value);
     }
-    // The server never serves more than a full page, and a page it cannot serve is refused.
-    return size === undefined ? MAX_PAGE_SIZE : Math.min(Math.max(size, 1), MAX_PAGE_SIZE);
+    // Without a size the field serves its default page; it never serves more than a full one.
+    return size === undefined ? DEFAULT_PAGE_SIZE : Math.min(Math.max(size, 1), MAX_PAGE_SIZE);
   };
 
   const selectionCost = (set: SelectionSetNode, parent: GraphQLNamedType | undefined): number => {
