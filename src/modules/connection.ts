@@ -95,8 +95,8 @@ function checkSize(value: number | null | undefined, argument: 'first' | 'last')
 
 /**
  * Rows on one side of `key` in list order: `'after'` strictly after it, `'before'` strictly
- * before it; `inclusive` also takes the row at `key`. A row-value comparison, so SQLite reads
- * it as one range of an index on the sort columns.
+ * before it; `inclusive` also takes the row at `key`. A row-value comparison, which SQLite
+ * answers from a range of an index on the list's conditions and sort columns.
  */
 function beyond<Row>(
   order: SortOrder<Row>,
