@@ -1,11 +1,28 @@
-import SchemaBuilder from '@pothos/core';
+import SchemaBuilder, { brandWithType } from '@pothos/core';
 import ErrorsPlugin from '@pothos/plugin-errors';
-import RelayPlugin from '@pothos/plugin-relay';
+import RelayPlugin, { resolveNodes } from '@pothos/plugin-relay';
 import { GraphQLError, Kind, type ValueNode } from 'graphql';
 import type { Context } from './context.js';
 import { ConflictError, NotFoundError, PermissionDeniedError, ValidationError } from './errors.js';
+import { decodeGlobalId, encodeGlobalId } from './modules/global-id.js';
 
-export const builder = new SchemaBuilder<{
+/**
+ * What an ID that names no node decodes to. `node(id:)` and `nodes(ids:)` answer null for it
+ * instead of an error, as for an object that does not exist.
+ */
+const NO_NODE = { typename: '', id: '' };
+
+/**
+ * A loaded node, marked with its type. Pothos marks only the first load of an id in a request,
+ * so `node(id: $x) nodes(ids: [$x])` would otherwise fail to resolve the second one's type.
+ */
+function branded<T>(node: T, typename: string): T {
+  // Any type name of the schema is a valid brand; Pothos types it as its own registry of names.
+  if (node) brandWithType(node, typename as never);
+  return node;
+}
+
+interface Types {
   Context: Context;
   DefaultFieldNullability: false;
   DefaultInputFieldRequiredness: true;
@@ -15,54 +32,74 @@ export const builder = new SchemaBuilder<{
     DateTime: { Input: Date; Output: Date };
     JSONObject: { Input: Record<string, unknown>; Output: Record<string, unknown> };
   };
-}>({
-  plugins: [ErrorsPlugin, RelayPlugin],
-  defaultFieldNullability: false,
-  defaultInputFieldRequiredness: true,
-  errors: {
-    defaultTypes: [ValidationError, NotFoundError, ConflictError, PermissionDeniedError],
-    directResult: true,
-    defaultUnionOptions: {
-      name: ({ fieldName }) => `${fieldName[0]?.toUpperCase()}${fieldName.slice(1)}Result`,
-      description: 'The result, or the expected failure that prevented it.',
+}
+
+// Annotated because `nodes(ids:)` refers to the builder inside its own options.
+export const builder: PothosSchemaTypes.SchemaBuilder<PothosSchemaTypes.ExtendDefaultTypes<Types>> =
+  new SchemaBuilder<Types>({
+    plugins: [ErrorsPlugin, RelayPlugin],
+    defaultFieldNullability: false,
+    defaultInputFieldRequiredness: true,
+    errors: {
+      defaultTypes: [ValidationError, NotFoundError, ConflictError, PermissionDeniedError],
+      directResult: true,
+      defaultUnionOptions: {
+        name: ({ fieldName }) => `${fieldName[0]?.toUpperCase()}${fieldName.slice(1)}Result`,
+        description: 'The result, or the expected failure that prevented it.',
+      },
     },
-  },
-  relay: {
-    clientMutationId: 'omit',
-    cursorType: 'String',
-    nodeTypeOptions: { description: 'An object with a globally unique ID.' },
-    pageInfoTypeOptions: { description: 'Where a page sits in its connection.' },
-    nodeQueryOptions: {
-      description:
-        'Fetches any object by its global ID; null when it does not exist or is not yours.',
-      args: { id: { description: 'A global ID.' } },
+    relay: {
+      // Every ID is a typed public id (`run_…`, `auto_…`; see src/ids.ts), the same text webhooks
+      // carry in `webhook-id` and templates in `${event_id}`.
+      encodeGlobalID: (typename, id) => encodeGlobalId(typename, String(id)),
+      decodeGlobalID: (globalId) => decodeGlobalId(globalId) ?? NO_NODE,
+      clientMutationId: 'omit',
+      cursorType: 'String',
+      nodeTypeOptions: { description: 'An object with a unique ID, fetchable with `node(id:)`.' },
+      pageInfoTypeOptions: { description: 'Where a page sits in its connection.' },
+      nodeQueryOptions: {
+        description:
+          'Fetches any object by its ID; null when the ID is malformed, names nothing, or names something that is not yours.',
+        args: { id: { description: 'An ID, such as `run_…`.' } },
+        resolve: async (_root, { id }, _ctx, _info, resolveNode) =>
+          id.typename === NO_NODE.typename ? null : branded(await resolveNode(id), id.typename),
+      },
+      nodesQueryOptions: {
+        description:
+          'Fetches several objects by ID, each null when its ID is malformed, names nothing, or names something that is not yours.',
+        args: { ids: { description: 'IDs, such as `run_…`.' } },
+        resolve: async (_root, { ids }, ctx, info) => {
+          const wanted = ids.map((id) => (id.typename === NO_NODE.typename ? null : id));
+          const nodes = await Promise.all(await resolveNodes(builder, ctx, info, wanted));
+          return nodes.map((node, i) => branded(node, wanted[i]?.typename ?? ''));
+        },
+      },
+      idFieldOptions: {
+        description:
+          'Unique ID: a prefix naming its type and an opaque part, such as `run_…` for a TriggeredRun or `auto_…` for an Automation. Usable with `node(id:)`.',
+      },
+      defaultConnectionTypeOptions: { description: 'A page of results.' },
+      defaultEdgeTypeOptions: { description: 'One result and its cursor.' },
+      cursorFieldOptions: {
+        description: 'Opaque position of this result, for `after` and `before`.',
+      },
+      nodeFieldOptions: { description: 'The result.' },
+      edgesFieldOptions: { description: 'The results on this page.' },
+      pageInfoFieldOptions: { description: 'How to fetch the neighbouring pages.' },
+      hasNextPageFieldOptions: { description: 'Whether results follow this page.' },
+      hasPreviousPageFieldOptions: { description: 'Whether results precede this page.' },
+      startCursorFieldOptions: { description: 'Cursor of the first result on this page.' },
+      endCursorFieldOptions: { description: 'Cursor of the last result on this page.' },
+      firstArgOptions: {
+        description: 'Return at most this many results from the start (at most 100).',
+      },
+      lastArgOptions: {
+        description: 'Return at most this many results from the end (at most 100).',
+      },
+      afterArgOptions: { description: 'Return results after this cursor.' },
+      beforeArgOptions: { description: 'Return results before this cursor.' },
     },
-    nodesQueryOptions: {
-      description:
-        'Fetches several objects by global ID, each null when it does not exist or is not yours.',
-      args: { ids: { description: 'Global IDs.' } },
-    },
-    idFieldOptions: { description: 'Globally unique ID, usable with `node(id:)`.' },
-    defaultConnectionTypeOptions: { description: 'A page of results.' },
-    defaultEdgeTypeOptions: { description: 'One result and its cursor.' },
-    cursorFieldOptions: {
-      description: 'Opaque position of this result, for `after` and `before`.',
-    },
-    nodeFieldOptions: { description: 'The result.' },
-    edgesFieldOptions: { description: 'The results on this page.' },
-    pageInfoFieldOptions: { description: 'How to fetch the neighbouring pages.' },
-    hasNextPageFieldOptions: { description: 'Whether results follow this page.' },
-    hasPreviousPageFieldOptions: { description: 'Whether results precede this page.' },
-    startCursorFieldOptions: { description: 'Cursor of the first result on this page.' },
-    endCursorFieldOptions: { description: 'Cursor of the last result on this page.' },
-    firstArgOptions: {
-      description: 'Return at most this many results from the start (at most 100).',
-    },
-    lastArgOptions: { description: 'Return at most this many results from the end (at most 100).' },
-    afterArgOptions: { description: 'Return results after this cursor.' },
-    beforeArgOptions: { description: 'Return results before this cursor.' },
-  },
-});
+  });
 
 builder.globalConnectionField('totalCount', (t) =>
   t.int({

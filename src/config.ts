@@ -43,7 +43,11 @@ export interface DeliveryConfig {
 export interface RequestLimits {
   /** Deepest nesting of selections in an operation; introspection is not counted. */
   maxDepth: number;
-  /** graphql-armor's cost estimate: objects 2, scalars 1, ×1.5 per level, × literal `first`/`last`. */
+  /**
+   * Largest estimated cost of an operation (see limits/query-cost.ts): objects 2, scalars 1,
+   * ×1.5 per level, × the page size of paged fields from literals or variables (the default
+   * page of 20 when neither `first` nor `last` is given).
+   */
   maxCost: number;
   /** Aliased fields in an operation. */
   maxAliases: number;

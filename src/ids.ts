@@ -2,3 +2,64 @@ import { randomUUID } from 'node:crypto';
 
 /** A new random identifier for a stored row. */
 export const newId = (): string => randomUUID();
+
+/**
+ * What a public id names. Each kind has its own prefix, so an id says what it is
+ * (`run_0193…`) and one kind's id can never be taken for another's.
+ */
+export type IdKind =
+  | 'entity'
+  | 'user'
+  | 'apiKey'
+  | 'project'
+  | 'registry'
+  | 'collection'
+  | 'secret'
+  | 'webhookAction'
+  | 'slackAction'
+  | 'automation'
+  | 'event'
+  | 'run'
+  | 'testDelivery';
+
+const PREFIXES: Readonly<Record<IdKind, string>> = {
+  entity: 'ent',
+  user: 'usr',
+  apiKey: 'key',
+  project: 'prj',
+  registry: 'reg',
+  collection: 'col',
+  secret: 'sec',
+  webhookAction: 'whk',
+  slackAction: 'slk',
+  automation: 'auto',
+  event: 'evt',
+  run: 'run',
+  testDelivery: 'test',
+};
+
+const KINDS: ReadonlyMap<string, IdKind> = new Map(
+  Object.entries(PREFIXES).map(([kind, prefix]) => [prefix, kind as IdKind]),
+);
+
+/** Stored ids are uuids; the bound keeps a hostile id from reaching a query at any length. */
+const PUBLIC_ID = /^([a-z]+)_([0-9A-Za-z-]{1,64})$/;
+
+/**
+ * The id the API, webhooks and templates show for a stored row: `<prefix>_<storedId>`, e.g.
+ * `run_0193c1f2-…` for a triggered run. Stored ids stay as they are; only this form leaves the
+ * server.
+ */
+export function publicId(kind: IdKind, storedId: string): string {
+  return `${PREFIXES[kind]}_${storedId}`;
+}
+
+/**
+ * The kind and stored id behind a public id, or null when the text is not one: an unknown
+ * prefix, no `_`, or an id part that no stored id can have. Never throws.
+ */
+export function parsePublicId(text: string): { kind: IdKind; id: string } | null {
+  const match = PUBLIC_ID.exec(text);
+  const kind = match?.[1] === undefined ? undefined : KINDS.get(match[1]);
+  return kind === undefined || match?.[2] === undefined ? null : { kind, id: match[2] };
+}

@@ -668,8 +668,8 @@ beforeAll(async () => {
     await t.member('ADMIN', 'revoked-admin'),
   ];
   // A person revokes their own key; this one belonged to an admin of `default`.
-  const own = await t.gql('{ viewer { apiKeys { id } } }', {}, revoked);
-  const revokedKeyId: string = own.data.viewer.apiKeys[0].id;
+  const own = await t.gql('{ viewer { apiKeys { edges { node { id } } } } }', {}, revoked);
+  const revokedKeyId: string = own.data.viewer.apiKeys.edges[0].node.id;
   const revocation = await mutate(
     t,
     'mutation($id: ID!) { revokeApiKey(id: $id) { __typename } }',

@@ -1,9 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { encodeGlobalID } from '@pothos/plugin-relay';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { automations } from '../src/db/schema.js';
 import { signPayload } from '../src/delivery/signing.js';
-import { newId } from '../src/ids.js';
+import { newId, parsePublicId, publicId } from '../src/ids.js';
 import { findSecretByName, openSecret } from '../src/modules/secrets/service.js';
 import { createTestApp, fakeClock, type TestApp } from './support/app.js';
 
@@ -97,7 +96,7 @@ describe('actions', () => {
 
   /** Stands in for the automations module: an automation that uses the action. */
   function automationUsing(actionGlobalId: string, name: string): void {
-    const actionId = Buffer.from(actionGlobalId, 'base64').toString().split(':')[1] ?? '';
+    const actionId = parsePublicId(actionGlobalId)?.id ?? '';
     t.deps.db
       .insert(automations)
       .values({
@@ -499,12 +498,12 @@ describe('actions', () => {
 
     it('refuses unknown, malformed and mistyped ids', async () => {
       const hook = await createdWebhook();
-      const rawId = Buffer.from(hook.id, 'base64').toString().split(':')[1] ?? '';
+      const rawId = parsePublicId(hook.id)?.id ?? '';
       for (const id of [
         'nonsense',
-        encodeGlobalID('WebhookAction', newId()),
-        encodeGlobalID('SlackAction', rawId),
-        encodeGlobalID('Secret', rawId),
+        publicId('webhookAction', newId()),
+        publicId('slackAction', rawId),
+        publicId('secret', rawId),
       ]) {
         const result = (await update({ id, enabled: false })).data.updateAction;
         expect(result).toMatchObject({ __typename: 'NotFoundError', field: 'input.id' });
@@ -613,8 +612,8 @@ describe('actions', () => {
       const key = await t.stranger();
       expect((await t.gql(NODE, { id: hook.id }, key)).data.node).toBeNull();
       expect((await t.gql(LIST, {}, key)).data.entity).toBeNull();
-      const rawId = Buffer.from(hook.id, 'base64').toString().split(':')[1] ?? '';
-      const mistyped = await t.gql(NODE, { id: encodeGlobalID('SlackAction', rawId) });
+      const rawId = parsePublicId(hook.id)?.id ?? '';
+      const mistyped = await t.gql(NODE, { id: publicId('slackAction', rawId) });
       expect(mistyped.data.node).toBeNull();
     });
   });

@@ -1,5 +1,5 @@
-import { decodeGlobalID, encodeGlobalID } from '@pothos/plugin-relay';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parsePublicId, publicId } from '../src/ids.js';
 import { findSecretByName, openSecret } from '../src/modules/secrets/service.js';
 import { createTestApp, fakeClock, type TestApp } from './support/app.js';
 import {
@@ -191,7 +191,7 @@ describe('recording changes', () => {
       details: { name: 'research' },
     });
     const id = entries[0]?.targetId ?? '';
-    expect(decodeGlobalID(id).typename).toBe('Entity');
+    expect(parsePublicId(id)?.kind).toBe('entity');
     expect((await t.gql('query($id: ID!) { node(id: $id) { id } }', { id })).data.node.id).toBe(id);
     expect((await auditLog({ action: 'entity.created' })).entries).toEqual([]);
   });
@@ -247,8 +247,8 @@ describe('recording changes', () => {
 
   it('records secrets created, rotated and deleted by name, never their value', async () => {
     await createSecret(t, 'API_TOKEN', 'first-value-4f9a');
-    const secretId = encodeGlobalID(
-      'Secret',
+    const secretId = publicId(
+      'secret',
       findSecretByName(t.deps, await defaultEntityId(), 'API_TOKEN')?.id ?? '',
     );
     expect(await latest('secret.created')).toMatchObject({
@@ -479,7 +479,7 @@ describe('recording changes', () => {
 
 async function defaultEntityId(): Promise<string> {
   const res = await t.gql('{ entity(name: "default") { id } }');
-  return decodeGlobalID(res.data.entity.id).id;
+  return parsePublicId(res.data.entity.id)?.id ?? '';
 }
 
 describe('atomicity', () => {
@@ -577,7 +577,7 @@ describe('atomicity', () => {
       ],
       [
         DELETE_AUTOMATION,
-        { i: { id: encodeGlobalID('Automation', 'nope') } },
+        { i: { id: publicId('automation', 'nope') } },
         undefined,
         'NotFoundError',
       ],
@@ -637,8 +637,10 @@ describe('atomicity', () => {
       role: 'VIEWER',
       user: { name: 'bob' },
     });
-    const keys = await t.gql('{ viewer { apiKeys { name } } }');
-    expect(keys.data.viewer.apiKeys.map((k: { name: string }) => k.name)).not.toContain('never');
+    const keys = await t.gql('{ viewer { apiKeys { edges { node { name } } } } }');
+    expect(
+      keys.data.viewer.apiKeys.edges.map((e: { node: { name: string } }) => e.node.name),
+    ).not.toContain('never');
     const action = await t.gql(
       'query($id: ID!) { node(id: $id) { ... on WebhookAction { url } } }',
       {

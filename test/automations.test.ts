@@ -1,9 +1,9 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: templates are written with literal ${…} references.
 
-import { decodeGlobalID } from '@pothos/plugin-relay';
 import { eq } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { automationSecretRefs, automations, projects } from '../src/db/schema.js';
+import { parsePublicId } from '../src/ids.js';
 import { candidateAutomations } from '../src/modules/automations/service.js';
 import { createTestApp, fakeClock, type TestApp } from './support/app.js';
 
@@ -107,7 +107,7 @@ async function update(i: Record<string, unknown>, key?: string) {
   return (await t.gql(UPDATE, { i }, key)).data.updateAutomation;
 }
 
-const stored = (globalId: string) => decodeGlobalID(globalId).id;
+const stored = (globalId: string) => parsePublicId(globalId)?.id ?? '';
 
 describe('createAutomation', () => {
   it('creates a webhook automation on a project with the default envelope', async () => {
@@ -771,8 +771,8 @@ describe('access', () => {
     expect(anonymous.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
 
     const member = await t.member('MEMBER');
-    const keys = await t.gql(`{ viewer { apiKeys { id } } }`, {}, member);
-    const keyId = keys.data.viewer.apiKeys[0].id;
+    const keys = await t.gql(`{ viewer { apiKeys { edges { node { id } } } } }`, {}, member);
+    const keyId = keys.data.viewer.apiKeys.edges[0].node.id;
     await t.gql(
       `mutation($id: ID!) { revokeApiKey(id: $id) { __typename } }`,
       { id: keyId },

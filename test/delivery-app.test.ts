@@ -115,5 +115,7 @@ describe('runs delivered by the app', () => {
     expect(audit.data.entity.auditLog.edges).toHaveLength(1);
     expect(audit.data.entity.auditLog.edges[0].node.actor).toBeNull();
     expect(audit.data.entity.auditLog.edges[0].node.details.reason).toMatch(/410/);
+    // The run as the API names it, so `triggeredRun(id:)` finds it.
+    expect(audit.data.entity.auditLog.edges[0].node.details.runId).toBe(gone);
   });
 });

@@ -2,6 +2,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { openDatabase } from '../src/db/client.js';
 import { triggeredRuns } from '../src/db/schema.js';
 import { createDeliveryEngine } from '../src/delivery/engine.js';
+import { publicId } from '../src/ids.js';
 import { deliveryConfig, useDeliveryTestbed } from './support/delivery-fixtures.js';
 import { startReceiver } from './support/receiver.js';
 
@@ -55,7 +56,10 @@ describe('claiming', () => {
     tb.fx.clock.advance(30_000);
     await engine.drain();
     expect(tb.fx.run(held).status).toBe('SUCCEEDED');
-    expect(tb.receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([expired, held]);
+    expect(tb.receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([
+      publicId('run', expired),
+      publicId('run', held),
+    ]);
   });
 
   it('drops the result of an attempt that outlived its lease, which stays INTERRUPTED in the history', async () => {
@@ -100,7 +104,7 @@ describe('claiming', () => {
       other.close();
     }
     const ids = tb.receiver.requests.map((r) => String(r.headers['webhook-id']));
-    expect(ids.sort()).toEqual([...runs].sort());
+    expect(ids.sort()).toEqual(runs.map((id) => publicId('run', id)).sort());
     for (const runId of runs) expect(tb.fx.attempts(runId)).toHaveLength(1);
   });
 
@@ -183,7 +187,11 @@ describe('stop', () => {
     // After a restart the same run goes out again with the same webhook-id.
     await tb.fx.engine({ workerId: 'restarted' }).drain();
     expect(tb.fx.run(runId)).toMatchObject({ status: 'SUCCEEDED', attemptCount: 1 });
-    expect(tb.receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([runId, runId]);
+    const webhookId = publicId('run', runId);
+    expect(tb.receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([
+      webhookId,
+      webhookId,
+    ]);
   });
 
   it('puts a released retry back to RETRYING, keeping its attempt count', async () => {

@@ -4,6 +4,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { actions, automations, triggeredRuns } from '../src/db/schema.js';
 import { generateSigningSecret, verifySignature } from '../src/delivery/signing.js';
 import type { SlackMessage } from '../src/delivery/slack.js';
+import { publicId } from '../src/ids.js';
 import {
   deliveryConfig,
   useDeliveryTestbed,
@@ -75,7 +76,11 @@ describe('delivery outcomes', () => {
       })
       .run();
     await engine.drain();
-    expect(tb.receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([runId, runId]);
+    const webhookId = publicId('run', runId);
+    expect(tb.receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([
+      webhookId,
+      webhookId,
+    ]);
     expect(tb.fx.attempts(runId).map((a) => [a.attemptNumber, a.responseBody])).toEqual([
       [1, 'accepted'],
       [2, 'duplicate'],
@@ -126,7 +131,7 @@ describe('delivery outcomes', () => {
     ]);
     expect(attempts.map((a) => a.startedAt.getTime() - start)).toEqual([0, 500, 1_500]);
     expect(new Set(tb.receiver.requests.map((r) => r.headers['webhook-id']))).toEqual(
-      new Set([runId]),
+      new Set([publicId('run', runId)]),
     );
   });
 

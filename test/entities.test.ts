@@ -7,8 +7,8 @@ beforeEach(async () => {
 });
 afterEach(() => t.close());
 
-const VIEWER = `{ viewer { user { id name kind apiKeys { name prefix revokedAt } }
-  entities { role entity { name viewerRole } } apiKeys { id name } } }`;
+const VIEWER = `{ viewer { user { id name kind apiKeys { edges { node { name prefix revokedAt } } } }
+  entities { role entity { name viewerRole } } apiKeys { totalCount edges { node { id name } } } } }`;
 
 const CREATE_USER = `mutation($input: CreateUserInput!) { createUser(input: $input) {
   __typename ... on CreatedUser { secret user { id name kind } apiKey { id prefix } }
@@ -48,7 +48,8 @@ describe('authentication', () => {
     expect(res.data.viewer.entities).toEqual([
       { role: 'ADMIN', entity: { name: 'default', viewerRole: 'ADMIN' } },
     ]);
-    expect(res.data.viewer.apiKeys).toHaveLength(1);
+    expect(res.data.viewer.apiKeys.totalCount).toBe(1);
+    expect(res.data.viewer.apiKeys.edges).toHaveLength(1);
   });
 
   it('stores keys hashed: the key text is nowhere in the database', async () => {
@@ -66,7 +67,8 @@ describe('API keys', () => {
     const clock = fakeClock();
     const app = await createTestApp({ clock });
     const lastUsed = async () =>
-      (await app.gql('{ viewer { apiKeys { lastUsedAt } } }')).data.viewer.apiKeys[0].lastUsedAt;
+      (await app.gql('{ viewer { apiKeys { edges { node { lastUsedAt } } } } }')).data.viewer
+        .apiKeys.edges[0].node.lastUsedAt;
     const first = await lastUsed();
     expect(first).toBe(clock.now().toISOString());
     clock.advance(30_000);

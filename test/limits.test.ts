@@ -51,12 +51,13 @@ function nested(depth: number): string {
   const extra = depth - 4 - loops * 4;
   const tail = [
     'name',
-    'automations { totalCount }',
-    'automations { edges { cursor } }',
-    'automations { edges { node { id } } }',
+    'automations(first: 1) { totalCount }',
+    'automations(first: 1) { edges { cursor } }',
+    'automations(first: 1) { edges { node { id } } }',
   ][extra];
   if (tail === undefined) throw new Error(`cannot build depth ${depth}`);
-  const open = 'automations { edges { node { entity { '.repeat(loops);
+  // One result per page, so only the depth limit applies, not the cost.
+  const open = 'automations(first: 1) { edges { node { entity { '.repeat(loops);
   return `{ viewer { entities { entity { ${open}${tail} ${'} } } } '.repeat(loops)}} } } }`;
 }
 
@@ -258,6 +259,114 @@ describe('query limits', () => {
     expect(long.errors?.[0]).toMatchObject({ extensions: { code: 'QUERY_TOO_LONG', limit: 40 } });
     const ok = await run('{ viewer { user { name } } }');
     expect(ok.data).toEqual({ viewer: { user: { name: 'admin' } } });
+  });
+});
+
+describe('query cost with variables (issue 7, item 5)', () => {
+  /** The issue's operation: 50 automations with 20 runs each costs about 83,000. */
+  const AUTOMATION_RUNS = (first: string, runs: string) => `{ entity(name: "default") {
+    automations(first: ${first}) { edges { node { name
+      triggeredRuns(first: ${runs}) { edges { node { id status } } } } } } } }`;
+  const withVariables = (defaults: string) =>
+    `query($a: Int${defaults ? ' = 50' : ''}, $r: Int${defaults ? ' = 20' : ''}) ${AUTOMATION_RUNS('$a', '$r')}`;
+  const COSTLY_SUBSCRIPTION = `subscription($n: Int) { triggeredRunUpdated { event {
+    triggeredRuns(first: $n) { edges { node { event {
+      triggeredRuns(first: $n) { edges { node { id } } } } } } } } } }`;
+
+  it('refuses the same operation with literals, with variables and with variable defaults, and runs small pages', async () => {
+    const a = await app();
+    const literal = await a.gql(AUTOMATION_RUNS('50', '20'));
+    const variables = await a.gql(withVariables(''), { a: 50, r: 20 });
+    const defaults = await a.gql(withVariables('defaults'));
+    for (const res of [literal, variables, defaults]) {
+      expect(res.status).toBe(400);
+      expectRefused(res, 'QUERY_TOO_COMPLEX', 50_000);
+      expect(res.errors?.[0]?.message).toMatch(
+        /^The query cost exceeds the limit of 50000 \(found \d+\) set by TRIPLINE_MAX_QUERY_COST\./,
+      );
+    }
+    // One measure, whichever way the sizes are given.
+    const found = literal.errors?.[0]?.extensions?.found;
+    expect(found).toBe(83_234);
+    expect(variables.errors?.[0]?.extensions?.found).toBe(found);
+    expect(defaults.errors?.[0]?.extensions?.found).toBe(found);
+
+    // Small pages given as variables run; a variable overrides its default.
+    const small = await a.gql(withVariables(''), { a: 2, r: 2 });
+    expect(small.errors).toBeUndefined();
+    expect(small.data.entity.automations.edges).toEqual([]);
+    expect((await a.gql(withVariables('defaults'), { a: 2, r: 2 })).errors).toBeUndefined();
+  });
+
+  it('counts a paged field without first or last as the 20 results it serves, and at most 100', async () => {
+    const a = await app({ TRIPLINE_MAX_QUERY_COST: '1000' });
+    const found = async (query: string, variables?: Record<string, unknown>) => {
+      const res = await a.gql(query, variables);
+      expectRefused(res, 'QUERY_TOO_COMPLEX', 1000);
+      return res.errors?.[0]?.extensions?.found;
+    };
+    const unsized = await found(
+      AUTOMATION_RUNS('50', '20').replace('(first: 50)', '').replace('(first: 20)', ''),
+    );
+    expect(unsized).toBe(await found(AUTOMATION_RUNS('20', '20')));
+    // A page larger than the server serves counts as the 100 it serves.
+    expect(await found(withVariables(''), { a: 1_000_000, r: 20 })).toBe(
+      await found(AUTOMATION_RUNS('100', '20')),
+    );
+  });
+
+  it('refuses a costly mutation before it runs or spends a rate-limit token', async () => {
+    const a = await app({ TRIPLINE_RATE_LIMIT_MUTATIONS_PER_MINUTE: '1' });
+    const costly = `mutation($n: Int) { createProject(input: { entity: "default", name: "p" }) {
+      ... on Project { triggeredRuns(first: $n) { edges { node { event {
+        triggeredRuns(first: $n) { edges { node { id } } } } } } } } } }`;
+    expectRefused(await a.gql(costly, { n: 100 }), 'QUERY_TOO_COMPLEX', 50_000);
+    expect(await projectCount(a)).toBe(0);
+    const cheap = await a.gql(costly, { n: 1 });
+    expect(cheap.errors).toBeUndefined();
+    expect(await projectCount(a)).toBe(1);
+  });
+
+  it('refuses a costly operation with variables over graphql-ws and server-sent events', async () => {
+    const a = await app();
+    const url = await a.listen();
+    const client = createClient({
+      url: url.replace('http', 'ws'),
+      webSocketImpl: WebSocket,
+      connectionParams: { authorization: `Bearer ${a.adminKey}` },
+      retryAttempts: 0,
+    });
+    clients.push(client);
+    const run = (query: string, variables: Record<string, unknown>) =>
+      new Promise<{ data?: unknown; errors?: unknown[] }>((resolve) => {
+        client.subscribe(
+          { query, variables },
+          {
+            next: (value) => resolve(value as { data?: unknown }),
+            error: (errors) => resolve({ errors: errors as unknown[] }),
+            complete: () => {},
+          },
+        );
+      });
+    const query = await run(withVariables(''), { a: 50, r: 20 });
+    expect(query.errors?.[0]).toMatchObject({
+      extensions: { code: 'QUERY_TOO_COMPLEX', limit: 50_000, found: 83_234 },
+    });
+    const subscription = await run(COSTLY_SUBSCRIPTION, { n: 100 });
+    expect(subscription.errors?.[0]).toMatchObject({
+      extensions: { code: 'QUERY_TOO_COMPLEX', limit: 50_000 },
+    });
+    expect(await run(withVariables(''), { a: 2, r: 2 })).toEqual({
+      data: { entity: { automations: { edges: [] } } },
+    });
+
+    const sse = await fetch(
+      `${url}?query=${encodeURIComponent(COSTLY_SUBSCRIPTION)}&variables=${encodeURIComponent('{"n":100}')}`,
+      { headers: { accept: 'text/event-stream', authorization: `Bearer ${a.adminKey}` } },
+    );
+    const text = await sse.text();
+    expect(text).toContain('"code":"QUERY_TOO_COMPLEX"');
+    expect(text).not.toContain('"triggeredRunUpdated"');
   });
 });
 

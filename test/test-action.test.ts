@@ -31,7 +31,10 @@ describe('testAction', () => {
     });
 
     const r = await mutate(t, TEST, {
-      i: { id: action.id, payloadTemplate: '{"who":"${event_author}","token":"${HOOK_TOKEN}"}' },
+      i: {
+        id: action.id,
+        payloadTemplate: '{"who":"${event_author}","token":"${HOOK_TOKEN}","event":"${event_id}"}',
+      },
     });
     expect(r).toMatchObject({
       __typename: 'ActionTestResponse',
@@ -47,7 +50,10 @@ describe('testAction', () => {
     expect(JSON.parse(request!.body.toString())).toEqual({
       who: 'admin',
       token: 'tok-very-secret-123',
+      // Shaped like the ids of real deliveries, naming nothing.
+      event: 'evt_sample',
     });
+    expect(request?.headers['webhook-id']).toMatch(/^test_[0-9a-f-]{36}$/);
     expect(
       verifySignature({
         secret: action.signingSecret,

@@ -4,7 +4,7 @@ import type { Clock } from '../clock.js';
 import type { DeliveryConfig } from '../config.js';
 import type { Db } from '../db/client.js';
 import { actions, deliveryAttempts, type RunStatus, triggeredRuns } from '../db/schema.js';
-import { newId } from '../ids.js';
+import { newId, publicId } from '../ids.js';
 import type { Logger } from '../logger.js';
 import { ACTION_TYPENAMES } from '../modules/actions/service.js';
 import { recordAudit } from '../modules/audit/service.js';
@@ -517,7 +517,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
               action: 'action.disabled',
               targetType: ACTION_TYPENAMES[disabled.kind],
               targetId: disabled.id,
-              details: { name: disabled.name, reason, runId: run.id },
+              details: { name: disabled.name, reason, runId: publicId('run', run.id) },
             },
           );
         }

@@ -11,6 +11,7 @@ import {
   triggeredRuns,
 } from '../db/schema.js';
 import { ValidationError } from '../errors.js';
+import { publicId } from '../ids.js';
 import {
   checkPayloadTemplate,
   checkTextTemplate,
@@ -147,7 +148,7 @@ export interface BuildDeliveryRequestInput {
   content: DeliveryContent;
   context: TemplateContext;
   collectionOwner: CollectionOwner;
-  /** The run id; `testAction` passes a fresh id of its own. */
+  /** The run's public id (`run_…`); `testAction` passes a fresh `test_…` id of its own. */
   webhookId: string;
 }
 
@@ -225,7 +226,7 @@ export function loadRunDelivery(db: Db, secretBox: SecretBox, runId: string): Ru
   const context: TemplateContext = {
     eventType: event.eventType,
     eventAuthor: event.author,
-    eventId: event.id,
+    eventId: publicId('event', event.id),
     automationName: automation.name,
     entityName: found.entityName,
     projectName: found.projectName ?? found.registryName ?? '',
@@ -249,7 +250,7 @@ export function loadRunDelivery(db: Db, secretBox: SecretBox, runId: string): Ru
         context,
         collectionOwner:
           found.projectName === null && found.registryName !== null ? 'REGISTRY' : 'PROJECT',
-        webhookId: run.id,
+        webhookId: publicId('run', run.id),
       }),
     };
   } catch (error) {

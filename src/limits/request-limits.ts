@@ -12,10 +12,11 @@ import {
 import { createGraphQLError, type Plugin } from 'graphql-yoga';
 import type { Config, RequestLimits } from '../config.js';
 import { MAX_JSON_DEPTH } from '../modules/json-depth.js';
+import { type CostedOperation, operationCost } from './query-cost.js';
 
 type ArmorConfig = NonNullable<Parameters<typeof EnvelopArmorPlugin>[0]>;
 
-/** One limit graphql-armor checks, with the error Tripline answers in its place. */
+/** One limit on requests, with the error Tripline answers when it is exceeded. */
 interface ArmorLimit {
   code: string;
   /** What is measured, e.g. "The query depth", to start the message. */
@@ -56,16 +57,33 @@ const DIRECTIVES: ArmorLimit = {
 };
 
 /**
- * Tripline's error for a limit graphql-armor found exceeded: a stable code, the configured
- * value, and the measured one when armor's message states it ("…, found 13.").
+ * Tripline's error for an exceeded limit: a stable code, the configured value, and the measured
+ * one (rounded up) when known.
  */
-function limitError(limit: ArmorLimit, max: number, armorError: GraphQLError): GraphQLError {
-  const stated = /found (\d+(?:\.\d+)?)/.exec(armorError.message)?.[1];
-  const found = stated === undefined ? undefined : Math.ceil(Number(stated));
+function exceeded(
+  limit: ArmorLimit,
+  max: number,
+  measured: number | undefined,
+  extensions: Record<string, unknown> = {},
+): GraphQLError {
+  const found = measured === undefined ? undefined : Math.ceil(measured);
   return createGraphQLError(
     `${limit.subject} exceeds the limit of ${max}${found === undefined ? '' : ` (found ${found})`} set by ${limit.setting}. ${limit.fix}`,
-    { extensions: { code: limit.code, limit: max, ...(found === undefined ? {} : { found }) } },
+    {
+      extensions: {
+        code: limit.code,
+        limit: max,
+        ...(found === undefined ? {} : { found }),
+        ...extensions,
+      },
+    },
   );
+}
+
+/** {@link exceeded} for a limit graphql-armor checked, with the value its message states ("…, found 13."). */
+function limitError(limit: ArmorLimit, max: number, armorError: GraphQLError): GraphQLError {
+  const stated = /found (\d+(?:\.\d+)?)/.exec(armorError.message)?.[1];
+  return exceeded(limit, max, stated === undefined ? undefined : Number(stated));
 }
 
 /**
@@ -98,12 +116,8 @@ function armorConfig(limits: RequestLimits, introspection: boolean): ArmorConfig
     maxAliases: armorCheck(ALIASES, limits.maxAliases),
     maxTokens: armorCheck(TOKENS, limits.maxTokens),
     maxDirectives: armorCheck(DIRECTIVES, limits.maxDirectives),
-    costLimit: {
-      ...armorCheck(COST, limits.maxCost),
-      maxCost: limits.maxCost,
-      ignoreIntrospection: true,
-      flattenFragments: true,
-    },
+    // The cost depends on variables (`first: $n`), which validation does not see: see useCostLimit.
+    costLimit: { enabled: false },
     // With introspection off, "Did you mean …?" hints would still reveal the schema.
     blockFieldSuggestion: { enabled: !introspection },
   };
@@ -240,6 +254,37 @@ function useRequestSizeLimit(maxBytes: number): Plugin {
 }
 
 /**
+ * Refuses an operation whose {@link operationCost} passes `maxCost`, with `QUERY_TOO_COMPLEX`
+ * (HTTP 400) and nothing run. It runs where the variables are known, before execution and
+ * before subscribing, so HTTP, SSE and graphql-ws (through `getEnveloped`) are all covered, and
+ * before the mutation rate limits take their tokens.
+ */
+function useCostLimit(maxCost: number): Plugin {
+  const check = (
+    args: CostedOperation & { contextValue: unknown },
+    stop: (result: { errors: GraphQLError[] }) => void,
+  ): void => {
+    const cost = operationCost(args);
+    if (cost <= maxCost) return;
+    // Over HTTP, answer as yoga answers a validation error: 400 for GraphQL responses, 200 for
+    // event streams and legacy JSON (`spec`). graphql-ws has no status to set.
+    const overHttp =
+      typeof args.contextValue === 'object' &&
+      args.contextValue !== null &&
+      'request' in args.contextValue;
+    stop({
+      errors: [
+        exceeded(COST, maxCost, cost, overHttp ? { http: { spec: true, status: 400 } } : {}),
+      ],
+    });
+  };
+  return {
+    onExecute: ({ args, setResultAndStopExecution }) => check(args, setResultAndStopExecution),
+    onSubscribe: ({ args, setResultAndStopExecution }) => check(args, setResultAndStopExecution),
+  };
+}
+
+/**
  * Bounds batched requests (a JSON array of operations). Runs before yoga's own batching check
  * so the answer carries a Tripline code; `max` 0 refuses every batch.
  */
@@ -274,9 +319,10 @@ function useBatchLimit(max: number): Plugin {
 
 /**
  * The request limits as one yoga plugin: body size and batch size on HTTP, then nesting (before
- * parsing), depth, cost, aliases, tokens and directives (graphql-armor) and the introspection
- * switch in parse and validation, which graphql-ws shares through `getEnveloped`. Every refusal
- * is a GraphQL error with a stable `extensions.code` and `extensions.limit`; nothing executes.
+ * parsing), depth, aliases, tokens and directives (graphql-armor) and the introspection switch in
+ * parse and validation, and the cost with the request's variables just before execution;
+ * graphql-ws shares them all through `getEnveloped`. Every refusal is a GraphQL error with a
+ * stable `extensions.code` and `extensions.limit`; nothing executes.
  *
  * Pair it with yoga's `batching` option set from {@link batchingOption}.
  */
@@ -288,6 +334,7 @@ export function useRequestLimits(
     useBatchLimit(config.limits.maxBatchOperations),
     useNestingLimit(config.limits.maxTokens),
     EnvelopArmorPlugin(armorConfig(config.limits, config.introspection)) as Plugin,
+    useCostLimit(config.limits.maxCost),
   ];
   if (!config.introspection) {
     plugins.push({

@@ -1,9 +1,10 @@
 import { builder } from '../../builder.js';
 import type { Context } from '../../context.js';
-import { offsetConnection } from '../connection.js';
+import { keysetConnection } from '../connection.js';
 import { hasRole } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
 import {
+  ACTION_ORDER,
   ACTION_TYPENAMES,
   type Action,
   type ActionKind,
@@ -150,11 +151,10 @@ builder.objectField(EntityRef, 'actions', (t) =>
       }),
     },
     resolve: (entity, args, ctx) =>
-      offsetConnection(
-        args,
-        () => countActions(ctx.deps, entity.id, args),
-        (page) => listActions(ctx.deps, entity.id, args, page),
-      ),
+      keysetConnection(args, ACTION_ORDER, {
+        total: () => countActions(ctx.deps, entity.id, args),
+        fetch: (page) => listActions(ctx.deps, entity.id, args, page),
+      }),
   }),
 );
 

@@ -1,4 +1,3 @@
-import { decodeGlobalID } from '@pothos/plugin-relay';
 import { and, asc, count, eq, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import { actions, automations } from '../../db/schema.js';
@@ -8,7 +7,9 @@ import { slackWebhookUrlProblem } from '../../delivery/slack.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { type AuditAction, recordAudit } from '../audit/service.js';
+import { byName, type Page, type SortOrder } from '../connection.js';
 import { requireEntity, requireRole } from '../entities/access.js';
+import { decodeGlobalId } from '../global-id.js';
 import { assertNameFree, checkName, MAX_NAME_LENGTH } from '../names.js';
 import {
   findSecretByName,
@@ -57,12 +58,8 @@ export function getAction(deps: Pick<AppDeps, 'db'>, id: string): Action | undef
  */
 export function requireAction(ctx: Context, globalId: string, role: Role, field: string): Action {
   const notFound = () => new NotFoundError(field, `No action with id "${globalId}".`);
-  let decoded: { typename: string; id: string };
-  try {
-    decoded = decodeGlobalID(globalId);
-  } catch {
-    throw notFound();
-  }
+  const decoded = decodeGlobalId(globalId);
+  if (decoded === null) throw notFound();
   const action = getAction(ctx.deps, decoded.id);
   if (!action || ACTION_TYPENAMES[action.kind] !== decoded.typename) throw notFound();
   requireRole(ctx.viewer, action.entityId, role, notFound);
@@ -580,19 +577,22 @@ function filterWhere(entityId: string, filter: ActionFilter): SQL | undefined {
   );
 }
 
+/** The order of action lists: by name, unique in the entity. */
+export const ACTION_ORDER: SortOrder<Action> = byName(actions.name);
+
+/** A page of the entity's actions matching `filter`, in {@link ACTION_ORDER}. */
 export function listActions(
   deps: Pick<AppDeps, 'db'>,
   entityId: string,
   filter: ActionFilter,
-  page: { limit: number; offset: number },
+  page: Page,
 ): Action[] {
   return deps.db
     .select()
     .from(actions)
-    .where(filterWhere(entityId, filter))
-    .orderBy(asc(actions.name))
+    .where(and(filterWhere(entityId, filter), page.where))
+    .orderBy(...page.orderBy)
     .limit(page.limit)
-    .offset(page.offset)
     .all();
 }
 

@@ -3,7 +3,7 @@ import type { Context } from '../../context.js';
 import { buildDeliveryRequest, DeliveryConfigurationError } from '../../delivery/load.js';
 import { type DeliveryOutcome, deliver } from '../../delivery/send.js';
 import { ValidationError } from '../../errors.js';
-import { newId } from '../../ids.js';
+import { newId, publicId } from '../../ids.js';
 import { SlackSeverityEnum } from '../automations/schema.js';
 import {
   checkPayloadTemplate,
@@ -28,7 +28,8 @@ function sampleContext(ctx: Context, entityName: string): TemplateContext {
   return {
     eventType: 'CREATE_ARTIFACT',
     eventAuthor: ctx.viewer.user.name,
-    eventId: 'sample-event',
+    // Shaped like a real event id so receivers parse it alike; it names no event.
+    eventId: publicId('event', 'sample'),
     automationName: 'Test delivery',
     entityName,
     projectName: 'sample-project',
@@ -69,7 +70,7 @@ export async function testAction(ctx: Context, input: TestActionInput): Promise<
       },
       context: sampleContext(ctx, entityName),
       collectionOwner: 'PROJECT',
-      webhookId: `test_${newId()}`,
+      webhookId: publicId('testDelivery', newId()),
     });
   } catch (error) {
     if (error instanceof DeliveryConfigurationError)

@@ -1,11 +1,11 @@
-import { encodeGlobalID } from '@pothos/plugin-relay';
 import { builder } from '../../builder.js';
-import { offsetConnection } from '../connection.js';
+import { keysetConnection } from '../connection.js';
 import { hasRole } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
+import { encodeGlobalId } from '../global-id.js';
 import { UserRef } from '../users/schema.js';
 import { findUser } from '../users/service.js';
-import { type AuditEntry, countAuditEntries, listAuditEntries } from './service.js';
+import { AUDIT_ORDER, type AuditEntry, countAuditEntries, listAuditEntries } from './service.js';
 
 const AuditEntryRef = builder.objectRef<AuditEntry>('AuditEntry').implement({
   description:
@@ -24,7 +24,7 @@ const AuditEntryRef = builder.objectRef<AuditEntry>('AuditEntry').implement({
       description:
         'Global ID of what changed, usable with `node(id:)` while it exists and you may see it; null when the change had no single target.',
       resolve: (entry) =>
-        entry.targetId === null ? null : encodeGlobalID(entry.targetType, entry.targetId),
+        entry.targetId === null ? null : encodeGlobalId(entry.targetType, entry.targetId),
     }),
     actor: t.field({
       type: UserRef,
@@ -68,11 +68,10 @@ builder.objectField(EntityRef, 'auditLog', (t) =>
     },
     resolve: (entity, args, ctx) => {
       if (!hasRole(ctx.viewer, entity.id, 'ADMIN')) return null;
-      return offsetConnection(
-        args,
-        () => countAuditEntries(ctx.deps, entity.id, args),
-        (page) => listAuditEntries(ctx.deps, entity.id, args, page),
-      );
+      return keysetConnection(args, AUDIT_ORDER, {
+        total: () => countAuditEntries(ctx.deps, entity.id, args),
+        fetch: (page) => listAuditEntries(ctx.deps, entity.id, args, page),
+      });
     },
   }),
 );

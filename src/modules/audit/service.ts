@@ -1,11 +1,13 @@
-import { and, count, desc, eq, gte, type SQL, sql } from 'drizzle-orm';
+import { and, count, eq, getTableColumns, gte, type SQL, sql } from 'drizzle-orm';
 import type { Clock } from '../../clock.js';
 import type { AppDeps } from '../../context.js';
 import type { Db } from '../../db/client.js';
 import { auditLog } from '../../db/schema.js';
 import { newId } from '../../ids.js';
+import type { Page, SortOrder } from '../connection.js';
 
-export type AuditEntry = typeof auditLog.$inferSelect;
+/** A stored entry, with its position in the order of writing. */
+export type AuditEntry = typeof auditLog.$inferSelect & { sequence: number };
 
 /**
  * The stable codes of recorded changes, `<noun>.<past tense>`. Clients filter on them, so a code
@@ -98,27 +100,35 @@ function filterWhere(entityId: string, filter: AuditFilter): SQL | undefined {
   );
 }
 
+// Ids are random, so the rowid (insertion order) orders entries of one instant.
+const rowid = sql<number>`${auditLog}.rowid`;
+
+/** The order of the audit log: newest first, entries of one instant latest written first. */
+export const AUDIT_ORDER: SortOrder<AuditEntry> = {
+  direction: 'desc',
+  columns: [
+    { column: auditLog.createdAt, of: (entry) => entry.createdAt.getTime(), type: 'number' },
+    { column: rowid, of: (entry) => entry.sequence, type: 'number' },
+  ],
+};
+
 /**
- * A page of the entity's audit entries matching `filter`, newest first. Entries of the same
- * instant come in reverse order of writing. No access check: callers have done it.
+ * A page of the entity's audit entries matching `filter`, in {@link AUDIT_ORDER}. No access
+ * check: callers have done it.
  */
 export function listAuditEntries(
   deps: Pick<AppDeps, 'db'>,
   entityId: string,
   filter: AuditFilter,
-  page: { limit: number; offset: number },
+  page: Page,
 ): AuditEntry[] {
-  return (
-    deps.db
-      .select()
-      .from(auditLog)
-      .where(filterWhere(entityId, filter))
-      // Ids are random, so the rowid (insertion order) breaks ties between entries of one instant.
-      .orderBy(desc(auditLog.createdAt), desc(sql`rowid`))
-      .limit(page.limit)
-      .offset(page.offset)
-      .all()
-  );
+  return deps.db
+    .select({ ...getTableColumns(auditLog), sequence: rowid })
+    .from(auditLog)
+    .where(and(filterWhere(entityId, filter), page.where))
+    .orderBy(...page.orderBy)
+    .limit(page.limit)
+    .all();
 }
 
 /** How many of the entity's audit entries match `filter`. */

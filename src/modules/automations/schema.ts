@@ -1,9 +1,8 @@
-import { decodeGlobalID } from '@pothos/plugin-relay';
 import { builder } from '../../builder.js';
 import { NotFoundError } from '../../errors.js';
 import { ActionRef } from '../actions/schema.js';
 import { ACTION_TYPENAMES, getAction } from '../actions/service.js';
-import { offsetConnection } from '../connection.js';
+import { keysetConnection } from '../connection.js';
 import { hasRole, readableEntity } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
 import { decodeId, storedIdOf } from '../global-id.js';
@@ -13,6 +12,7 @@ import { getCollection, getContainer } from '../projects/service.js';
 import { UserRef } from '../users/schema.js';
 import { findUser, isVisibleTo } from '../users/service.js';
 import {
+  AUTOMATION_ORDER,
   type Automation,
   type AutomationActionInput,
   countAutomations,
@@ -221,17 +221,11 @@ export const AutomationRef = builder.node(builder.objectRef<Automation>('Automat
   }),
 });
 
-const ACTION_TYPENAME_SET: ReadonlySet<string> = new Set(Object.values(ACTION_TYPENAMES));
+const ACTION_TYPE_NAMES = Object.values(ACTION_TYPENAMES);
 
-/** The stored id behind an action's global ID, or undefined when it names no action. */
+/** The stored id behind an action's ID, or undefined when it names no action. */
 function actionIdOf(globalId: string): string | undefined {
-  try {
-    const decoded = decodeGlobalID(globalId);
-    if (ACTION_TYPENAME_SET.has(decoded.typename)) return decoded.id;
-  } catch {
-    // A malformed ID is simply one that names nothing.
-  }
-  return undefined;
+  return storedIdOf(globalId, ACTION_TYPE_NAMES) ?? undefined;
 }
 
 /** The action part of an input with its global ID decoded; NotFoundError when it names no action. */
@@ -273,12 +267,11 @@ builder.objectField(EntityRef, 'automations', (t) =>
     resolve: (entity, args, ctx) => {
       const actionId = args.actionId == null ? null : actionIdOf(args.actionId);
       const filter = { ...args, actionId };
-      return offsetConnection(
-        args,
-        () => (actionId === undefined ? 0 : countAutomations(ctx.deps, entity.id, filter)),
-        (page) =>
+      return keysetConnection(args, AUTOMATION_ORDER, {
+        total: () => (actionId === undefined ? 0 : countAutomations(ctx.deps, entity.id, filter)),
+        fetch: (page) =>
           actionId === undefined ? [] : listAutomations(ctx.deps, entity.id, filter, page),
-      );
+      });
     },
   }),
 );
@@ -287,8 +280,9 @@ builder.queryField('automation', (t) =>
   t.field({
     type: AutomationRef,
     nullable: true,
-    description: 'An automation by global ID; null when it does not exist or is not yours.',
-    args: { id: t.arg.id({ description: 'Global ID of the automation.' }) },
+    description:
+      'An automation by ID. Null when the ID is malformed, names something other than an automation, or names one that does not exist or is not yours.',
+    args: { id: t.arg.id({ description: 'ID of the automation, `auto_…`.' }) },
     resolve: (_root, { id }, ctx) => {
       const rowId = storedIdOf(id, 'Automation');
       const row = rowId === null ? undefined : getAutomation(ctx.deps, rowId);

@@ -1,4 +1,4 @@
-import { and, asc, count, desc, eq, inArray, type SQL } from 'drizzle-orm';
+import { and, asc, count, eq, inArray, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import {
   automationSecretRefs,
@@ -11,6 +11,7 @@ import { NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { getAction } from '../actions/service.js';
 import { type AuditAction, recordAudit } from '../audit/service.js';
+import { byCreation, type Page, type SortOrder } from '../connection.js';
 import { requireEntity, requireRole } from '../entities/access.js';
 import { assertNameFree, checkDescription, checkName, checkSlug } from '../names.js';
 import { findCollection, type Kind, requireContainer } from '../projects/service.js';
@@ -329,20 +330,22 @@ function listCondition(entityId: string, filter: AutomationListFilter): SQL | un
   );
 }
 
-/** A page of the entity's automations matching `filter`, newest first. */
+/** The order of automation lists: newest first. */
+export const AUTOMATION_ORDER: SortOrder<Automation> = byCreation('desc', automations);
+
+/** A page of the entity's automations matching `filter`, in {@link AUTOMATION_ORDER}. */
 export function listAutomations(
   deps: Pick<AppDeps, 'db'>,
   entityId: string,
   filter: AutomationListFilter,
-  page: { limit: number; offset: number },
+  page: Page,
 ): Automation[] {
   return deps.db
     .select()
     .from(automations)
-    .where(listCondition(entityId, filter))
-    .orderBy(desc(automations.createdAt), desc(automations.id))
+    .where(and(listCondition(entityId, filter), page.where))
+    .orderBy(...page.orderBy)
     .limit(page.limit)
-    .offset(page.offset)
     .all();
 }
 

@@ -1,10 +1,10 @@
 import { eq } from 'drizzle-orm';
 import { builder } from '../../builder.js';
 import { entities } from '../../db/schema.js';
-import { offsetConnection } from '../connection.js';
+import { keysetConnection } from '../connection.js';
 import { decodeId } from '../global-id.js';
-import { ApiKeyRef, RoleEnum, UserKindEnum, UserRef } from '../users/schema.js';
-import { type ApiKey, listApiKeys, type User } from '../users/service.js';
+import { ApiKeyRef, apiKeyConnection, RoleEnum, UserKindEnum, UserRef } from '../users/schema.js';
+import type { ApiKey, User } from '../users/service.js';
 import { type Entity, readableEntity } from './access.js';
 import {
   addMember,
@@ -12,6 +12,7 @@ import {
   createEntity,
   createMemberUser,
   listMembers,
+  MEMBER_ORDER,
   type Membership,
   membershipsOf,
   removeMember,
@@ -60,11 +61,10 @@ builder.objectField(EntityRef, 'members', (t) =>
     type: MemberRef,
     description: 'Members and their roles, oldest first.',
     resolve: (entity, args, ctx) =>
-      offsetConnection(
-        args,
-        () => countMembers(ctx.deps, entity.id),
-        (page) => listMembers(ctx.deps, entity.id, page),
-      ),
+      keysetConnection(args, MEMBER_ORDER, {
+        total: () => countMembers(ctx.deps, entity.id),
+        fetch: (page) => listMembers(ctx.deps, entity.id, page),
+      }),
   }),
 );
 
@@ -90,10 +90,10 @@ const ViewerRef = builder.objectRef<User>('Viewer').implement({
       description: 'The entities the caller belongs to, with its role in each.',
       resolve: (u, _args, ctx) => membershipsOf(ctx.deps, u.id),
     }),
-    apiKeys: t.field({
-      type: [ApiKeyRef],
-      description: "The caller's own API keys, newest first.",
-      resolve: (u, _args, ctx): ApiKey[] => listApiKeys(ctx.deps, u.id),
+    apiKeys: t.connection({
+      type: ApiKeyRef,
+      description: "The caller's own API keys, revoked ones included, newest first.",
+      resolve: (u, args, ctx) => apiKeyConnection(ctx, u.id, args),
     }),
   }),
 });

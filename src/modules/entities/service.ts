@@ -9,6 +9,7 @@ import {
 } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { recordAudit } from '../audit/service.js';
+import type { Page, SortOrder } from '../connection.js';
 import { checkSlug } from '../names.js';
 import {
   type ApiKey,
@@ -238,19 +239,29 @@ function assertAnotherAdmin(deps: Pick<AppDeps, 'db'>, entityId: string): void {
   }
 }
 
-export function listMembers(
-  deps: Pick<AppDeps, 'db'>,
-  entityId: string,
-  page: { limit: number; offset: number },
-): { user: User; membership: Membership }[] {
+export interface Member {
+  user: User;
+  membership: Membership;
+}
+
+/** The order of member lists: who joined first comes first. */
+export const MEMBER_ORDER: SortOrder<Member> = {
+  direction: 'asc',
+  columns: [
+    { column: memberships.createdAt, of: (m) => m.membership.createdAt.getTime(), type: 'number' },
+    { column: memberships.userId, of: (m) => m.user.id, type: 'string' },
+  ],
+};
+
+/** A page of the entity's members, in {@link MEMBER_ORDER}. */
+export function listMembers(deps: Pick<AppDeps, 'db'>, entityId: string, page: Page): Member[] {
   return deps.db
     .select({ user: users, membership: memberships })
     .from(memberships)
     .innerJoin(users, eq(users.id, memberships.userId))
-    .where(eq(memberships.entityId, entityId))
-    .orderBy(asc(memberships.createdAt), asc(users.id))
+    .where(and(eq(memberships.entityId, entityId), page.where))
+    .orderBy(...page.orderBy)
     .limit(page.limit)
-    .offset(page.offset)
     .all();
 }
 

@@ -2,7 +2,7 @@ import { builder } from '../../builder.js';
 import type { Context } from '../../context.js';
 import { EventTypeEnum } from '../automations/schema.js';
 import { artifactVersionString, artifactVersionUri } from '../automations/template.js';
-import { offsetConnection } from '../connection.js';
+import { keysetConnection } from '../connection.js';
 import { hasRole, readableEntity } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
 import { MAX_JSON_DEPTH } from '../json-depth.js';
@@ -15,6 +15,7 @@ import { findUser } from '../users/service.js';
 import {
   type ArtifactEvent,
   countEvents,
+  EVENT_ORDER,
   emitArtifactEvent,
   getEvent,
   listEvents,
@@ -117,11 +118,10 @@ builder.objectField(EntityRef, 'events', (t) =>
     },
     resolve: (entity, args, ctx) => {
       const filter = { entityId: entity.id, eventType: args.eventType ?? null };
-      return offsetConnection(
-        args,
-        () => countEvents(ctx.deps, filter),
-        (page) => listEvents(ctx.deps, filter, page),
-      );
+      return keysetConnection(args, EVENT_ORDER, {
+        total: () => countEvents(ctx.deps, filter),
+        fetch: (page) => listEvents(ctx.deps, filter, page),
+      });
     },
   }),
 );

@@ -1,10 +1,11 @@
-import { and, count, desc, eq, type SQL } from 'drizzle-orm';
+import { and, count, eq, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import { artifactEvents, type EventType, triggeredRuns } from '../../db/schema.js';
 import { ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { aliasMatches } from '../automations/pattern.js';
 import { type Automation, candidateAutomations } from '../automations/service.js';
+import { byCreation, type Page, type SortOrder } from '../connection.js';
 import { requireEntity } from '../entities/access.js';
 import { checkJsonDepth } from '../json-depth.js';
 import { checkSlug } from '../names.js';
@@ -263,19 +264,21 @@ function eventConditions(filter: EventFilter): SQL | undefined {
   );
 }
 
-/** Events matching `filter`, newest first. */
+/** The order of event lists: newest first. */
+export const EVENT_ORDER: SortOrder<ArtifactEvent> = byCreation('desc', artifactEvents);
+
+/** A page of the events matching `filter`, in {@link EVENT_ORDER}. */
 export function listEvents(
   deps: Pick<AppDeps, 'db'>,
   filter: EventFilter,
-  page: { limit: number; offset: number },
+  page: Page,
 ): ArtifactEvent[] {
   return deps.db
     .select()
     .from(artifactEvents)
-    .where(eventConditions(filter))
-    .orderBy(desc(artifactEvents.createdAt), desc(artifactEvents.id))
+    .where(and(eventConditions(filter), page.where))
+    .orderBy(...page.orderBy)
     .limit(page.limit)
-    .offset(page.offset)
     .all();
 }
 

@@ -1,9 +1,11 @@
 import { builder } from '../../builder.js';
-import { offsetConnection } from '../connection.js';
+import { keysetConnection } from '../connection.js';
 import { hasRole } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
 import {
   type ArtifactCollection,
+  COLLECTION_ORDER,
+  CONTAINER_ORDER,
   countCollections,
   countContainers,
   createCollection,
@@ -61,11 +63,10 @@ function containerNode(kind: Kind, name: string, description: string) {
         type: ArtifactCollectionRef,
         description: 'Its artifact collections, by name.',
         resolve: (row, args, ctx) =>
-          offsetConnection(
-            args,
-            () => countCollections(ctx.deps, kind, row.id),
-            (page) => listCollections(ctx.deps, kind, row.id, page),
-          ),
+          keysetConnection(args, COLLECTION_ORDER, {
+            total: () => countCollections(ctx.deps, kind, row.id),
+            fetch: (page) => listCollections(ctx.deps, kind, row.id, page),
+          }),
       }),
     }),
   });
@@ -87,21 +88,19 @@ builder.objectFields(EntityRef, (t) => ({
     type: ProjectRef,
     description: "The entity's projects, by name.",
     resolve: (entity, args, ctx) =>
-      offsetConnection(
-        args,
-        () => countContainers(ctx.deps, 'project', entity.id),
-        (page) => listContainers(ctx.deps, 'project', entity.id, page),
-      ),
+      keysetConnection(args, CONTAINER_ORDER.project, {
+        total: () => countContainers(ctx.deps, 'project', entity.id),
+        fetch: (page) => listContainers(ctx.deps, 'project', entity.id, page),
+      }),
   }),
   registries: t.connection({
     type: RegistryRef,
     description: "The entity's registries, by name.",
     resolve: (entity, args, ctx) =>
-      offsetConnection(
-        args,
-        () => countContainers(ctx.deps, 'registry', entity.id),
-        (page) => listContainers(ctx.deps, 'registry', entity.id, page),
-      ),
+      keysetConnection(args, CONTAINER_ORDER.registry, {
+        total: () => countContainers(ctx.deps, 'registry', entity.id),
+        fetch: (page) => listContainers(ctx.deps, 'registry', entity.id, page),
+      }),
   }),
 }));
 

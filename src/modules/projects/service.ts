@@ -1,8 +1,9 @@
-import { and, asc, count, eq, type SQL } from 'drizzle-orm';
+import { and, count, eq, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import { artifactCollections, projects, registries } from '../../db/schema.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import { byName, type Page, type SortOrder } from '../connection.js';
 import { requireEntity } from '../entities/access.js';
 import { checkDescription, checkSlug } from '../names.js';
 
@@ -87,20 +88,26 @@ export function getContainer(
   return deps.db.select().from(table).where(eq(table.id, id)).get();
 }
 
+/** The order of project and registry lists: by name, unique in the entity. */
+export const CONTAINER_ORDER: Readonly<Record<Kind, SortOrder<Project>>> = {
+  project: byName(projects.name),
+  registry: byName(registries.name),
+};
+
+/** A page of the entity's projects or registries, in {@link CONTAINER_ORDER}. */
 export function listContainers(
   deps: Pick<AppDeps, 'db'>,
   kind: Kind,
   entityId: string,
-  page: { limit: number; offset: number },
+  page: Page,
 ): Project[] {
   const table = tableOf(kind);
   return deps.db
     .select()
     .from(table)
-    .where(eq(table.entityId, entityId))
-    .orderBy(asc(table.name))
+    .where(and(eq(table.entityId, entityId), page.where))
+    .orderBy(...page.orderBy)
     .limit(page.limit)
-    .offset(page.offset)
     .all();
 }
 
@@ -208,19 +215,22 @@ export function resolveOwner(
   throw new ValidationError('input.project', 'Name exactly one of `project` or `registry`.');
 }
 
+/** The order of collection lists: by name, unique in the project or registry. */
+export const COLLECTION_ORDER: SortOrder<ArtifactCollection> = byName(artifactCollections.name);
+
+/** A page of a project's or registry's collections, in {@link COLLECTION_ORDER}. */
 export function listCollections(
   deps: Pick<AppDeps, 'db'>,
   kind: Kind,
   ownerId: string,
-  page: { limit: number; offset: number },
+  page: Page,
 ): ArtifactCollection[] {
   return deps.db
     .select()
     .from(artifactCollections)
-    .where(collectionOwner(kind, ownerId))
-    .orderBy(asc(artifactCollections.name))
+    .where(and(collectionOwner(kind, ownerId), page.where))
+    .orderBy(...page.orderBy)
     .limit(page.limit)
-    .offset(page.offset)
     .all();
 }
 

@@ -2,7 +2,7 @@ import { filter, pipe } from 'graphql-yoga';
 import { builder } from '../../builder.js';
 import { AutomationRef } from '../automations/schema.js';
 import { getAutomation } from '../automations/service.js';
-import { offsetConnection } from '../connection.js';
+import { keysetConnection } from '../connection.js';
 import { hasRole } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
 import { findEntityByName } from '../entities/service.js';
@@ -17,6 +17,7 @@ import {
   getRun,
   listAttempts,
   listRuns,
+  RUN_ORDER,
   type RunFilter,
   retryRun,
   type TriggeredRun,
@@ -196,11 +197,10 @@ export function triggeredRunsField<Parent>(
         if (args.filter?.automationId) {
           f.automationId = decodeId(args.filter.automationId, 'Automation', 'filter.automationId');
         }
-        return offsetConnection(
-          args,
-          () => countRuns(ctx.deps, f),
-          (page) => listRuns(ctx.deps, f, page),
-        );
+        return keysetConnection(args, RUN_ORDER, {
+          total: () => countRuns(ctx.deps, f),
+          fetch: (page) => listRuns(ctx.deps, f, page),
+        });
       },
     });
 }
@@ -236,8 +236,9 @@ builder.queryField('triggeredRun', (t) =>
   t.field({
     type: TriggeredRunRef,
     nullable: true,
-    description: 'A run by global ID; null when it does not exist or is not yours.',
-    args: { id: t.arg.id({ description: 'Global ID of the run.' }) },
+    description:
+      'A run by ID: its `id`, which is also the `webhook-id` header of its deliveries. Null when the ID is malformed, names something other than a run, or names a run that does not exist or is not yours.',
+    args: { id: t.arg.id({ description: 'ID of the run, `run_…`.' }) },
     resolve: (_root, { id }, ctx) => {
       const runId = storedIdOf(id, 'TriggeredRun');
       const run = runId === null ? undefined : getRun(ctx.deps, runId);

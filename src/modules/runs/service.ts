@@ -1,8 +1,9 @@
-import { and, count, desc, eq, gte, inArray, lte, type SQL } from 'drizzle-orm';
+import { and, count, eq, gte, inArray, lte, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import { deliveryAttempts, type RunStatus, triggeredRuns } from '../../db/schema.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import type { TriggeredRun } from '../../pubsub.js';
+import { byCreation, type Page, type SortOrder } from '../connection.js';
 import { requireRole } from '../entities/access.js';
 
 export type { TriggeredRun };
@@ -48,19 +49,17 @@ function runConditions(filter: RunFilter): SQL | undefined {
   );
 }
 
-/** Runs matching `filter`, newest first. */
-export function listRuns(
-  deps: Pick<AppDeps, 'db'>,
-  filter: RunFilter,
-  page: { limit: number; offset: number },
-): TriggeredRun[] {
+/** The order of run lists: newest first. */
+export const RUN_ORDER: SortOrder<TriggeredRun> = byCreation('desc', triggeredRuns);
+
+/** A page of the runs matching `filter`, in {@link RUN_ORDER}. */
+export function listRuns(deps: Pick<AppDeps, 'db'>, filter: RunFilter, page: Page): TriggeredRun[] {
   return deps.db
     .select()
     .from(triggeredRuns)
-    .where(runConditions(filter))
-    .orderBy(desc(triggeredRuns.createdAt), desc(triggeredRuns.id))
+    .where(and(runConditions(filter), page.where))
+    .orderBy(...page.orderBy)
     .limit(page.limit)
-    .offset(page.offset)
     .all();
 }
 

@@ -1,5 +1,5 @@
 import { builder } from '../../builder.js';
-import { offsetConnection } from '../connection.js';
+import { keysetConnection } from '../connection.js';
 import { hasRole } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
 import { UserRef } from '../users/schema.js';
@@ -11,6 +11,7 @@ import {
   getSecret,
   listSecrets,
   rotateSecret,
+  SECRET_ORDER,
   type Secret,
   type SecretUsers,
   secretUsers,
@@ -76,11 +77,10 @@ builder.objectField(EntityRef, 'secrets', (t) =>
     type: SecretRef,
     description: "The entity's secrets, by name. Names and history only, never values.",
     resolve: (entity, args, ctx) =>
-      offsetConnection(
-        args,
-        () => countSecrets(ctx.deps, entity.id),
-        (page) => listSecrets(ctx.deps, entity.id, page),
-      ),
+      keysetConnection(args, SECRET_ORDER, {
+        total: () => countSecrets(ctx.deps, entity.id),
+        fetch: (page) => listSecrets(ctx.deps, entity.id, page),
+      }),
   }),
 );
 

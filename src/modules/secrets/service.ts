@@ -6,6 +6,7 @@ import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { type AuditAction, recordAudit } from '../audit/service.js';
 import { SECRET_NAME_PATTERN } from '../automations/template.js';
+import { byName, type Page, type SortOrder } from '../connection.js';
 import { requireEntity } from '../entities/access.js';
 import { MAX_NAME_LENGTH } from '../names.js';
 
@@ -311,18 +312,17 @@ export function secretUsers(deps: Pick<AppDeps, 'db'>, secretId: string): Secret
   };
 }
 
-export function listSecrets(
-  deps: Pick<AppDeps, 'db'>,
-  entityId: string,
-  page: { limit: number; offset: number },
-): Secret[] {
+/** The order of secret lists: by name, unique in the entity. */
+export const SECRET_ORDER: SortOrder<Secret> = byName(secrets.name);
+
+/** A page of the entity's secrets, in {@link SECRET_ORDER}. */
+export function listSecrets(deps: Pick<AppDeps, 'db'>, entityId: string, page: Page): Secret[] {
   return deps.db
     .select()
     .from(secrets)
-    .where(eq(secrets.entityId, entityId))
-    .orderBy(asc(secrets.name))
+    .where(and(eq(secrets.entityId, entityId), page.where))
+    .orderBy(...page.orderBy)
     .limit(page.limit)
-    .offset(page.offset)
     .all();
 }
 

@@ -1,7 +1,11 @@
 import { builder } from '../../builder.js';
+import type { Context } from '../../context.js';
+import { type ConnectionArgs, keysetConnection } from '../connection.js';
 import { decodeId } from '../global-id.js';
 import {
+  API_KEY_ORDER,
   type ApiKey,
+  countApiKeys,
   createApiKey,
   findUser,
   getApiKey,
@@ -62,6 +66,14 @@ export const ApiKeyRef = builder.node(builder.objectRef<ApiKey>('ApiKey'), {
   }),
 });
 
+/** A page of the user's API keys; callers check access first. */
+export function apiKeyConnection(ctx: Context, userId: string, args: ConnectionArgs) {
+  return keysetConnection(args, API_KEY_ORDER, {
+    total: () => countApiKeys(ctx.deps, userId),
+    fetch: (page) => listApiKeys(ctx.deps, userId, page),
+  });
+}
+
 export const UserRef = builder.node(builder.objectRef<User>('User'), {
   description: 'A person or service account.',
   id: { resolve: (user) => user.id },
@@ -80,13 +92,15 @@ export const UserRef = builder.node(builder.objectRef<User>('User'), {
       type: 'DateTime',
       description: 'When the account was created.',
     }),
-    apiKeys: t.field({
-      type: [ApiKeyRef],
+    apiKeys: t.connection({
+      type: ApiKeyRef,
       nullable: true,
       description:
-        "The account's API keys, newest first: yours, or a service account's in any entity you administer; null otherwise.",
-      resolve: (user, _args, ctx) =>
-        mayOverseeKeysOf(ctx.deps, ctx.viewer, user.id) ? listApiKeys(ctx.deps, user.id) : null,
+        "The account's API keys, revoked ones included, newest first: yours, or a service account's in any entity you administer; null otherwise.",
+      resolve: (user, args, ctx) =>
+        mayOverseeKeysOf(ctx.deps, ctx.viewer, user.id)
+          ? apiKeyConnection(ctx, user.id, args)
+          : null,
     }),
   }),
 });

@@ -1,10 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { and, desc, eq, isNull } from 'drizzle-orm';
+import { and, count, eq, isNull } from 'drizzle-orm';
 import type { AppDeps } from '../../context.js';
 import { apiKeys, memberships, users } from '../../db/schema.js';
 import { NotFoundError, PermissionDeniedError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { recordAudit } from '../audit/service.js';
+import { byCreation, type Page, type SortOrder } from '../connection.js';
 import { checkName } from '../names.js';
 
 export type Role = 'ADMIN' | 'MEMBER' | 'VIEWER';
@@ -274,13 +275,25 @@ export function auditApiKey(
   }
 }
 
-export function listApiKeys(deps: Pick<AppDeps, 'db'>, userId: string): ApiKey[] {
+/** The order of key lists: newest first. */
+export const API_KEY_ORDER: SortOrder<ApiKey> = byCreation('desc', apiKeys);
+
+/** A page of the user's API keys, revoked ones included, in {@link API_KEY_ORDER}. */
+export function listApiKeys(deps: Pick<AppDeps, 'db'>, userId: string, page: Page): ApiKey[] {
   return deps.db
     .select()
     .from(apiKeys)
-    .where(eq(apiKeys.userId, userId))
-    .orderBy(desc(apiKeys.createdAt))
+    .where(and(eq(apiKeys.userId, userId), page.where))
+    .orderBy(...page.orderBy)
+    .limit(page.limit)
     .all();
+}
+
+/** How many API keys the user has, revoked ones included. */
+export function countApiKeys(deps: Pick<AppDeps, 'db'>, userId: string): number {
+  return (
+    deps.db.select({ n: count() }).from(apiKeys).where(eq(apiKeys.userId, userId)).get()?.n ?? 0
+  );
 }
 
 /**
