@@ -161,12 +161,12 @@ async function sharedServiceKey(): Promise<{ id: string; secret: string }> {
 
 async function keyNames(userId: string): Promise<string[]> {
   const data = await read(
-    'query($id: ID!) { node(id: $id) { ... on User { apiKeys { name } } } }',
+    'query($id: ID!) { node(id: $id) { ... on User { apiKeys { edges { node { name } } } } } }',
     {
       id: userId,
     },
   );
-  return data.node.apiKeys.map((k: { name: string }) => k.name);
+  return data.node.apiKeys.edges.map((e: { node: { name: string } }) => e.node.name);
 }
 
 /** `User.apiKeys` of a service account, through `node`; null when the caller may not see them. */
@@ -174,9 +174,10 @@ const keyListRow = (variant: string, userId: () => string, extra: Partial<Row> =
   field: 'node',
   variant: `User.apiKeys, ${variant}`,
   needs: 'ADMIN',
-  document: 'query($id: ID!) { result: node(id: $id) { ... on User { apiKeys { id } } } }',
+  document:
+    'query($id: ID!) { result: node(id: $id) { ... on User { apiKeys { edges { node { id } } } } } }',
   variables: async () => ({ id: userId() }),
-  pick: (data) => data.result?.apiKeys ?? null,
+  pick: (data) => data.result?.apiKeys?.edges ?? null,
   ok: (keys) => expect(keys.length).toBeGreaterThan(0),
   ...extra,
 });

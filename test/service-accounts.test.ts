@@ -28,7 +28,8 @@ const CREATE_KEY = `mutation($userId: ID) { createApiKey(input: { name: "x", use
   ... on PermissionDeniedError { requiredRole } } }`;
 const REVOKE_KEY = `mutation($id: ID!) { revokeApiKey(id: $id) {
   __typename ... on ApiKey { revokedAt } ... on Error { message } } }`;
-const KEYS_OF = 'query($id: ID!) { node(id: $id) { ... on User { apiKeys { id } } } }';
+const KEYS_OF =
+  'query($id: ID!) { node(id: $id) { ... on User { apiKeys { edges { node { id } } } } } }';
 
 /** Creates an account in `entity` as the fixture admin; returns its id and first key. */
 async function createAccount(
@@ -45,7 +46,7 @@ async function createAccount(
 async function keyIdsOf(userId: string, key?: string): Promise<string[] | null> {
   const res = await t.gql(KEYS_OF, { id: userId }, key);
   expect(res.errors).toBeUndefined();
-  return res.data.node?.apiKeys?.map((k: { id: string }) => k.id) ?? null;
+  return res.data.node?.apiKeys?.edges.map((e: { node: { id: string } }) => e.node.id) ?? null;
 }
 
 /** A fresh key of `svc`, minted by the fixture admin, who administers both entities. */
