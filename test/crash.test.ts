@@ -1,9 +1,16 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type ServerProcess, startServer } from './support/process.js';
-import { type Receiver, startReceiver } from './support/receiver.js';
+import {
+  isRunning,
+  killServer,
+  type ServerProcess,
+  type StartOptions,
+  startServer,
+} from './support/process.js';
+import { type Receiver, type ReceiverResponse, startReceiver } from './support/receiver.js';
 
 const KEY = 'tl_crash-test-admin-key';
 const started: ServerProcess[] = [];
@@ -11,7 +18,7 @@ let receiver: Receiver | undefined;
 let dir: string | undefined;
 
 afterEach(async () => {
-  for (const s of started.splice(0)) s.child.kill('SIGKILL');
+  for (const s of started.splice(0)) killServer(s);
   await receiver?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -30,16 +37,23 @@ async function gql(url: string, query: string, variables: Record<string, unknown
   return body.data!;
 }
 
-function server(dataDir: string, env: Record<string, string> = {}): ServerProcess {
-  const s = startServer({
-    ...env,
-    TRIPLINE_DATA_DIR: dataDir,
-    TRIPLINE_ADMIN_API_KEY: KEY,
-    TRIPLINE_OUTBOUND_ALLOW: '127.0.0.1',
-    TRIPLINE_DELIVERY_LEASE_MS: '1000',
-    TRIPLINE_DELIVERY_POLL_MS: '50',
-    TRIPLINE_DELIVERY_TIMEOUT_MS: '5000',
-  });
+function server(
+  dataDir: string,
+  env: Record<string, string> = {},
+  options: StartOptions = {},
+): ServerProcess {
+  const s = startServer(
+    {
+      ...env,
+      TRIPLINE_DATA_DIR: dataDir,
+      TRIPLINE_ADMIN_API_KEY: KEY,
+      TRIPLINE_OUTBOUND_ALLOW: '127.0.0.1',
+      TRIPLINE_DELIVERY_LEASE_MS: '1000',
+      TRIPLINE_DELIVERY_POLL_MS: '50',
+      TRIPLINE_DELIVERY_TIMEOUT_MS: '5000',
+    },
+    options,
+  );
   started.push(s);
   return s;
 }
@@ -100,6 +114,16 @@ async function waitForRuns(url: string, count: number): Promise<string[]> {
   return statuses;
 }
 
+/** Status of `GET /readyz` over a new connection: the listener itself must accept it. */
+function readyz(graphqlUrl: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    get(graphqlUrl.replace('/graphql', '/readyz'), { agent: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    }).on('error', reject);
+  });
+}
+
 /** The stored run id behind a global ID: what receivers see as `webhook-id`. */
 const storedId = (globalId: string): string =>
   String(Buffer.from(globalId, 'base64').toString().split(':')[1]);
@@ -155,5 +179,40 @@ describe('crash safety', () => {
     expect(new Set(ids)).toEqual(new Set([storedId(runIds[0]!)]));
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
+  }, 60_000);
+
+  it('under npm start, /readyz answers 503 from SIGTERM while a delivery drains, on new connections, until it finishes', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tripline-drain-'));
+    let release: (response: ReceiverResponse) => void = () => {};
+    const held = new Promise<ReceiverResponse>((resolve) => {
+      release = resolve;
+    });
+    receiver = await startReceiver(() => held);
+    const first = server(
+      join(dir, 'data'),
+      { TRIPLINE_SHUTDOWN_GRACE_MS: '60000', LOG_LEVEL: 'info' },
+      { via: 'npm' },
+    );
+    const url = await first.url;
+    await setUp(url, receiver.url, 1);
+    await receiver.waitForRequests(1);
+    expect(await readyz(url)).toBe(200);
+
+    first.child.kill('SIGTERM');
+    // The signal is handled asynchronously; until then /readyz may still answer 200.
+    let status = 200;
+    for (let i = 0; i < 100 && status === 200; i += 1) {
+      status = await readyz(url);
+      if (status === 200) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(status).toBe(503);
+    expect(await readyz(url)).toBe(503);
+    expect(isRunning(first.serverPid()!)).toBe(true);
+
+    release({ status: 200, body: 'ok' });
+    expect(await first.exited).toBe(0);
+    expect(first.output()).toContain('"msg":"stopped"');
+    await expect(readyz(url)).rejects.toThrow(/ECONNREFUSED/);
+    expect(receiver.requests).toHaveLength(1);
   }, 60_000);
 });
