@@ -211,6 +211,7 @@ describe('crash safety', () => {
 
     release({ status: 200, body: 'ok' });
     expect(await first.exited).toBe(0);
+    await first.outputClosed;
     expect(first.output()).toContain('"msg":"stopped"');
     await expect(readyz(url)).rejects.toThrow(/ECONNREFUSED/);
     expect(receiver.requests).toHaveLength(1);

@@ -95,6 +95,7 @@ describe('the server process', () => {
     const server = startServer({ TRIPLINE_DATA_DIR: dir, HOST: '127.0.0.1', PORT: String(port) });
     started.push(server);
     expect(await server.exited).toBe(1);
+    await server.outputClosed;
     expect(server.output()).toContain(`127.0.0.1:${port}`);
     expect(server.output()).toContain('already in use');
     expect(server.output()).toContain('PORT');
@@ -120,6 +121,7 @@ describe('the server under npm start', () => {
 
       server.child.kill(signal);
       expect(await server.exited).toBe(0);
+      await server.outputClosed;
       expect(server.output()).toContain(`"reason":"${signal}"`);
       expect(server.output()).toContain('"msg":"stopped"');
       expect(isRunning(pid!)).toBe(false);
