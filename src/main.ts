@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { createApp } from './app.js';
 import { bootstrap, loadMasterKey } from './bootstrap.js';
 import { systemClock } from './clock.js';
@@ -19,9 +19,69 @@ function readConfig(): Config {
   }
 }
 
-function main(): void {
+/** `host:port`, with an IPv6 host in brackets. */
+function formatAddress(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+function listenFailure(error: NodeJS.ErrnoException, address: string): string {
+  const start = `Tripline cannot listen on ${address}`;
+  switch (error.code) {
+    case 'EADDRINUSE':
+      return `${start}: the address is already in use (another Tripline, or another program). Stop it, or set PORT (or HOST) to a free address; PORT=0 picks a free port.`;
+    case 'EACCES':
+      return `${start}: permission denied (ports below 1024 need privileges). Set PORT to 1024 or above.`;
+    case 'EADDRNOTAVAIL':
+      return `${start}: HOST is not an address of this machine. Set HOST to one of its addresses, such as 127.0.0.1, or 0.0.0.0 for all of them.`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `${start}: HOST could not be resolved. Set HOST to an address of this machine, such as 127.0.0.1.`;
+    default:
+      return `${start}: ${error.message}. Check PORT and HOST.`;
+  }
+}
+
+/**
+ * Binds `server` to the configured address. When that fails (address in use, port not
+ * allowed, unknown host), prints why and how to fix it, and exits 1.
+ */
+function listen(server: Server, config: Config): Promise<void> {
+  return new Promise((resolve) => {
+    const fail = (error: NodeJS.ErrnoException) => {
+      process.stderr.write(`${listenFailure(error, formatAddress(config.host, config.port))}\n`);
+      process.exit(1);
+    };
+    server.once('error', fail);
+    server.listen(config.port, config.host, () => {
+      server.off('error', fail);
+      resolve();
+    });
+  });
+}
+
+/**
+ * Calls `onGone` once the parent process has exited. npm passes SIGTERM and SIGINT on to the
+ * server, but a SIGKILLed npm passes on nothing, and the server would keep serving, orphaned.
+ */
+function watchParent(onGone: () => void): void {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    onGone();
+  }, 500);
+  timer.unref();
+}
+
+async function main(): Promise<void> {
   const config = readConfig();
   const logger = createLogger(config.logLevel);
+  // Bind before anything is created: a start that cannot serve must leave no data directory,
+  // database or key behind. Nothing is answered before the handlers are attached below, since
+  // the rest of the start runs synchronously after the bind.
+  const server = createServer();
+  await listen(server, config);
+
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const storage = openDatabase(config.databaseFile);
   const master = loadMasterKey(config);
@@ -41,36 +101,37 @@ function main(): void {
   };
   const first = bootstrap(storage.db, config);
   const app = createApp(deps);
-  const server = createServer(app.handle);
+  server.on('request', app.handle);
   app.attach(server);
+  app.start();
 
-  server.listen(config.port, config.host, () => {
-    app.start();
-    const address = server.address();
-    const port = typeof address === 'object' && address ? address.port : config.port;
-    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-    const url = `http://${host}:${port}/graphql`;
-    logger.info({ url, dataDir: config.dataDir }, 'Tripline is listening');
-    const lines = [`\nTripline is running: ${url} (GraphiQL in a browser)`];
-    if (first) {
-      lines.push(
-        `First start: created the admin user and the "${first.entity}" entity.`,
-        `Admin API key (shown once${first.keyFile ? `, saved to ${first.keyFile}` : ''}):`,
-        `  ${first.apiKey}`,
-        `Try: curl -s ${url} -H 'content-type: application/json' -H 'authorization: Bearer ${first.apiKey}' -d '{"query":"{ viewer { user { name } } }"}'`,
-      );
-    }
-    process.stdout.write(`${lines.join('\n')}\n\n`);
-  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const url = `http://${formatAddress(config.host, port)}/graphql`;
+  logger.info({ url, dataDir: config.dataDir }, 'Tripline is listening');
+  const lines = [`\nTripline is running: ${url} (GraphiQL in a browser)`];
+  if (first) {
+    lines.push(
+      `First start: created the admin user and the "${first.entity}" entity.`,
+      `Admin API key (shown once${first.keyFile ? `, saved to ${first.keyFile}` : ''}):`,
+      `  ${first.apiKey}`,
+      `Try: curl -s ${url} -H 'content-type: application/json' -H 'authorization: Bearer ${first.apiKey}' -d '{"query":"{ viewer { user { name } } }"}'`,
+    );
+  }
+  process.stdout.write(`${lines.join('\n')}\n\n`);
 
   let stopping = false;
-  const stop = async (signal: string) => {
+  const stop = async (reason: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, 'stopping: no new deliveries; finishing those in flight');
-    server.close();
-    server.closeIdleConnections();
+    logger.info(
+      { reason },
+      'stopping: /readyz answers 503, no new deliveries; finishing those in flight',
+    );
+    // The listener stays open while deliveries drain, so probes and clients get answers
+    // (503 from /readyz) rather than refused connections.
     await app.stop(config.shutdownGraceMs);
+    server.close();
     server.closeAllConnections();
     storage.close();
     logger.info('stopped');
@@ -78,6 +139,9 @@ function main(): void {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+  // npm sets npm_lifecycle_event for the scripts it runs; `npm start` execs node, so the
+  // parent is npm itself.
+  if (process.env.npm_lifecycle_event) watchParent(() => void stop('parent process exited'));
 }
 
-main();
+void main();

@@ -1,9 +1,16 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type ServerProcess, startServer } from './support/process.js';
-import { type Receiver, startReceiver } from './support/receiver.js';
+import {
+  isRunning,
+  killServer,
+  type ServerProcess,
+  type StartOptions,
+  startServer,
+} from './support/process.js';
+import { type Receiver, type ReceiverResponse, startReceiver } from './support/receiver.js';
 
 const KEY = 'tl_crash-test-admin-key';
 const started: ServerProcess[] = [];
@@ -11,7 +18,7 @@ let receiver: Receiver | undefined;
 let dir: string | undefined;
 
 afterEach(async () => {
-  for (const s of started.splice(0)) s.child.kill('SIGKILL');
+  for (const s of started.splice(0)) killServer(s);
   await receiver?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -30,18 +37,25 @@ async function gql(url: string, query: string, variables: Record<string, unknown
   return body.data!;
 }
 
-function server(dataDir: string, env: Record<string, string> = {}): ServerProcess {
-  const s = startServer({
-    TRIPLINE_DATA_DIR: dataDir,
-    TRIPLINE_ADMIN_API_KEY: KEY,
-    TRIPLINE_OUTBOUND_ALLOW: '127.0.0.1',
-    // A short lease, so a killed server's runs are taken again soon; it must exceed the
-    // deadline of an attempt plus a second.
-    TRIPLINE_DELIVERY_LEASE_MS: '2000',
-    TRIPLINE_DELIVERY_POLL_MS: '50',
-    TRIPLINE_DELIVERY_TIMEOUT_MS: '900',
-    ...env,
-  });
+function server(
+  dataDir: string,
+  env: Record<string, string> = {},
+  options: StartOptions = {},
+): ServerProcess {
+  const s = startServer(
+    {
+      TRIPLINE_DATA_DIR: dataDir,
+      TRIPLINE_ADMIN_API_KEY: KEY,
+      TRIPLINE_OUTBOUND_ALLOW: '127.0.0.1',
+      // A short lease, so a killed server's runs are taken again soon; it must exceed the
+      // deadline of an attempt plus a second.
+      TRIPLINE_DELIVERY_LEASE_MS: '2000',
+      TRIPLINE_DELIVERY_POLL_MS: '50',
+      TRIPLINE_DELIVERY_TIMEOUT_MS: '900',
+      ...env,
+    },
+    options,
+  );
   started.push(s);
   return s;
 }
@@ -111,6 +125,16 @@ async function finishedRuns(url: string, count: number): Promise<RunView[]> {
 /** The statuses of {@link finishedRuns}. */
 async function waitForRuns(url: string, count: number): Promise<string[]> {
   return (await finishedRuns(url, count)).map((run) => run.status);
+}
+
+/** Status of `GET /readyz` over a new connection: the listener itself must accept it. */
+function readyz(graphqlUrl: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    get(graphqlUrl.replace('/graphql', '/readyz'), { agent: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    }).on('error', reject);
+  });
 }
 
 describe('crash safety', () => {
@@ -197,5 +221,41 @@ describe('crash safety', () => {
     expect(new Set(ids)).toEqual(new Set([runIds[0]]));
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
+  }, 60_000);
+
+  it('under npm start, /readyz answers 503 from SIGTERM while a delivery drains, on new connections, until it finishes', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tripline-drain-'));
+    let release: (response: ReceiverResponse) => void = () => {};
+    const held = new Promise<ReceiverResponse>((resolve) => {
+      release = resolve;
+    });
+    receiver = await startReceiver(() => held);
+    const first = server(
+      join(dir, 'data'),
+      { TRIPLINE_SHUTDOWN_GRACE_MS: '60000', LOG_LEVEL: 'info' },
+      { via: 'npm' },
+    );
+    const url = await first.url;
+    await setUp(url, receiver.url, 1);
+    await receiver.waitForRequests(1);
+    expect(await readyz(url)).toBe(200);
+
+    first.child.kill('SIGTERM');
+    // The signal is handled asynchronously; until then /readyz may still answer 200.
+    let status = 200;
+    for (let i = 0; i < 100 && status === 200; i += 1) {
+      status = await readyz(url);
+      if (status === 200) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(status).toBe(503);
+    expect(await readyz(url)).toBe(503);
+    expect(isRunning(first.serverPid()!)).toBe(true);
+
+    release({ status: 200, body: 'ok' });
+    expect(await first.exited).toBe(0);
+    await first.outputClosed;
+    expect(first.output()).toContain('"msg":"stopped"');
+    await expect(readyz(url)).rejects.toThrow(/ECONNREFUSED/);
+    expect(receiver.requests).toHaveLength(1);
   }, 60_000);
 });

@@ -1,14 +1,17 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type ServerProcess, startServer } from './support/process.js';
+import { isRunning, killServer, type ServerProcess, startServer } from './support/process.js';
 
 const started: ServerProcess[] = [];
 const dirs: string[] = [];
-afterEach(() => {
-  for (const s of started.splice(0)) s.child.kill('SIGKILL');
+const occupied: Server[] = [];
+afterEach(async () => {
+  for (const s of started.splice(0)) killServer(s);
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  for (const o of occupied.splice(0)) await new Promise((resolve) => o.close(resolve));
 });
 
 function dataDir(): string {
@@ -97,4 +100,61 @@ describe('the server process', () => {
     expect(problem).toContain('TRIPLINE_DELIVERY_LEASE_MS (6000) must exceed');
     expect(problem).toContain('TRIPLINE_DELIVERY_TIMEOUT_MS (5000)');
   });
+  it('exits 1 naming the address when the port is taken, before creating anything', async () => {
+    const other = createServer();
+    occupied.push(other);
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    const port = (other.address() as { port: number }).port;
+    const dir = dataDir();
+
+    const server = startServer({ TRIPLINE_DATA_DIR: dir, HOST: '127.0.0.1', PORT: String(port) });
+    started.push(server);
+    expect(await server.exited).toBe(1);
+    await server.outputClosed;
+    expect(server.output()).toContain(`127.0.0.1:${port}`);
+    expect(server.output()).toContain('already in use');
+    expect(server.output()).toContain('PORT');
+    expect(server.output()).not.toContain('Internal error');
+    expect(existsSync(dir)).toBe(false);
+  });
+});
+
+describe('the server under npm start', () => {
+  it.each(['SIGTERM', 'SIGINT'] as const)(
+    '%s to the npm process reaches the server, which stops gracefully; npm exits 0 and leaves no server behind',
+    async (signal) => {
+      const server = startServer(
+        { TRIPLINE_DATA_DIR: dataDir(), LOG_LEVEL: 'info' },
+        { via: 'npm' },
+      );
+      started.push(server);
+      const url = await server.url;
+      expect((await fetch(url.replace('/graphql', '/readyz'))).status).toBe(200);
+      const pid = server.serverPid();
+      expect(pid).toBeDefined();
+      expect(pid).not.toBe(server.child.pid);
+
+      server.child.kill(signal);
+      expect(await server.exited).toBe(0);
+      await server.outputClosed;
+      expect(server.output()).toContain(`"reason":"${signal}"`);
+      expect(server.output()).toContain('"msg":"stopped"');
+      expect(isRunning(pid!)).toBe(false);
+    },
+    30_000,
+  );
+
+  it('stops gracefully by itself when npm dies without passing a signal on', async () => {
+    const server = startServer({ TRIPLINE_DATA_DIR: dataDir(), LOG_LEVEL: 'info' }, { via: 'npm' });
+    started.push(server);
+    await server.url;
+    const pid = server.serverPid()!;
+
+    server.child.kill('SIGKILL');
+    await server.exited;
+    await server.outputClosed;
+    expect(isRunning(pid)).toBe(false);
+    expect(server.output()).toContain('"reason":"parent process exited"');
+    expect(server.output()).toContain('"msg":"stopped"');
+  }, 30_000);
 });

@@ -1,7 +1,8 @@
 import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Database from 'better-sqlite3';
+import type BetterSqlite3 from 'better-sqlite3';
 import { type BetterSQLite3Database, drizzle } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import * as schema from './schema.js';
@@ -10,9 +11,20 @@ export type Db = BetterSQLite3Database<typeof schema>;
 
 export interface Storage {
   db: Db;
-  sqlite: Database.Database;
+  sqlite: BetterSqlite3.Database;
   close(): void;
 }
+
+/**
+ * The SQLite driver for the running Node.js; both versions have the same API. better-sqlite3 12
+ * wraps its objects with node::ObjectWrap, which, compiled against Node 24.19+ headers, aborts
+ * the process whenever the garbage collector frees a statement outside JavaScript
+ * (nodejs/node#65446; not fixed in 12.x). better-sqlite3 13 is built on Node-API and ships its
+ * binaries, but needs Node-API 10 (Node 22.14 and later) and crashes on Node 20.
+ */
+const Database: typeof BetterSqlite3 = createRequire(import.meta.url)(
+  Number(process.versions.napi) >= 10 ? 'better-sqlite3-napi' : 'better-sqlite3',
+);
 
 const migrationsFolder = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'drizzle');
 

@@ -1,21 +1,42 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
 export interface ServerProcess {
+  /** The process started: node running the server, or npm. */
   child: ChildProcess;
-  /** Everything written to stdout so far. */
+  /** Everything written to stdout and stderr so far. */
   output(): string;
   /** Resolves with the GraphQL URL once the server listens. */
   url: Promise<string>;
-  /** Resolves with the exit code (or signal) when the process ends. */
+  /** Resolves with the exit code (or signal) when `child` ends. */
   exited: Promise<number | string>;
+  /** Resolves when every process holding the output has ended (the server too, under npm). */
+  outputClosed: Promise<void>;
+  /** The server's own process id, from its log (needs `LOG_LEVEL` info or lower), once it listens. */
+  serverPid(): number | undefined;
 }
 
-/** Starts `src/main.ts` as `npm start` does, with `env` added to this process's environment. */
-export function startServer(env: Record<string, string>): ServerProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+export interface StartOptions {
+  /**
+   * `node` (default) starts `node --import tsx src/main.ts`; `npm` starts `npm start`, as a
+   * supervisor or a container runtime would, so `child` is the npm process.
+   */
+  via?: 'node' | 'npm';
+}
+
+/** Starts the server with `env` added to this process's environment. */
+export function startServer(
+  env: Record<string, string>,
+  options: StartOptions = {},
+): ServerProcess {
+  const [command, args] =
+    options.via === 'npm'
+      ? ['npm', ['start']]
+      : [process.execPath, ['--import', 'tsx', 'src/main.ts']];
+  const child = spawn(command, args, {
     cwd: root,
     env: { ...process.env, PORT: '0', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -36,5 +57,34 @@ export function startServer(env: Record<string, string>): ServerProcess {
   const exited = new Promise<number | string>((resolve) => {
     child.on('exit', (code, signal) => resolve(code ?? signal ?? -1));
   });
-  return { child, output: () => out, url, exited };
+  const outputClosed = new Promise<void>((resolve) => child.stdout?.on('close', resolve));
+  const serverPid = () => {
+    const line = out.split('\n').find((l) => l.includes('"msg":"Tripline is listening"'));
+    return line ? (JSON.parse(line) as { pid: number }).pid : undefined;
+  };
+  return { child, output: () => out, url, exited, outputClosed, serverPid };
+}
+
+/**
+ * Whether process `pid` is still running. An exited process that nobody has reaped yet (a
+ * zombie, as an orphan can be for a while) is not running.
+ */
+export function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+/** Kills `server` and, when npm started it, the server process too, so no test leaves one behind. */
+export function killServer(server: ServerProcess): void {
+  const pid = server.serverPid();
+  server.child.kill('SIGKILL');
+  if (pid !== undefined && isRunning(pid)) process.kill(pid, 'SIGKILL');
 }
