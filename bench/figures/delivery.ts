@@ -11,6 +11,7 @@ import {
   type Row,
   round,
 } from '../lib/figure.js';
+import { cpuShare } from '../lib/http.js';
 import { spawnNodeScript } from '../lib/process.js';
 import type { Arrival } from '../lib/receiver.js';
 import { cloneDataDir, seedQueuedRuns } from '../lib/seed.js';
@@ -20,6 +21,8 @@ const TIMEOUT_MS = 300_000;
 
 interface Measured {
   perSecond: number;
+  /** Share of a core the receiver's process used meanwhile; near 1, it set the pace. */
+  receiverCpuShare: number;
   /** Whether the first request's Standard Webhooks signature verified with the action's secret. */
   signed: boolean;
   body: Buffer;
@@ -41,7 +44,10 @@ export const delivery: Figure = {
       });
       const counter = receiver.count();
       const stop = await start();
+      let cpu = process.cpuUsage();
       try {
+        await counter.waitFor(1, TIMEOUT_MS);
+        cpu = process.cpuUsage();
         await counter.waitFor(runs, TIMEOUT_MS);
       } finally {
         counter.stop();
@@ -49,7 +55,8 @@ export const delivery: Figure = {
         await stop();
       }
       const signed = verifySignature({ secret, headers: first!.headers, body: first!.body });
-      return { perSecond: counter.rate(), signed, body: first!.body };
+      const receiverCpuShare = cpuShare(cpu, (counter.last - counter.first) / 1000);
+      return { perSecond: counter.rate(), receiverCpuShare, signed, body: first!.body };
     };
 
     const results: { concurrency: number; server: Measured; raw: Measured }[] = [];
@@ -102,6 +109,8 @@ export const delivery: Figure = {
               [`c${r.concurrency}RunsPerSecond`, round(r.server.perSecond, 1)],
               [`c${r.concurrency}RawPerSecond`, round(r.raw.perSecond, 1)],
               [`c${r.concurrency}Ratio`, round(ratios[i]!, 4)],
+              [`c${r.concurrency}ReceiverCpuShare`, round(r.server.receiverCpuShare, 2)],
+              [`c${r.concurrency}RawReceiverCpuShare`, round(r.raw.receiverCpuShare, 2)],
             ]),
           ),
           bodyBytes: results[0]!.server.body.length,

@@ -99,6 +99,8 @@ export const emitSubscribers: Figure = {
           ratio: round(ratio, 4),
           updatesStillArrivingAfterLoadMs: Math.round(drainMs / rounds),
           failures: withSubscribers.failures + without.failures,
+          loadCpuShareWith: round(withSubscribers.loadCpuShare, 2),
+          loadCpuShareWithout: round(without.loadCpuShare, 2),
         },
       },
     ];

@@ -155,6 +155,8 @@ export const requests: Figure = {
               authenticatedP99Ms: typename.latencyP99Ms,
               bareP99Ms: bareYoga.latencyP99Ms,
               failures: typename.failures + bareYoga.failures,
+              loadCpuShareBare: round(bareYoga.loadCpuShare, 2),
+              loadCpuShareAuthenticated: round(typename.loadCpuShare, 2),
             },
           },
           ...CASES.map((c, i) => {
@@ -176,6 +178,7 @@ export const requests: Figure = {
                 emitP50Ms: e.latencyP50Ms,
                 emitP99Ms: e.latencyP99Ms,
                 failures: e.failures,
+                loadCpuShare: round(e.loadCpuShare, 2),
               },
             };
           }),

@@ -73,6 +73,11 @@ export interface Throughput {
   latencyP99Ms: number;
   /** Non-2xx answers, connection errors and timeouts: any of them spoils the figure. */
   failures: number;
+  /**
+   * Share of a core this process (the load generator) used meanwhile. Near 1, the load, not the
+   * server, set the pace, and the figure understates the server.
+   */
+  loadCpuShare: number;
 }
 
 /**
@@ -89,6 +94,7 @@ export async function hammer(options: {
   idle: readonly number[];
 }): Promise<Throughput> {
   for (const pid of options.idle) await waitIdle(pid);
+  const cpu = process.cpuUsage();
   const result = await autocannon({
     url: options.url,
     method: 'POST',
@@ -106,7 +112,14 @@ export async function hammer(options: {
     latencyP50Ms: result.latency.p50,
     latencyP99Ms: result.latency.p99,
     failures: result.non2xx + result.errors + result.timeouts,
+    loadCpuShare: cpuShare(cpu, result.duration),
   };
+}
+
+/** Share of one core this process used since `since` (a process.cpuUsage()), over `seconds`. */
+export function cpuShare(since: NodeJS.CpuUsage, seconds: number): number {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / 1e6 / seconds;
 }
 
 /** Adds up rounds of {@link hammer} against one target into one figure. */
@@ -121,6 +134,7 @@ export function combine(rounds: readonly Throughput[]): Throughput {
     latencyP50Ms: Math.max(...rounds.map((r) => r.latencyP50Ms)),
     latencyP99Ms: Math.max(...rounds.map((r) => r.latencyP99Ms)),
     failures: rounds.reduce((sum, r) => sum + r.failures, 0),
+    loadCpuShare: Math.max(...rounds.map((r) => r.loadCpuShare)),
   };
 }
 
