@@ -40,6 +40,8 @@ export interface TriplineServer {
    * what is retained, not garbage not yet collected. Needs `inspect` at start.
    */
   collectGarbage(): Promise<void>;
+  /** Bytes of the V8 heap in use, through the inspector. Needs `inspect` at start. */
+  heapUsed(): Promise<number>;
 }
 
 export interface StartOptions {
@@ -83,6 +85,13 @@ export async function startTripline(options: StartOptions): Promise<TriplineServ
         if (!inspector) throw new Error('start the server with `inspect` to collect garbage');
         await inspectorCall(inspector, 'HeapProfiler.collectGarbage');
       },
+      async heapUsed() {
+        if (!inspector) throw new Error('start the server with `inspect` to read its heap');
+        const usage = (await inspectorCall(inspector, 'Runtime.getHeapUsage')) as {
+          usedSize: number;
+        };
+        return usage.usedSize;
+      },
     };
   } catch (error) {
     await child.stop(0);
@@ -90,18 +99,22 @@ export async function startTripline(options: StartOptions): Promise<TriplineServ
   }
 }
 
-/** Sends one Chrome DevTools Protocol command to the inspector at `url` and waits for its reply. */
-function inspectorCall(url: string, method: string): Promise<void> {
+/** Sends one Chrome DevTools Protocol command to the inspector at `url`; resolves with its result. */
+function inspectorCall(url: string, method: string): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(url);
     socket.once('error', reject);
     socket.once('open', () => socket.send(JSON.stringify({ id: 1, method })));
     socket.on('message', (data: Buffer) => {
-      const reply = JSON.parse(data.toString('utf8')) as { id?: number; error?: unknown };
+      const reply = JSON.parse(data.toString('utf8')) as {
+        id?: number;
+        error?: unknown;
+        result?: unknown;
+      };
       if (reply.id !== 1) return;
       socket.close();
       if (reply.error) reject(new Error(`${method}: ${JSON.stringify(reply.error)}`));
-      else resolve();
+      else resolve(reply.result);
     });
   });
 }
