@@ -18,7 +18,7 @@
 // change can be compared with one before. Only ratios carry between machines and runs; timings
 // are never asserted anywhere.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -96,6 +96,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+const loadAtStart = loadavg()[0]!.toFixed(2);
 const profiles: string[] = [];
 const rows: Row[] = [];
 const failures: { figure: string; error: string }[] = [];
@@ -152,6 +153,11 @@ try {
   await closeHttp();
 }
 const totalSeconds = (performance.now() - begin) / 1000;
+// Other work on the machine slows every figure; the load average says how much there was.
+const load = {
+  atStart: loadAtStart,
+  atEnd: loadavg()[0]!.toFixed(2),
+};
 
 const cell = (text: string) => text.replace(/\|/g, '\\|');
 const table = [
@@ -163,8 +169,14 @@ const table = [
   ),
 ].join('\n');
 process.stdout.write(
-  `\n${args.quick ? 'Quick run' : 'Full run'} on ${machine.cores} cores (${machine.cpu}), Node ${machine.node}, ${machine.pinning}; ${totalSeconds.toFixed(0)} s\n\n${table}\n`,
+  `\n${args.quick ? 'Quick run' : 'Full run'} on ${machine.cores} cores (${machine.cpu}), Node ${machine.node}, ${machine.pinning}; ${totalSeconds.toFixed(0)} s; load average ${load.atStart} at start, ${load.atEnd} at end\n\n${table}\n`,
 );
+for (const row of rows) {
+  const failed = Number(row.values.failures ?? 0);
+  if (failed > 0) {
+    process.stdout.write(`\nWARNING: ${failed} requests failed during "${row.figure}"\n`);
+  }
+}
 for (const failure of failures)
   process.stdout.write(`\n${failure.figure} FAILED:\n${failure.error}\n`);
 if (profiles.length > 0) {
@@ -180,6 +192,7 @@ const results = {
   figures: selected.map((f) => f.id),
   seconds: Math.round(totalSeconds),
   machine,
+  loadAverage: load,
   rows,
   failures,
 };
