@@ -171,6 +171,9 @@ const table = [
 process.stdout.write(
   `\n${args.quick ? 'Quick run' : 'Full run'} on ${machine.cores} cores (${machine.cpu}), Node ${machine.node}, ${machine.pinning}; ${totalSeconds.toFixed(0)} s; load average ${load.atStart} at start, ${load.atEnd} at end\n\n${table}\n`,
 );
+if (args.quick) {
+  process.stdout.write('\nQuick runs are single short rounds: a smoke test, not figures.\n');
+}
 for (const row of rows) {
   const failed = Number(row.values.failures ?? 0);
   if (failed > 0) {
