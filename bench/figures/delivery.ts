@@ -1,0 +1,122 @@
+// Delivery throughput: runs delivered per second by the engine, against a raw undici loop that
+// POSTs the same signed body to the same receiver with the same number of requests in flight.
+// Both are counted by the receiver, from the first arrival to the last, so start-up is left out.
+// The runs are queued before the server starts (lib/seed.ts), so the engine finds a full queue.
+import { verifySignature } from '../../src/delivery/signing.js';
+import {
+  type BenchContext,
+  type Figure,
+  formatRate,
+  formatRatio,
+  type Row,
+  round,
+} from '../lib/figure.js';
+import { cpuShare } from '../lib/http.js';
+import { spawnNodeScript } from '../lib/process.js';
+import type { Arrival } from '../lib/receiver.js';
+import { cloneDataDir, seedQueuedRuns } from '../lib/seed.js';
+
+const CONCURRENCIES = [8, 64] as const;
+const TIMEOUT_MS = 300_000;
+
+interface Measured {
+  perSecond: number;
+  /** Share of a core the receiver's process used meanwhile; near 1, it set the pace. */
+  receiverCpuShare: number;
+  /** Whether the first request's Standard Webhooks signature verified with the action's secret. */
+  signed: boolean;
+  body: Buffer;
+}
+
+export const delivery: Figure = {
+  id: 'delivery',
+  async run(context: BenchContext): Promise<Row[]> {
+    const runs = context.quick ? 500 : 5_000;
+    const secret = context.template.fastSigningSecret;
+    const { receiver } = context;
+
+    /** Counts `runs` arrivals while `start` runs; keeps the first request to check and reuse. */
+    const measure = async (start: () => Promise<() => Promise<unknown>>): Promise<Measured> => {
+      let first: Arrival | undefined;
+      const stopInspecting = receiver.inspect((arrival) => {
+        first ??= arrival;
+        stopInspecting();
+      });
+      const counter = receiver.count();
+      const stop = await start();
+      let cpu = process.cpuUsage();
+      try {
+        await counter.waitFor(1, TIMEOUT_MS);
+        cpu = process.cpuUsage();
+        await counter.waitFor(runs, TIMEOUT_MS);
+      } finally {
+        counter.stop();
+        stopInspecting();
+        await stop();
+      }
+      const signed = verifySignature({ secret, headers: first!.headers, body: first!.body });
+      const receiverCpuShare = cpuShare(cpu, (counter.last - counter.first) / 1000);
+      return { perSecond: counter.rate(), receiverCpuShare, signed, body: first!.body };
+    };
+
+    const results: { concurrency: number; server: Measured; raw: Measured }[] = [];
+    for (const concurrency of CONCURRENCIES) {
+      context.log(`delivery: ${runs} queued runs, concurrency ${concurrency}`);
+      const dataDir = cloneDataDir(context.template.dataDir);
+      seedQueuedRuns(dataDir, { entity: 'default', automation: 'deliveries', count: runs });
+      // Started now so its start-up overlaps the server's; it idles until given the body.
+      const loop = spawnNodeScript('bench/baselines/undici-loop.ts', {
+        args: [`${receiver.url}/ok`, String(concurrency), String(runs)],
+        env: { BENCH_SIGNING_SECRET: secret },
+      });
+      try {
+        const server = await measure(async () => {
+          const started = await context.startServer(dataDir, {
+            TRIPLINE_DELIVERY_CONCURRENCY: String(concurrency),
+          });
+          return () => started.stop();
+        });
+        context.log(`delivery: raw undici loop, concurrency ${concurrency}`);
+        await loop.waitFor(/^ready$/m);
+        const raw = await measure(async () => {
+          loop.child.stdin?.write(`${server.body.toString('base64')}\n`);
+          return async () => {
+            const code = await loop.exited;
+            if (code !== 0) throw new Error(`undici loop exited with ${code}:\n${loop.output()}`);
+          };
+        });
+        results.push({ concurrency, server, raw });
+      } finally {
+        await loop.stop();
+      }
+    }
+    const ratios = results.map((r) => r.server.perSecond / r.raw.perSecond);
+    const both = (pick: (r: (typeof results)[number], i: number) => string) =>
+      results.map(pick).join(' / ');
+    return [
+      {
+        figure: `runs delivered per second / raw undici loop POSTing the same signed bodies to the same receiver, concurrency ${CONCURRENCIES.join(' and ')}, ${runs.toLocaleString('en')} runs queued`,
+        measured: both((r) => formatRate(r.server.perSecond, 'runs/s')),
+        baseline: both((r) => formatRate(r.raw.perSecond, 'req/s')),
+        ratio: both((_, i) => formatRatio(ratios[i]!)),
+        goal: '≥ 0.5 both',
+        met: ratios.every((ratio) => ratio >= 0.5),
+        issue: '0.05 / 0.07',
+        values: {
+          runs,
+          ...Object.fromEntries(
+            results.flatMap((r, i) => [
+              [`c${r.concurrency}RunsPerSecond`, round(r.server.perSecond, 1)],
+              [`c${r.concurrency}RawPerSecond`, round(r.raw.perSecond, 1)],
+              [`c${r.concurrency}Ratio`, round(ratios[i]!, 4)],
+              [`c${r.concurrency}ReceiverCpuShare`, round(r.server.receiverCpuShare, 2)],
+              [`c${r.concurrency}RawReceiverCpuShare`, round(r.raw.receiverCpuShare, 2)],
+            ]),
+          ),
+          bodyBytes: results[0]!.server.body.length,
+          signaturesVerified: results.every((r) => r.server.signed && r.raw.signed),
+        },
+      },
+    ];
+  },
+};
