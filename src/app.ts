@@ -1,5 +1,4 @@
 import type { IncomingMessage, RequestListener, Server } from 'node:http';
-import { sql } from 'drizzle-orm';
 import { type DocumentNode, type ExecutionArgs, GraphQLError } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, useReadinessCheck } from 'graphql-yoga';
@@ -76,9 +75,9 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
     plugins: [
       useReadinessCheck({
         endpoint: '/readyz',
-        check: () => {
+        check: async () => {
           if (stopping) return false;
-          deps.db.get(sql`select 1`);
+          await deps.storage.ping();
           return true;
         },
       }),

@@ -1,15 +1,19 @@
 import { createGraphQLError } from 'graphql-yoga';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
-import type { Db } from './db/client.js';
 import type { Lookup } from './delivery/ssrf.js';
 import type { Logger } from './logger.js';
 import type { SecretBox } from './modules/secrets/box.js';
 import { authenticate, type Viewer } from './modules/users/service.js';
 import type { TriplinePubSub } from './pubsub.js';
+import type { Db } from './storage/sqlite/database.js';
+import type { Storage } from './storage/storage.js';
 
 /** Everything a service needs, passed in so tests can supply their own. */
 export interface AppDeps {
+  /** Every read and write of the data. */
+  storage: Storage;
+  /** The SQLite handle, for services not yet on the storage layer (transitional). */
   db: Db;
   secretBox: SecretBox;
   clock: Clock;

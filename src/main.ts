@@ -4,10 +4,10 @@ import { createApp } from './app.js';
 import { bootstrap, loadMasterKey } from './bootstrap.js';
 import { systemClock } from './clock.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
-import { openDatabase } from './db/client.js';
 import { createLogger } from './logger.js';
 import { createSecretBox } from './modules/secrets/box.js';
 import { createTriplinePubSub } from './pubsub.js';
+import { openSqliteStorage } from './storage/sqlite/storage.js';
 
 function readConfig(): Config {
   try {
@@ -83,7 +83,7 @@ async function main(): Promise<void> {
   await listen(server, config);
 
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  const storage = openDatabase(config.databaseFile);
+  const storage = openSqliteStorage(config.databaseFile);
   const master = loadMasterKey(config);
   if (master.generatedFile) {
     logger.warn(
@@ -92,6 +92,7 @@ async function main(): Promise<void> {
     );
   }
   const deps = {
+    storage,
     db: storage.db,
     secretBox: createSecretBox(master.key),
     clock: systemClock,
@@ -133,7 +134,7 @@ async function main(): Promise<void> {
     await app.stop(config.shutdownGraceMs);
     server.close();
     server.closeAllConnections();
-    storage.close();
+    await storage.close();
     logger.info('stopped');
     process.exit(0);
   };

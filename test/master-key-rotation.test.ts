@@ -18,8 +18,6 @@ import { type App, createApp } from '../src/app.js';
 import { bootstrap, loadMasterKey } from '../src/bootstrap.js';
 import { type Config, loadConfig } from '../src/config.js';
 import type { AppDeps } from '../src/context.js';
-import { openDatabase, type Storage } from '../src/db/client.js';
-import { actions, secrets } from '../src/db/schema.js';
 import {
   buildDeliveryRequest,
   DeliveryConfigurationError,
@@ -43,6 +41,9 @@ import {
 import { insertSecret, openSecret } from '../src/modules/secrets/service.js';
 import { createUser } from '../src/modules/users/service.js';
 import { createTriplinePubSub } from '../src/pubsub.js';
+import { openDatabase } from '../src/storage/sqlite/database.js';
+import { actions, secrets } from '../src/storage/sqlite/schema.js';
+import { openSqliteStorage, type SqliteStorage } from '../src/storage/sqlite/storage.js';
 import { type ServerProcess, startServer } from './support/process.js';
 import { type Receiver, startReceiver } from './support/receiver.js';
 
@@ -55,7 +56,7 @@ const STAMP = '2026-03-01T12-00-00-000Z';
 interface World {
   dir: string;
   config: Config;
-  storage: Storage;
+  storage: SqliteStorage;
   app: App;
   /** The box the app sealed with: the current key. */
   box: SecretBox;
@@ -97,9 +98,10 @@ const CREATE_WEBHOOK = `mutation($i: CreateWebhookActionInput!) { createWebhookA
 async function openWorld(env: Record<string, string> = {}): Promise<World> {
   const dir = tempDir();
   const config = loadConfig({ TRIPLINE_DATA_DIR: dir, LOG_LEVEL: 'silent', ...env });
-  const storage = openDatabase(config.databaseFile);
+  const storage = openSqliteStorage(config.databaseFile);
   const box = createSecretBox(loadMasterKey(config).key);
   const deps: AppDeps = {
+    storage,
     db: storage.db,
     secretBox: box,
     clock,
@@ -112,7 +114,7 @@ async function openWorld(env: Record<string, string> = {}): Promise<World> {
   const app = createApp(deps);
   cleanups.push(async () => {
     await app.stop(0);
-    storage.close();
+    await storage.close();
   });
 
   const values = new Map([

@@ -2,12 +2,12 @@ import { existsSync, readFileSync, writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { systemClock } from '../clock.js';
 import { type Config, ConfigError, loadConfig } from '../config.js';
-import { openDatabase } from '../db/client.js';
 import {
   type MasterKeyRotation,
   MasterKeyRotationError,
   rotateMasterKey,
 } from '../modules/secrets/rotate.js';
+import { openDatabase } from '../storage/sqlite/database.js';
 
 // Re-encrypts every secret under a new master key. Run it with the server STOPPED and with the
 // server's environment: a running server keeps the old key in memory, so secrets it creates or

@@ -1,11 +1,11 @@
 import { and, asc, count, eq, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
-import { actions, automations } from '../../db/schema.js';
 import { reservedHeaderReason } from '../../delivery/headers.js';
 import { generateSigningSecret } from '../../delivery/signing.js';
 import { slackWebhookUrlProblem } from '../../delivery/slack.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import { actions, automations } from '../../storage/sqlite/schema.js';
 import { type AuditAction, recordAudit } from '../audit/service.js';
 import { byName, type Page, type SortOrder } from '../connection.js';
 import { requireEntity, requireRole } from '../entities/access.js';

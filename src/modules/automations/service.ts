@@ -1,14 +1,14 @@
 import { and, asc, count, eq, inArray, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
+import { NotFoundError, ValidationError } from '../../errors.js';
+import { newId } from '../../ids.js';
 import {
   automationSecretRefs,
   automations,
   type EventType,
   type ScopeType,
   type SlackSeverity,
-} from '../../db/schema.js';
-import { NotFoundError, ValidationError } from '../../errors.js';
-import { newId } from '../../ids.js';
+} from '../../storage/sqlite/schema.js';
 import { getAction } from '../actions/service.js';
 import { type AuditAction, recordAudit } from '../audit/service.js';
 import { byCreation, type Page, type SortOrder } from '../connection.js';

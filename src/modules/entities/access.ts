@@ -1,7 +1,7 @@
 import { eq } from 'drizzle-orm';
 import type { Context } from '../../context.js';
-import { entities } from '../../db/schema.js';
 import { NotFoundError, PermissionDeniedError } from '../../errors.js';
+import { entities } from '../../storage/sqlite/schema.js';
 import type { Role, Viewer } from '../users/service.js';
 
 export type Entity = typeof entities.$inferSelect;

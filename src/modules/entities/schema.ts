@@ -1,6 +1,6 @@
 import { eq } from 'drizzle-orm';
 import { builder } from '../../builder.js';
-import { entities } from '../../db/schema.js';
+import { entities } from '../../storage/sqlite/schema.js';
 import { keysetConnection } from '../connection.js';
 import { decodeId } from '../global-id.js';
 import { ApiKeyRef, apiKeyConnection, RoleEnum, UserKindEnum, UserRef } from '../users/schema.js';

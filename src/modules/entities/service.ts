@@ -1,6 +1,5 @@
 import { and, asc, count, eq } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
-import { entities, memberships, users } from '../../db/schema.js';
 import {
   ConflictError,
   NotFoundError,
@@ -8,6 +7,7 @@ import {
   ValidationError,
 } from '../../errors.js';
 import { newId } from '../../ids.js';
+import { entities, memberships, users } from '../../storage/sqlite/schema.js';
 import { recordAudit } from '../audit/service.js';
 import type { Page, SortOrder } from '../connection.js';
 import { checkSlug } from '../names.js';

@@ -1,8 +1,8 @@
 import { and, count, eq, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
-import { artifactEvents, type EventType, triggeredRuns } from '../../db/schema.js';
 import { ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import { artifactEvents, type EventType, triggeredRuns } from '../../storage/sqlite/schema.js';
 import { aliasMatches } from '../automations/pattern.js';
 import { type Automation, candidateAutomations } from '../automations/service.js';
 import { byCreation, type Page, type SortOrder } from '../connection.js';

@@ -1,8 +1,8 @@
 import { and, count, eq, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
-import { artifactCollections, projects, registries } from '../../db/schema.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import { artifactCollections, projects, registries } from '../../storage/sqlite/schema.js';
 import { byName, type Page, type SortOrder } from '../connection.js';
 import { requireEntity } from '../entities/access.js';
 import { checkDescription, checkSlug } from '../names.js';

@@ -1,9 +1,14 @@
 import { and, asc, count, eq, inArray, or } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
-import { actions, automationSecretRefs, automations, secrets } from '../../db/schema.js';
 import { slackWebhookUrlProblem } from '../../delivery/slack.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import {
+  actions,
+  automationSecretRefs,
+  automations,
+  secrets,
+} from '../../storage/sqlite/schema.js';
 import { type AuditAction, recordAudit } from '../audit/service.js';
 import { SECRET_NAME_PATTERN } from '../automations/template.js';
 import { byName, type Page, type SortOrder } from '../connection.js';

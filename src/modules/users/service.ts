@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { and, count, eq, isNull } from 'drizzle-orm';
 import type { AppDeps } from '../../context.js';
-import { apiKeys, memberships, users } from '../../db/schema.js';
 import { NotFoundError, PermissionDeniedError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import { apiKeys, memberships, users } from '../../storage/sqlite/schema.js';
 import { recordAudit } from '../audit/service.js';
 import { byCreation, type Page, type SortOrder } from '../connection.js';
 import { checkName } from '../names.js';

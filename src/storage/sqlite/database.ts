@@ -9,7 +9,7 @@ import * as schema from './schema.js';
 
 export type Db = BetterSQLite3Database<typeof schema>;
 
-export interface Storage {
+export interface SqliteDatabase {
   db: Db;
   sqlite: BetterSqlite3.Database;
   close(): void;
@@ -26,14 +26,21 @@ const Database: typeof BetterSqlite3 = createRequire(import.meta.url)(
   Number(process.versions.napi) >= 10 ? 'better-sqlite3-napi' : 'better-sqlite3',
 );
 
-const migrationsFolder = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'drizzle');
+const migrationsFolder = join(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  '..',
+  '..',
+  'drizzle',
+  'sqlite',
+);
 
 /**
  * Opens (creating if needed) the SQLite database at `file`, in WAL mode with foreign keys on,
  * and applies every pending migration from `drizzle/`. Throws if a migration fails; the
  * database is then left as the failed migration's transaction found it.
  */
-export function openDatabase(file: string): Storage {
+export function openDatabase(file: string): SqliteDatabase {
   mkdirSync(dirname(file), { recursive: true });
   const sqlite = new Database(file);
   sqlite.pragma('journal_mode = WAL');
