@@ -113,10 +113,10 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
       sockets.push(wss);
       useServer<Record<string, unknown>, Record<string, unknown>>(
         {
-          onConnect: (ctx) => {
+          onConnect: async (ctx) => {
             // Refuse a bad key at connection time, before any subscription starts.
             try {
-              createContext(deps, authorizationOf(ctx as unknown as Record<string, unknown>));
+              await createContext(deps, authorizationOf(ctx as unknown as Record<string, unknown>));
               return true;
             } catch {
               return false;

@@ -35,14 +35,17 @@ export interface Context {
  * alike. Throws a GraphQL error with code `UNAUTHENTICATED` (HTTP 401) when the header is
  * missing, malformed, or names an unknown or revoked key.
  */
-export function createContext(deps: AppDeps, authorization: string | null | undefined): Context {
+export async function createContext(
+  deps: AppDeps,
+  authorization: string | null | undefined,
+): Promise<Context> {
   const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
   if (!match?.[1]) {
     throw unauthenticated(
       'Authentication required: send an API key as `Authorization: Bearer <key>`.',
     );
   }
-  const viewer = authenticate(deps, match[1]);
+  const viewer = await authenticate(deps, match[1]);
   if (!viewer) throw unauthenticated('The API key is unknown or has been revoked.');
   return { deps, viewer };
 }

@@ -102,8 +102,11 @@ const ACTION_FIELD = 'input.action';
  * the entity already has an automation of that name. The automation and the secrets its
  * templates name are written in one transaction.
  */
-export function createAutomation(ctx: Context, input: CreateAutomationInput): Automation {
-  const entity = requireEntity(ctx, input.entity, 'MEMBER');
+export async function createAutomation(
+  ctx: Context,
+  input: CreateAutomationInput,
+): Promise<Automation> {
+  const entity = await requireEntity(ctx, input.entity, 'MEMBER');
   const { db, clock } = ctx.deps;
   return db.transaction(() => {
     const scope = resolveScope(ctx.deps, entity.id, input.scope);

@@ -51,12 +51,12 @@ const OWNER_FOR_EVENT: Record<EventType, 'project' | 'registry' | 'either'> = {
  * runs unchanged. Throws ValidationError / NotFoundError naming the field for bad input; nothing
  * is stored then.
  */
-export function emitArtifactEvent(
+export async function emitArtifactEvent(
   ctx: Context,
   input: EmitArtifactEventInput,
-): { event: ArtifactEvent; runs: TriggeredRun[]; replayed: boolean } {
+): Promise<{ event: ArtifactEvent; runs: TriggeredRun[]; replayed: boolean }> {
   const { deps, viewer } = ctx;
-  const entity = requireEntity(ctx, input.entity, 'MEMBER');
+  const entity = await requireEntity(ctx, input.entity, 'MEMBER');
   const idempotencyKey = checkIdempotencyKey(input.idempotencyKey);
   if (idempotencyKey) {
     const first = findByIdempotencyKey(deps, entity.id, idempotencyKey);

@@ -29,7 +29,10 @@ export const hashApiKey = (key: string): string => createHash('sha256').update(k
  * Looks up the user behind an API key. Returns null for an unknown or revoked key; never throws
  * for bad input. Records when the key was last used, to the minute.
  */
-export function authenticate(deps: Pick<AppDeps, 'db' | 'clock'>, key: string): Viewer | null {
+export async function authenticate(
+  deps: Pick<AppDeps, 'db' | 'clock'>,
+  key: string,
+): Promise<Viewer | null> {
   const { db, clock } = deps;
   const row = db
     .select({ user: users, keyId: apiKeys.id, lastUsedAt: apiKeys.lastUsedAt })
