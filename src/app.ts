@@ -1,8 +1,5 @@
 import type { IncomingMessage, RequestListener, Server } from 'node:http';
-import { type DocumentNode, type ExecutionArgs, GraphQLError } from 'graphql';
-import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, useReadinessCheck } from 'graphql-yoga';
-import { WebSocketServer } from 'ws';
 import { type AppDeps, type Context, createContext } from './context.js';
 import {
   createDeliveryEngine,
@@ -13,6 +10,8 @@ import { useMutationRateLimits } from './limits/rate-limit.js';
 import { batchingOption, useRequestLimits } from './limits/request-limits.js';
 import { publishRunUpdate } from './modules/runs/service.js';
 import { schema } from './schema.js';
+import { createSubscriptionHub, type SubscriptionHub } from './subscriptions/hub.js';
+import { type GraphQLWebSocketServer, serveGraphQLOverWebSocket } from './subscriptions/ws.js';
 
 export interface AppOptions {
   /** Test seams of the delivery engine: jitter source and worker name. */
@@ -25,6 +24,8 @@ export interface App {
   /** Node request listener for `/graphql` (HTTP and server-sent events), `/healthz`, `/readyz`. */
   handle: RequestListener;
   engine: DeliveryEngine;
+  /** Shares subscription executions; `hub.size` counts subscribers. */
+  hub: SubscriptionHub;
   /** Serves graphql-ws on `server`'s WebSocket upgrades to `/graphql`. */
   attach(server: Server): void;
   /** Starts the delivery engine and wakes it whenever runs are queued. */
@@ -97,83 +98,48 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
     ...options.delivery,
   });
 
-  const sockets: WebSocketServer[] = [];
+  // Fan-out: graphql-ws subscriptions share executions through the hub (src/subscriptions/).
+  const hub = createSubscriptionHub(deps.logger);
+  const sockets: GraphQLWebSocketServer[] = [];
   let queuedRuns: AsyncGenerator<unknown> | undefined;
 
   return {
     yoga,
     handle: yoga as unknown as RequestListener,
     engine,
+    hub,
     attach(server) {
-      const wss = new WebSocketServer({
-        server,
-        path: yoga.graphqlEndpoint,
-        maxPayload: deps.config.maxRequestBytes,
-      });
-      sockets.push(wss);
-      useServer<Record<string, unknown>, Record<string, unknown>>(
-        {
-          onConnect: async (ctx) => {
-            // Refuse a bad key at connection time, before any subscription starts.
-            try {
-              await createContext(deps, authorizationOf(ctx as unknown as Record<string, unknown>));
-              return true;
-            } catch {
-              return false;
-            }
-          },
-          execute: (args) =>
-            (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
-          subscribe: (args) =>
-            (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(
-              args,
-            ) as never,
-          onSubscribe: async (ctx, _id, params) => {
-            const enveloped = yoga.getEnveloped({
-              ...ctx,
-              req: ctx.extra.request,
-              socket: ctx.extra.socket,
-              params,
-            });
-            let document: DocumentNode;
-            try {
-              document = enveloped.parse(params.query);
-            } catch (error) {
-              // A syntax error or a parse-time limit is the client's: answer it, keep the socket.
-              if (error instanceof GraphQLError) return [error];
-              throw error;
-            }
-            const args: ExecutionArgs = {
-              schema: enveloped.schema,
-              operationName: params.operationName ?? null,
-              document,
-              variableValues: params.variables ?? null,
-              contextValue: await enveloped.contextFactory(),
-              rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
-            };
-            const errors = enveloped.validate(args.schema, args.document);
-            return errors.length > 0 ? errors : args;
-          },
-        },
-        wss,
+      sockets.push(
+        serveGraphQLOverWebSocket({
+          server,
+          path: yoga.graphqlEndpoint,
+          maxPayload: deps.config.maxRequestBytes,
+          yoga,
+          hub,
+          logger: deps.logger,
+          // Refuse a bad key at connection time, before any subscription starts.
+          connect: (initial) =>
+            createContext(deps, authorizationOf(initial as unknown as Record<string, unknown>)).then(
+              () => true,
+              () => false,
+            ),
+        }),
       );
     },
     start() {
       engine.start();
-      const stream = deps.pubsub.subscribe('triggeredRunUpdated');
+      const stream = deps.pubsub.subscribe('runsUpdated');
       queuedRuns = stream;
       void (async () => {
-        for await (const run of stream) if (run.status === 'QUEUED') engine.wake();
+        for await (const runs of stream) if (runs.some((r) => r.status === 'QUEUED')) engine.wake();
       })();
     },
     async stop(graceMs) {
       stopping = true;
       await queuedRuns?.return(undefined);
       await engine.stop(graceMs);
-      for (const wss of sockets) {
-        for (const client of wss.clients) client.close(1001, 'Server stopping');
-        await new Promise<void>((resolve) => wss.close(() => resolve()));
-      }
+      await hub.close();
+      for (const wss of sockets) await wss.close();
     },
   };
 }

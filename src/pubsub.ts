@@ -1,18 +1,43 @@
 import { createPubSub, type PubSub, type PubSubEventTarget } from 'graphql-yoga';
-import type { triggeredRuns } from './storage/sqlite/schema.js';
+import type { RunStatus } from './storage/sqlite/schema.js';
 
-export type TriggeredRun = typeof triggeredRuns.$inferSelect;
+/**
+ * A run's state right after a change to it committed, as plain JSON: ids, strings, numbers, and
+ * times as epoch milliseconds. What a run's subscribers see of it; the engine's lease is left out.
+ */
+export interface RunUpdate {
+  id: string;
+  entityId: string;
+  eventId: string;
+  automationId: string | null;
+  automationName: string;
+  actionId: string | null;
+  projectId: string | null;
+  registryId: string | null;
+  status: RunStatus;
+  attemptCount: number;
+  result: string | null;
+  nextAttemptAt: number | null;
+  createdAt: number;
+  updatedAt: number | null;
+  finishedAt: number | null;
+}
 
-/** The channels of the server: each carries a snapshot taken right after its change committed. */
+/**
+ * The channels of the server. Messages survive a JSON round trip unchanged (no `Date`s, no class
+ * instances, no stored rows), so an event target that crosses processes can carry them.
+ */
 export type Channels = {
-  triggeredRunUpdated: [TriggeredRun];
+  /** Runs that changed in one commit, in the order they changed. */
+  runsUpdated: [RunUpdate[]];
 };
 
 export type TriplinePubSub = PubSub<Channels>;
 
 /**
- * The pub/sub that carries run status to subscribers. In-memory by default; pass a shared
- * `eventTarget` (e.g. one backed by Redis) to fan out across several server processes.
+ * The pub/sub that carries run updates to subscribers and to the delivery engine. In-memory by
+ * default; pass a shared `eventTarget` (e.g. one backed by Redis) to fan out across several
+ * server processes.
  */
 export function createTriplinePubSub(eventTarget?: PubSubEventTarget<Channels>): TriplinePubSub {
   return createPubSub<Channels>(eventTarget ? { eventTarget } : {});

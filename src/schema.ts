@@ -6,6 +6,7 @@ import './modules/entities/schema.js';
 import './modules/projects/schema.js';
 import './modules/events/schema.js';
 import './modules/runs/schema.js';
+import './modules/runs/subscription.js';
 import './modules/secrets/schema.js';
 import './modules/actions/schema.js';
 import './modules/actions/test-action.js';

@@ -38,26 +38,16 @@ export function fakeClock(
   };
 }
 
-/** An EventTarget that lets a test wait until subscribers are listening. */
-class CountingEventTarget extends EventTarget {
-  private count = 0;
-  private waiters: { count: number; resolve: () => void }[] = [];
-
-  override addEventListener(...args: Parameters<EventTarget['addEventListener']>): void {
-    super.addEventListener(...args);
-    this.count += 1;
-    for (const waiter of this.waiters.filter((w) => w.count <= this.count)) waiter.resolve();
-    this.waiters = this.waiters.filter((w) => w.count > this.count);
-  }
-
-  override removeEventListener(...args: Parameters<EventTarget['removeEventListener']>): void {
-    super.removeEventListener(...args);
-    this.count -= 1;
-  }
-
-  waitFor(count: number): Promise<void> {
-    if (this.count >= count) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push({ count, resolve }));
+/**
+ * An event target that hands every listener the message after a JSON round trip, as one backed
+ * by Redis does: whatever is published must survive serialisation.
+ */
+class JsonEventTarget extends EventTarget {
+  override dispatchEvent(event: Event): boolean {
+    const { detail } = event as CustomEvent<unknown>;
+    return super.dispatchEvent(
+      new CustomEvent(event.type, { detail: JSON.parse(JSON.stringify(detail)) }),
+    );
   }
 }
 
@@ -83,7 +73,7 @@ export interface TestApp {
    * belong to `default`.
    */
   stranger(): Promise<string>;
-  /** Resolves once `count` subscriptions listen on the pub/sub (so none misses a publish). */
+  /** Resolves once `count` subscriptions listen (so none misses a publish). */
   subscribers(count: number): Promise<void>;
   /** Listens on 127.0.0.1 at a free port, with WebSockets; returns the GraphQL URL. */
   listen(): Promise<string>;
@@ -101,7 +91,6 @@ export async function createTestApp(
   const config = loadConfig({ TRIPLINE_DATA_DIR: dataDir, LOG_LEVEL: 'debug', ...options.env });
   const storage = openSqliteStorage(config.databaseFile);
   const logLines: string[] = [];
-  const listeners = new CountingEventTarget();
   const sink = new Writable({
     write(chunk, _encoding, done) {
       logLines.push(String(chunk));
@@ -115,7 +104,7 @@ export async function createTestApp(
     clock: options.clock ?? { now: () => new Date() },
     logger: createLogger('debug', sink),
     config,
-    pubsub: createTriplinePubSub(listeners),
+    pubsub: createTriplinePubSub(new JsonEventTarget()),
   };
   const first = bootstrap(storage.db, config, deps.clock);
   if (!first) throw new Error('bootstrap did not run on a fresh database');
@@ -172,7 +161,16 @@ export async function createTestApp(
     gql,
     member,
     stranger,
-    subscribers: (count) => listeners.waitFor(count),
+    subscribers: (count) =>
+      new Promise((resolve) => {
+        const check = () => {
+          if (app.hub.size < count) return;
+          stop();
+          resolve();
+        };
+        const stop = app.hub.watch(check);
+        check();
+      }),
     listen: async () => {
       server = createServer(app.handle);
       app.attach(server);

@@ -15,7 +15,7 @@ import {
   insertCollection,
   resolveOwner,
 } from '../projects/service.js';
-import type { TriggeredRun } from '../runs/service.js';
+import { publishRuns, runUpdate, type TriggeredRun } from '../runs/service.js';
 
 export type ArtifactEvent = typeof artifactEvents.$inferSelect;
 
@@ -153,7 +153,7 @@ export async function emitArtifactEvent(
     );
     return { event, runs };
   });
-  for (const run of result.runs) deps.pubsub.publish('triggeredRunUpdated', run);
+  publishRuns(deps, result.runs.map(runUpdate));
   return { ...result, replayed: false };
 }
 

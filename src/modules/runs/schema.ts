@@ -1,16 +1,13 @@
-import { filter, pipe } from 'graphql-yoga';
 import { builder } from '../../builder.js';
 import { AutomationRef } from '../automations/schema.js';
 import { getAutomation } from '../automations/service.js';
 import { keysetConnection } from '../connection.js';
 import { hasRole } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
-import { findEntityByName } from '../entities/service.js';
 import { ArtifactEventRef } from '../events/schema.js';
 import { getEvent } from '../events/service.js';
 import { decodeId, storedIdOf } from '../global-id.js';
 import { ProjectRef, RegistryRef } from '../projects/schema.js';
-import { stillReadable } from '../users/service.js';
 import {
   countRuns,
   type DeliveryAttempt,
@@ -255,43 +252,5 @@ builder.mutationField('retryTriggeredRun', (t) =>
     errors: {},
     args: { id: t.arg.id({ description: 'Global ID of the run.' }) },
     resolve: (_root, { id }, ctx) => retryRun(ctx, decodeId(id, 'TriggeredRun', 'id')),
-  }),
-);
-
-builder.subscriptionType({ description: 'Live updates.' });
-
-builder.subscriptionField('triggeredRunUpdated', (t) =>
-  t.field({
-    type: TriggeredRunRef,
-    description:
-      'Every status change of runs in the entities you can read, in order, published after it is stored. Narrow it with the arguments.',
-    args: {
-      entity: t.arg.string({ required: false, description: 'Only runs of this entity (by name).' }),
-      automationId: t.arg.id({ required: false, description: 'Only runs of this automation.' }),
-      runId: t.arg.id({ required: false, description: 'Only this run.' }),
-      eventId: t.arg.id({ required: false, description: 'Only runs of this event.' }),
-    },
-    subscribe: (_root, args, ctx) => {
-      const automationId =
-        args.automationId && decodeId(args.automationId, 'Automation', 'automationId');
-      const runId = args.runId && decodeId(args.runId, 'TriggeredRun', 'runId');
-      const eventId = args.eventId && decodeId(args.eventId, 'ArtifactEvent', 'eventId');
-      // An entity you cannot read yields nothing, exactly like one that does not exist.
-      const entityId = args.entity
-        ? (findEntityByName(ctx.deps, args.entity)?.id ?? null)
-        : undefined;
-      return pipe(
-        ctx.deps.pubsub.subscribe('triggeredRunUpdated'),
-        filter(
-          (run: TriggeredRun) =>
-            (entityId === undefined || run.entityId === entityId) &&
-            (!automationId || run.automationId === automationId) &&
-            (!runId || run.id === runId) &&
-            (!eventId || run.eventId === eventId) &&
-            stillReadable(ctx.deps, ctx.viewer, run.entityId),
-        ),
-      );
-    },
-    resolve: (run) => run,
   }),
 );

@@ -1,12 +1,13 @@
 import { and, count, eq, gte, inArray, lte, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
-import type { TriggeredRun } from '../../pubsub.js';
+import type { RunUpdate } from '../../pubsub.js';
 import { deliveryAttempts, type RunStatus, triggeredRuns } from '../../storage/sqlite/schema.js';
 import { byCreation, type Page, type SortOrder } from '../connection.js';
 import { requireRole } from '../entities/access.js';
 
-export type { TriggeredRun };
+export type { RunUpdate };
+export type TriggeredRun = typeof triggeredRuns.$inferSelect;
 export type DeliveryAttempt = typeof deliveryAttempts.$inferSelect;
 
 export const FINISHED_STATUSES: readonly RunStatus[] = ['SUCCEEDED', 'FAILED', 'SKIPPED'];
@@ -15,13 +16,40 @@ export function getRun(deps: Pick<AppDeps, 'db'>, id: string): TriggeredRun | un
   return deps.db.select().from(triggeredRuns).where(eq(triggeredRuns.id, id)).get();
 }
 
+/** What subscribers are told of a run's state: its public fields, in plain JSON. */
+export function runUpdate(run: TriggeredRun): RunUpdate {
+  return {
+    id: run.id,
+    entityId: run.entityId,
+    eventId: run.eventId,
+    automationId: run.automationId,
+    automationName: run.automationName,
+    actionId: run.actionId,
+    projectId: run.projectId,
+    registryId: run.registryId,
+    status: run.status,
+    attemptCount: run.attemptCount,
+    result: run.result,
+    nextAttemptAt: run.nextAttemptAt?.getTime() ?? null,
+    createdAt: run.createdAt.getTime(),
+    updatedAt: run.updatedAt?.getTime() ?? null,
+    finishedAt: run.finishedAt?.getTime() ?? null,
+  };
+}
+
 /**
- * Publishes the run's current row on `triggeredRunUpdated`. Call it only after the transaction
- * that changed the run has committed, so subscribers never see a state that was rolled back.
+ * Publishes runs that changed in one commit, as one message on `runsUpdated`, to subscribers and
+ * to the delivery engine. Call it only after the transaction has committed, so nobody sees a
+ * state that was rolled back.
  */
+export function publishRuns(deps: Pick<AppDeps, 'pubsub'>, updates: RunUpdate[]): void {
+  if (updates.length > 0) deps.pubsub.publish('runsUpdated', updates);
+}
+
+/** Publishes the run's current state (see {@link publishRuns}). */
 export function publishRunUpdate(deps: Pick<AppDeps, 'db' | 'pubsub'>, runId: string): void {
   const run = getRun(deps, runId);
-  if (run) deps.pubsub.publish('triggeredRunUpdated', run);
+  if (run) publishRuns(deps, [runUpdate(run)]);
 }
 
 /** Which runs a history list shows; each absent condition matches everything. */
@@ -114,6 +142,6 @@ export function retryRun(ctx: Context, runId: string): TriggeredRun {
     .returning()
     .get();
   if (!queued) throw new ConflictError('id', 'The run changed state meanwhile; try again.');
-  ctx.deps.pubsub.publish('triggeredRunUpdated', queued);
+  publishRuns(ctx.deps, [runUpdate(queued)]);
   return queued;
 }
