@@ -119,7 +119,10 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
           logger: deps.logger,
           // Refuse a bad key at connection time, before any subscription starts.
           connect: (initial) =>
-            createContext(deps, authorizationOf(initial as unknown as Record<string, unknown>)).then(
+            createContext(
+              deps,
+              authorizationOf(initial as unknown as Record<string, unknown>),
+            ).then(
               () => true,
               () => false,
             ),

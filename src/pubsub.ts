@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { createPubSub, type PubSub, type PubSubEventTarget } from 'graphql-yoga';
 import type { RunStatus } from './storage/sqlite/schema.js';
 
@@ -40,5 +41,9 @@ export type TriplinePubSub = PubSub<Channels>;
  * server processes.
  */
 export function createTriplinePubSub(eventTarget?: PubSubEventTarget<Channels>): TriplinePubSub {
-  return createPubSub<Channels>(eventTarget ? { eventTarget } : {});
+  if (eventTarget) return createPubSub<Channels>({ eventTarget });
+  const inProcess = new EventTarget();
+  // Every distinct subscription listens, and the delivery engine: no warning at 11 listeners.
+  setMaxListeners(0, inProcess);
+  return createPubSub<Channels>({ eventTarget: inProcess });
 }

@@ -76,7 +76,9 @@ const nextFramePrefix = (id: string) => `{"id":${JSON.stringify(id)},"type":"nex
  * without the subprotocol, 4408 when `connection_init` is late, 4409 on a reused operation id,
  * 4429 on a second `connection_init`, 4500 when the server fails; 1001 when the server stops.
  */
-export function serveGraphQLOverWebSocket(options: GraphQLWebSocketOptions): GraphQLWebSocketServer {
+export function serveGraphQLOverWebSocket(
+  options: GraphQLWebSocketOptions,
+): GraphQLWebSocketServer {
   const { yoga, hub, logger } = options;
   const keepAliveMs = options.keepAliveMs ?? 12_000;
   const connectionInitWaitMs = options.connectionInitWaitMs ?? 3_000;
@@ -189,7 +191,11 @@ export function serveGraphQLOverWebSocket(options: GraphQLWebSocketOptions): Gra
           finish(
             error === undefined
               ? undefined
-              : [new GraphQLError(error instanceof GraphQLError ? error.message : 'Unexpected error.')],
+              : [
+                  new GraphQLError(
+                    error instanceof GraphQLError ? error.message : 'Unexpected error.',
+                  ),
+                ],
           ),
       },
     );
@@ -259,7 +265,10 @@ export function serveGraphQLOverWebSocket(options: GraphQLWebSocketOptions): Gra
     connections.set(socket, connection);
     const initWait = setTimeout(() => {
       if (!connection.initReceived) {
-        socket.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');
+        socket.close(
+          CloseCode.ConnectionInitialisationTimeout,
+          'Connection initialisation timeout',
+        );
       }
     }, connectionInitWaitMs);
     socket.on('pong', () => {

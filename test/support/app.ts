@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -43,6 +44,11 @@ export function fakeClock(
  * by Redis does: whatever is published must survive serialisation.
  */
 class JsonEventTarget extends EventTarget {
+  constructor() {
+    super();
+    setMaxListeners(0, this);
+  }
+
   override dispatchEvent(event: Event): boolean {
     const { detail } = event as CustomEvent<unknown>;
     return super.dispatchEvent(
