@@ -277,7 +277,10 @@ export function serveGraphQLOverWebSocket(
     socket.on('message', (data) => {
       receive(connection, String(data)).catch((error: unknown) => fail(socket, error));
     });
-    socket.once('error', (error) => fail(socket, error));
+    // A frame too large or malformed: `ws` closes with the right code (1009, 1002) itself.
+    socket.on('error', (error) =>
+      logger.debug({ err: error }, 'graphql-ws: a client broke the protocol'),
+    );
     socket.once('close', () => {
       clearTimeout(initWait);
       connections.delete(socket);

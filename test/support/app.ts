@@ -44,9 +44,21 @@ export function fakeClock(
  * by Redis does: whatever is published must survive serialisation.
  */
 class JsonEventTarget extends EventTarget {
+  listeners = 0;
+
   constructor() {
     super();
     setMaxListeners(0, this);
+  }
+
+  override addEventListener(...args: Parameters<EventTarget['addEventListener']>): void {
+    super.addEventListener(...args);
+    this.listeners += 1;
+  }
+
+  override removeEventListener(...args: Parameters<EventTarget['removeEventListener']>): void {
+    super.removeEventListener(...args);
+    this.listeners -= 1;
   }
 
   override dispatchEvent(event: Event): boolean {
@@ -79,6 +91,8 @@ export interface TestApp {
    * belong to `default`.
    */
   stranger(): Promise<string>;
+  /** How many listeners the pub/sub has: one per distinct subscription executing. */
+  listeners(): number;
   /** Resolves once `count` subscriptions listen (so none misses a publish). */
   subscribers(count: number): Promise<void>;
   /** Listens on 127.0.0.1 at a free port, with WebSockets; returns the GraphQL URL. */
@@ -103,6 +117,7 @@ export async function createTestApp(
       done();
     },
   });
+  const target = new JsonEventTarget();
   const deps: AppDeps = {
     storage,
     db: storage.db,
@@ -110,7 +125,7 @@ export async function createTestApp(
     clock: options.clock ?? { now: () => new Date() },
     logger: createLogger('debug', sink),
     config,
-    pubsub: createTriplinePubSub(new JsonEventTarget()),
+    pubsub: createTriplinePubSub(target),
   };
   const first = bootstrap(storage.db, config, deps.clock);
   if (!first) throw new Error('bootstrap did not run on a fresh database');
@@ -167,6 +182,7 @@ export async function createTestApp(
     gql,
     member,
     stranger,
+    listeners: () => target.listeners,
     subscribers: (count) =>
       new Promise((resolve) => {
         const check = () => {

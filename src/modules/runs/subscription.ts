@@ -24,25 +24,50 @@ const matches = (update: RunUpdate, wanted: WantedRuns) =>
  * Updates of the runs `wanted` names that the viewer may read, one at a time, in the order they
  * were published. Access is checked again on every update, so a revoked key or a removed member
  * stops receiving at once. The pub/sub listener is attached by the first `next()`, before anything
- * is awaited, so nothing published after that call is missed.
+ * is awaited, so nothing published after that call is missed; `return()` detaches it at once,
+ * also while a `next()` waits (an async generator would wait for the next publish first).
  */
-async function* runUpdates(ctx: Context, wanted: WantedRuns): AsyncGenerator<RunUpdate> {
-  const batches = ctx.deps.pubsub.subscribe('runsUpdated');
+function runUpdates(ctx: Context, wanted: WantedRuns): AsyncIterableIterator<RunUpdate> {
+  const batches = ctx.deps.pubsub.subscribe('runsUpdated')[Symbol.asyncIterator]();
+  let pending: readonly RunUpdate[] = [];
+  let taken = 0;
   // An entity you cannot read yields nothing, exactly like one that does not exist.
   let entityId: Promise<string | null> | undefined;
-  for await (const batch of batches) {
-    for (const update of batch) {
-      if (!matches(update, wanted)) continue;
-      if (wanted.entity) {
-        entityId ??= Promise.resolve(findEntityByName(ctx.deps, wanted.entity)).then(
-          (entity) => entity?.id ?? null,
-        );
-        if (update.entityId !== (await entityId)) continue;
-      }
-      if (!(await stillReadable(ctx.deps, ctx.viewer, update.entityId))) continue;
-      yield update;
+  const accepts = async (update: RunUpdate): Promise<boolean> => {
+    if (!matches(update, wanted)) return false;
+    if (wanted.entity) {
+      entityId ??= Promise.resolve(findEntityByName(ctx.deps, wanted.entity)).then(
+        (entity) => entity?.id ?? null,
+      );
+      if (update.entityId !== (await entityId)) return false;
     }
-  }
+    return stillReadable(ctx.deps, ctx.viewer, update.entityId);
+  };
+  return {
+    async next() {
+      for (;;) {
+        const update = pending[taken];
+        if (update) {
+          taken += 1;
+          if (await accepts(update)) return { value: update, done: false };
+          continue;
+        }
+        const batch = await batches.next();
+        if (batch.done) return { value: undefined, done: true };
+        // Every listener gets the same message: read it, never change it.
+        pending = batch.value;
+        taken = 0;
+      }
+    },
+    async return() {
+      pending = [];
+      await batches.return?.();
+      return { value: undefined, done: true };
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
 }
 
 /** The run as the `TriggeredRun` type reads it; an update carries no lease, which no field reads. */
