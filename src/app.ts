@@ -11,6 +11,7 @@ import { batchingOption, useRequestLimits } from './limits/request-limits.js';
 import { publishRunUpdate } from './modules/runs/service.js';
 import { schema } from './schema.js';
 import { createSubscriptionHub, type SubscriptionHub } from './subscriptions/hub.js';
+import { useSharedSubscriptions } from './subscriptions/sse.js';
 import { type GraphQLWebSocketServer, serveGraphQLOverWebSocket } from './subscriptions/ws.js';
 
 export interface AppOptions {
@@ -55,6 +56,8 @@ function authorizationOf(initial: Record<string, unknown>): string | undefined {
  */
 export function createApp(deps: AppDeps, options: AppOptions = {}): App {
   let stopping = false;
+  // Fan-out: subscriptions (graphql-ws and SSE) share executions through the hub.
+  const hub = createSubscriptionHub(deps.logger);
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema,
     graphqlEndpoint: '/graphql',
@@ -84,6 +87,7 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
       }),
       useRequestLimits(deps.config),
       useMutationRateLimits(deps.config.rateLimits),
+      useSharedSubscriptions(hub),
     ],
   });
 
@@ -98,8 +102,6 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
     ...options.delivery,
   });
 
-  // Fan-out: graphql-ws subscriptions share executions through the hub (src/subscriptions/).
-  const hub = createSubscriptionHub(deps.logger);
   const sockets: GraphQLWebSocketServer[] = [];
   let queuedRuns: AsyncGenerator<unknown> | undefined;
 

@@ -147,6 +147,46 @@ describe('sharing executions', () => {
   });
 });
 
+/** An SSE subscription as the admin: `text` so far, and `until(s)` resolving once it contains `s`. */
+async function sseSubscription(query: string) {
+  const controller = new AbortController();
+  const response = await fetch(`${url}?query=${encodeURIComponent(query)}`, {
+    headers: { accept: 'text/event-stream', authorization: `Bearer ${t.adminKey}` },
+    signal: controller.signal,
+  });
+  expect(response.status).toBe(200);
+  const reader = response.body!.getReader();
+  const stream = { text: '', close: () => controller.abort() };
+  const read = (async () => {
+    for (;;) {
+      const chunk = await reader.read().catch(() => ({ done: true, value: undefined }));
+      if (chunk.done) return;
+      stream.text += new TextDecoder().decode(chunk.value);
+    }
+  })();
+  return { stream, read };
+}
+
+describe('server-sent events', () => {
+  it('share an execution per distinct subscription too, apart from WebSocket subscribers', async () => {
+    const [a, b] = await Promise.all([sseSubscription(UPDATES), sseSubscription(UPDATES)]);
+    const overWs = collectRuns(client(t.adminKey), UPDATES);
+    await t.subscribers(3);
+    expect(t.app.hub.groups).toBe(2);
+    expect(t.listeners()).toBe(2);
+
+    const runId = await emitRun(1);
+    expect(await overWs.first).toBe(runId);
+    await vi.waitFor(() => {
+      for (const { stream } of [a, b]) expect(stream.text).toContain(runId);
+    });
+    for (const { stream } of [a, b]) stream.close();
+    await Promise.all([a.read, b.read]);
+    await vi.waitFor(() => expect(t.app.hub.size).toBe(1));
+    expect(t.app.hub.groups).toBe(1);
+  });
+});
+
 /** A raw socket speaking graphql-transport-ws (or `protocol`), with its messages in order. */
 function rawSocket(target: string, protocol: string | null = 'graphql-transport-ws') {
   const ws = target.replace(/^http/, 'ws');
