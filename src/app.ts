@@ -143,8 +143,8 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
       stopping = true;
       await queuedRuns?.return(undefined);
       await engine.stop(graceMs);
-      await hub.close();
       for (const wss of sockets) await wss.close();
+      hub.close();
     },
   };
 }

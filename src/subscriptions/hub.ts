@@ -46,8 +46,11 @@ export interface SubscriptionHub {
   join(key: string, start: StartSubscription, subscriber: Subscriber): Membership;
   /** Calls `listener` whenever `size` or `groups` changed; returns the function that stops it. */
   watch(listener: () => void): () => void;
-  /** Stops every group; their subscribers are ended. */
-  close(): Promise<void>;
+  /**
+   * Stops every execution. Subscribers are not told: a completed subscription would not be taken
+   * up again by a client that reconnects, so their connections are closed instead, by the server.
+   */
+  close(): void;
 }
 
 interface Group {
@@ -72,18 +75,24 @@ export function createSubscriptionHub(logger: Logger): SubscriptionHub {
     for (const watcher of watchers) watcher();
   };
 
-  /** Removes the group from the hub and stops its execution; its subscribers are no longer counted. */
+  /**
+   * Removes the group from the hub, uncounts its subscribers and stops its execution (again, when
+   * the execution started after the group was stopped).
+   */
   const stop = (group: Group) => {
-    if (group.stopped) return;
-    group.stopped = true;
-    if (groups.get(group.key) === group) groups.delete(group.key);
-    if (group.live) {
-      size -= group.subscribers.size;
-      live -= 1;
-      changed();
+    if (!group.stopped) {
+      group.stopped = true;
+      if (groups.get(group.key) === group) groups.delete(group.key);
+      if (group.live) {
+        size -= group.subscribers.size;
+        live -= 1;
+        changed();
+      }
     }
+    const { iterator } = group;
+    group.iterator = undefined;
     // `return` settles a pending `next`, so the pub/sub listener goes at once.
-    group.iterator?.return?.().catch((error: unknown) => {
+    iterator?.return?.().catch((error: unknown) => {
       logger.warn({ err: error }, 'a subscription did not stop cleanly');
     });
   };
@@ -138,8 +147,8 @@ export function createSubscriptionHub(logger: Logger): SubscriptionHub {
     }
     const iterator = started[Symbol.asyncIterator]();
     group.iterator = iterator;
-    // Everyone left while it started.
-    if (group.subscribers.size === 0) {
+    // Everyone left while it started, or the hub closed.
+    if (group.stopped || group.subscribers.size === 0) {
       stop(group);
       return undefined;
     }
@@ -199,8 +208,8 @@ export function createSubscriptionHub(logger: Logger): SubscriptionHub {
       watchers.add(listener);
       return () => watchers.delete(listener);
     },
-    async close() {
-      for (const group of [...groups.values()]) end(group);
+    close() {
+      for (const group of [...groups.values()]) stop(group);
     },
   };
 }
