@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { inspect, isDeepStrictEqual } from 'node:util';
 import { type App, type AppOptions, createApp } from '../../src/app.js';
 import { bootstrap } from '../../src/bootstrap.js';
 import type { Clock } from '../../src/clock.js';
@@ -41,7 +42,8 @@ export function fakeClock(
 
 /**
  * An event target that hands every listener the message after a JSON round trip, as one backed
- * by Redis does: whatever is published must survive serialisation.
+ * by Redis does, and refuses (the publisher gets the error) a message the round trip would change:
+ * a `Date`, `undefined`, a class instance.
  */
 class JsonEventTarget extends EventTarget {
   listeners = 0;
@@ -49,6 +51,15 @@ class JsonEventTarget extends EventTarget {
   constructor() {
     super();
     setMaxListeners(0, this);
+  }
+
+  override dispatchEvent(event: Event): boolean {
+    const { detail } = event as CustomEvent<unknown>;
+    const copy: unknown = JSON.parse(JSON.stringify(detail));
+    if (!isDeepStrictEqual(copy, detail)) {
+      throw new Error(`A ${event.type} message does not survive JSON: ${inspect(detail)}`);
+    }
+    return super.dispatchEvent(new CustomEvent(event.type, { detail: copy }));
   }
 
   override addEventListener(...args: Parameters<EventTarget['addEventListener']>): void {
@@ -59,13 +70,6 @@ class JsonEventTarget extends EventTarget {
   override removeEventListener(...args: Parameters<EventTarget['removeEventListener']>): void {
     super.removeEventListener(...args);
     this.listeners -= 1;
-  }
-
-  override dispatchEvent(event: Event): boolean {
-    const { detail } = event as CustomEvent<unknown>;
-    return super.dispatchEvent(
-      new CustomEvent(event.type, { detail: JSON.parse(JSON.stringify(detail)) }),
-    );
   }
 }
 
