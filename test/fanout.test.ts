@@ -104,9 +104,10 @@ describe('sharing executions', () => {
     const viewerKey = await t.member('VIEWER');
     const viewerId = (await t.gql('{ viewer { user { id } } }', {}, viewerKey)).data.viewer.user.id;
     const admin = client(t.adminKey);
+    const second = client(secondKey);
     const subscribed: Record<string, Collected> = {
       admin: collectRuns(admin, UPDATES),
-      second: collectRuns(client(secondKey), UPDATES),
+      second: collectRuns(second, UPDATES),
       viewer: collectRuns(client(viewerKey), UPDATES),
     };
     await t.subscribers(3);
@@ -128,6 +129,12 @@ describe('sharing executions', () => {
     await roundTrip(admin);
     expect(subscribed.second?.runIds).toEqual([before]);
     expect(subscribed.viewer?.runIds).toEqual([before]);
+
+    // A new operation on the revoked key's open connection is answered UNAUTHENTICATED.
+    const refused = await new Promise<unknown>((resolve) =>
+      second.subscribe({ query: UPDATES }, { next: () => {}, error: resolve, complete: () => {} }),
+    );
+    expect(refused).toMatchObject([{ extensions: { code: 'UNAUTHENTICATED' } }]);
   });
 
   it('answers a refused subscription to each subscriber, and counts nobody', async () => {

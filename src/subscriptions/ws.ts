@@ -157,10 +157,13 @@ export function serveGraphQLOverWebSocket(
       params: payload,
     });
     let document: DocumentNode;
+    let contextValue: unknown;
     try {
       document = enveloped.parse(payload.query);
+      contextValue = await enveloped.contextFactory();
     } catch (error) {
-      // A syntax error or a parse-time limit is the client's: answer it, keep the socket.
+      // A syntax error, a parse-time limit or a key revoked since the connection started is the
+      // client's: answer it, keep the socket.
       if (error instanceof GraphQLError) return finish([error]);
       throw error;
     }
@@ -169,7 +172,7 @@ export function serveGraphQLOverWebSocket(
       operationName: payload.operationName ?? null,
       document,
       variableValues: payload.variables ?? null,
-      contextValue: await enveloped.contextFactory(),
+      contextValue,
     };
     const errors = enveloped.validate(args.schema, args.document);
     if (errors.length > 0) return finish(errors);
