@@ -59,6 +59,8 @@ interface Connection extends ConnectionContext {
   operations: Map<string, { stop(): void }>;
   /** Whether the client answered the last ping. */
   alive: boolean;
+  /** Frames to write at the end of this turn of the event loop, in order. */
+  outbox: (Buffer | string)[];
 }
 
 /** The start of every `next` frame of subscription `id`, to which its JSON payload and `}` add. */
@@ -119,9 +121,37 @@ export function serveGraphQLOverWebSocket(
     return frame;
   };
 
-  const send = (socket: WebSocket, message: Message) => {
-    if (socket.readyState === socket.OPEN) socket.send(stringifyMessage(message));
+  /*
+   * Frames are written once per turn of the event loop: a connection that got several in one
+   * turn (busy emitters, several of its subscriptions updated) has them written with one system
+   * call rather than one each. Every message of a connection goes through its outbox, so they
+   * keep their order.
+   */
+  const pending = new Set<Connection>();
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    for (const connection of pending) {
+      const { socket, request } = connection.extra;
+      const frames = connection.outbox;
+      connection.outbox = [];
+      if (socket.readyState !== socket.OPEN) continue;
+      // `ws` writes each frame to this socket; corked, they leave together.
+      request.socket.cork();
+      for (const frame of frames) socket.send(frame, TEXT);
+      request.socket.uncork();
+    }
+    pending.clear();
   };
+  const enqueue = (connection: Connection, frame: Buffer | string) => {
+    connection.outbox.push(frame);
+    pending.add(connection);
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(flush);
+  };
+  const send = (connection: Connection, message: Message) =>
+    enqueue(connection, stringifyMessage(message));
 
   const fail = (socket: WebSocket, error: unknown) => {
     logger.error({ err: error }, 'graphql-ws: failed to handle a message');
@@ -142,11 +172,11 @@ export function serveGraphQLOverWebSocket(
       if (!current()) return;
       connection.operations.delete(id);
       if (Array.isArray(result)) {
-        send(socket, { id, type: MessageType.Error, payload: result.map((e) => e.toJSON()) });
+        send(connection, { id, type: MessageType.Error, payload: result.map((e) => e.toJSON()) });
         return;
       }
-      if (result) send(socket, { id, type: MessageType.Next, payload: result as never });
-      send(socket, { id, type: MessageType.Complete });
+      if (result) send(connection, { id, type: MessageType.Next, payload: result as never });
+      send(connection, { id, type: MessageType.Complete });
     };
 
     const enveloped = yoga.getEnveloped({
@@ -188,7 +218,7 @@ export function serveGraphQLOverWebSocket(
       async () => enveloped.subscribe(args),
       {
         next: (json) => {
-          if (socket.readyState === socket.OPEN) socket.send(nextFrame(prefix, json), BINARY_OFF);
+          enqueue(connection, nextFrame(prefix, json));
         },
         end: (error) =>
           finish(
@@ -229,11 +259,11 @@ export function serveGraphQLOverWebSocket(
           return socket.close(CloseCode.Forbidden, 'Forbidden');
         }
         connection.acknowledged = true;
-        return send(socket, { type: MessageType.ConnectionAck });
+        return send(connection, { type: MessageType.ConnectionAck });
       }
       case MessageType.Ping:
         return send(
-          socket,
+          connection,
           message.payload
             ? { type: MessageType.Pong, payload: message.payload }
             : { type: MessageType.Pong },
@@ -260,6 +290,7 @@ export function serveGraphQLOverWebSocket(
       acknowledged: false,
       operations: new Map(),
       alive: true,
+      outbox: [],
     };
     if (socket.protocol !== GRAPHQL_TRANSPORT_WS_PROTOCOL) {
       socket.close(CloseCode.SubprotocolNotAcceptable, 'Subprotocol not acceptable');
@@ -303,7 +334,7 @@ export function serveGraphQLOverWebSocket(
 }
 
 /** `ws` sends a Buffer as a binary frame unless told otherwise; graphql-ws frames are text. */
-const BINARY_OFF = { binary: false } as const;
+const TEXT = { binary: false } as const;
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
