@@ -87,7 +87,7 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
   });
 
   const engine = createDeliveryEngine({
-    db: deps.db,
+    store: deps.storage.delivery,
     secretBox: deps.secretBox,
     clock: deps.clock,
     logger: deps.logger,

@@ -1,8 +1,8 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createDeliveryEngine } from '../src/delivery/engine.js';
 import { publicId } from '../src/ids.js';
-import { openDatabase } from '../src/storage/sqlite/database.js';
 import { triggeredRuns } from '../src/storage/sqlite/schema.js';
+import { openSqliteStorage } from '../src/storage/sqlite/storage.js';
 import { deliveryConfig, useDeliveryTestbed } from './support/delivery-fixtures.js';
 import { startReceiver } from './support/receiver.js';
 
@@ -86,11 +86,11 @@ describe('claiming', () => {
   it('lets two workers on separate connections share the queue without double delivery', async () => {
     const automationId = automation();
     const runs = Array.from({ length: 12 }, () => tb.fx.queueRun({ automationId }));
-    const other = openDatabase(tb.fx.file);
+    const other = openSqliteStorage(tb.fx.file);
     try {
       const first = tb.fx.engine({ workerId: 'a', config: deliveryConfig({ concurrency: 3 }) });
       const second = createDeliveryEngine({
-        db: other.db,
+        store: other.delivery,
         secretBox: tb.fx.secretBox,
         clock: tb.fx.clock,
         logger: tb.fx.logger,
@@ -101,7 +101,7 @@ describe('claiming', () => {
       await Promise.all([first.drain(), second.drain()]);
       await second.stop(0);
     } finally {
-      other.close();
+      await other.close();
     }
     const ids = tb.receiver.requests.map((r) => String(r.headers['webhook-id']));
     expect(ids.sort()).toEqual(runs.map((id) => publicId('run', id)).sort());

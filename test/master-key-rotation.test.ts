@@ -18,11 +18,7 @@ import { type App, createApp } from '../src/app.js';
 import { bootstrap, loadMasterKey } from '../src/bootstrap.js';
 import { type Config, loadConfig } from '../src/config.js';
 import type { AppDeps } from '../src/context.js';
-import {
-  buildDeliveryRequest,
-  DeliveryConfigurationError,
-  loadActionTarget,
-} from '../src/delivery/load.js';
+import { buildDeliveryRequest, DeliveryConfigurationError } from '../src/delivery/load.js';
 import { verifySignature } from '../src/delivery/signing.js';
 import { createLogger } from '../src/logger.js';
 import { insertEntity } from '../src/modules/entities/service.js';
@@ -227,14 +223,14 @@ describe('rotateMasterKey with a key file', () => {
 
     // The delivery path reads the action's secrets with the new key, and no longer with the old.
     const action = deployAction(world);
-    const target = loadActionTarget(world.storage.db, newBox, action);
-    expect(target).toMatchObject({
-      kind: 'WEBHOOK',
-      accessToken: world.values.get('API_TOKEN'),
-      signingSecret: world.values.get('DEPLOY_SIGNING_SECRET'),
-    });
-    const request = buildDeliveryRequest(world.storage.db, newBox, {
+    const input = {
       action,
+      secrets: await world.storage.delivery.findSecrets(action.entityId, {
+        ids: [action.accessTokenSecretId, action.signingSecretId].filter(
+          (id): id is string => id !== null,
+        ),
+        names: ['API_TOKEN', 'UNICODE_VALUE'],
+      }),
       content: {
         payloadTemplate: '{"token": "${API_TOKEN}", "u": "${UNICODE_VALUE}"}',
         slackTitle: null,
@@ -256,11 +252,15 @@ describe('rotateMasterKey with a key file', () => {
       },
       collectionOwner: 'PROJECT',
       webhookId: 'w1',
+    } as const;
+    const request = buildDeliveryRequest(newBox, input);
+    expect(request.target).toMatchObject({
+      kind: 'WEBHOOK',
+      accessToken: world.values.get('API_TOKEN'),
+      signingSecret: world.values.get('DEPLOY_SIGNING_SECRET'),
     });
     expect(request.secrets.get('UNICODE_VALUE')).toBe(world.values.get('UNICODE_VALUE'));
-    expect(() => loadActionTarget(world.storage.db, world.box, action)).toThrow(
-      DeliveryConfigurationError,
-    );
+    expect(() => buildDeliveryRequest(world.box, input)).toThrow(DeliveryConfigurationError);
 
     // A second rotation in the same millisecond keeps both old keys.
     const firstNewKeyText = readFileSync(keyFile, 'utf8');
@@ -607,10 +607,34 @@ describe('npm run rotate-master-key', () => {
       expect(byName.get('API_TOKEN')).toBe('tok-xyz');
       expect(byName.get('DEPLOY_SIGNING_SECRET')).toBe(signingSecret);
       const action = storage.db.select().from(actions).where(eq(actions.name, 'deploy')).get();
-      expect(action && loadActionTarget(storage.db, newBox, action)).toMatchObject({
-        accessToken: 'tok-xyz',
-        signingSecret,
+      if (!action) throw new Error('no deploy action');
+      const sealed = storage.db.select().from(secrets).all();
+      const request = buildDeliveryRequest(newBox, {
+        action,
+        secrets: sealed,
+        content: {
+          payloadTemplate: null,
+          slackTitle: null,
+          slackMessage: null,
+          slackSeverity: null,
+        },
+        context: {
+          eventType: 'CREATE_ARTIFACT',
+          eventAuthor: 'admin',
+          eventId: 'e1',
+          automationName: 'a',
+          entityName: 'default',
+          projectName: 'p',
+          artifactCollectionName: 'm',
+          artifactType: 'model',
+          artifactVersionIndex: 0,
+          alias: null,
+          metadata: {},
+        },
+        collectionOwner: 'PROJECT',
+        webhookId: 'w1',
       });
+      expect(request.target).toMatchObject({ accessToken: 'tok-xyz', signingSecret });
     } finally {
       storage.close();
     }

@@ -12,7 +12,13 @@ import { reservedHeaderReason } from './headers.js';
 import { parseRetryAfter } from './retry.js';
 import { webhookSignatureHeaders } from './signing.js';
 import { buildSlackMessage, type CollectionOwner, slackWebhookUrlProblem } from './slack.js';
-import { createAddressGuard, createGuardedAgent, type Lookup, SsrfBlockedError } from './ssrf.js';
+import {
+  type AddressGuard,
+  createAddressGuard,
+  createGuardedAgent,
+  type Lookup,
+  SsrfBlockedError,
+} from './ssrf.js';
 
 export const USER_AGENT = 'Tripline-Webhooks/0.1';
 const REDACTED = '[redacted]';
@@ -110,6 +116,11 @@ export interface DeliverOptions {
    * checks live in its connector.
    */
   dispatcher?: Dispatcher;
+  /**
+   * The outbound policy's checks, built once by the caller with `createAddressGuard(config)`;
+   * absent, they are built from `config` for this call.
+   */
+  guard?: AddressGuard;
   /** DNS lookup for the agent made when `dispatcher` is absent. */
   lookup?: Lookup;
   /** Trusted TLS roots for the agent made when `dispatcher` is absent (see `createGuardedAgent`). */
@@ -164,8 +175,9 @@ export async function deliver(
       `The rendered payload is ${bytes} bytes; the limit is ${config.maxPayloadBytes} bytes`,
     );
   }
+  const guard = options.guard ?? createAddressGuard(config);
   try {
-    createAddressGuard(config).checkUrl(prepared.url);
+    guard.checkUrl(prepared.url);
   } catch (error) {
     return failure('SSRF_BLOCKED', (error as Error).message);
   }
@@ -174,6 +186,7 @@ export async function deliver(
     options.dispatcher === undefined
       ? createGuardedAgent({
           policy: config,
+          guard,
           timeoutMs: config.timeoutMs,
           lookup: options.lookup,
           ...(options.ca === undefined ? {} : { ca: options.ca }),
