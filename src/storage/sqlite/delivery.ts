@@ -5,6 +5,7 @@ import {
   type DeliveryAction,
   type DeliveryStore,
   INTERRUPTED_ATTEMPT_MESSAGE,
+  type Lease,
   type SealedSecret,
 } from '../delivery.js';
 import { insertAudit } from './audit.js';
@@ -17,10 +18,12 @@ import type { SqliteHandle } from './support.js';
 const LEASED = `id = @runId AND status = 'RUNNING' AND lease_owner = @owner`;
 
 /**
- * Takes the oldest due runs. `due_at` is computed from status, next attempt and lease expiry (see
- * the schema), and its partial index holds the action beside it, so the inner select walks the
- * index in due order, passes over runs of full destinations without reading the table, and stops
- * after `limit` rows. `passOver` is a JSON array of action ids.
+ * Takes the oldest due runs (equal times in insertion order). `due_at` is computed from status,
+ * next attempt and lease expiry (see the schema); the inner select walks its partial index in
+ * order and stops after `limit` rows, so nothing is sorted. Runs of the actions in `passOver` (a
+ * JSON array of ids) are stepped over. The update's RETURNING comes in table order, so it returns
+ * what orders the runs again: the time they were due to be tried (an expired lease's run was due
+ * before that) and the rowid.
  */
 const CLAIM = (passOver: boolean) => `
   UPDATE triggered_runs
@@ -32,10 +35,10 @@ const CLAIM = (passOver: boolean) => `
         ? ` AND (action_id IS NULL OR action_id NOT IN (SELECT value FROM json_each(@passOver)))`
         : ''
     }
-    ORDER BY due_at
+    ORDER BY due_at, rowid
     LIMIT @limit
   )
-  RETURNING id`;
+  RETURNING id, coalesce(next_attempt_at, 0), rowid`;
 
 /**
  * Everything the attempts of claimed runs need, one row per run (`ids`: a JSON array): the run, its event with the names of its entity and project or registry, its automation
@@ -179,7 +182,54 @@ function claimedRun(row: Row): ClaimedRun {
 
 const time = (date: Date | null): number | null => (date === null ? null : date.getTime());
 
+type Settled = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/**
+ * Group commit: write operations requested during one turn of the event loop run together in one
+ * transaction, each in its own savepoint (one that throws undoes only itself), and each promise
+ * settles once that transaction has committed. While a backlog drains, dozens of attempts start
+ * and end per turn; a commit costs far more than the statements in it (its pages go to the WAL,
+ * and they are checkpointed later), and the attempts of one turn share most of their pages.
+ */
+function createGroupCommit(h: SqliteHandle) {
+  let queue: {
+    body: () => unknown;
+    resolve: (value: never) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+  const flush = (): void => {
+    const batch = queue;
+    queue = [];
+    const settled: Settled[] = [];
+    try {
+      h.transaction(() => {
+        for (const operation of batch) {
+          try {
+            settled.push({ ok: true, value: h.transaction(operation.body) });
+          } catch (error) {
+            settled.push({ ok: false, error });
+          }
+        }
+      });
+    } catch (error) {
+      for (const operation of batch) operation.reject(error);
+      return;
+    }
+    batch.forEach((operation, index) => {
+      const outcome = settled[index]!;
+      if (outcome.ok) operation.resolve(outcome.value as never);
+      else operation.reject(outcome.error);
+    });
+  };
+  return <T>(body: () => T): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      queue.push({ body, resolve: resolve as (value: never) => void, reject });
+      if (queue.length === 1) setImmediate(flush);
+    });
+}
+
 export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
+  const write = createGroupCommit(h);
   const statement = (key: string, text: string) =>
     h.prepared(`delivery.${key}`, () => h.sqlite.prepare(text));
   const rows = (key: string, text: string) =>
@@ -197,42 +247,59 @@ export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
     statement('recordOutcome', RECORD_OUTCOME).run({ id, ...outcome });
   };
 
+  /** Sets a leased run's final or retry state; false when the lease no longer holds. */
+  const settleRun = (
+    lease: Lease,
+    change: { status: string; result: string; nextAttemptAt: Date | null },
+    now: Date,
+  ): boolean =>
+    statement('settleRun', SETTLE_RUN).run({
+      ...lease,
+      status: change.status,
+      result: change.result,
+      nextAttemptAt: time(change.nextAttemptAt),
+      now: now.getTime(),
+      finishedAt: change.status === 'RETRYING' ? null : now.getTime(),
+    }).changes > 0;
+
   return {
-    async claimDue(request) {
-      if (request.limit <= 0) return [];
+    claimDue(request) {
+      if (request.limit <= 0) return Promise.resolve([]);
       const passOver = request.passOver.length > 0;
-      const claim = rows(passOver ? 'claim:passOver' : 'claim', CLAIM(passOver));
-      const ids = (
-        claim.all({
+      return write(() => {
+        const claimed = rows(passOver ? 'claim:passOver' : 'claim', CLAIM(passOver)).all({
           owner: request.owner,
           leaseExpiresAt: request.leaseExpiresAt.getTime(),
           now: request.now.getTime(),
           limit: request.limit,
           ...(passOver ? { passOver: JSON.stringify(request.passOver) } : {}),
-        }) as Row[]
-      ).map((row) => row[0] as string);
-      if (ids.length === 0) return [];
-      const loaded = new Map(
-        (rows('load', LOAD).all({ ids: JSON.stringify(ids) }) as Row[]).map((row) => {
+        }) as [string, number, number][];
+        if (claimed.length === 0) return [];
+        claimed.sort((a, b) => a[1] - b[1] || a[2] - b[2]);
+        const ids = claimed.map((row) => row[0]);
+        const loaded = new Map<string, ClaimedRun>();
+        for (const row of rows('load', LOAD).all({ ids: JSON.stringify(ids) }) as Row[]) {
           const run = claimedRun(row);
-          return [run.id, run];
-        }),
-      );
-      // In claim order, oldest due first; a run deleted since (with its event) is left out.
-      return ids.flatMap((id) => loaded.get(id) ?? []);
+          loaded.set(run.id, run);
+        }
+        // Oldest due first; a run deleted meanwhile (with its event) is left out.
+        return ids.flatMap((id) => loaded.get(id) ?? []);
+      });
     },
 
     async unclaim(owner, runIds, now) {
       if (runIds.length === 0) return;
-      statement('unclaim', UNCLAIM).run({
-        runIds: JSON.stringify(runIds),
-        owner,
-        now: now.getTime(),
-      });
+      await write(() =>
+        statement('unclaim', UNCLAIM).run({
+          runIds: JSON.stringify(runIds),
+          owner,
+          now: now.getTime(),
+        }),
+      );
     },
 
-    async startAttempt(lease, startedAt) {
-      return h.transaction(() => {
+    startAttempt(lease, startedAt) {
+      return write(() => {
         const counted = rows('countAttempt', COUNT_ATTEMPT).get({
           ...lease,
           now: startedAt.getTime(),
@@ -254,17 +321,9 @@ export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
       });
     },
 
-    async finishAttempt(lease, attemptId, outcome, verdict, now, disable) {
-      return h.transaction(() => {
-        const settled = statement('settleRun', SETTLE_RUN).run({
-          ...lease,
-          status: verdict.status,
-          result: verdict.result,
-          nextAttemptAt: time(verdict.nextAttemptAt),
-          now: now.getTime(),
-          finishedAt: verdict.status === 'RETRYING' ? null : now.getTime(),
-        });
-        if (settled.changes === 0) return false;
+    finishAttempt(lease, attemptId, outcome, verdict, now, disable) {
+      return write(() => {
+        if (!settleRun(lease, verdict, now)) return false;
         recordOutcome(attemptId, outcome);
         if (disable !== undefined) {
           const disabled = statement('disableAction', DISABLE_ACTION).run({
@@ -278,24 +337,16 @@ export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
       });
     },
 
-    async finishRun(lease, change, now) {
-      return h.transaction(() => {
-        const settled = statement('settleRun', SETTLE_RUN).run({
-          ...lease,
-          status: change.status,
-          result: change.result,
-          nextAttemptAt: null,
-          now: now.getTime(),
-          finishedAt: now.getTime(),
-        });
-        if (settled.changes === 0) return false;
+    finishRun(lease, change, now) {
+      return write(() => {
+        if (!settleRun(lease, { ...change, nextAttemptAt: null }, now)) return false;
         closeOpenAttempts(lease.runId);
         return true;
       });
     },
 
-    async releaseAttempt(lease, attemptId, outcome, result, now) {
-      return h.transaction(() => {
+    releaseAttempt(lease, attemptId, outcome, result, now) {
+      return write(() => {
         const released = statement('releaseRun', RELEASE_RUN).run({
           ...lease,
           result,

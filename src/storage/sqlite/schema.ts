@@ -318,9 +318,8 @@ export const triggeredRuns = sqliteTable(
     finishedAt: integer('finished_at', { mode: 'timestamp_ms' }),
   },
   (t) => [
-    // Claims read due runs oldest first straight from this index, the action beside the time so
-    // runs of destinations without a free slot are passed over without reading the table.
-    index('triggered_runs_due_idx').on(t.dueAt, t.actionId).where(sql`${t.dueAt} IS NOT NULL`),
+    // Claims read due runs oldest first straight from this index; equal times in insertion order.
+    index('triggered_runs_due_idx').on(t.dueAt).where(sql`${t.dueAt} IS NOT NULL`),
     // History: each owner's runs newest first, and the same narrowed to a status.
     ...(
       [
