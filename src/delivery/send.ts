@@ -194,11 +194,14 @@ export async function deliver(
       : undefined;
   // One deadline for the whole exchange. Per-phase timeouts cannot bound it: a receiver that
   // sends a byte now and then is never idle long enough to trip one.
-  const deadline = new AbortController();
-  const timer = setTimeout(() => deadline.abort(new DeadlineExceeded()), config.timeoutMs);
-  const signal = options.signal
-    ? AbortSignal.any([options.signal, deadline.signal])
-    : deadline.signal;
+  // The caller's abort is passed on to the same controller (cheaper than AbortSignal.any); the
+  // reason tells the two apart.
+  const controller = new AbortController();
+  const { signal } = controller;
+  const timer = setTimeout(() => controller.abort(new DeadlineExceeded()), config.timeoutMs);
+  const callerAborted = () => controller.abort(options.signal?.reason);
+  if (options.signal?.aborted) callerAborted();
+  else options.signal?.addEventListener('abort', callerAborted, { once: true });
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   const interrupted = (): DeliveryOutcome | undefined => {
@@ -250,6 +253,7 @@ export async function deliver(
     return failure(errorClass, redact(message, redactions), elapsed());
   } finally {
     clearTimeout(timer);
+    options.signal?.removeEventListener('abort', callerAborted);
     // destroy, not close: close waits for keep-alive sockets and would hold the caller.
     await ownDispatcher?.destroy();
   }

@@ -197,6 +197,9 @@ function createGroupCommit(h: SqliteHandle) {
     resolve: (value: never) => void;
     reject: (e: unknown) => void;
   }[] = [];
+  // Inside the batch's transaction, better-sqlite3 runs this in a savepoint. Made once: making a
+  // transaction function is not free.
+  const savepoint = h.sqlite.transaction((body: () => unknown) => body());
   const flush = (): void => {
     const batch = queue;
     queue = [];
@@ -205,7 +208,7 @@ function createGroupCommit(h: SqliteHandle) {
       h.transaction(() => {
         for (const operation of batch) {
           try {
-            settled.push({ ok: true, value: h.transaction(operation.body) });
+            settled.push({ ok: true, value: savepoint(operation.body) });
           } catch (error) {
             settled.push({ ok: false, error });
           }
