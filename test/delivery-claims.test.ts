@@ -1,8 +1,9 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: templates hold literal ${…} variables.
 import { eq } from 'drizzle-orm';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import type { ClaimRequest } from '../src/storage/delivery.js';
 import { deliveryAttempts, triggeredRuns } from '../src/storage/sqlite/schema.js';
+import { openSqliteStorage } from '../src/storage/sqlite/storage.js';
 import { useDeliveryTestbed } from './support/delivery-fixtures.js';
 
 const tb = useDeliveryTestbed();
@@ -161,5 +162,68 @@ describe('unclaim', () => {
     expect(tb.fx.run(queued)).toMatchObject({ status: 'QUEUED', leaseOwner: null });
     expect(tb.fx.run(retrying)).toMatchObject({ status: 'RETRYING', attemptCount: 2 });
     expect((await claim()).map((run) => run.id)).toEqual([queued, retrying]);
+  });
+});
+
+describe('attempt writes', () => {
+  const ok = { durationMs: 5, statusCode: 200, errorClass: null, errorMessage: null } as const;
+  const succeeded = { status: 'SUCCEEDED', result: 'Delivered', nextAttemptAt: null } as const;
+
+  it('are committed when they resolve, and one that fails in a batch fails alone', async () => {
+    const { automationId } = automation();
+    const runs = [tb.fx.queueRun({ automationId }), tb.fx.queueRun({ automationId })];
+    await claim();
+    const store = tb.fx.storage.delivery;
+    const [first, second] = await Promise.all(
+      runs.map((runId) => store.startAttempt({ runId, owner: 'w1' }, tb.fx.clock.now())),
+    );
+    tb.fx.storage.sqlite.exec(`CREATE TRIGGER refuse BEFORE UPDATE ON delivery_attempts
+      WHEN NEW.id = '${second!.id}' BEGIN SELECT RAISE(ABORT, 'refused'); END`);
+    const other = openSqliteStorage(tb.fx.file);
+    onTestFinished(() => other.close());
+    const results = await Promise.allSettled(
+      [first!, second!].map((attempt, index) =>
+        store.finishAttempt(
+          { runId: runs[index]!, owner: 'w1' },
+          attempt.id,
+          { ...ok, responseBody: `body ${index}` },
+          succeeded,
+          tb.fx.clock.now(),
+        ),
+      ),
+    );
+    expect(results.map((result) => result.status)).toEqual(['fulfilled', 'rejected']);
+    // Another connection sees the first write at once, and nothing of the second.
+    const statuses = other.sqlite
+      .prepare('SELECT status FROM triggered_runs WHERE id IN (?, ?) ORDER BY id = ?')
+      .pluck()
+      .all(runs[0], runs[1], runs[1]);
+    expect(statuses).toEqual(['SUCCEEDED', 'RUNNING']);
+  });
+
+  it('drop the result of an attempt whose lease another owner took', async () => {
+    const { automationId } = automation();
+    const runId = tb.fx.queueRun({ automationId });
+    await claim();
+    const store = tb.fx.storage.delivery;
+    const attempt = await store.startAttempt({ runId, owner: 'w1' }, tb.fx.clock.now());
+    tb.fx.clock.advance(60_000);
+    await claim({ owner: 'w2' });
+    const late = await store.finishAttempt(
+      { runId, owner: 'w1' },
+      attempt!.id,
+      { ...ok, responseBody: 'late' },
+      succeeded,
+      tb.fx.clock.now(),
+    );
+    expect(late).toBe(false);
+    expect(tb.fx.run(runId)).toMatchObject({ status: 'RUNNING', leaseOwner: 'w2' });
+    expect(await store.startAttempt({ runId, owner: 'w1' }, tb.fx.clock.now())).toBeNull();
+    const next = await store.startAttempt({ runId, owner: 'w2' }, tb.fx.clock.now());
+    expect(next).toMatchObject({ attemptNumber: 2, attemptCount: 2 });
+    expect(tb.fx.attempts(runId)).toMatchObject([
+      { attemptNumber: 1, errorClass: 'INTERRUPTED', durationMs: null, responseBody: null },
+      { attemptNumber: 2, errorClass: null, durationMs: null },
+    ]);
   });
 });

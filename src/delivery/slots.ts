@@ -12,7 +12,8 @@
  *   it stays at its share; one that starts hanging while borrowing stops borrowing within
  *   `patienceMs`, and the slots it holds come back within the attempt deadline.
  * - Borrowed slots are returned as their attempts end; the next claim is fair again whenever new
- *   runs may be waiting (the engine is woken or polls) or a destination drops below its share.
+ *   runs may be waiting (the engine is woken or polls), or a destination drops below its share
+ *   while another borrows (its runs passed over before may be waiting).
  *
  * Destinations are identified by the engine (see `destinationOf` there); the SQL claim knows
  * actions, not destinations, so each destination remembers the actions seen to lead to it, and a
@@ -34,8 +35,8 @@ export interface DestinationSlots {
    */
   admit(destination: string, actionId: string, fair: boolean, now: number): Slot | null;
   /**
-   * Whether a destination has dropped below its share since this was last asked: its waiting
-   * runs, if any, come first again.
+   * Whether a destination dropped below its share, while another holds more than its share,
+   * since this was last asked: the first one's waiting runs, if any, come before the borrower's.
    */
   takeFreedShare(): boolean;
 }
@@ -137,9 +138,12 @@ export function createDestinationSlots(options: {
       };
     },
     takeFreedShare() {
-      const freed = freedShare;
+      if (!freedShare) return false;
       freedShare = false;
-      return freed;
+      for (const destination of destinations.values()) {
+        if (destination.slots.size > share) return true;
+      }
+      return false;
     },
   };
 }

@@ -182,47 +182,44 @@ function claimedRun(row: Row): ClaimedRun {
 
 const time = (date: Date | null): number | null => (date === null ? null : date.getTime());
 
-type Settled = { ok: true; value: unknown } | { ok: false; error: unknown };
+interface Queued {
+  body: () => unknown;
+  resolve: (value: never) => void;
+  reject: (error: unknown) => void;
+}
 
 /**
  * Group commit: write operations requested during one turn of the event loop run together in one
- * transaction, each in its own savepoint (one that throws undoes only itself), and each promise
- * settles once that transaction has committed. While a backlog drains, dozens of attempts start
- * and end per turn; a commit costs far more than the statements in it (its pages go to the WAL,
- * and they are checkpointed later), and the attempts of one turn share most of their pages.
+ * transaction, and each promise settles once that transaction has committed. While a backlog
+ * drains, dozens of attempts start and end per turn; a commit costs far more than the statements
+ * in it (its pages go to the WAL), and the attempts of one turn share most of their pages. Should
+ * any operation throw, the batch is rolled back and each operation runs again in a transaction of
+ * its own, so one failure fails only its own operation. (Not a savepoint per operation: rolling
+ * back to one needs a copy of every page it changes, which costs more than the changes.)
  */
 function createGroupCommit(h: SqliteHandle) {
-  let queue: {
-    body: () => unknown;
-    resolve: (value: never) => void;
-    reject: (e: unknown) => void;
-  }[] = [];
-  // Inside the batch's transaction, better-sqlite3 runs this in a savepoint. Made once: making a
-  // transaction function is not free.
-  const savepoint = h.sqlite.transaction((body: () => unknown) => body());
+  let queue: Queued[] = [];
+  const settle = (operation: Queued, run: () => unknown): void => {
+    let value: unknown;
+    try {
+      value = run();
+    } catch (error) {
+      operation.reject(error);
+      return;
+    }
+    operation.resolve(value as never);
+  };
   const flush = (): void => {
     const batch = queue;
     queue = [];
-    const settled: Settled[] = [];
+    let values: unknown[];
     try {
-      h.transaction(() => {
-        for (const operation of batch) {
-          try {
-            settled.push({ ok: true, value: savepoint(operation.body) });
-          } catch (error) {
-            settled.push({ ok: false, error });
-          }
-        }
-      });
-    } catch (error) {
-      for (const operation of batch) operation.reject(error);
+      values = h.transaction(() => batch.map((operation) => operation.body()));
+    } catch {
+      for (const operation of batch) settle(operation, () => h.transaction(operation.body));
       return;
     }
-    batch.forEach((operation, index) => {
-      const outcome = settled[index]!;
-      if (outcome.ok) operation.resolve(outcome.value as never);
-      else operation.reject(outcome.error);
-    });
+    for (const [index, operation] of batch.entries()) operation.resolve(values[index] as never);
   };
   return <T>(body: () => T): Promise<T> =>
     new Promise<T>((resolve, reject) => {
