@@ -195,7 +195,10 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     concurrency: config.concurrency,
     patienceMs: Math.min(PATIENCE_MS_MAX, config.timeoutMs / 2),
   });
+  /** Runs executing, until their last write; see `drain` and `stop`. */
   const inFlight = new Map<string, InFlight>();
+  /** Slots in use: runs executing whose attempt has not ended yet. */
+  let busy = 0;
   let started = false;
   let stopping = false;
   let stopped: Promise<void> | undefined;
@@ -251,7 +254,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
   /** One round of claims; true when it stopped at its limit and more may be due. */
   async function fillOnce(): Promise<boolean> {
     for (let claims = 0; claims < CLAIMS_PER_FILL_MAX; claims++) {
-      const room = config.concurrency - inFlight.size;
+      const room = config.concurrency - busy;
       if (stopping || room <= 0) return false;
       if (slots.takeFreedShare()) othersMayWait = true;
       const fair = othersMayWait;
@@ -298,10 +301,18 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
 
   function launch(run: ClaimedRun, slot: Slot | undefined): void {
     const controller = new AbortController();
-    let outcome: DeliveryOutcome | undefined;
-    const done = execute(run, controller.signal, (ended) => {
-      outcome = ended;
-    })
+    busy++;
+    let holding = true;
+    // The slot is free once the request is over: the next claim can then go into the same
+    // commit as this attempt's result.
+    const free = (outcome: DeliveryOutcome | undefined): void => {
+      if (!holding) return;
+      holding = false;
+      busy--;
+      slot?.release(healthOf(outcome));
+      if (started) scheduleTick();
+    };
+    const done = execute(run, controller.signal, free)
       .catch((error: unknown) => {
         if (error instanceof LeaseLostError) {
           logger.warn({ runId: run.id }, 'lease lost mid-attempt; another worker owns the run');
@@ -314,8 +325,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
       })
       .finally(() => {
         inFlight.delete(run.id);
-        slot?.release(healthOf(outcome));
-        if (started) scheduleTick();
+        free(undefined);
       });
     inFlight.set(run.id, { done, controller });
   }
