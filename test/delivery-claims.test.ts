@@ -227,3 +227,27 @@ describe('attempt writes', () => {
     ]);
   });
 });
+
+describe('queueDepth', () => {
+  it('counts the live runs by status, what is due, and expired leases', async () => {
+    const { automationId } = automation();
+    tb.fx.queueRun({ automationId, nextAttemptAt: at(-5_000) });
+    tb.fx.queueRun({
+      automationId,
+      status: 'RETRYING',
+      attemptCount: 1,
+      nextAttemptAt: at(-1_000),
+    });
+    tb.fx.queueRun({ automationId, status: 'RETRYING', attemptCount: 1, nextAttemptAt: at(9_000) });
+    tb.fx.queueRun({ automationId, status: 'RUNNING', leaseOwner: 'a', leaseExpiresAt: at(-1) });
+    tb.fx.queueRun({ automationId, status: 'RUNNING', leaseOwner: 'b', leaseExpiresAt: at(1) });
+    tb.fx.queueRun({ automationId, status: 'SUCCEEDED', nextAttemptAt: null });
+    expect(await tb.fx.storage.delivery.queueDepth(tb.fx.clock.now())).toEqual({
+      byStatus: { QUEUED: 1, RUNNING: 2, RETRYING: 2 },
+      dueNow: 2,
+      scheduled: 1,
+      oldestDueAgeSeconds: 5,
+      leaseExpired: 1,
+    });
+  });
+});

@@ -146,6 +146,20 @@ export interface DisableAction {
   audit: AuditRecord;
 }
 
+/** The runs not yet finished, as a metrics scrape shows them. */
+export interface QueueDepth {
+  /** QUEUED, RUNNING and RETRYING runs. */
+  byStatus: { QUEUED: number; RUNNING: number; RETRYING: number };
+  /** QUEUED or RETRYING runs whose time has come. */
+  dueNow: number;
+  /** QUEUED or RETRYING runs waiting for a later time. */
+  scheduled: number;
+  /** How long the oldest due run has been due, in seconds; 0 when none is due. */
+  oldestDueAgeSeconds: number;
+  /** RUNNING runs whose lease has passed: their server died or stalls; another takes them. */
+  leaseExpired: number;
+}
+
 /** Operations of the delivery engine. */
 export interface DeliveryStore {
   /**
@@ -200,6 +214,11 @@ export interface DeliveryStore {
     result: string,
     now: Date,
   ): Promise<boolean>;
+  /**
+   * Counts the runs not yet finished at `now`. Reads only those runs (an index holds them), so
+   * finished runs, however many, cost nothing.
+   */
+  queueDepth(now: Date): Promise<QueueDepth>;
   /**
    * The entity's secrets with these ids or names, for a delivery made outside a run (a test of
    * an action).

@@ -6,6 +6,7 @@ import {
   type DeliveryStore,
   INTERRUPTED_ATTEMPT_MESSAGE,
   type Lease,
+  type QueueDepth,
   type SealedSecret,
 } from '../delivery.js';
 import { insertAudit } from './audit.js';
@@ -113,6 +114,20 @@ const RELEASE_RUN = `
 const DISABLE_ACTION = `
   UPDATE actions SET enabled = 0, disabled_reason = @reason, updated_at = @now
   WHERE id = @actionId AND enabled = 1`;
+
+/**
+ * The live runs are exactly those with a due time, so the partial due index lists them. A run is
+ * due at its next attempt time, or at its creation when it has none.
+ */
+const QUEUE_DEPTH = `
+  SELECT status, count(*),
+    sum(coalesce(next_attempt_at, created_at) <= @now),
+    min(CASE WHEN coalesce(next_attempt_at, created_at) <= @now
+      THEN coalesce(next_attempt_at, created_at) END),
+    sum(coalesce(lease_expires_at, 0) <= @now)
+  FROM triggered_runs
+  WHERE due_at IS NOT NULL
+  GROUP BY status`;
 
 const FIND_SECRETS = `
   SELECT id, name, ciphertext FROM secrets
@@ -356,6 +371,37 @@ export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
         recordOutcome(attemptId, outcome);
         return true;
       });
+    },
+
+    async queueDepth(now) {
+      const depth: QueueDepth = {
+        byStatus: { QUEUED: 0, RUNNING: 0, RETRYING: 0 },
+        dueNow: 0,
+        scheduled: 0,
+        oldestDueAgeSeconds: 0,
+        leaseExpired: 0,
+      };
+      let oldest: number | null = null;
+      const groups = rows('queueDepth', QUEUE_DEPTH).all({ now: now.getTime() }) as [
+        string,
+        number,
+        number,
+        number | null,
+        number,
+      ][];
+      for (const [status, total, due, oldestDue, leaseExpired] of groups) {
+        if (status === 'RUNNING') {
+          depth.byStatus.RUNNING = total;
+          depth.leaseExpired = leaseExpired;
+        } else if (status === 'QUEUED' || status === 'RETRYING') {
+          depth.byStatus[status] = total;
+          depth.dueNow += due;
+          depth.scheduled += total - due;
+          if (oldestDue !== null && (oldest === null || oldestDue < oldest)) oldest = oldestDue;
+        }
+      }
+      if (oldest !== null) depth.oldestDueAgeSeconds = Math.max(0, (now.getTime() - oldest) / 1000);
+      return depth;
     },
 
     async findSecrets(entityId, wanted) {
