@@ -208,8 +208,9 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
   let fillAgain = false;
   /**
    * Whether runs may be waiting whose destinations are below their share. Cleared when a fair
-   * claim comes back short; set when runs may have come due since (wake, poll, start) or a
-   * destination dropped below its share. While clear, claims lend idle slots (see slots.ts).
+   * claim comes back short; set when runs may have come due since (wake, poll, drain) or a
+   * destination dropped below its share while another borrows. While clear, claims lend idle
+   * slots (see slots.ts).
    */
   let othersMayWait = true;
 
@@ -269,11 +270,8 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
         passOver,
       });
       if (stopping) {
-        await store.unclaim(
-          workerId,
-          claimed.map((run) => run.id),
-          clock.now(),
-        );
+        const unstarted = claimed.filter((run) => !inFlight.has(run.id)).map((run) => run.id);
+        await store.unclaim(workerId, unstarted, clock.now());
         return false;
       }
       const handBack: string[] = [];
