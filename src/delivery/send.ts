@@ -7,7 +7,7 @@ import {
   renderText,
   type TemplateContext,
 } from '../modules/automations/template.js';
-import type { SlackSeverity } from '../storage/sqlite/schema.js';
+import type { SlackSeverity } from '../storage/delivery.js';
 import { reservedHeaderReason } from './headers.js';
 import { parseRetryAfter } from './retry.js';
 import { webhookSignatureHeaders } from './signing.js';

@@ -44,6 +44,9 @@ export interface DeliveryEvent {
   registryName: string | null;
 }
 
+/** How loud a Slack message is. */
+export type SlackSeverity = 'INFO' | 'WARN' | 'ERROR';
+
 /** The automation of a run as it is now: its templates are current, not those of the run's time. */
 export interface DeliveryAutomation {
   id: string;
@@ -52,7 +55,7 @@ export interface DeliveryAutomation {
   payloadTemplate: string | null;
   slackTitle: string | null;
   slackMessage: string | null;
-  slackSeverity: 'INFO' | 'WARN' | 'ERROR' | null;
+  slackSeverity: SlackSeverity | null;
 }
 
 /** What a delivery reads of an action (the fields carry the stored action's names). */

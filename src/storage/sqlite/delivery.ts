@@ -8,6 +8,7 @@ import {
   type Lease,
   type QueueDepth,
   type SealedSecret,
+  type SlackSeverity,
 } from '../delivery.js';
 import { insertAudit } from './audit.js';
 import type { SqliteHandle } from './support.js';
@@ -170,7 +171,7 @@ function claimedRun(row: Row): ClaimedRun {
           payloadTemplate: row[18] as string | null,
           slackTitle: row[19] as string | null,
           slackMessage: row[20] as string | null,
-          slackSeverity: row[21] as 'INFO' | 'WARN' | 'ERROR' | null,
+          slackSeverity: row[21] as SlackSeverity | null,
         };
   const action: DeliveryAction | null =
     row[22] === null
