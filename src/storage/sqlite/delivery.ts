@@ -205,16 +205,26 @@ interface Queued {
 }
 
 /**
- * Group commit: write operations requested during one turn of the event loop run together in one
- * transaction, and each promise settles once that transaction has committed. While a backlog
- * drains, dozens of attempts start and end per turn; a commit costs far more than the statements
- * in it (its pages go to the WAL), and the attempts of one turn share most of their pages. Should
- * any operation throw, the batch is rolled back and each operation runs again in a transaction of
- * its own, so one failure fails only its own operation. (Not a savepoint per operation: rolling
- * back to one needs a copy of every page it changes, which costs more than the changes.)
+ * Group commit: write operations requested close together run in one transaction, and each
+ * promise settles once that transaction has committed. While a backlog drains, dozens of attempts
+ * start and end per turn of the event loop; a commit costs far more than the statements in it
+ * (its pages go to the WAL), and the attempts of one turn share most of their pages.
+ *
+ * A write that something waits on before it can go on (a claim, the start of an attempt) is
+ * `urgent`: it commits as soon as the code that asked for it yields (a microtask), together with
+ * everything asked for until then, such as the other starts of one claim. Other writes (the end of
+ * an attempt) wait for the end of the turn (`setImmediate`), so the results of every response
+ * that arrived in one turn commit together, or go along with an urgent one.
+ *
+ * Should any operation throw, the batch is rolled back and each operation runs again in a
+ * transaction of its own, so one failure fails only its own operation. (Not a savepoint per
+ * operation: rolling back to one needs a copy of every page it changes, which costs more than
+ * the changes.)
  */
 function createGroupCommit(h: SqliteHandle) {
   let queue: Queued[] = [];
+  let soon = false;
+  let later = false;
   const settle = (operation: Queued, run: () => unknown): void => {
     let value: unknown;
     try {
@@ -227,6 +237,7 @@ function createGroupCommit(h: SqliteHandle) {
   };
   const flush = (): void => {
     const batch = queue;
+    if (batch.length === 0) return;
     queue = [];
     let values: unknown[];
     try {
@@ -237,12 +248,27 @@ function createGroupCommit(h: SqliteHandle) {
     }
     for (const [index, operation] of batch.entries()) operation.resolve(values[index] as never);
   };
-  return <T>(body: () => T): Promise<T> =>
+  return <T>(body: () => T, urgent = false): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       queue.push({ body, resolve: resolve as (value: never) => void, reject });
-      if (queue.length === 1) setImmediate(flush);
+      if (urgent && !soon) {
+        soon = true;
+        queueMicrotask(() => {
+          soon = false;
+          flush();
+        });
+      } else if (!urgent && !later) {
+        later = true;
+        setImmediate(() => {
+          later = false;
+          flush();
+        });
+      }
     });
 }
+
+/** For {@link createGroupCommit}: something waits on this write to go on. */
+const URGENT = true;
 
 export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
   const write = createGroupCommit(h);
@@ -300,17 +326,19 @@ export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
         }
         // Oldest due first; a run deleted meanwhile (with its event) is left out.
         return ids.flatMap((id) => loaded.get(id) ?? []);
-      });
+      }, URGENT);
     },
 
     async unclaim(owner, runIds, now) {
       if (runIds.length === 0) return;
-      await write(() =>
-        statement('unclaim', UNCLAIM).run({
-          runIds: JSON.stringify(runIds),
-          owner,
-          now: now.getTime(),
-        }),
+      await write(
+        () =>
+          statement('unclaim', UNCLAIM).run({
+            runIds: JSON.stringify(runIds),
+            owner,
+            now: now.getTime(),
+          }),
+        URGENT,
       );
     },
 
@@ -334,7 +362,7 @@ export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
           startedAt,
           attemptCount: counted[0] as number,
         };
-      });
+      }, URGENT);
     },
 
     finishAttempt(lease, attemptId, outcome, verdict, now, disable) {
