@@ -11,7 +11,7 @@ import {
   type Tracer,
   trace,
 } from '@opentelemetry/api';
-import { GraphQLError, getOperationAST } from 'graphql';
+import { type DocumentNode, GraphQLError, getOperationAST } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { Logger } from '../logger.js';
 import type { Metrics, OperationType, RequestOutcome } from './metrics.js';
@@ -35,12 +35,19 @@ interface RequestState {
   path: string;
   operationName: string | undefined;
   operationType: OperationType;
+  /** The operation name sent beside the document, when it is a GraphQL name. */
+  requestedName: string | undefined;
+  /** GraphQL operations in the request: more than one is a batch. */
+  operations: number;
   errorCodes: string[] | undefined;
   span: Span | undefined;
 }
 
 /** `x-request-id` values taken from a client or proxy: printable ASCII without spaces. */
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
+
+/** A GraphQL name, as an operation name given beside the document must be to be shown. */
+const OPERATION_NAME = /^[_A-Za-z][_0-9A-Za-z]{0,99}$/;
 
 export const METRICS_PATH = '/metrics';
 
@@ -119,7 +126,9 @@ export function useObservability(options: ObservabilityOptions): Plugin {
       requestId: given !== null && REQUEST_ID.test(given) ? given : randomUUID(),
       path: pathOf(request.url),
       operationName: undefined,
+      requestedName: undefined,
       operationType: 'unknown',
+      operations: 0,
       errorCodes: undefined,
       span: undefined,
     };
@@ -127,32 +136,21 @@ export function useObservability(options: ObservabilityOptions): Plugin {
     return state;
   };
 
-  const noteOperation = (
-    request: Request | undefined,
+  /** Names the active (execution) span after the operation it runs. */
+  const nameSpan = (
     document: Parameters<typeof getOperationAST>[0],
     operationName: string | null | undefined,
   ): void => {
-    const state = request && states.get(request);
+    const span = trace.getActiveSpan();
+    if (!span) return;
     const operation = getOperationAST(document, operationName);
     const name = operation?.name?.value;
     const type = operation?.operation ?? 'unknown';
-    if (tracer) {
-      const span = trace.getActiveSpan();
-      span?.updateName(name ? `${type} ${name}` : type);
-      span?.setAttributes({
-        'graphql.operation.type': type,
-        ...(name ? { 'graphql.operation.name': name } : {}),
-      });
-    }
-    if (!state) return;
-    if (state.operationType !== 'unknown') {
-      // A batch: several operations in one request.
-      state.operationType = 'batch';
-      state.operationName = undefined;
-      return;
-    }
-    state.operationType = type;
-    state.operationName = name;
+    span.updateName(name ? `${type} ${name}` : type);
+    span.setAttributes({
+      'graphql.operation.type': type,
+      ...(name ? { 'graphql.operation.name': name } : {}),
+    });
   };
 
   const instrumentation: Plugin['instrumentation'] = {
@@ -212,6 +210,19 @@ export function useObservability(options: ObservabilityOptions): Plugin {
 
   return {
     instrumentation,
+    onParams({ request, params }) {
+      const state = states.get(request);
+      if (!state) return;
+      state.operations += 1;
+      if (state.operations > 1) {
+        state.operationType = 'batch';
+        state.operationName = undefined;
+      } else if (params.operationName && OPERATION_NAME.test(params.operationName)) {
+        // Until the document is parsed (it may not be), the name the client gave.
+        state.operationName = params.operationName;
+        state.requestedName = params.operationName;
+      }
+    },
     onRequest({ request, url, endResponse, fetchAPI }) {
       if (!metrics || url.pathname !== METRICS_PATH) return;
       if (
@@ -235,17 +246,29 @@ export function useObservability(options: ObservabilityOptions): Plugin {
         );
       });
     },
-    onExecute({ args }) {
-      noteOperation(
-        (args.contextValue as { request?: Request }).request,
-        args.document,
-        args.operationName,
-      );
+    onParse({ context }) {
+      // Parsing comes before authentication, so even a refused request gets its operation.
+      const request = (context as { request?: Request }).request;
+      const state = request && states.get(request);
+      if (!state || state.operationType === 'batch') return;
+      return ({ result }) => {
+        if (result === null || result instanceof Error) return;
+        const operation = getOperationAST(result as DocumentNode, state.requestedName ?? null);
+        state.operationType = operation?.operation ?? 'unknown';
+        state.operationName = operation?.name?.value;
+      };
     },
+    ...(tracer
+      ? {
+          onExecute({ args }) {
+            nameSpan(args.document, args.operationName);
+          },
+        }
+      : {}),
     onSubscribe({ args }) {
-      const request = (args.contextValue as { request?: Request }).request;
-      noteOperation(request, args.document, args.operationName);
+      if (tracer) nameSpan(args.document, args.operationName);
       if (!metrics) return;
+      const request = (args.contextValue as { request?: Request }).request;
       const transport = request ? 'http' : 'websocket';
       return {
         onSubscribeResult({ result }) {
