@@ -1,16 +1,5 @@
-import { BOOTSTRAP_ENTITY } from '../bootstrap.js';
 import { systemClock } from '../clock.js';
-import { checkName } from '../modules/names.js';
-import {
-  type Command,
-  CommandError,
-  ENVIRONMENT_HELP,
-  err,
-  out,
-  readConfig,
-  requireDatabase,
-} from './command.js';
-import { issueAdminKey, openExistingDatabase } from './database.js';
+import { type Command, CommandError, ENVIRONMENT_HELP, err, out, readConfig } from './command.js';
 
 const DEFAULT_KEY_NAME = 'issued by tripline admin-key';
 
@@ -29,7 +18,8 @@ Allowed while the server runs: SQLite in WAL mode lets this command write while 
 server reads and writes, and the server looks every key up in the database, so the
 new key works at once. The database must have this version's migrations.
 
-  --entity NAME   the entity whose admin gets the key (default: ${BOOTSTRAP_ENTITY})
+  --entity NAME   the entity whose admin gets the key (default: "default",
+                  the entity the first start created)
   --user WHO      that admin, by name or by id (usr_…), when the entity has several
   --name TEXT     the key's name in apiKeys and the audit log
                   (default: "${DEFAULT_KEY_NAME}")
@@ -42,15 +32,17 @@ ${ENVIRONMENT_HELP}
     user: { type: 'string' },
     name: { type: 'string' },
   },
-  run(values) {
+  async run(values) {
     const config = readConfig();
+    const { BOOTSTRAP_ENTITY } = await import('../bootstrap.js');
+    const { checkName } = await import('../modules/names.js');
+    const { issueAdminKey, openExistingDatabase } = await import('./database.js');
     let keyName: string;
     try {
       keyName = checkName(String(values.name ?? DEFAULT_KEY_NAME), '--name');
     } catch (error) {
       throw new CommandError(`--name: ${(error as Error).message}`, 2);
     }
-    requireDatabase(config);
     const storage = openExistingDatabase(config);
     try {
       const issued = issueAdminKey(storage, systemClock, {

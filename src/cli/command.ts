@@ -1,7 +1,12 @@
 import { existsSync, writeSync } from 'node:fs';
 import type { ParseArgsConfig } from 'node:util';
 import { type Config, ConfigError, loadConfig } from '../config.js';
-import { type DataDirLock, DataDirLockedError, lockDataDir } from '../data-dir-lock.js';
+import {
+  type DataDirLock,
+  DataDirLockedError,
+  describeHolder,
+  lockDataDir,
+} from '../data-dir-lock.js';
 
 /**
  * An expected failure of a command: printed as its message alone on stderr, and the process
@@ -28,7 +33,11 @@ export interface Command {
   usage: string;
   /** Its options for node:util parseArgs; `--help` is added to every command. */
   options: NonNullable<ParseArgsConfig['options']>;
-  run(values: OptionValues): void;
+  /**
+   * Does the work. Commands import what they need for it here, not at the top of their file, so
+   * that `--help` and `check-config` do not load the database layer and the services.
+   */
+  run(values: OptionValues): void | Promise<void>;
 }
 
 /**
@@ -72,11 +81,18 @@ export function requireDatabase(config: Config): void {
 
 /**
  * Takes the data directory's lock for `command`, so that no server starts on it, nor another
- * command that needs it alone, until the lock is released. A CommandError says who holds it.
+ * command that needs it alone, until the lock is released; a lock left by a process that died is
+ * taken over, saying so on stderr. A CommandError says who holds it.
  */
 export function holdDataDir(config: Config, command: string): DataDirLock {
   try {
-    return lockDataDir(config.dataDir, `tripline ${command}`);
+    const lock = lockDataDir(config.dataDir, `tripline ${command}`);
+    if (lock.takenOverFrom) {
+      err(
+        `Took over the data directory from ${describeHolder(lock.takenOverFrom)}, which is no longer running.\n`,
+      );
+    }
+    return lock;
   } catch (error) {
     if (!(error instanceof DataDirLockedError)) throw error;
     throw new CommandError(`tripline ${command} refused: ${error.message}`);

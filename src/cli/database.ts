@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { and, asc, eq, sql } from 'drizzle-orm';
 import type { Clock } from '../clock.js';
@@ -8,7 +8,7 @@ import { memberships, users } from '../db/schema.js';
 import { parsePublicId, publicId } from '../ids.js';
 import { findEntityByName } from '../modules/entities/service.js';
 import { auditApiKey, issueApiKey } from '../modules/users/service.js';
-import { CommandError } from './command.js';
+import { CommandError, requireDatabase } from './command.js';
 
 // Everything the command line reads or writes in the database, in one place.
 
@@ -71,11 +71,7 @@ export function migrate(storage: Storage): { applied: string[]; status: Migratio
  * the commands that use it are written for the current schema.
  */
 export function openExistingDatabase(config: Config): Storage {
-  if (!existsSync(config.databaseFile)) {
-    throw new CommandError(
-      `No database at ${config.databaseFile}. Set TRIPLINE_DATA_DIR to the server's data directory (it holds tripline.db).`,
-    );
-  }
+  requireDatabase(config);
   const storage = openDatabase(config.databaseFile, { migrate: false });
   const { pending } = migrationStatus(storage);
   if (pending.length > 0) {

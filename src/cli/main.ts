@@ -26,7 +26,7 @@ Each command works on the data directory of the environment, read as the server
 reads it (TRIPLINE_DATA_DIR, …). \`tripline <command> --help\` tells more.
 `;
 
-function run(argv: readonly string[]): void {
+async function run(argv: readonly string[]): Promise<void> {
   const [name, ...rest] = argv;
   if (name === undefined) throw new CommandError(USAGE, 2);
   if (name === '--help' || name === '-h' || name === 'help') {
@@ -51,11 +51,11 @@ function run(argv: readonly string[]): void {
     out(command.usage);
     return;
   }
-  command.run(values);
+  await command.run(values);
 }
 
 try {
-  run(process.argv.slice(2));
+  await run(process.argv.slice(2));
 } catch (error) {
   if (!(error instanceof CommandError)) throw error;
   err(`${error.message.trimEnd()}\n`);

@@ -1,5 +1,4 @@
 import { existsSync, mkdirSync } from 'node:fs';
-import { openDatabase } from '../db/client.js';
 import {
   type Command,
   CommandError,
@@ -8,7 +7,6 @@ import {
   out,
   readConfig,
 } from './command.js';
-import { migrate } from './database.js';
 
 export const migrateCommand: Command = {
   name: 'migrate',
@@ -29,8 +27,10 @@ Refused while a server (or another command) holds the data directory: stop it fi
 ${ENVIRONMENT_HELP}
 `,
   options: {},
-  run() {
+  async run() {
     const config = readConfig();
+    const { openDatabase } = await import('../db/client.js');
+    const { migrate } = await import('./database.js');
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     const lock = holdDataDir(config, 'migrate');
     try {

@@ -1,10 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { systemClock } from '../clock.js';
-import {
-  type MasterKeyRotation,
-  MasterKeyRotationError,
-  rotateMasterKey,
-} from '../modules/secrets/rotate.js';
+import type { MasterKeyRotation } from '../modules/secrets/rotate.js';
 import {
   type Command,
   CommandError,
@@ -15,7 +11,6 @@ import {
   readConfig,
   requireDatabase,
 } from './command.js';
-import { openExistingDatabase } from './database.js';
 
 // A running server keeps the old key in memory, so secrets it created or rotated afterwards
 // would be sealed with a key that is no longer anywhere on disk: the data directory's lock keeps
@@ -79,9 +74,13 @@ TRIPLINE_ENCRYPTION_KEY: a generated key is printed once; set it before restarti
 ${ENVIRONMENT_HELP}
 `,
   options: { 'new-key-file': { type: 'string' } },
-  run(values) {
+  async run(values) {
     const config = readConfig();
     const newKey = newKeyOf(values);
+    const { MasterKeyRotationError, rotateMasterKey } = await import(
+      '../modules/secrets/rotate.js'
+    );
+    const { openExistingDatabase } = await import('./database.js');
     requireDatabase(config);
     const lock = holdDataDir(config, 'rotate-master-key');
     try {
