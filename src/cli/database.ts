@@ -104,52 +104,60 @@ export function issueAdminKey(
 ): IssuedAdminKey {
   const { db } = storage;
   const { keyName } = options;
-  return db.transaction(() => {
-    const entity = findEntityByName({ db }, options.entity);
-    if (!entity) {
-      throw new CommandError(
-        `No entity named "${options.entity}". Give --entity the name of an entity (the first start created "default").`,
-      );
-    }
-    const admins = db
-      .select({ id: users.id, name: users.name })
-      .from(memberships)
-      .innerJoin(users, eq(users.id, memberships.userId))
-      .where(
-        and(
-          eq(memberships.entityId, entity.id),
-          eq(memberships.role, 'ADMIN'),
-          eq(users.kind, 'USER'),
-        ),
-      )
-      .orderBy(asc(users.name), asc(users.id))
-      .all();
-    const wanted = options.user;
-    const storedId = wanted ? parsePublicId(wanted) : null;
-    const matching = wanted
-      ? admins.filter((a) => (storedId?.kind === 'user' ? a.id === storedId.id : a.name === wanted))
-      : admins;
-    const listed = admins.map((a) => `${a.name} (${publicId('user', a.id)})`).join(', ');
-    if (matching.length === 0) {
-      throw new CommandError(
-        admins.length === 0
-          ? `The entity "${entity.name}" has no person as an admin. Give --entity another entity.`
-          : `No admin of "${entity.name}" is called "${wanted}". Its admins: ${listed}. Give --user one of them.`,
-      );
-    }
-    const [admin] = matching;
-    if (!admin || matching.length > 1) {
-      throw new CommandError(
-        `The entity "${entity.name}" has ${matching.length} admins${wanted ? ` called "${wanted}"` : ''}: ${listed}. Choose one with --user NAME or --user usr_….`,
-      );
-    }
-    const { apiKey, secret } = issueApiKey({ db }, admin.id, keyName);
-    auditApiKey({ db, clock }, admin.id, 'apiKey.created', apiKey);
-    return {
-      secret,
-      user: { id: publicId('user', admin.id), name: admin.name },
-      entity: entity.name,
-      keyName,
-    };
-  });
+  // Immediate: the server may write at any moment, and a deferred transaction that read before
+  // the server's commit could not then write (SQLITE_BUSY without waiting); this one waits for the
+  // write lock (busy_timeout) before reading anything.
+  return db.transaction(
+    () => {
+      const entity = findEntityByName({ db }, options.entity);
+      if (!entity) {
+        throw new CommandError(
+          `No entity named "${options.entity}". Give --entity the name of an entity (the first start created "default").`,
+        );
+      }
+      const admins = db
+        .select({ id: users.id, name: users.name })
+        .from(memberships)
+        .innerJoin(users, eq(users.id, memberships.userId))
+        .where(
+          and(
+            eq(memberships.entityId, entity.id),
+            eq(memberships.role, 'ADMIN'),
+            eq(users.kind, 'USER'),
+          ),
+        )
+        .orderBy(asc(users.name), asc(users.id))
+        .all();
+      const wanted = options.user;
+      const storedId = wanted ? parsePublicId(wanted) : null;
+      const matching = wanted
+        ? admins.filter((a) =>
+            storedId?.kind === 'user' ? a.id === storedId.id : a.name === wanted,
+          )
+        : admins;
+      const listed = admins.map((a) => `${a.name} (${publicId('user', a.id)})`).join(', ');
+      if (matching.length === 0) {
+        throw new CommandError(
+          admins.length === 0
+            ? `The entity "${entity.name}" has no person as an admin. Give --entity another entity.`
+            : `No admin of "${entity.name}" is called "${wanted}". Its admins: ${listed}. Give --user one of them.`,
+        );
+      }
+      const [admin] = matching;
+      if (!admin || matching.length > 1) {
+        throw new CommandError(
+          `The entity "${entity.name}" has ${matching.length} admins${wanted ? ` called "${wanted}"` : ''}: ${listed}. Choose one with --user NAME or --user usr_….`,
+        );
+      }
+      const { apiKey, secret } = issueApiKey({ db }, admin.id, keyName);
+      auditApiKey({ db, clock }, admin.id, 'apiKey.created', apiKey);
+      return {
+        secret,
+        user: { id: publicId('user', admin.id), name: admin.name },
+        entity: entity.name,
+        keyName,
+      };
+    },
+    { behavior: 'immediate' },
+  );
 }
