@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { parseMasterKey } from './modules/secrets/box.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -88,7 +89,11 @@ export interface Config {
 }
 
 export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
+  constructor(
+    readonly problems: string[],
+    /** The settings as read, with defaults in place of the invalid values. */
+    readonly config: Config,
+  ) {
     super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
     this.name = 'ConfigError';
   }
@@ -146,6 +151,16 @@ export function loadConfig(env: Env = process.env): Config {
   if (!LOG_LEVELS.includes(logLevel)) {
     problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${env.LOG_LEVEL}"`);
   }
+  if (env.TRIPLINE_ENCRYPTION_KEY) {
+    try {
+      parseMasterKey(env.TRIPLINE_ENCRYPTION_KEY);
+    } catch {
+      // Never the value itself: it is the key to every secret.
+      problems.push(
+        `TRIPLINE_ENCRYPTION_KEY must be 32 bytes written as 64 hex characters or as base64 (\`openssl rand -base64 32\` makes one), got ${env.TRIPLINE_ENCRYPTION_KEY.length} characters that are neither`,
+      );
+    }
+  }
   const config: Config = {
     port: int('PORT', 4000, 0, 65535),
     host: env.HOST || '127.0.0.1',
@@ -196,6 +211,6 @@ export function loadConfig(env: Env = process.env): Config {
       `TRIPLINE_DELIVERY_LEASE_MS (${leaseMs}) must exceed TRIPLINE_DELIVERY_TIMEOUT_MS (${timeoutMs}) plus ${LEASE_MARGIN_MS} ms, the longest one attempt can hold a run; otherwise another server may deliver the run while the attempt is still in flight. Raise the lease above ${worstCaseAttemptMs(config.delivery)} or lower the timeout.`,
     );
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0) throw new ConfigError(problems, config);
   return config;
 }
