@@ -3,7 +3,12 @@ import { type DocumentNode, type ExecutionArgs, GraphQLError } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, useReadinessCheck } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
-import { type AppDeps, type Context, createContext } from './context.js';
+import {
+  type AppDeps,
+  authorizationFromConnectionParams,
+  type Context,
+  createContext,
+} from './context.js';
 import {
   createDeliveryEngine,
   type DeliveryEngine,
@@ -12,6 +17,8 @@ import {
 import { useMutationRateLimits } from './limits/rate-limit.js';
 import { batchingOption, useRequestLimits } from './limits/request-limits.js';
 import { publishRunUpdate } from './modules/runs/service.js';
+import { usePersistedQueries } from './protocols/persisted-queries.js';
+import { useSingleConnectionSSE } from './protocols/sse.js';
 import { schema } from './schema.js';
 
 export interface AppOptions {
@@ -41,9 +48,8 @@ export interface App {
 function authorizationOf(initial: Record<string, unknown>): string | undefined {
   const request = initial.request as Request | undefined;
   if (request?.headers) return request.headers.get('authorization') ?? undefined;
-  const params = initial.connectionParams as Record<string, unknown> | undefined;
-  const fromParams = params?.authorization ?? params?.Authorization;
-  if (typeof fromParams === 'string') return fromParams;
+  const fromParams = authorizationFromConnectionParams(initial.connectionParams);
+  if (fromParams !== undefined) return fromParams;
   const upgrade = (initial.extra as { request?: IncomingMessage } | undefined)?.request;
   return upgrade?.headers.authorization;
 }
@@ -81,6 +87,8 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
           return true;
         },
       }),
+      useSingleConnectionSSE(deps),
+      usePersistedQueries(deps),
       useRequestLimits(deps.config),
       useMutationRateLimits(deps.config.rateLimits),
     ],

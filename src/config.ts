@@ -82,6 +82,11 @@ export interface Config {
   logLevel: LogLevel;
   introspection: boolean;
   maxRequestBytes: number;
+  /**
+   * Bytes of query text (and hashes) the automatic persisted query store keeps; the least
+   * recently used queries are dropped past it.
+   */
+  persistedQueriesMaxBytes: number;
   limits: RequestLimits;
   rateLimits: RateLimits;
   shutdownGraceMs: number;
@@ -172,6 +177,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel,
     introspection: bool('TRIPLINE_INTROSPECTION', true),
     maxRequestBytes: int('TRIPLINE_MAX_REQUEST_BYTES', 1024 * 1024, 1024),
+    persistedQueriesMaxBytes: int('TRIPLINE_PERSISTED_QUERIES_MAX_BYTES', 8 * 1024 * 1024, 1024),
     limits: {
       maxDepth: int('TRIPLINE_MAX_QUERY_DEPTH', 12, 1),
       maxCost: int('TRIPLINE_MAX_QUERY_COST', 50_000, 1),

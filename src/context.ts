@@ -50,6 +50,24 @@ export async function createContext(
   return { deps, viewer };
 }
 
+/**
+ * The `Authorization` value a graphql-ws client put in its `connectionParams`: under
+ * `authorization` in any letter case, or inside a `headers` object as Apollo Client and Hasura
+ * users send it (`{ headers: { Authorization: 'Bearer …' } }`). Undefined when there is none.
+ */
+export function authorizationFromConnectionParams(params: unknown): string | undefined {
+  const headers = typeof params === 'object' && params !== null && 'headers' in params;
+  return authorizationIn(params) ?? (headers ? authorizationIn(params.headers) : undefined);
+}
+
+function authorizationIn(record: unknown): string | undefined {
+  if (typeof record !== 'object' || record === null) return undefined;
+  for (const [name, value] of Object.entries(record)) {
+    if (name.toLowerCase() === 'authorization' && typeof value === 'string') return value;
+  }
+  return undefined;
+}
+
 function unauthenticated(message: string) {
   return createGraphQLError(message, {
     extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } },
