@@ -1,10 +1,14 @@
 import type { IncomingMessage, RequestListener, Server } from 'node:http';
-import { sql } from 'drizzle-orm';
 import { type DocumentNode, type ExecutionArgs, GraphQLError } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, useReadinessCheck } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
-import { type AppDeps, type Context, createContext } from './context.js';
+import {
+  type AppDeps,
+  authorizationFromConnectionParams,
+  type Context,
+  createContext,
+} from './context.js';
 import {
   createDeliveryEngine,
   type DeliveryEngine,
@@ -18,6 +22,8 @@ import { useObservability } from './observability/http.js';
 import { createMetrics } from './observability/metrics.js';
 import { readQueueDepth } from './observability/queue-depth.js';
 import { createTelemetry, type Telemetry } from './observability/telemetry.js';
+import { usePersistedQueries } from './protocols/persisted-queries.js';
+import { useSingleConnectionSSE } from './protocols/sse.js';
 import { schema } from './schema.js';
 
 export interface AppOptions {
@@ -49,9 +55,8 @@ export interface App {
 function authorizationOf(initial: Record<string, unknown>): string | undefined {
   const request = initial.request as Request | undefined;
   if (request?.headers) return request.headers.get('authorization') ?? undefined;
-  const params = initial.connectionParams as Record<string, unknown> | undefined;
-  const fromParams = params?.authorization ?? params?.Authorization;
-  if (typeof fromParams === 'string') return fromParams;
+  const fromParams = authorizationFromConnectionParams(initial.connectionParams);
+  if (fromParams !== undefined) return fromParams;
   const upgrade = (initial.extra as { request?: IncomingMessage } | undefined)?.request;
   return upgrade?.headers.authorization;
 }
@@ -101,12 +106,14 @@ export function createApp(given: AppDeps, options: AppOptions = {}): App {
       useGraphiQLAssets(),
       useReadinessCheck({
         endpoint: '/readyz',
-        check: () => {
+        check: async () => {
           if (stopping) return false;
-          deps.db.get(sql`select 1`);
+          await deps.storage.ping();
           return true;
         },
       }),
+      useSingleConnectionSSE(deps),
+      usePersistedQueries(deps),
       useRequestLimits(deps.config),
       useMutationRateLimits(
         deps.config.rateLimits,
@@ -145,10 +152,10 @@ export function createApp(given: AppDeps, options: AppOptions = {}): App {
       sockets.push(wss);
       useServer<Record<string, unknown>, Record<string, unknown>>(
         {
-          onConnect: (ctx) => {
+          onConnect: async (ctx) => {
             // Refuse a bad key at connection time, before any subscription starts.
             try {
-              createContext(deps, authorizationOf(ctx as unknown as Record<string, unknown>));
+              await createContext(deps, authorizationOf(ctx as unknown as Record<string, unknown>));
               return true;
             } catch {
               return false;

@@ -2,11 +2,11 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { count } from 'drizzle-orm';
 import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
-import type { Db } from './db/client.js';
-import { users } from './db/schema.js';
 import { insertEntity } from './modules/entities/service.js';
 import { generateMasterKey, parseMasterKey } from './modules/secrets/box.js';
 import { auditApiKey, createUser, issueApiKey } from './modules/users/service.js';
+import type { Db } from './storage/sqlite/database.js';
+import { users } from './storage/sqlite/schema.js';
 
 export const BOOTSTRAP_ENTITY = 'default';
 

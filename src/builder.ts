@@ -26,7 +26,8 @@ interface Types {
   Context: Context;
   DefaultFieldNullability: false;
   DefaultInputFieldRequiredness: true;
-  Connection: { totalCount: number };
+  /** Counted only when a client selects `totalCount` (a function) or already known (a number). */
+  Connection: { totalCount: number | (() => Promise<number>) };
   Scalars: {
     ID: { Input: string; Output: string };
     DateTime: { Input: Date; Output: Date };
@@ -104,7 +105,8 @@ export const builder: PothosSchemaTypes.SchemaBuilder<PothosSchemaTypes.ExtendDe
 builder.globalConnectionField('totalCount', (t) =>
   t.int({
     description: 'How many results match, across all pages.',
-    resolve: (parent) => parent.totalCount,
+    resolve: (parent) =>
+      typeof parent.totalCount === 'function' ? parent.totalCount() : parent.totalCount,
   }),
 );
 

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { parseMasterKey } from './modules/secrets/box.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -105,6 +106,11 @@ export interface Config {
   logLevel: LogLevel;
   introspection: boolean;
   maxRequestBytes: number;
+  /**
+   * Bytes of query text (and hashes) the automatic persisted query store keeps; the least
+   * recently used queries are dropped past it.
+   */
+  persistedQueriesMaxBytes: number;
   limits: RequestLimits;
   rateLimits: RateLimits;
   shutdownGraceMs: number;
@@ -114,7 +120,11 @@ export interface Config {
 }
 
 export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
+  constructor(
+    readonly problems: string[],
+    /** The settings as read, with defaults in place of the invalid values. */
+    readonly config: Config,
+  ) {
     super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
     this.name = 'ConfigError';
   }
@@ -214,6 +224,16 @@ export function loadConfig(env: Env = process.env): Config {
   if (!LOG_LEVELS.includes(logLevel)) {
     problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${env.LOG_LEVEL}"`);
   }
+  if (env.TRIPLINE_ENCRYPTION_KEY) {
+    try {
+      parseMasterKey(env.TRIPLINE_ENCRYPTION_KEY);
+    } catch {
+      // Never the value itself: it is the key to every secret.
+      problems.push(
+        `TRIPLINE_ENCRYPTION_KEY must be 32 bytes written as 64 hex characters or as base64 (\`openssl rand -base64 32\` makes one), got ${env.TRIPLINE_ENCRYPTION_KEY.length} characters that are neither`,
+      );
+    }
+  }
   const config: Config = {
     port: int('PORT', 4000, 0, 65535),
     host: env.HOST || '127.0.0.1',
@@ -225,6 +245,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel,
     introspection: bool('TRIPLINE_INTROSPECTION', true),
     maxRequestBytes: int('TRIPLINE_MAX_REQUEST_BYTES', 1024 * 1024, 1024),
+    persistedQueriesMaxBytes: int('TRIPLINE_PERSISTED_QUERIES_MAX_BYTES', 8 * 1024 * 1024, 1024),
     limits: {
       maxDepth: int('TRIPLINE_MAX_QUERY_DEPTH', 12, 1),
       maxCost: int('TRIPLINE_MAX_QUERY_COST', 50_000, 1),
@@ -274,6 +295,6 @@ export function loadConfig(env: Env = process.env): Config {
       `TRIPLINE_DELIVERY_LEASE_MS (${leaseMs}) must exceed TRIPLINE_DELIVERY_TIMEOUT_MS (${timeoutMs}) plus ${LEASE_MARGIN_MS} ms, the longest one attempt can hold a run; otherwise another server may deliver the run while the attempt is still in flight. Raise the lease above ${worstCaseAttemptMs(config.delivery)} or lower the timeout.`,
     );
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0) throw new ConfigError(problems, config);
   return config;
 }

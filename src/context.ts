@@ -2,16 +2,20 @@ import type { Tracer } from '@opentelemetry/api';
 import { createGraphQLError } from 'graphql-yoga';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
-import type { Db } from './db/client.js';
 import type { Lookup } from './delivery/ssrf.js';
 import type { Logger } from './logger.js';
 import type { SecretBox } from './modules/secrets/box.js';
 import { authenticate, type Viewer } from './modules/users/service.js';
 import type { Telemetry } from './observability/telemetry.js';
 import type { TriplinePubSub } from './pubsub.js';
+import type { Db } from './storage/sqlite/database.js';
+import type { Storage } from './storage/storage.js';
 
 /** Everything a service needs, passed in so tests can supply their own. */
 export interface AppDeps {
+  /** Every read and write of the data. */
+  storage: Storage;
+  /** The SQLite handle, for services not yet on the storage layer (transitional). */
   db: Db;
   secretBox: SecretBox;
   clock: Clock;
@@ -40,16 +44,37 @@ export interface Context {
  * alike. Throws a GraphQL error with code `UNAUTHENTICATED` (HTTP 401) when the header is
  * missing, malformed, or names an unknown or revoked key.
  */
-export function createContext(deps: AppDeps, authorization: string | null | undefined): Context {
+export async function createContext(
+  deps: AppDeps,
+  authorization: string | null | undefined,
+): Promise<Context> {
   const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
   if (!match?.[1]) {
     throw unauthenticated(
       'Authentication required: send an API key as `Authorization: Bearer <key>`.',
     );
   }
-  const viewer = authenticate(deps, match[1]);
+  const viewer = await authenticate(deps, match[1]);
   if (!viewer) throw unauthenticated('The API key is unknown or has been revoked.');
   return { deps, viewer };
+}
+
+/**
+ * The `Authorization` value a graphql-ws client put in its `connectionParams`: under
+ * `authorization` in any letter case, or inside a `headers` object as Apollo Client and Hasura
+ * users send it (`{ headers: { Authorization: 'Bearer …' } }`). Undefined when there is none.
+ */
+export function authorizationFromConnectionParams(params: unknown): string | undefined {
+  const headers = typeof params === 'object' && params !== null && 'headers' in params;
+  return authorizationIn(params) ?? (headers ? authorizationIn(params.headers) : undefined);
+}
+
+function authorizationIn(record: unknown): string | undefined {
+  if (typeof record !== 'object' || record === null) return undefined;
+  for (const [name, value] of Object.entries(record)) {
+    if (name.toLowerCase() === 'authorization' && typeof value === 'string') return value;
+  }
+  return undefined;
 }
 
 function unauthenticated(message: string) {

@@ -4,11 +4,17 @@ import { createApp } from './app.js';
 import { bootstrap, loadMasterKey } from './bootstrap.js';
 import { systemClock } from './clock.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
-import { openDatabase } from './db/client.js';
+import {
+  type DataDirLock,
+  DataDirLockedError,
+  describeHolder,
+  lockDataDir,
+} from './data-dir-lock.js';
 import { createLogger } from './logger.js';
 import { createSecretBox } from './modules/secrets/box.js';
 import { startTracing, traceLogFields } from './observability/tracing.js';
 import { createTriplinePubSub } from './pubsub.js';
+import { openSqliteStorage } from './storage/sqlite/storage.js';
 
 function readConfig(): Config {
   try {
@@ -61,6 +67,20 @@ function listen(server: Server, config: Config): Promise<void> {
 }
 
 /**
+ * Takes the data directory for this server (see data-dir-lock.ts); when a live server or command
+ * holds it, says which and exits 1.
+ */
+function lockOrExit(dataDir: string): DataDirLock {
+  try {
+    return lockDataDir(dataDir, 'server');
+  } catch (error) {
+    if (!(error instanceof DataDirLockedError)) throw error;
+    process.stderr.write(`Tripline cannot start: ${error.message}\n`);
+    process.exit(1);
+  }
+}
+
+/**
  * Calls `onGone` once the parent process has exited. npm passes SIGTERM and SIGINT on to the
  * server, but a SIGKILLed npm passes on nothing, and the server would keep serving, orphaned.
  */
@@ -89,7 +109,15 @@ async function main(): Promise<void> {
   await listen(server, config);
 
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  const storage = openDatabase(config.databaseFile);
+  const lock = lockOrExit(config.dataDir);
+  process.on('exit', () => lock.release());
+  if (lock.takenOverFrom) {
+    logger.warn(
+      { lockFile: lock.file },
+      `took over the data directory from ${describeHolder(lock.takenOverFrom)}, which is no longer running`,
+    );
+  }
+  const storage = openSqliteStorage(config.databaseFile);
   const master = loadMasterKey(config);
   if (master.generatedFile) {
     logger.warn(
@@ -98,6 +126,7 @@ async function main(): Promise<void> {
     );
   }
   const deps = {
+    storage,
     db: storage.db,
     secretBox: createSecretBox(master.key),
     clock: systemClock,
@@ -141,7 +170,7 @@ async function main(): Promise<void> {
     await app.stop(config.shutdownGraceMs);
     server.close();
     server.closeAllConnections();
-    storage.close();
+    await storage.close();
     await tracing?.shutdown().catch((error: unknown) => {
       logger.warn({ err: error }, 'sending the last spans failed');
     });

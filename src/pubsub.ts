@@ -1,5 +1,5 @@
 import { createPubSub, type PubSub, type PubSubEventTarget } from 'graphql-yoga';
-import type { triggeredRuns } from './db/schema.js';
+import type { triggeredRuns } from './storage/sqlite/schema.js';
 
 export type TriggeredRun = typeof triggeredRuns.$inferSelect;
 

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { automations } from '../src/db/schema.js';
 import { signPayload } from '../src/delivery/signing.js';
 import { newId, parsePublicId, publicId } from '../src/ids.js';
 import { findSecretByName, openSecret } from '../src/modules/secrets/service.js';
+import { automations } from '../src/storage/sqlite/schema.js';
 import { createTestApp, fakeClock, type TestApp } from './support/app.js';
 
 const ERROR = `__typename

@@ -2,9 +2,9 @@
 
 import { eq } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { automationSecretRefs, automations, projects } from '../src/db/schema.js';
 import { parsePublicId } from '../src/ids.js';
 import { candidateAutomations } from '../src/modules/automations/service.js';
+import { automationSecretRefs, automations, projects } from '../src/storage/sqlite/schema.js';
 import { createTestApp, fakeClock, type TestApp } from './support/app.js';
 
 let t: TestApp;

@@ -1,8 +1,8 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { openDatabase } from '../src/db/client.js';
-import { triggeredRuns } from '../src/db/schema.js';
 import { createDeliveryEngine } from '../src/delivery/engine.js';
 import { publicId } from '../src/ids.js';
+import { openDatabase } from '../src/storage/sqlite/database.js';
+import { triggeredRuns } from '../src/storage/sqlite/schema.js';
 import { deliveryConfig, useDeliveryTestbed } from './support/delivery-fixtures.js';
 import { startReceiver } from './support/receiver.js';
 

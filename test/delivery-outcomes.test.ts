@@ -1,10 +1,10 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: templates hold literal ${…} variables.
 import { eq } from 'drizzle-orm';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { actions, automations, triggeredRuns } from '../src/db/schema.js';
 import { generateSigningSecret, verifySignature } from '../src/delivery/signing.js';
 import type { SlackMessage } from '../src/delivery/slack.js';
 import { publicId } from '../src/ids.js';
+import { actions, automations, triggeredRuns } from '../src/storage/sqlite/schema.js';
 import {
   deliveryConfig,
   useDeliveryTestbed,

@@ -1,5 +1,4 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: payload templates hold literal ${…} variables.
-import { spawn } from 'node:child_process';
 import {
   existsSync,
   mkdtempSync,
@@ -11,15 +10,12 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { asc, eq } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type App, createApp } from '../src/app.js';
 import { bootstrap, loadMasterKey } from '../src/bootstrap.js';
 import { type Config, loadConfig } from '../src/config.js';
 import type { AppDeps } from '../src/context.js';
-import { openDatabase, type Storage } from '../src/db/client.js';
-import { actions, secrets } from '../src/db/schema.js';
 import {
   buildDeliveryRequest,
   DeliveryConfigurationError,
@@ -43,10 +39,12 @@ import {
 import { insertSecret, openSecret } from '../src/modules/secrets/service.js';
 import { createUser } from '../src/modules/users/service.js';
 import { createTriplinePubSub } from '../src/pubsub.js';
-import { type ServerProcess, startServer } from './support/process.js';
+import { openDatabase } from '../src/storage/sqlite/database.js';
+import { actions, secrets } from '../src/storage/sqlite/schema.js';
+import { openSqliteStorage, type SqliteStorage } from '../src/storage/sqlite/storage.js';
+import { type CliResult, runCli, type ServerProcess, startServer } from './support/process.js';
 import { type Receiver, startReceiver } from './support/receiver.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const at = (iso: string) => ({ now: () => new Date(iso) });
 const clock = at('2026-03-01T12:00:00.000Z');
 const STAMP = '2026-03-01T12-00-00-000Z';
@@ -55,7 +53,7 @@ const STAMP = '2026-03-01T12-00-00-000Z';
 interface World {
   dir: string;
   config: Config;
-  storage: Storage;
+  storage: SqliteStorage;
   app: App;
   /** The box the app sealed with: the current key. */
   box: SecretBox;
@@ -97,9 +95,10 @@ const CREATE_WEBHOOK = `mutation($i: CreateWebhookActionInput!) { createWebhookA
 async function openWorld(env: Record<string, string> = {}): Promise<World> {
   const dir = tempDir();
   const config = loadConfig({ TRIPLINE_DATA_DIR: dir, LOG_LEVEL: 'silent', ...env });
-  const storage = openDatabase(config.databaseFile);
+  const storage = openSqliteStorage(config.databaseFile);
   const box = createSecretBox(loadMasterKey(config).key);
   const deps: AppDeps = {
+    storage,
     db: storage.db,
     secretBox: box,
     clock,
@@ -112,7 +111,7 @@ async function openWorld(env: Record<string, string> = {}): Promise<World> {
   const app = createApp(deps);
   cleanups.push(async () => {
     await app.stop(0);
-    storage.close();
+    await storage.close();
   });
 
   const values = new Map([
@@ -492,29 +491,11 @@ function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   return { ...base, ...env };
 }
 
-function runRotateCommand(
-  env: Record<string, string>,
-  args: string[] = [],
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', 'src/scripts/rotate-master-key.ts', ...args],
-    { cwd: root, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  return new Promise((resolve) => {
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function runRotateCommand(env: Record<string, string>, args: string[] = []): Promise<CliResult> {
+  return runCli(['rotate-master-key', ...args], env);
 }
 
-describe('npm run rotate-master-key', () => {
+describe('tripline rotate-master-key', () => {
   const ADMIN_KEY = 'tl_rotation-test-admin-key';
   let receiver: Receiver | undefined;
   const servers: ServerProcess[] = [];

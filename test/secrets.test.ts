@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { automationSecretRefs, automations } from '../src/db/schema.js';
 import { newId } from '../src/ids.js';
 import { findSecretByName, openSecret, secretNamesOf } from '../src/modules/secrets/service.js';
+import { automationSecretRefs, automations } from '../src/storage/sqlite/schema.js';
 import { createTestApp, fakeClock, type TestApp } from './support/app.js';
 
 const ERROR = `__typename

@@ -10,7 +10,8 @@
 import { copyFileSync, existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { and, eq, sql } from 'drizzle-orm';
-import { type Db, openDatabase } from '../../src/db/client.js';
+import { newId } from '../../src/ids.js';
+import { type Db, openDatabase } from '../../src/storage/sqlite/database.js';
 import {
   actions,
   artifactCollections,
@@ -22,8 +23,7 @@ import {
   type RunStatus,
   triggeredRuns,
   users,
-} from '../../src/db/schema.js';
-import { newId } from '../../src/ids.js';
+} from '../../src/storage/sqlite/schema.js';
 import { makeTempDir } from './process.js';
 
 /**

@@ -2,14 +2,19 @@ import { hostname } from 'node:os';
 import { and, asc, eq, exists, inArray, isNull, lte, max, notInArray, or, sql } from 'drizzle-orm';
 import type { Clock } from '../clock.js';
 import type { DeliveryConfig } from '../config.js';
-import type { Db } from '../db/client.js';
-import { actions, deliveryAttempts, type RunStatus, triggeredRuns } from '../db/schema.js';
 import { newId, publicId } from '../ids.js';
 import type { Logger } from '../logger.js';
 import { ACTION_TYPENAMES } from '../modules/actions/service.js';
 import { recordAudit } from '../modules/audit/service.js';
 import type { SecretBox } from '../modules/secrets/box.js';
 import type { Telemetry } from '../observability/telemetry.js';
+import type { Db } from '../storage/sqlite/database.js';
+import {
+  actions,
+  deliveryAttempts,
+  type RunStatus,
+  triggeredRuns,
+} from '../storage/sqlite/schema.js';
 import { loadRunDelivery } from './load.js';
 import { classify, nextRetryDelayMs } from './retry.js';
 import { type DeliveryErrorClass, type DeliveryOutcome, deliver } from './send.js';

@@ -1,5 +1,13 @@
 import { and, eq, inArray } from 'drizzle-orm';
-import type { Db } from '../db/client.js';
+import { ValidationError } from '../errors.js';
+import { publicId } from '../ids.js';
+import {
+  checkPayloadTemplate,
+  checkTextTemplate,
+  type TemplateContext,
+} from '../modules/automations/template.js';
+import type { SecretBox } from '../modules/secrets/box.js';
+import type { Db } from '../storage/sqlite/database.js';
 import {
   actions,
   artifactEvents,
@@ -9,15 +17,7 @@ import {
   registries,
   secrets,
   triggeredRuns,
-} from '../db/schema.js';
-import { ValidationError } from '../errors.js';
-import { publicId } from '../ids.js';
-import {
-  checkPayloadTemplate,
-  checkTextTemplate,
-  type TemplateContext,
-} from '../modules/automations/template.js';
-import type { SecretBox } from '../modules/secrets/box.js';
+} from '../storage/sqlite/schema.js';
 import type { DeliveryContent, DeliveryRequest, DeliveryTarget } from './send.js';
 import type { CollectionOwner } from './slack.js';
 

@@ -1,13 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import { type Dispatcher, request as httpRequest } from 'undici';
 import type { DeliveryConfig } from '../config.js';
-import type { SlackSeverity } from '../db/schema.js';
 import { ValidationError } from '../errors.js';
 import {
   renderPayload,
   renderText,
   type TemplateContext,
 } from '../modules/automations/template.js';
+import type { SlackSeverity } from '../storage/sqlite/schema.js';
 import { reservedHeaderReason } from './headers.js';
 import { parseRetryAfter } from './retry.js';
 import { webhookSignatureHeaders } from './signing.js';

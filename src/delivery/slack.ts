@@ -1,5 +1,5 @@
-import type { SlackSeverity } from '../db/schema.js';
 import { artifactVersionString, type TemplateContext } from '../modules/automations/template.js';
+import type { SlackSeverity } from '../storage/sqlite/schema.js';
 
 /** Where the event's collection lives; Slack labels the field "Project" or "Registry". */
 export type CollectionOwner = 'PROJECT' | 'REGISTRY';

@@ -1,7 +1,7 @@
 import { and, eq, ne } from 'drizzle-orm';
-import type { Db } from '../db/client.js';
-import type { actions, automations } from '../db/schema.js';
 import { ConflictError, ValidationError } from '../errors.js';
+import type { Db } from '../storage/sqlite/database.js';
+import type { actions, automations } from '../storage/sqlite/schema.js';
 
 export const MAX_NAME_LENGTH = 64;
 export const MAX_DESCRIPTION_LENGTH = 1024;

@@ -6,8 +6,8 @@ import {
   type LabelValues,
   Registry,
 } from 'prom-client';
-import type { RunStatus } from '../db/schema.js';
 import type { DeliveryOutcome } from '../delivery/send.js';
+import type { RunStatus } from '../storage/sqlite/schema.js';
 import type { QueueDepth } from './queue-depth.js';
 
 /** How a GraphQL request ended, as the `outcome` label says it. */

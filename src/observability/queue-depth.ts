@@ -1,6 +1,6 @@
 import { count, inArray, sql } from 'drizzle-orm';
-import type { Db } from '../db/client.js';
-import { triggeredRuns } from '../db/schema.js';
+import type { Db } from '../storage/sqlite/database.js';
+import { triggeredRuns } from '../storage/sqlite/schema.js';
 
 /** The runs not yet finished, as `/metrics` shows them. */
 export interface QueueDepth {

@@ -10,10 +10,10 @@ import { bootstrap } from '../../src/bootstrap.js';
 import type { Clock } from '../../src/clock.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import type { AppDeps } from '../../src/context.js';
-import { openDatabase, type Storage } from '../../src/db/client.js';
 import { createLogger } from '../../src/logger.js';
 import { createSecretBox } from '../../src/modules/secrets/box.js';
 import { createTriplinePubSub } from '../../src/pubsub.js';
+import { openSqliteStorage, type SqliteStorage } from '../../src/storage/sqlite/storage.js';
 
 export interface GraphQLResponse {
   status: number;
@@ -64,7 +64,7 @@ class CountingEventTarget extends EventTarget {
 export interface TestApp {
   app: App;
   deps: AppDeps;
-  storage: Storage;
+  storage: SqliteStorage;
   config: Config;
   dataDir: string;
   /** Every line the logger wrote. */
@@ -99,7 +99,7 @@ export async function createTestApp(
 ): Promise<TestApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'tripline-test-'));
   const config = loadConfig({ TRIPLINE_DATA_DIR: dataDir, LOG_LEVEL: 'debug', ...options.env });
-  const storage = openDatabase(config.databaseFile);
+  const storage = openSqliteStorage(config.databaseFile);
   const logLines: string[] = [];
   const listeners = new CountingEventTarget();
   const sink = new Writable({
@@ -109,6 +109,7 @@ export async function createTestApp(
     },
   });
   const deps: AppDeps = {
+    storage,
     db: storage.db,
     secretBox: createSecretBox(randomBytes(32)),
     clock: options.clock ?? { now: () => new Date() },
@@ -185,7 +186,7 @@ export async function createTestApp(
         server.closeAllConnections();
         await new Promise((resolve) => server?.close(resolve));
       }
-      storage.close();
+      await storage.close();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

@@ -6,7 +6,17 @@ import { asc, eq } from 'drizzle-orm';
 import { afterEach, beforeEach } from 'vitest';
 import type { Clock } from '../../src/clock.js';
 import type { DeliveryConfig, RetryPolicy } from '../../src/config.js';
-import { type Db, openDatabase, type Storage } from '../../src/db/client.js';
+import {
+  createDeliveryEngine,
+  type DeliveryEngine,
+  type DeliveryEngineDeps,
+} from '../../src/delivery/engine.js';
+import type { DeliveryRequest, WebhookTarget } from '../../src/delivery/send.js';
+import { newId } from '../../src/ids.js';
+import { createLogger, type Logger } from '../../src/logger.js';
+import type { TemplateContext } from '../../src/modules/automations/template.js';
+import { createSecretBox, type SecretBox } from '../../src/modules/secrets/box.js';
+import { type Db, openDatabase, type SqliteDatabase } from '../../src/storage/sqlite/database.js';
 import {
   actions,
   artifactEvents,
@@ -20,17 +30,7 @@ import {
   type SlackSeverity,
   secrets,
   triggeredRuns,
-} from '../../src/db/schema.js';
-import {
-  createDeliveryEngine,
-  type DeliveryEngine,
-  type DeliveryEngineDeps,
-} from '../../src/delivery/engine.js';
-import type { DeliveryRequest, WebhookTarget } from '../../src/delivery/send.js';
-import { newId } from '../../src/ids.js';
-import { createLogger, type Logger } from '../../src/logger.js';
-import type { TemplateContext } from '../../src/modules/automations/template.js';
-import { createSecretBox, type SecretBox } from '../../src/modules/secrets/box.js';
+} from '../../src/storage/sqlite/schema.js';
 import { type Receiver, startReceiver } from './receiver.js';
 
 /** A clock that moves only when told to. */
@@ -122,7 +122,7 @@ export interface RunInput {
 export interface DeliveryFixture {
   /** The SQLite file, for opening a second connection as another worker would. */
   file: string;
-  storage: Storage;
+  storage: SqliteDatabase;
   db: Db;
   secretBox: SecretBox;
   clock: FakeClock;

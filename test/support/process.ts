@@ -109,3 +109,35 @@ export function killServer(server: ServerProcess): void {
   server.child.kill('SIGKILL');
   if (pid !== undefined && isRunning(pid)) process.kill(pid, 'SIGKILL');
 }
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `tripline <args>` as the package's `bin` declares it, with `env` added to this process's
+ * environment minus any `TRIPLINE_*` setting of its own, and resolves once it has exited.
+ */
+export function runCli(args: readonly string[], env: Record<string, string>): Promise<CliResult> {
+  const base = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith('TRIPLINE_')),
+  );
+  const child = spawn(process.execPath, ['bin/tripline.js', ...args], {
+    cwd: root,
+    env: { ...base, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  return new Promise((resolve) => {
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}

@@ -1,11 +1,11 @@
 import { and, asc, count, eq, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
-import { actions, automations } from '../../db/schema.js';
 import { reservedHeaderReason } from '../../delivery/headers.js';
 import { generateSigningSecret } from '../../delivery/signing.js';
 import { slackWebhookUrlProblem } from '../../delivery/slack.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import { actions, automations } from '../../storage/sqlite/schema.js';
 import { type AuditAction, recordAudit } from '../audit/service.js';
 import { byName, type Page, type SortOrder } from '../connection.js';
 import { requireEntity, requireRole } from '../entities/access.js';
@@ -220,7 +220,7 @@ function signingSecretNameFor(
  * ValidationError for a bad name, URL, header or signing secret, NotFoundError for a secret that
  * does not exist, ConflictError for a taken name.
  */
-export function createWebhookAction(
+export async function createWebhookAction(
   ctx: Context,
   input: {
     entity: string;
@@ -230,8 +230,8 @@ export function createWebhookAction(
     signingSecret?: string | null;
     headers?: readonly HeaderInput[] | null;
   },
-): { action: Action; signingSecret: string | null } {
-  const entity = requireEntity(ctx, input.entity, 'ADMIN');
+): Promise<{ action: Action; signingSecret: string | null }> {
+  const entity = await requireEntity(ctx, input.entity, 'ADMIN');
   const name = checkName(input.name, 'input.name');
   assertNameFree(ctx.deps.db, actions, 'an action', { entityId: entity.id, name });
   const url = checkWebhookUrl(input.url, 'input.url');
@@ -301,11 +301,11 @@ export function createWebhookAction(
  * ValidationError when it holds no https URL or the name or channel is bad, ConflictError for a
  * taken name.
  */
-export function createSlackAction(
+export async function createSlackAction(
   ctx: Context,
   input: { entity: string; name: string; channel: string; webhookUrlSecret: string },
-): Action {
-  const entity = requireEntity(ctx, input.entity, 'ADMIN');
+): Promise<Action> {
+  const entity = await requireEntity(ctx, input.entity, 'ADMIN');
   const name = checkName(input.name, 'input.name');
   assertNameFree(ctx.deps.db, actions, 'an action', { entityId: entity.id, name });
   const channel = checkName(input.channel, 'input.channel');

@@ -57,7 +57,7 @@ export async function testAction(ctx: Context, input: TestActionInput): Promise<
     checkTextTemplate(input.slackTitle, secretNames, 'input.slackTitle');
   if (input.slackMessage != null)
     checkTextTemplate(input.slackMessage, secretNames, 'input.slackMessage');
-  const entityName = readableEntity(ctx, action.entityId)?.name ?? '';
+  const entityName = (await readableEntity(ctx, action.entityId))?.name ?? '';
   let request: ReturnType<typeof buildDeliveryRequest>;
   try {
     request = buildDeliveryRequest(deps.db, deps.secretBox, {

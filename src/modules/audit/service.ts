@@ -1,9 +1,9 @@
 import { and, count, eq, getTableColumns, gte, type SQL, sql } from 'drizzle-orm';
 import type { Clock } from '../../clock.js';
 import type { AppDeps } from '../../context.js';
-import type { Db } from '../../db/client.js';
-import { auditLog } from '../../db/schema.js';
 import { newId } from '../../ids.js';
+import type { Db } from '../../storage/sqlite/database.js';
+import { auditLog } from '../../storage/sqlite/schema.js';
 import type { Page, SortOrder } from '../connection.js';
 
 /** A stored entry, with its position in the order of writing. */

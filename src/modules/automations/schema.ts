@@ -166,7 +166,7 @@ export const AutomationRef = builder.node(builder.objectRef<Automation>('Automat
     entity: t.field({
       type: EntityRef,
       description: 'The entity it belongs to.',
-      resolve: (a, _args, ctx) => readableEntity(ctx, a.entityId)!,
+      resolve: async (a, _args, ctx) => (await readableEntity(ctx, a.entityId))!,
     }),
     name: t.exposeString('name', { description: 'Name, unique in its entity.' }),
     description: t.exposeString('description', {

@@ -1,14 +1,14 @@
 import { and, asc, count, eq, inArray, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
+import { NotFoundError, ValidationError } from '../../errors.js';
+import { newId } from '../../ids.js';
 import {
   automationSecretRefs,
   automations,
   type EventType,
   type ScopeType,
   type SlackSeverity,
-} from '../../db/schema.js';
-import { NotFoundError, ValidationError } from '../../errors.js';
-import { newId } from '../../ids.js';
+} from '../../storage/sqlite/schema.js';
 import { getAction } from '../actions/service.js';
 import { type AuditAction, recordAudit } from '../audit/service.js';
 import { byCreation, type Page, type SortOrder } from '../connection.js';
@@ -102,8 +102,11 @@ const ACTION_FIELD = 'input.action';
  * the entity already has an automation of that name. The automation and the secrets its
  * templates name are written in one transaction.
  */
-export function createAutomation(ctx: Context, input: CreateAutomationInput): Automation {
-  const entity = requireEntity(ctx, input.entity, 'MEMBER');
+export async function createAutomation(
+  ctx: Context,
+  input: CreateAutomationInput,
+): Promise<Automation> {
+  const entity = await requireEntity(ctx, input.entity, 'MEMBER');
   const { db, clock } = ctx.deps;
   return db.transaction(() => {
     const scope = resolveScope(ctx.deps, entity.id, input.scope);

@@ -1,7 +1,7 @@
 import { eq } from 'drizzle-orm';
 import type { Context } from '../../context.js';
-import { entities } from '../../db/schema.js';
 import { NotFoundError, PermissionDeniedError } from '../../errors.js';
+import { entities } from '../../storage/sqlite/schema.js';
 import type { Role, Viewer } from '../users/service.js';
 
 export type Entity = typeof entities.$inferSelect;
@@ -45,12 +45,12 @@ export function requireRole(
  * `field` when it does not exist or the viewer is not a member; PermissionDeniedError when the
  * role is too low.
  */
-export function requireEntity(
+export async function requireEntity(
   ctx: Context,
   name: string,
   role: Role,
   field = 'input.entity',
-): Entity {
+): Promise<Entity> {
   const entity = ctx.deps.db.select().from(entities).where(eq(entities.name, name)).get();
   const notFound = () => new NotFoundError(field, `No entity named "${name}" that you belong to.`);
   if (!entity) throw notFound();
@@ -59,7 +59,7 @@ export function requireEntity(
 }
 
 /** The entity with this id when the viewer may read it, else undefined. */
-export function readableEntity(ctx: Context, id: string): Entity | undefined {
+export async function readableEntity(ctx: Context, id: string): Promise<Entity | undefined> {
   if (!hasRole(ctx.viewer, id)) return undefined;
   return ctx.deps.db.select().from(entities).where(eq(entities.id, id)).get();
 }

@@ -1,6 +1,6 @@
 import { eq } from 'drizzle-orm';
 import { builder } from '../../builder.js';
-import { entities } from '../../db/schema.js';
+import { entities } from '../../storage/sqlite/schema.js';
 import { keysetConnection } from '../connection.js';
 import { decodeId } from '../global-id.js';
 import { ApiKeyRef, apiKeyConnection, RoleEnum, UserKindEnum, UserRef } from '../users/schema.js';
@@ -22,7 +22,7 @@ import {
 export const EntityRef = builder.node(builder.objectRef<Entity>('Entity'), {
   description: 'A team. Everything else belongs to exactly one entity; nothing crosses entities.',
   id: { resolve: (entity) => entity.id },
-  loadOne: (id, ctx) => readableEntity(ctx, id) ?? null,
+  loadOne: async (id, ctx) => (await readableEntity(ctx, id)) ?? null,
   fields: (t) => ({
     name: t.exposeString('name', {
       description: 'Unique name, used in paths and version strings.',
@@ -112,9 +112,9 @@ builder.queryField('entity', (t) =>
     nullable: true,
     description: 'An entity you belong to, by name; null when there is none you can see.',
     args: { name: t.arg.string({ description: 'The entity name.' }) },
-    resolve: (_root, { name }, ctx) => {
+    resolve: async (_root, { name }, ctx) => {
       const entity = ctx.deps.db.select().from(entities).where(eq(entities.name, name)).get();
-      return entity && readableEntity(ctx, entity.id) ? entity : null;
+      return entity && (await readableEntity(ctx, entity.id)) ? entity : null;
     },
   }),
 );

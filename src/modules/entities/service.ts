@@ -1,6 +1,5 @@
 import { and, asc, count, eq } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
-import { entities, memberships, users } from '../../db/schema.js';
 import {
   ConflictError,
   NotFoundError,
@@ -8,6 +7,7 @@ import {
   ValidationError,
 } from '../../errors.js';
 import { newId } from '../../ids.js';
+import { entities, memberships, users } from '../../storage/sqlite/schema.js';
 import { recordAudit } from '../audit/service.js';
 import type { Page, SortOrder } from '../connection.js';
 import { checkSlug } from '../names.js';
@@ -83,11 +83,11 @@ export function createEntity(ctx: Context, name: string): Entity {
  * Creates a person or service account as a member of the entity, with its first API key (shown
  * once). Admins only.
  */
-export function createMemberUser(
+export async function createMemberUser(
   ctx: Context,
   input: { entity: string; name: string; kind: User['kind']; role: Role },
-): { user: User; apiKey: ApiKey; secret: string } {
-  const entity = requireEntity(ctx, input.entity, 'ADMIN');
+): Promise<{ user: User; apiKey: ApiKey; secret: string }> {
+  const entity = await requireEntity(ctx, input.entity, 'ADMIN');
   return ctx.deps.db.transaction(() => {
     const user = createUser(ctx.deps, input);
     ctx.deps.db
@@ -116,11 +116,11 @@ export function createMemberUser(
  * then issue keys for it, which act in that entity too. NotFoundError for an account the caller
  * cannot see, PermissionDeniedError for one it sees but does not administer everywhere.
  */
-export function addMember(
+export async function addMember(
   ctx: Context,
   input: { entity: string; userId: string; role: Role },
-): Membership {
-  const entity = requireEntity(ctx, input.entity, 'ADMIN');
+): Promise<Membership> {
+  const entity = await requireEntity(ctx, input.entity, 'ADMIN');
   const user = ctx.deps.db.select().from(users).where(eq(users.id, input.userId)).get();
   const notFound = () => new NotFoundError('input.userId', `No user with id "${input.userId}".`);
   if (!user) throw notFound();
@@ -149,11 +149,11 @@ export function addMember(
 }
 
 /** Changes a member's role. Refuses to leave the entity without an admin. */
-export function updateMemberRole(
+export async function updateMemberRole(
   ctx: Context,
   input: { entity: string; userId: string; role: Role },
-): Membership {
-  const entity = requireEntity(ctx, input.entity, 'ADMIN');
+): Promise<Membership> {
+  const entity = await requireEntity(ctx, input.entity, 'ADMIN');
   const current = requireMembership(ctx.deps, entity.id, input.userId);
   if (current.role === input.role) return current;
   if (current.role === 'ADMIN') assertAnotherAdmin(ctx.deps, entity.id);
@@ -170,8 +170,11 @@ export function updateMemberRole(
 }
 
 /** Removes a member. Refuses to remove the last admin. */
-export function removeMember(ctx: Context, input: { entity: string; userId: string }): Membership {
-  const entity = requireEntity(ctx, input.entity, 'ADMIN');
+export async function removeMember(
+  ctx: Context,
+  input: { entity: string; userId: string },
+): Promise<Membership> {
+  const entity = await requireEntity(ctx, input.entity, 'ADMIN');
   const current = requireMembership(ctx.deps, entity.id, input.userId);
   if (current.role === 'ADMIN') assertAnotherAdmin(ctx.deps, entity.id);
   ctx.deps.db.transaction(() => {

@@ -22,11 +22,14 @@ import {
 } from './service.js';
 
 /** Names the version strings and URIs are built from. */
-function versionParts(event: ArtifactEvent, ctx: Context) {
+async function versionParts(event: ArtifactEvent, ctx: Context) {
   const owner = event.projectId
     ? getContainer(ctx.deps, 'project', event.projectId)
     : getContainer(ctx.deps, 'registry', event.registryId ?? '');
-  return { entity: readableEntity(ctx, event.entityId)?.name ?? '', owner: owner?.name ?? '' };
+  return {
+    entity: (await readableEntity(ctx, event.entityId))?.name ?? '',
+    owner: owner?.name ?? '',
+  };
 }
 
 export const ArtifactEventRef = builder.node(builder.objectRef<ArtifactEvent>('ArtifactEvent'), {
@@ -65,15 +68,15 @@ export const ArtifactEventRef = builder.node(builder.objectRef<ArtifactEvent>('A
     }),
     versionString: t.string({
       description: '`entity/project/collection:v3`, or `…:alias` for alias events.',
-      resolve: (e, _args, ctx) => {
-        const p = versionParts(e, ctx);
+      resolve: async (e, _args, ctx) => {
+        const p = await versionParts(e, ctx);
         return artifactVersionString(p.entity, p.owner, e.collectionName, e.versionIndex, e.alias);
       },
     }),
     versionUri: t.string({
       description: 'A stable URI of the version: what templates see as artifact_version.',
-      resolve: (e, _args, ctx) => {
-        const p = versionParts(e, ctx);
+      resolve: async (e, _args, ctx) => {
+        const p = await versionParts(e, ctx);
         return artifactVersionUri(p.entity, p.owner, e.collectionName, e.versionIndex);
       },
     }),

@@ -1,8 +1,8 @@
 import { and, count, eq, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
-import { artifactEvents, type EventType, triggeredRuns } from '../../db/schema.js';
 import { ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import { artifactEvents, type EventType, triggeredRuns } from '../../storage/sqlite/schema.js';
 import { aliasMatches } from '../automations/pattern.js';
 import { type Automation, candidateAutomations } from '../automations/service.js';
 import { byCreation, type Page, type SortOrder } from '../connection.js';
@@ -51,12 +51,12 @@ const OWNER_FOR_EVENT: Record<EventType, 'project' | 'registry' | 'either'> = {
  * runs unchanged. Throws ValidationError / NotFoundError naming the field for bad input; nothing
  * is stored then.
  */
-export function emitArtifactEvent(
+export async function emitArtifactEvent(
   ctx: Context,
   input: EmitArtifactEventInput,
-): { event: ArtifactEvent; runs: TriggeredRun[]; replayed: boolean } {
+): Promise<{ event: ArtifactEvent; runs: TriggeredRun[]; replayed: boolean }> {
   const { deps, viewer } = ctx;
-  const entity = requireEntity(ctx, input.entity, 'MEMBER');
+  const entity = await requireEntity(ctx, input.entity, 'MEMBER');
   const idempotencyKey = checkIdempotencyKey(input.idempotencyKey);
   if (idempotencyKey) {
     const first = findByIdempotencyKey(deps, entity.id, idempotencyKey);

@@ -1,8 +1,8 @@
 import { and, count, eq, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
-import { artifactCollections, projects, registries } from '../../db/schema.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import { artifactCollections, projects, registries } from '../../storage/sqlite/schema.js';
 import { byName, type Page, type SortOrder } from '../connection.js';
 import { requireEntity } from '../entities/access.js';
 import { checkDescription, checkSlug } from '../names.js';
@@ -25,12 +25,12 @@ const tableOf = (kind: Kind): typeof projects =>
  * Creates a project or registry in an entity. Members and admins only. Throws ConflictError
  * when the entity already has one of that name.
  */
-export function createContainer(
+export async function createContainer(
   ctx: Context,
   kind: Kind,
   input: { entity: string; name: string; description?: string | null },
-): Project {
-  const entity = requireEntity(ctx, input.entity, 'MEMBER');
+): Promise<Project> {
+  const entity = await requireEntity(ctx, input.entity, 'MEMBER');
   const table = tableOf(kind);
   checkSlug(input.name, 'input.name');
   if (findContainer(ctx.deps, kind, entity.id, input.name)) {
@@ -147,7 +147,7 @@ export function getCollection(
  * Creates an artifact collection in a project or registry. Members and admins only. Throws
  * NotFoundError for an unknown project or registry, ConflictError for a taken name.
  */
-export function createCollection(
+export async function createCollection(
   ctx: Context,
   input: {
     entity: string;
@@ -156,8 +156,8 @@ export function createCollection(
     name: string;
     artifactType: string;
   },
-): ArtifactCollection {
-  const entity = requireEntity(ctx, input.entity, 'MEMBER');
+): Promise<ArtifactCollection> {
+  const entity = await requireEntity(ctx, input.entity, 'MEMBER');
   const owner = resolveOwner(ctx.deps, entity.id, input);
   checkSlug(input.name, 'input.name');
   checkSlug(input.artifactType, 'input.artifactType');

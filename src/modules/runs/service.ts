@@ -1,8 +1,8 @@
 import { and, count, eq, gte, inArray, lte, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
-import { deliveryAttempts, type RunStatus, triggeredRuns } from '../../db/schema.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import type { TriggeredRun } from '../../pubsub.js';
+import { deliveryAttempts, type RunStatus, triggeredRuns } from '../../storage/sqlite/schema.js';
 import { byCreation, type Page, type SortOrder } from '../connection.js';
 import { requireRole } from '../entities/access.js';
 

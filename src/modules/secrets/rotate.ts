@@ -13,8 +13,8 @@ import { asc, eq, sql } from 'drizzle-orm';
 import { loadMasterKey } from '../../bootstrap.js';
 import type { Clock } from '../../clock.js';
 import type { Config } from '../../config.js';
-import type { Db } from '../../db/client.js';
-import { entities, secrets } from '../../db/schema.js';
+import type { Db } from '../../storage/sqlite/database.js';
+import { entities, secrets } from '../../storage/sqlite/schema.js';
 import { createSecretBox, generateMasterKey, parseMasterKey, type SecretBox } from './box.js';
 
 /**

@@ -1,9 +1,14 @@
 import { and, asc, count, eq, inArray, or } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
-import { actions, automationSecretRefs, automations, secrets } from '../../db/schema.js';
 import { slackWebhookUrlProblem } from '../../delivery/slack.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import {
+  actions,
+  automationSecretRefs,
+  automations,
+  secrets,
+} from '../../storage/sqlite/schema.js';
 import { type AuditAction, recordAudit } from '../audit/service.js';
 import { SECRET_NAME_PATTERN } from '../automations/template.js';
 import { byName, type Page, type SortOrder } from '../connection.js';
@@ -163,11 +168,11 @@ function auditSecret(
 }
 
 /** Creates a secret in an entity. Admins only; see {@link insertSecret} for the checks. */
-export function createSecret(
+export async function createSecret(
   ctx: Context,
   input: { entity: string; name: string; value: string },
-): Secret {
-  const entity = requireEntity(ctx, input.entity, 'ADMIN');
+): Promise<Secret> {
+  const entity = await requireEntity(ctx, input.entity, 'ADMIN');
   const row = insertSecret(ctx.deps, {
     entityId: entity.id,
     name: input.name,
@@ -214,11 +219,11 @@ function checkSlackUrlUsers(
  * ValidationError on `input.value` for an empty or oversized value, or for one that Slack actions
  * using the secret could not post to.
  */
-export function rotateSecret(
+export async function rotateSecret(
   ctx: Context,
   input: { entity: string; name: string; value: string },
-): Secret {
-  const entity = requireEntity(ctx, input.entity, 'ADMIN');
+): Promise<Secret> {
+  const entity = await requireEntity(ctx, input.entity, 'ADMIN');
   const row = requireSecretByName(ctx.deps, entity.id, input.name, 'input.name');
   checkSecretValue(input.value, 'input.value');
   checkSlackUrlUsers(ctx.deps, row, input.value, 'input.value');
@@ -248,8 +253,11 @@ export function rotateSecret(
  * ConflictError naming the actions and automations that still reference it. Returns the deleted
  * row.
  */
-export function deleteSecret(ctx: Context, input: { entity: string; name: string }): Secret {
-  const entity = requireEntity(ctx, input.entity, 'ADMIN');
+export async function deleteSecret(
+  ctx: Context,
+  input: { entity: string; name: string },
+): Promise<Secret> {
+  const entity = await requireEntity(ctx, input.entity, 'ADMIN');
   const row = requireSecretByName(ctx.deps, entity.id, input.name, 'input.name');
   const users = secretUsers(ctx.deps, row.id);
   if (users.actions.length > 0 || users.automations.length > 0) {

@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { and, count, eq, isNull } from 'drizzle-orm';
 import type { AppDeps } from '../../context.js';
-import { apiKeys, memberships, users } from '../../db/schema.js';
 import { NotFoundError, PermissionDeniedError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import { apiKeys, memberships, users } from '../../storage/sqlite/schema.js';
 import { recordAudit } from '../audit/service.js';
 import { byCreation, type Page, type SortOrder } from '../connection.js';
 import { checkName } from '../names.js';
@@ -29,7 +29,10 @@ export const hashApiKey = (key: string): string => createHash('sha256').update(k
  * Looks up the user behind an API key. Returns null for an unknown or revoked key; never throws
  * for bad input. Records when the key was last used, to the minute.
  */
-export function authenticate(deps: Pick<AppDeps, 'db' | 'clock'>, key: string): Viewer | null {
+export async function authenticate(
+  deps: Pick<AppDeps, 'db' | 'clock'>,
+  key: string,
+): Promise<Viewer | null> {
   const { db, clock } = deps;
   const row = db
     .select({ user: users, keyId: apiKeys.id, lastUsedAt: apiKeys.lastUsedAt })
