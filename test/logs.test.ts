@@ -190,5 +190,5 @@ describe('the server process', () => {
     expect(server.stdout()).not.toContain('Tripline is running');
     expect(server.stderr()).toContain('Tripline is running');
     expect(server.stderr()).toContain(key);
-  });
+  }, 90_000);
 });

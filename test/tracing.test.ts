@@ -88,6 +88,8 @@ const attribute = (span: OtlpSpan, key: string): unknown => {
 };
 
 const KEY = 'tl_tracing-test-admin-key';
+/** A server process starts, serves and stops in each test: seconds on a busy machine. */
+const PROCESS_TEST_MS = 90_000;
 const SERVER_KIND = 2;
 const CLIENT_KIND = 3;
 
@@ -134,114 +136,124 @@ async function gql(
 }
 
 describe('tracing over OTLP/HTTP', () => {
-  it('spans the request, the GraphQL execution, the emit and the delivery attempt, and sends traceparent to the receiver', async () => {
-    collector = await startCollector();
-    receiver = await startReceiver();
-    const server = start({
-      OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-      OTEL_SERVICE_NAME: 'tripline-under-test',
-      OTEL_BSP_SCHEDULE_DELAY: '100',
-      TRIPLINE_OUTBOUND_ALLOW: '127.0.0.1',
-      LOG_LEVEL: 'info',
-    });
-    const url = await server.url;
-    await gql(
-      url,
-      'mutation { createProject(input: { entity: "default", name: "p" }) { __typename } }',
-    );
-    const action = await gql(
-      url,
-      'mutation($i: CreateWebhookActionInput!) { createWebhookAction(input: $i) { ... on CreatedWebhookAction { action { id } } } }',
-      { i: { entity: 'default', name: 'hook', url: `${receiver.url}/hook` } },
-    );
-    await gql(
-      url,
-      'mutation($i: CreateAutomationInput!) { createAutomation(input: $i) { __typename } }',
-      {
-        i: {
-          entity: 'default',
-          name: 'a',
-          eventType: 'CREATE_ARTIFACT',
-          scope: { type: 'PROJECT', project: 'p' },
-          action: { actionId: action.createWebhookAction.action.id },
+  it(
+    'spans the request, the GraphQL execution, the emit and the delivery attempt, and sends traceparent to the receiver',
+    async () => {
+      collector = await startCollector();
+      receiver = await startReceiver();
+      const server = start({
+        OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+        OTEL_SERVICE_NAME: 'tripline-under-test',
+        OTEL_BSP_SCHEDULE_DELAY: '100',
+        TRIPLINE_OUTBOUND_ALLOW: '127.0.0.1',
+        LOG_LEVEL: 'info',
+      });
+      const url = await server.url;
+      await gql(
+        url,
+        'mutation { createProject(input: { entity: "default", name: "p" }) { __typename } }',
+      );
+      const action = await gql(
+        url,
+        'mutation($i: CreateWebhookActionInput!) { createWebhookAction(input: $i) { ... on CreatedWebhookAction { action { id } } } }',
+        { i: { entity: 'default', name: 'hook', url: `${receiver.url}/hook` } },
+      );
+      await gql(
+        url,
+        'mutation($i: CreateAutomationInput!) { createAutomation(input: $i) { __typename } }',
+        {
+          i: {
+            entity: 'default',
+            name: 'a',
+            eventType: 'CREATE_ARTIFACT',
+            scope: { type: 'PROJECT', project: 'p' },
+            action: { actionId: action.createWebhookAction.action.id },
+          },
         },
-      },
-    );
-    const callerTrace = '4bf92f3577b34da6a3ce929d0e0e4736';
-    const callerSpan = '00f067aa0ba902b7';
-    const emitted = await gql(
-      url,
-      `mutation Report { emitArtifactEvent(input: { entity: "default", eventType: CREATE_ARTIFACT, project: "p", collection: "m", artifactType: "model", versionIndex: 0 }) {
+      );
+      const callerTrace = '4bf92f3577b34da6a3ce929d0e0e4736';
+      const callerSpan = '00f067aa0ba902b7';
+      const emitted = await gql(
+        url,
+        `mutation Report { emitArtifactEvent(input: { entity: "default", eventType: CREATE_ARTIFACT, project: "p", collection: "m", artifactType: "model", versionIndex: 0 }) {
         ... on EmittedArtifactEvent { event { id } triggeredRuns { id } } } }`,
-      {},
-      { traceparent: `00-${callerTrace}-${callerSpan}-01` },
-    );
-    const runId = emitted.emitArtifactEvent.triggeredRuns[0].id;
-    const [delivery] = await receiver.waitForRequests(1);
-    const traceparent = String(delivery?.headers.traceparent);
-    const [, attemptTrace, attemptSpan] =
-      /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(traceparent) ?? [];
-    expect(attemptTrace, traceparent).toBeDefined();
+        {},
+        { traceparent: `00-${callerTrace}-${callerSpan}-01` },
+      );
+      const runId = emitted.emitArtifactEvent.triggeredRuns[0].id;
+      const [delivery] = await receiver.waitForRequests(1);
+      const traceparent = String(delivery?.headers.traceparent);
+      const [, attemptTrace, attemptSpan] =
+        /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(traceparent) ?? [];
+      expect(attemptTrace, traceparent).toBeDefined();
 
-    server.child.kill('SIGTERM');
-    expect(await server.exited).toBe(0);
-    await server.outputClosed;
-    expect(collector.exports.every((e) => e.path === '/v1/traces')).toBe(true);
-    expect(collector.exports.every((e) => e.contentType.startsWith('application/json'))).toBe(true);
-    const spans = spansOf(collector.exports);
-    expect(new Set(spans.map((s) => s.service))).toEqual(new Set(['tripline-under-test']));
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
+      await server.outputClosed;
+      expect(collector.exports.every((e) => e.path === '/v1/traces')).toBe(true);
+      expect(collector.exports.every((e) => e.contentType.startsWith('application/json'))).toBe(
+        true,
+      );
+      const spans = spansOf(collector.exports);
+      expect(new Set(spans.map((s) => s.service))).toEqual(new Set(['tripline-under-test']));
 
-    const request = spans.find((s) => s.traceId === callerTrace && s.kind === SERVER_KIND);
-    expect(request).toMatchObject({ name: 'POST /graphql', parentSpanId: callerSpan });
-    expect(attribute(request as OtlpSpan, 'http.response.status_code')).toBe(200);
-    const execution = spans.find((s) => s.parentSpanId === request?.spanId);
-    expect(execution?.name).toBe('mutation Report');
-    expect(attribute(execution as OtlpSpan, 'graphql.operation.name')).toBe('Report');
-    const emit = spans.find((s) => s.parentSpanId === execution?.spanId);
-    expect(emit?.name).toBe('emit');
-    expect(attribute(emit as OtlpSpan, 'tripline.event.id')).toBe(
-      emitted.emitArtifactEvent.event.id,
-    );
-    expect(attribute(emit as OtlpSpan, 'tripline.runs.queued')).toBe(1);
+      const request = spans.find((s) => s.traceId === callerTrace && s.kind === SERVER_KIND);
+      expect(request).toMatchObject({ name: 'POST /graphql', parentSpanId: callerSpan });
+      expect(attribute(request as OtlpSpan, 'http.response.status_code')).toBe(200);
+      const execution = spans.find((s) => s.parentSpanId === request?.spanId);
+      expect(execution?.name).toBe('mutation Report');
+      expect(attribute(execution as OtlpSpan, 'graphql.operation.name')).toBe('Report');
+      const emit = spans.find((s) => s.parentSpanId === execution?.spanId);
+      expect(emit?.name).toBe('emit');
+      expect(attribute(emit as OtlpSpan, 'tripline.event.id')).toBe(
+        emitted.emitArtifactEvent.event.id,
+      );
+      expect(attribute(emit as OtlpSpan, 'tripline.runs.queued')).toBe(1);
 
-    const attempt = spans.find((s) => s.name === 'delivery attempt');
-    expect(attempt).toMatchObject({
-      kind: CLIENT_KIND,
-      traceId: attemptTrace,
-      spanId: attemptSpan,
-      links: [{ traceId: callerTrace, spanId: emit?.spanId }],
-    });
-    expect(attribute(attempt as OtlpSpan, 'tripline.run.id')).toBe(runId);
-    expect(attribute(attempt as OtlpSpan, 'http.response.status_code')).toBe(200);
+      const attempt = spans.find((s) => s.name === 'delivery attempt');
+      expect(attempt).toMatchObject({
+        kind: CLIENT_KIND,
+        traceId: attemptTrace,
+        spanId: attemptSpan,
+        links: [{ traceId: callerTrace, spanId: emit?.spanId }],
+      });
+      expect(attribute(attempt as OtlpSpan, 'tripline.run.id')).toBe(runId);
+      expect(attribute(attempt as OtlpSpan, 'http.response.status_code')).toBe(200);
 
-    // Log lines written inside a span carry its ids.
-    const access = server
-      .stdout()
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => JSON.parse(line) as Record<string, unknown>)
-      .find((line) => line.msg === 'request' && line.operationName === 'Report');
-    expect(access).toMatchObject({ traceId: callerTrace, spanId: request?.spanId });
-  });
+      // Log lines written inside a span carry its ids.
+      const access = server
+        .stdout()
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as Record<string, unknown>)
+        .find((line) => line.msg === 'request' && line.operationName === 'Report');
+      expect(access).toMatchObject({ traceId: callerTrace, spanId: request?.spanId });
+    },
+    PROCESS_TEST_MS,
+  );
 
-  it('exports OTLP/HTTP protobuf by default, to OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as given', async () => {
-    collector = await startCollector();
-    const server = start({
-      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${collector.url}/custom/traces`,
-      OTEL_BSP_SCHEDULE_DELAY: '100',
-    });
-    const url = await server.url;
-    await gql(url, '{ __typename }');
-    server.child.kill('SIGTERM');
-    expect(await server.exited).toBe(0);
-    expect(collector.exports.length).toBeGreaterThan(0);
-    expect(collector.exports[0]).toMatchObject({
-      path: '/custom/traces',
-      contentType: 'application/x-protobuf',
-    });
-    expect(collector.exports[0]?.body.includes('POST /graphql')).toBe(true);
-  });
+  it(
+    'exports OTLP/HTTP protobuf by default, to OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as given',
+    async () => {
+      collector = await startCollector();
+      const server = start({
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${collector.url}/custom/traces`,
+        OTEL_BSP_SCHEDULE_DELAY: '100',
+      });
+      const url = await server.url;
+      await gql(url, '{ __typename }');
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
+      expect(collector.exports.length).toBeGreaterThan(0);
+      expect(collector.exports[0]).toMatchObject({
+        path: '/custom/traces',
+        contentType: 'application/x-protobuf',
+      });
+      expect(collector.exports[0]?.body.includes('POST /graphql')).toBe(true);
+    },
+    PROCESS_TEST_MS,
+  );
 });
 
 describe('tracing off', () => {
