@@ -68,6 +68,30 @@ export interface RateLimits {
   eventsPerMinute: number;
 }
 
+/** `/metrics`, in the Prometheus text format. */
+export interface MetricsConfig {
+  /** Serve `/metrics` and keep the figures it shows; off answers 404 and measures nothing. */
+  enabled: boolean;
+  /** When set, reading `/metrics` takes `Authorization: Bearer <token>`. */
+  token: string | undefined;
+}
+
+/**
+ * OpenTelemetry tracing, from the standard `OTEL_*` variables. The exporter reads the rest of
+ * them itself (headers, timeout, compression, certificates); the resource reads
+ * `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`, the sampler `OTEL_TRACES_SAMPLER`.
+ */
+export interface TracingConfig {
+  /**
+   * On when an OTLP endpoint is named (`OTEL_EXPORTER_OTLP_ENDPOINT` or
+   * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) or `OTEL_TRACES_EXPORTER=otlp`, unless
+   * `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`. Off, nothing is loaded or measured.
+   */
+  enabled: boolean;
+  /** OTLP over HTTP: protobuf (the OpenTelemetry default) or JSON. */
+  protocol: 'http/protobuf' | 'http/json';
+}
+
 export interface Config {
   port: number;
   host: string;
@@ -91,6 +115,8 @@ export interface Config {
   rateLimits: RateLimits;
   shutdownGraceMs: number;
   delivery: DeliveryConfig;
+  metrics: MetricsConfig;
+  tracing: TracingConfig;
 }
 
 export class ConfigError extends Error {
@@ -117,6 +143,48 @@ export const LEASE_MARGIN_MS = 1_000;
 /** The longest one attempt can hold its run: the deadline plus {@link LEASE_MARGIN_MS}. */
 export function worstCaseAttemptMs(delivery: Pick<DeliveryConfig, 'timeoutMs'>): number {
   return delivery.timeoutMs + LEASE_MARGIN_MS;
+}
+
+/**
+ * Reads the OpenTelemetry variables this server acts on, as the OpenTelemetry specification
+ * defines them, adding a problem for each value it cannot honour.
+ */
+function tracingConfig(env: Env, problems: string[]): TracingConfig {
+  const disabled = env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true';
+  const exporters = (env.OTEL_TRACES_EXPORTER ?? '')
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
+  for (const exporter of exporters) {
+    if (exporter !== 'otlp' && exporter !== 'none') {
+      problems.push(
+        `OTEL_TRACES_EXPORTER must be otlp or none, got "${exporter}" (standard output carries JSON log lines only, so the console exporter is not offered)`,
+      );
+    }
+  }
+  for (const name of ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']) {
+    const raw = env[name];
+    if (!raw) continue;
+    if (!URL.canParse(raw) || !/^https?:$/.test(new URL(raw).protocol)) {
+      problems.push(`${name} must be an http:// or https:// URL, got "${raw}"`);
+    }
+  }
+  const protocolVariable = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL
+    ? 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'
+    : 'OTEL_EXPORTER_OTLP_PROTOCOL';
+  const protocol = (env[protocolVariable] || 'http/protobuf').trim().toLowerCase();
+  if (protocol !== 'http/protobuf' && protocol !== 'http/json') {
+    problems.push(
+      `${protocolVariable} must be http/protobuf or http/json, got "${env[protocolVariable]}" (OTLP over gRPC is not offered)`,
+    );
+  }
+  const named =
+    Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) ||
+    exporters.includes('otlp');
+  return {
+    enabled: named && !disabled && !exporters.includes('none'),
+    protocol: protocol === 'http/json' ? 'http/json' : 'http/protobuf',
+  };
 }
 
 const LOG_LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -207,7 +275,17 @@ export function loadConfig(env: Env = process.env): Config {
       allowList: list('TRIPLINE_OUTBOUND_ALLOW'),
       httpsOnly: bool('TRIPLINE_OUTBOUND_HTTPS_ONLY', false),
     },
+    metrics: {
+      enabled: bool('TRIPLINE_METRICS', true),
+      token: env.TRIPLINE_METRICS_TOKEN || undefined,
+    },
+    tracing: tracingConfig(env, problems),
   };
+  if (config.metrics.token !== undefined && !/^[\x21-\x7e]{16,}$/.test(config.metrics.token)) {
+    problems.push(
+      'TRIPLINE_METRICS_TOKEN must be at least 16 printable characters without spaces (e.g. `openssl rand -hex 32`)',
+    );
+  }
   if (config.delivery.retry.maxDelayMs < config.delivery.retry.baseDelayMs) {
     problems.push('TRIPLINE_RETRY_MAX_DELAY_MS must not be below TRIPLINE_RETRY_BASE_DELAY_MS');
   }

@@ -1,3 +1,4 @@
+import type { Tracer } from '@opentelemetry/api';
 import { createGraphQLError } from 'graphql-yoga';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
@@ -5,6 +6,7 @@ import type { Lookup } from './delivery/ssrf.js';
 import type { Logger } from './logger.js';
 import type { SecretBox } from './modules/secrets/box.js';
 import { authenticate, type Viewer } from './modules/users/service.js';
+import type { Telemetry } from './observability/telemetry.js';
 import type { TriplinePubSub } from './pubsub.js';
 import type { Db } from './storage/sqlite/database.js';
 import type { Storage } from './storage/storage.js';
@@ -23,6 +25,13 @@ export interface AppDeps {
   pubsub: TriplinePubSub;
   /** DNS resolver for outbound requests (the SSRF guard checks what it returns); the system's by default. */
   lookup?: Lookup;
+  /** Where tracing spans go; set by the process when tracing is on (see observability/tracing.ts). */
+  tracer?: Tracer;
+  /**
+   * Metrics and spans for services and the delivery engine to report to. `createApp` sets it
+   * from `config.metrics` and `tracer`; absent, nothing is reported.
+   */
+  telemetry?: Telemetry;
 }
 
 export interface Context {

@@ -12,6 +12,7 @@ import {
 } from './data-dir-lock.js';
 import { createLogger } from './logger.js';
 import { createSecretBox } from './modules/secrets/box.js';
+import { startTracing, traceLogFields } from './observability/tracing.js';
 import { createTriplinePubSub } from './pubsub.js';
 import { openSqliteStorage } from './storage/sqlite/storage.js';
 
@@ -95,7 +96,12 @@ function watchParent(onGone: () => void): void {
 
 async function main(): Promise<void> {
   const config = readConfig();
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(
+    config.logLevel,
+    undefined,
+    config.tracing.enabled ? { mixin: traceLogFields } : {},
+  );
+  const tracing = await startTracing(config.tracing, logger);
   // Bind before anything is created: a start that cannot serve must leave no data directory,
   // database or key behind. Nothing is answered before the handlers are attached below, since
   // the rest of the start runs synchronously after the bind.
@@ -127,6 +133,7 @@ async function main(): Promise<void> {
     logger,
     config,
     pubsub: createTriplinePubSub(),
+    ...(tracing ? { tracer: tracing.tracer } : {}),
   };
   const first = bootstrap(storage.db, config);
   const app = createApp(deps);
@@ -147,7 +154,8 @@ async function main(): Promise<void> {
       `Try: curl -s ${url} -H 'content-type: application/json' -H 'authorization: Bearer ${first.apiKey}' -d '{"query":"{ viewer { user { name } } }"}'`,
     );
   }
-  process.stdout.write(`${lines.join('\n')}\n\n`);
+  // Standard output carries JSON log lines only; this is for the person at the terminal.
+  process.stderr.write(`${lines.join('\n')}\n\n`);
 
   let stopping = false;
   const stop = async (reason: string) => {
@@ -163,6 +171,9 @@ async function main(): Promise<void> {
     server.close();
     server.closeAllConnections();
     await storage.close();
+    await tracing?.shutdown().catch((error: unknown) => {
+      logger.warn({ err: error }, 'sending the last spans failed');
+    });
     logger.info('stopped');
     process.exit(0);
   };
