@@ -7,7 +7,7 @@ import {
   MasterKeyRotationError,
   rotateMasterKey,
 } from '../modules/secrets/rotate.js';
-import { openDatabase } from '../storage/sqlite/database.js';
+import { openSqliteStorage } from '../storage/sqlite/storage.js';
 
 // Re-encrypts every secret under a new master key. Run it with the server STOPPED and with the
 // server's environment: a running server keeps the old key in memory, so secrets it creates or
@@ -87,7 +87,7 @@ function summary(result: MasterKeyRotation): string {
   ].join('\n');
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const { config, newKey } = readOptions();
   if (!existsSync(config.databaseFile)) {
     fail(
@@ -95,10 +95,10 @@ function main(): void {
       1,
     );
   }
-  const storage = openDatabase(config.databaseFile);
+  const storage = openSqliteStorage(config.databaseFile);
   try {
-    const result = rotateMasterKey({
-      db: storage.db,
+    const result = await rotateMasterKey({
+      storage,
       config,
       clock: systemClock,
       ...(newKey ? { newKey } : {}),
@@ -112,10 +112,10 @@ function main(): void {
     out(`${summary(result)}\n`);
   } catch (error) {
     if (!(error instanceof MasterKeyRotationError)) throw error;
-    storage.close();
+    await storage.close();
     fail(error.message, 1);
   }
-  storage.close();
+  await storage.close();
 }
 
-main();
+await main();
