@@ -5,6 +5,7 @@ import type { Config } from './config.js';
 import type { Lookup } from './delivery/ssrf.js';
 import type { Logger } from './logger.js';
 import type { SecretBox } from './modules/secrets/box.js';
+import type { DecryptedSecrets } from './modules/secrets/decrypted.js';
 import { authenticate, type Viewer } from './modules/users/service.js';
 import type { Telemetry } from './observability/telemetry.js';
 import type { TriplinePubSub } from './pubsub.js';
@@ -18,6 +19,8 @@ export interface AppDeps {
   /** The SQLite handle, for services not yet on the storage layer (transitional). */
   db: Db;
   secretBox: SecretBox;
+  /** Decrypted secret values by version, for deliveries; built on `secretBox`. */
+  decrypted: DecryptedSecrets;
   clock: Clock;
   logger: Logger;
   config: Config;

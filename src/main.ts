@@ -12,6 +12,7 @@ import {
 } from './data-dir-lock.js';
 import { createLogger } from './logger.js';
 import { createSecretBox } from './modules/secrets/box.js';
+import { createDecryptedSecrets } from './modules/secrets/decrypted.js';
 import { startTracing, traceLogFields } from './observability/tracing.js';
 import { createTriplinePubSub } from './pubsub.js';
 import { openSqliteStorage } from './storage/sqlite/storage.js';
@@ -125,10 +126,12 @@ async function main(): Promise<void> {
       'generated a new master key for secrets; back it up',
     );
   }
+  const secretBox = createSecretBox(master.key);
   const deps = {
     storage,
     db: storage.db,
-    secretBox: createSecretBox(master.key),
+    secretBox,
+    decrypted: createDecryptedSecrets(secretBox),
     clock: systemClock,
     logger,
     config,

@@ -13,6 +13,7 @@ import {
   type SqliteDatabase,
 } from '../storage/sqlite/database.js';
 import { memberships, users } from '../storage/sqlite/schema.js';
+import { openSqliteStorage, type SqliteStorage } from '../storage/sqlite/storage.js';
 import { CommandError, requireDatabase } from './command.js';
 
 // Everything the command line reads or writes in the database, in one place.
@@ -75,9 +76,9 @@ export function migrate(storage: SqliteDatabase): { applied: string[]; status: M
  * there is none, or when it lacks migrations of this version (`tripline migrate` applies them):
  * the commands that use it are written for the current schema.
  */
-export function openExistingDatabase(config: Config): SqliteDatabase {
+export function openExistingDatabase(config: Config): SqliteStorage {
   requireDatabase(config);
-  const storage = openDatabase(config.databaseFile, { migrate: false });
+  const storage = openSqliteStorage(config.databaseFile, { migrate: false });
   const { pending } = migrationStatus(storage);
   if (pending.length > 0) {
     storage.close();

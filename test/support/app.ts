@@ -12,6 +12,7 @@ import { type Config, loadConfig } from '../../src/config.js';
 import type { AppDeps } from '../../src/context.js';
 import { createLogger } from '../../src/logger.js';
 import { createSecretBox } from '../../src/modules/secrets/box.js';
+import { createDecryptedSecrets } from '../../src/modules/secrets/decrypted.js';
 import { createTriplinePubSub } from '../../src/pubsub.js';
 import { openSqliteStorage, type SqliteStorage } from '../../src/storage/sqlite/storage.js';
 
@@ -108,10 +109,12 @@ export async function createTestApp(
       done();
     },
   });
+  const secretBox = createSecretBox(randomBytes(32));
   const deps: AppDeps = {
     storage,
     db: storage.db,
-    secretBox: createSecretBox(randomBytes(32)),
+    secretBox,
+    decrypted: createDecryptedSecrets(secretBox),
     clock: options.clock ?? { now: () => new Date() },
     logger: createLogger('debug', sink),
     config,
