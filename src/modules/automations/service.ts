@@ -1,4 +1,4 @@
-import { and, asc, count, eq, inArray, type SQL } from 'drizzle-orm';
+import { and, count, eq, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import { NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
@@ -282,36 +282,6 @@ function changedFields(before: Automation, after: Automation): string[] {
 /** The automation with this stored id, whoever may see it; undefined when there is none. */
 export function getAutomation(deps: Pick<AppDeps, 'db'>, id: string): Automation | undefined {
   return deps.db.select().from(automations).where(eq(automations.id, id)).get();
-}
-
-/**
- * The enabled automations of the entity that watch `eventType` on any of `scopeIds` (for an event
- * in a collection: the id of its project or registry and the collection's own id), oldest first.
- * One query through `automations_match_idx`, whatever the number of automations; filters are
- * left to the caller.
- */
-export function candidateAutomations(
-  deps: Pick<AppDeps, 'db'>,
-  query: { entityId: string; eventType: EventType; scopeIds: readonly string[] },
-): Automation[] {
-  if (query.scopeIds.length === 0) return [];
-  return (
-    deps.db
-      .select()
-      .from(automations)
-      .where(
-        and(
-          inArray(automations.scopeId, [...query.scopeIds]),
-          eq(automations.eventType, query.eventType),
-          eq(automations.enabled, true),
-        ),
-      )
-      .orderBy(asc(automations.createdAt), asc(automations.id))
-      .all()
-      // The entity is checked here, not in SQL: an `entity_id = ?` term tempts SQLite into the
-      // name index, which scans every automation of the entity. Scope ids are unique anyway.
-      .filter((row) => row.entityId === query.entityId)
-  );
 }
 
 /** Optional conditions on {@link listAutomations}; each absent one matches everything. */

@@ -1,10 +1,560 @@
-import type { EventStore, RunStore } from '../events.js';
-import type { SqliteHandle } from './support.js';
+import { and, asc, count, eq, inArray, type SQL, sql } from 'drizzle-orm';
+import { newId } from '../../ids.js';
+import type {
+  ArtifactEvent,
+  EventFilter,
+  EventStore,
+  EventType,
+  MatchCandidate,
+  NewArtifactEvent,
+  RecordedEvent,
+  RunFilter,
+  RunOwner,
+  RunStatus,
+  RunStore,
+  TriggeredRun,
+} from '../events.js';
+import { FINISHED_STATUSES } from '../events.js';
+import {
+  artifactCollections,
+  artifactEvents,
+  automations,
+  deliveryAttempts,
+  type EventType as StoredEventType,
+  type RunStatus as StoredRunStatus,
+  triggeredRuns,
+} from './schema.js';
+import { keyset, type SqliteHandle, type SqlOrder, uniqueViolation } from './support.js';
 
-export function createEventStore(_h: SqliteHandle): EventStore {
-  return {};
+// The layer's unions name exactly the values the tables accept: a drift fails to compile.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
+true satisfies Same<EventType, StoredEventType>;
+true satisfies Same<RunStatus, StoredRunStatus>;
+
+/**
+ * Runs inserted by one statement at most. A smaller remainder has its own statement, prepared
+ * on first use, so at most this many insert shapes are ever prepared.
+ */
+export const RUNS_PER_INSERT = 64;
+
+/** Newest first; the id orders runs (and events) of the same millisecond. */
+const RUN_ORDER: SqlOrder = {
+  direction: 'desc',
+  columns: [triggeredRuns.createdAt, triggeredRuns.id],
+};
+const EVENT_ORDER: SqlOrder = {
+  direction: 'desc',
+  columns: [artifactEvents.createdAt, artifactEvents.id],
+};
+
+export function createEventStore(h: SqliteHandle): EventStore {
+  const collectionOf = (kind: 'project' | 'registry') =>
+    h.prepared(`events.collection:${kind}`, () =>
+      h.db
+        .select({
+          id: artifactCollections.id,
+          name: artifactCollections.name,
+          artifactType: artifactCollections.artifactType,
+        })
+        .from(artifactCollections)
+        .where(
+          and(
+            eq(
+              kind === 'project' ? artifactCollections.projectId : artifactCollections.registryId,
+              sql.placeholder('ownerId'),
+            ),
+            eq(artifactCollections.name, sql.placeholder('name')),
+          ),
+        )
+        .prepare(),
+    );
+
+  /** The collection of the event's owner by name, created with the event's type if missing. */
+  function findOrCreateCollection(input: NewArtifactEvent) {
+    const find = collectionOf(input.owner.kind);
+    const key = { ownerId: input.owner.id, name: input.collectionName };
+    const found = find.get(key);
+    if (found) return found;
+    h.prepared('events.collection.insert', () =>
+      h.db
+        .insert(artifactCollections)
+        .values({
+          id: sql.placeholder('id'),
+          entityId: sql.placeholder('entityId'),
+          projectId: sql.placeholder('projectId'),
+          registryId: sql.placeholder('registryId'),
+          name: sql.placeholder('name'),
+          artifactType: sql.placeholder('artifactType'),
+        })
+        // Another writer may have created it since the read: its row wins, read below.
+        .onConflictDoNothing()
+        .prepare(),
+    ).run({
+      id: newId(),
+      entityId: input.entityId,
+      projectId: input.owner.kind === 'project' ? input.owner.id : null,
+      registryId: input.owner.kind === 'registry' ? input.owner.id : null,
+      name: input.collectionName,
+      artifactType: input.artifactType,
+    });
+    const created = find.get(key);
+    if (!created) throw new Error('The collection was neither found nor created.');
+    return created;
+  }
+
+  function insertEvent(event: ArtifactEvent): void {
+    h.prepared('events.insert', () =>
+      h.db
+        .insert(artifactEvents)
+        .values({
+          id: sql.placeholder('id'),
+          entityId: sql.placeholder('entityId'),
+          eventType: sql.placeholder('eventType'),
+          projectId: sql.placeholder('projectId'),
+          registryId: sql.placeholder('registryId'),
+          collectionId: sql.placeholder('collectionId'),
+          collectionName: sql.placeholder('collectionName'),
+          artifactType: sql.placeholder('artifactType'),
+          versionIndex: sql.placeholder('versionIndex'),
+          alias: sql.placeholder('alias'),
+          author: sql.placeholder('author'),
+          // Wrapped, so the JSON encoder is skipped: null must stay SQL NULL, not the text 'null'.
+          metadata: sql`${sql.placeholder('metadata')}`,
+          idempotencyKey: sql.placeholder('idempotencyKey'),
+          createdById: sql.placeholder('createdById'),
+          createdAt: sql.placeholder('createdAt'),
+        })
+        .prepare(),
+    ).run({
+      ...event,
+      metadata: event.metadata === null ? null : JSON.stringify(event.metadata),
+    });
+  }
+
+  /**
+   * The enabled automations watching `eventType` on either scope id, oldest first, with the
+   * entity to check. One statement through `automations_match_idx`, whatever the number of
+   * automations; the entity is checked in code, because an `entity_id = ?` term tempts SQLite
+   * into the name index, which scans every automation of the entity (scope ids are unique anyway).
+   */
+  const candidates = () =>
+    h.prepared('events.candidates', () =>
+      h.db
+        .select({
+          id: automations.id,
+          entityId: automations.entityId,
+          name: automations.name,
+          actionId: automations.actionId,
+          filterCollectionName: automations.filterCollectionName,
+          filterArtifactType: automations.filterArtifactType,
+          filterAliasPattern: automations.filterAliasPattern,
+        })
+        .from(automations)
+        .where(
+          and(
+            inArray(automations.scopeId, [
+              sql.placeholder('ownerId'),
+              sql.placeholder('collectionId'),
+            ]),
+            eq(automations.eventType, sql.placeholder('eventType')),
+            eq(automations.enabled, true),
+          ),
+        )
+        .orderBy(asc(automations.createdAt), asc(automations.id))
+        .prepare(),
+    );
+
+  /** Inserts `runs` (all of one event, all QUEUED at `now`) with one statement per chunk. */
+  function insertRuns(event: ArtifactEvent, runs: readonly TriggeredRun[]): void {
+    const shared = {
+      entityId: event.entityId,
+      eventId: event.id,
+      projectId: event.projectId,
+      registryId: event.registryId,
+      now: event.createdAt.getTime(),
+    };
+    for (let start = 0; start < runs.length; start += RUNS_PER_INSERT) {
+      const chunk = runs.slice(start, start + RUNS_PER_INSERT);
+      const values: (string | null)[] = [];
+      for (const run of chunk)
+        values.push(run.id, run.automationId, run.automationName, run.actionId);
+      insertRunsStatement(chunk.length).run(...values, shared);
+    }
+  }
+
+  const insertRunsStatement = (rows: number) =>
+    h.prepared(`events.insertRuns:${rows}`, () =>
+      h.sqlite.prepare(
+        `insert into triggered_runs (id, entity_id, event_id, automation_id, automation_name,
+          action_id, project_id, registry_id, status, attempt_count, next_attempt_at, created_at,
+          updated_at) values ${Array.from(
+            { length: rows },
+            () =>
+              "(?, @entityId, @eventId, ?, ?, ?, @projectId, @registryId, 'QUEUED', 0, @now, @now, @now)",
+          ).join(', ')}`,
+      ),
+    );
+
+  const eventByKey = () =>
+    h.prepared('events.byIdempotencyKey', () =>
+      h.db
+        .select()
+        .from(artifactEvents)
+        .where(
+          and(
+            eq(artifactEvents.entityId, sql.placeholder('entityId')),
+            eq(artifactEvents.idempotencyKey, sql.placeholder('key')),
+          ),
+        )
+        .prepare(),
+    );
+
+  const runsOfEvent = () =>
+    h.prepared('events.runs', () =>
+      h.db
+        .select()
+        .from(triggeredRuns)
+        .where(eq(triggeredRuns.eventId, sql.placeholder('eventId')))
+        .orderBy(asc(triggeredRuns.createdAt), asc(triggeredRuns.id))
+        .prepare(),
+    );
+
+  function findByKey(entityId: string, key: string): RecordedEvent | null {
+    const event = eventByKey().get({ entityId, key });
+    if (!event) return null;
+    return { event, runs: runsOfEvent().all({ eventId: event.id }) };
+  }
+
+  const eventConditions = (filter: EventFilter): SQL | undefined =>
+    and(
+      eq(artifactEvents.entityId, sql.placeholder('entityId')),
+      filter.eventType ? eq(artifactEvents.eventType, sql.placeholder('eventType')) : undefined,
+    );
+  const eventParams = (filter: EventFilter) => ({
+    entityId: filter.entityId,
+    ...(filter.eventType ? { eventType: filter.eventType } : {}),
+  });
+
+  return {
+    async recordEvent(input, accepts) {
+      try {
+        return h.transaction(() => {
+          const collection = findOrCreateCollection(input);
+          if (collection.artifactType !== input.artifactType) {
+            return {
+              outcome: 'artifactTypeMismatch' as const,
+              storedArtifactType: collection.artifactType,
+            };
+          }
+          const event: ArtifactEvent = {
+            id: newId(),
+            entityId: input.entityId,
+            eventType: input.eventType,
+            projectId: input.owner.kind === 'project' ? input.owner.id : null,
+            registryId: input.owner.kind === 'registry' ? input.owner.id : null,
+            collectionId: collection.id,
+            collectionName: collection.name,
+            artifactType: collection.artifactType,
+            versionIndex: input.versionIndex,
+            alias: input.alias,
+            author: input.author,
+            metadata: input.metadata,
+            idempotencyKey: input.idempotencyKey,
+            createdById: input.createdById,
+            createdAt: input.createdAt,
+          };
+          insertEvent(event);
+          const matched: MatchCandidate[] = candidates()
+            .all({
+              ownerId: input.owner.id,
+              collectionId: collection.id,
+              eventType: input.eventType,
+            })
+            .filter((row) => row.entityId === input.entityId && accepts(row));
+          const runs = matched.map(
+            (automation): TriggeredRun => ({
+              id: newId(),
+              entityId: event.entityId,
+              eventId: event.id,
+              automationId: automation.id,
+              automationName: automation.name,
+              actionId: automation.actionId,
+              projectId: event.projectId,
+              registryId: event.registryId,
+              status: 'QUEUED',
+              attemptCount: 0,
+              nextAttemptAt: event.createdAt,
+              leaseOwner: null,
+              leaseExpiresAt: null,
+              result: null,
+              createdAt: event.createdAt,
+              updatedAt: event.createdAt,
+              finishedAt: null,
+            }),
+          );
+          insertRuns(event, runs);
+          return { outcome: 'recorded' as const, event, runs };
+        });
+      } catch (error) {
+        // Two calls with one key raced, and the other committed first: its result is the answer.
+        const key = input.idempotencyKey;
+        if (key !== null && uniqueViolation(error)?.includes('idempotency_key')) {
+          const first = findByKey(input.entityId, key);
+          if (first) return { outcome: 'replayed', ...first };
+        }
+        throw error;
+      }
+    },
+
+    async findByIdempotencyKey(entityId, key) {
+      return findByKey(entityId, key);
+    },
+
+    async getEvent(id) {
+      return (
+        h
+          .prepared('events.get', () =>
+            h.db
+              .select()
+              .from(artifactEvents)
+              .where(eq(artifactEvents.id, sql.placeholder('id')))
+              .prepare(),
+          )
+          .get({ id }) ?? null
+      );
+    },
+
+    async pageEvents(filter, request) {
+      const page = keyset(EVENT_ORDER, request);
+      return h
+        .prepared(`events.page:${filter.eventType ? 't' : '-'}:${page.shape}`, () =>
+          h.db
+            .select()
+            .from(artifactEvents)
+            .where(and(eventConditions(filter), page.where))
+            .orderBy(...page.orderBy)
+            .limit(sql.placeholder('limit'))
+            .prepare(),
+        )
+        .all({ ...eventParams(filter), ...page.params });
+    },
+
+    async countEvents(filter) {
+      return (
+        h
+          .prepared(`events.count:${filter.eventType ? 't' : '-'}`, () =>
+            h.db
+              .select({ n: count() })
+              .from(artifactEvents)
+              .where(eventConditions(filter))
+              .prepare(),
+          )
+          .get(eventParams(filter))?.n ?? 0
+      );
+    },
+  };
 }
 
-export function createRunStore(_h: SqliteHandle): RunStore {
-  return {};
+const OWNER_COLUMN = {
+  entity: triggeredRuns.entityId,
+  project: triggeredRuns.projectId,
+  registry: triggeredRuns.registryId,
+  automation: triggeredRuns.automationId,
+  event: triggeredRuns.eventId,
+} as const;
+type OwnerKind = keyof typeof OWNER_COLUMN;
+
+/** Owners from the one with the fewest runs to the one with the most, as a rule of thumb. */
+const NARROWEST_FIRST: readonly OwnerKind[] = [
+  'event',
+  'automation',
+  'project',
+  'registry',
+  'entity',
+];
+
+/**
+ * A history query in a form that names its SQL: which owner column leads (its index answers the
+ * query), which other owner columns are checked on the rows found, how many statuses, and which
+ * time bounds. Null when no run can match.
+ */
+interface RunQuery {
+  lead: OwnerKind;
+  checked: OwnerKind[];
+  statuses: RunStatus[];
+  after: boolean;
+  before: boolean;
+  params: Record<string, string | number>;
+}
+
+function runQuery(owner: RunOwner, filter: RunFilter): RunQuery | null {
+  const ids = new Map<OwnerKind, string>([[owner.kind, owner.id]]);
+  if (filter.automationId) {
+    const other = ids.get('automation');
+    if (other !== undefined && other !== filter.automationId) return null;
+    ids.set('automation', filter.automationId);
+  }
+  const [lead, ...checked] = NARROWEST_FIRST.filter((kind) => ids.has(kind)) as [
+    OwnerKind,
+    ...OwnerKind[],
+  ];
+  const statuses = [...new Set(filter.statuses ?? [])].sort();
+  const params: Record<string, string | number> = {};
+  for (const [kind, id] of ids) params[kind] = id;
+  statuses.forEach((status, i) => {
+    params[`s${i}`] = status;
+  });
+  if (filter.createdAfter) params.createdAfter = filter.createdAfter.getTime();
+  if (filter.createdBefore) params.createdBefore = filter.createdBefore.getTime();
+  return {
+    lead,
+    checked,
+    statuses,
+    after: Boolean(filter.createdAfter),
+    before: Boolean(filter.createdBefore),
+    params,
+  };
+}
+
+function runShape(q: RunQuery): string {
+  return `${q.lead}:${q.checked.join(',')}:${q.statuses.length}:${q.after ? 'a' : '-'}${q.before ? 'b' : '-'}`;
+}
+
+/**
+ * The conditions of `q` other than status. Checked owners are written `+column = ?`: the unary
+ * plus keeps SQLite from answering them from their own index, so the lead owner's index is the
+ * one used, whatever SQLite guesses about the data.
+ */
+function runConditions(q: RunQuery): SQL[] {
+  const conditions: SQL[] = [eq(OWNER_COLUMN[q.lead], sql.placeholder(q.lead))];
+  for (const kind of q.checked) {
+    conditions.push(sql`+${OWNER_COLUMN[kind]} = ${sql.placeholder(kind)}`);
+  }
+  if (q.after)
+    conditions.push(sql`${triggeredRuns.createdAt} >= ${sql.placeholder('createdAfter')}`);
+  if (q.before) {
+    conditions.push(sql`${triggeredRuns.createdAt} <= ${sql.placeholder('createdBefore')}`);
+  }
+  return conditions;
+}
+
+export function createRunStore(h: SqliteHandle): RunStore {
+  const getRun = () =>
+    h.prepared('runs.get', () =>
+      h.db
+        .select()
+        .from(triggeredRuns)
+        .where(eq(triggeredRuns.id, sql.placeholder('id')))
+        .prepare(),
+    );
+
+  return {
+    async getRun(id) {
+      return getRun().get({ id }) ?? null;
+    },
+
+    async pageRuns(owner, filter, request) {
+      const q = runQuery(owner, filter);
+      if (q === null) return [];
+      const page = keyset(RUN_ORDER, request);
+      const statement = h.prepared(`runs.page:${runShape(q)}:${page.shape}`, () => {
+        const select = (status: SQL | undefined) =>
+          h.db
+            .select()
+            .from(triggeredRuns)
+            .where(and(...runConditions(q), status, page.where));
+        if (q.statuses.length <= 1) {
+          return select(
+            q.statuses.length === 1 ? eq(triggeredRuns.status, sql.placeholder('s0')) : undefined,
+          )
+            .orderBy(...page.orderBy)
+            .limit(sql.placeholder('limit'))
+            .prepare();
+        }
+        // One arm per status, each read from the (owner, status, created_at, id) index in list
+        // order; SQLite merges them and stops at the limit, so nothing is sorted. `status IN`
+        // would read every matching run and sort them.
+        const [first, second, ...rest] = q.statuses.map((_, i) =>
+          select(eq(triggeredRuns.status, sql.placeholder(`s${i}`))),
+        );
+        let union = first!.unionAll(second!);
+        for (const arm of rest) union = union.unionAll(arm);
+        return union
+          .orderBy(...page.orderBy)
+          .limit(sql.placeholder('limit'))
+          .prepare();
+      });
+      return statement.all({ ...q.params, ...page.params });
+    },
+
+    async countRuns(owner, filter) {
+      const q = runQuery(owner, filter);
+      if (q === null) return 0;
+      return (
+        h
+          .prepared(`runs.count:${runShape(q)}`, () =>
+            h.db
+              .select({ n: count() })
+              .from(triggeredRuns)
+              .where(
+                and(
+                  ...runConditions(q),
+                  q.statuses.length === 0
+                    ? undefined
+                    : inArray(
+                        triggeredRuns.status,
+                        q.statuses.map((_, i) => sql.placeholder(`s${i}`)),
+                      ),
+                ),
+              )
+              .prepare(),
+          )
+          .get(q.params)?.n ?? 0
+      );
+    },
+
+    async listAttempts(runId) {
+      return h
+        .prepared('runs.attempts', () =>
+          h.db
+            .select()
+            .from(deliveryAttempts)
+            .where(eq(deliveryAttempts.runId, sql.placeholder('runId')))
+            .orderBy(asc(deliveryAttempts.attemptNumber))
+            .prepare(),
+        )
+        .all({ runId });
+    },
+
+    async requeueRun(id, now, result) {
+      return (
+        h
+          .prepared('runs.requeue', () =>
+            h.db
+              .update(triggeredRuns)
+              .set({
+                status: 'QUEUED',
+                // The retry budget starts afresh; attempt numbers keep counting from the stored ones.
+                attemptCount: 0,
+                // Wrapped placeholders (`set` takes no bare one): values go in as stored.
+                nextAttemptAt: sql`${sql.placeholder('now')}`,
+                updatedAt: sql`${sql.placeholder('now')}`,
+                finishedAt: sql`NULL`,
+                leaseOwner: sql`NULL`,
+                leaseExpiresAt: sql`NULL`,
+                result: sql`${sql.placeholder('result')}`,
+              })
+              .where(
+                and(
+                  eq(triggeredRuns.id, sql.placeholder('id')),
+                  inArray(triggeredRuns.status, [...FINISHED_STATUSES]),
+                ),
+              )
+              .returning()
+              .prepare(),
+          )
+          .get({ id, now: now.getTime(), result }) ?? null
+      );
+    },
+  };
 }
