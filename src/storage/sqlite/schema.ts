@@ -320,9 +320,7 @@ export const triggeredRuns = sqliteTable(
   (t) => [
     // Claims read due runs oldest first straight from this index, the action beside the time so
     // runs of destinations without a free slot are passed over without reading the table.
-    index('triggered_runs_due_idx')
-      .on(t.dueAt, t.actionId)
-      .where(sql`${t.dueAt} IS NOT NULL`),
+    index('triggered_runs_due_idx').on(t.dueAt, t.actionId).where(sql`${t.dueAt} IS NOT NULL`),
     // History: each owner's runs newest first, and the same narrowed to a status.
     ...(
       [
@@ -334,12 +332,7 @@ export const triggeredRuns = sqliteTable(
       ] as const
     ).flatMap(([owner, column]) => [
       index(`triggered_runs_${owner}_created_idx`).on(column, t.createdAt, t.id),
-      index(`triggered_runs_${owner}_status_created_idx`).on(
-        column,
-        t.status,
-        t.createdAt,
-        t.id,
-      ),
+      index(`triggered_runs_${owner}_status_created_idx`).on(column, t.status, t.createdAt, t.id),
     ]),
   ],
 );
