@@ -15,6 +15,7 @@ import type {
   TriggeredRun,
 } from '../events.js';
 import { FINISHED_STATUSES } from '../events.js';
+import type { Bound, KeyValue, PageRequest } from '../paging.js';
 import {
   artifactCollections,
   artifactEvents,
@@ -36,6 +37,27 @@ true satisfies Same<RunStatus, StoredRunStatus>;
  * on first use, so at most this many insert shapes are ever prepared.
  */
 export const RUNS_PER_INSERT = 64;
+
+/** The columns of a {@link TriggeredRun}: what every run query reads. */
+const RUN_COLUMNS = {
+  id: triggeredRuns.id,
+  entityId: triggeredRuns.entityId,
+  eventId: triggeredRuns.eventId,
+  automationId: triggeredRuns.automationId,
+  automationName: triggeredRuns.automationName,
+  actionId: triggeredRuns.actionId,
+  projectId: triggeredRuns.projectId,
+  registryId: triggeredRuns.registryId,
+  status: triggeredRuns.status,
+  attemptCount: triggeredRuns.attemptCount,
+  nextAttemptAt: triggeredRuns.nextAttemptAt,
+  leaseOwner: triggeredRuns.leaseOwner,
+  leaseExpiresAt: triggeredRuns.leaseExpiresAt,
+  result: triggeredRuns.result,
+  createdAt: triggeredRuns.createdAt,
+  updatedAt: triggeredRuns.updatedAt,
+  finishedAt: triggeredRuns.finishedAt,
+} satisfies Record<keyof TriggeredRun, unknown>;
 
 /** Newest first; the id orders runs (and events) of the same millisecond. */
 const RUN_ORDER: SqlOrder = {
@@ -212,7 +234,7 @@ export function createEventStore(h: SqliteHandle): EventStore {
   const runsOfEvent = () =>
     h.prepared('events.runs', () =>
       h.db
-        .select()
+        .select(RUN_COLUMNS)
         .from(triggeredRuns)
         .where(eq(triggeredRuns.eventId, sql.placeholder('eventId')))
         .orderBy(asc(triggeredRuns.createdAt), asc(triggeredRuns.id))
@@ -375,18 +397,16 @@ const NARROWEST_FIRST: readonly OwnerKind[] = [
 
 /**
  * A history query in a form that names its SQL: which owner column leads (its index answers the
- * query), which other owner columns are checked on the rows found, how many statuses, and which
- * time bounds. Null when no run can match.
+ * query), which other owner columns are checked on the rows found, and how many statuses.
  */
 interface RunQuery {
   lead: OwnerKind;
   checked: OwnerKind[];
   statuses: RunStatus[];
-  after: boolean;
-  before: boolean;
   params: Record<string, string | number>;
 }
 
+/** The query for `owner` and `filter`; null when no run can match. Time bounds are left out. */
 function runQuery(owner: RunOwner, filter: RunFilter): RunQuery | null {
   const ids = new Map<OwnerKind, string>([[owner.kind, owner.id]]);
   if (filter.automationId) {
@@ -404,45 +424,95 @@ function runQuery(owner: RunOwner, filter: RunFilter): RunQuery | null {
   statuses.forEach((status, i) => {
     params[`s${i}`] = status;
   });
-  if (filter.createdAfter) params.createdAfter = filter.createdAfter.getTime();
-  if (filter.createdBefore) params.createdBefore = filter.createdBefore.getTime();
-  return {
-    lead,
-    checked,
-    statuses,
-    after: Boolean(filter.createdAfter),
-    before: Boolean(filter.createdBefore),
-    params,
-  };
+  return { lead, checked, statuses, params };
 }
 
-function runShape(q: RunQuery): string {
-  return `${q.lead}:${q.checked.join(',')}:${q.statuses.length}:${q.after ? 'a' : '-'}${q.before ? 'b' : '-'}`;
-}
+const runShape = (q: RunQuery): string => `${q.lead}:${q.checked.join(',')}:${q.statuses.length}`;
 
 /**
- * The conditions of `q` other than status. Checked owners are written `+column = ?`: the unary
- * plus keeps SQLite from answering them from their own index, so the lead owner's index is the
- * one used, whatever SQLite guesses about the data.
+ * The owner conditions of `q`. Checked owners are written `+column = ?`: the unary plus keeps
+ * SQLite from answering them from their own index, so the lead owner's index is the one used,
+ * whatever SQLite guesses about the data.
  */
-function runConditions(q: RunQuery): SQL[] {
+function ownerConditions(q: RunQuery): SQL[] {
   const conditions: SQL[] = [eq(OWNER_COLUMN[q.lead], sql.placeholder(q.lead))];
   for (const kind of q.checked) {
     conditions.push(sql`+${OWNER_COLUMN[kind]} = ${sql.placeholder(kind)}`);
   }
-  if (q.after)
-    conditions.push(sql`${triggeredRuns.createdAt} >= ${sql.placeholder('createdAfter')}`);
-  if (q.before) {
-    conditions.push(sql`${triggeredRuns.createdAt} <= ${sql.placeholder('createdBefore')}`);
-  }
   return conditions;
+}
+
+/**
+ * `status = ?` for the query's status number `i`, marked as narrowing an owner's runs a lot.
+ * Without statistics, SQLite otherwise takes the owner's creation index for a page bounded on both
+ * sides (`before` and `after`, or a time filter) and filters every run by status there.
+ */
+const statusIs = (i: number): SQL =>
+  sql`likelihood(${eq(triggeredRuns.status, sql.placeholder(`s${i}`))}, 0.05)`;
+
+/** Compares two positions of a list key, value by value, as SQLite compares row values. */
+function compareKeys(a: readonly KeyValue[], b: readonly KeyValue[]): number {
+  for (let i = 0; i < a.length; i += 1) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return 0;
+}
+
+/** Of two bounds on one side, the one that lets fewer rows through. */
+function tighter(a: Bound | null, b: Bound, keepSmaller: boolean): Bound {
+  if (a === null) return b;
+  const order = compareKeys(a.position, b.position);
+  if (order === 0) return a.inclusive ? b : a;
+  return order < 0 === keepSmaller ? a : b;
+}
+
+/**
+ * The request narrowed to the filter's time bounds, so they become keyset bounds on
+ * `[createdAt, id]`: as range conditions beside the keyset they lead SQLite to an owner's
+ * creation index rather than its status index. Newest first, `createdBefore` T bounds the start
+ * of the list (keys below `[T + 1, '']`) and `createdAfter` T its end (keys from `[T, '']`); the
+ * empty id sorts before every id.
+ */
+function withinTimes(request: PageRequest, filter: RunFilter): PageRequest {
+  let { after, before } = request;
+  if (filter.createdBefore) {
+    const bound = { position: [filter.createdBefore.getTime() + 1, ''], inclusive: false };
+    after = tighter(after, bound, true);
+  }
+  if (filter.createdAfter) {
+    const bound = { position: [filter.createdAfter.getTime(), ''], inclusive: true };
+    before = tighter(before, bound, false);
+  }
+  return { ...request, after, before };
+}
+
+/** The filter's time bounds as conditions, for counting. */
+function timeConditions(filter: RunFilter): {
+  conditions: SQL[];
+  shape: string;
+  params: Record<string, number>;
+} {
+  const conditions: SQL[] = [];
+  const params: Record<string, number> = {};
+  if (filter.createdAfter) {
+    conditions.push(sql`${triggeredRuns.createdAt} >= ${sql.placeholder('createdAfter')}`);
+    params.createdAfter = filter.createdAfter.getTime();
+  }
+  if (filter.createdBefore) {
+    conditions.push(sql`${triggeredRuns.createdAt} <= ${sql.placeholder('createdBefore')}`);
+    params.createdBefore = filter.createdBefore.getTime();
+  }
+  const shape = `${filter.createdAfter ? 'a' : '-'}${filter.createdBefore ? 'b' : '-'}`;
+  return { conditions, shape, params };
 }
 
 export function createRunStore(h: SqliteHandle): RunStore {
   const getRun = () =>
     h.prepared('runs.get', () =>
       h.db
-        .select()
+        .select(RUN_COLUMNS)
         .from(triggeredRuns)
         .where(eq(triggeredRuns.id, sql.placeholder('id')))
         .prepare(),
@@ -456,17 +526,21 @@ export function createRunStore(h: SqliteHandle): RunStore {
     async pageRuns(owner, filter, request) {
       const q = runQuery(owner, filter);
       if (q === null) return [];
-      const page = keyset(RUN_ORDER, request);
+      const page = keyset(RUN_ORDER, withinTimes(request, filter));
       const statement = h.prepared(`runs.page:${runShape(q)}:${page.shape}`, () => {
-        const select = (status: SQL | undefined) =>
+        const select = (status: number | null) =>
           h.db
-            .select()
+            .select(RUN_COLUMNS)
             .from(triggeredRuns)
-            .where(and(...runConditions(q), status, page.where));
+            .where(
+              and(
+                ...ownerConditions(q),
+                status === null ? undefined : statusIs(status),
+                page.where,
+              ),
+            );
         if (q.statuses.length <= 1) {
-          return select(
-            q.statuses.length === 1 ? eq(triggeredRuns.status, sql.placeholder('s0')) : undefined,
-          )
+          return select(q.statuses.length === 1 ? 0 : null)
             .orderBy(...page.orderBy)
             .limit(sql.placeholder('limit'))
             .prepare();
@@ -474,9 +548,7 @@ export function createRunStore(h: SqliteHandle): RunStore {
         // One arm per status, each read from the (owner, status, created_at, id) index in list
         // order; SQLite merges them and stops at the limit, so nothing is sorted. `status IN`
         // would read every matching run and sort them.
-        const [first, second, ...rest] = q.statuses.map((_, i) =>
-          select(eq(triggeredRuns.status, sql.placeholder(`s${i}`))),
-        );
+        const [first, second, ...rest] = q.statuses.map((_, i) => select(i));
         let union = first!.unionAll(second!);
         for (const arm of rest) union = union.unionAll(arm);
         return union
@@ -490,15 +562,17 @@ export function createRunStore(h: SqliteHandle): RunStore {
     async countRuns(owner, filter) {
       const q = runQuery(owner, filter);
       if (q === null) return 0;
+      const times = timeConditions(filter);
       return (
         h
-          .prepared(`runs.count:${runShape(q)}`, () =>
+          .prepared(`runs.count:${runShape(q)}:${times.shape}`, () =>
             h.db
               .select({ n: count() })
               .from(triggeredRuns)
               .where(
                 and(
-                  ...runConditions(q),
+                  ...ownerConditions(q),
+                  ...times.conditions,
                   q.statuses.length === 0
                     ? undefined
                     : inArray(
@@ -509,7 +583,7 @@ export function createRunStore(h: SqliteHandle): RunStore {
               )
               .prepare(),
           )
-          .get(q.params)?.n ?? 0
+          .get({ ...q.params, ...times.params })?.n ?? 0
       );
     },
 
@@ -550,7 +624,7 @@ export function createRunStore(h: SqliteHandle): RunStore {
                   inArray(triggeredRuns.status, [...FINISHED_STATUSES]),
                 ),
               )
-              .returning()
+              .returning(RUN_COLUMNS)
               .prepare(),
           )
           .get({ id, now: now.getTime(), result }) ?? null
