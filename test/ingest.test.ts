@@ -45,7 +45,12 @@ async function watchers(count: number): Promise<void> {
   for (let i = 1; i < count; i += 1) {
     t.storage.db
       .insert(automations)
-      .values({ ...model, id: newId(), name: `watcher-${i}` })
+      .values({
+        ...model,
+        id: newId(),
+        name: `watcher-${i}`,
+        createdAt: new Date(model.createdAt.getTime() + i),
+      })
       .run();
   }
 }
@@ -126,7 +131,7 @@ describe('recording an event', () => {
   });
 
   it('settles a repeated idempotency key by the unique index when two calls race', async () => {
-    await watchers(2);
+    await watchers(6);
     const { entityId, projectId } = storedIds();
     const event = (collectionName: string): NewArtifactEvent => ({
       entityId,
@@ -154,8 +159,11 @@ describe('recording an event', () => {
         throw new Error('unexpected outcome');
       }
       expect(loser.event.id).toBe(winner.event.id);
-      expect(loser.runs.map((r) => r.id).sort()).toEqual(winner.runs.map((r) => r.id).sort());
-      expect(winner.runs).toHaveLength(2);
+      // The same runs in the same order: oldest automation first, as they were queued.
+      expect(loser.runs.map((r) => r.id)).toEqual(winner.runs.map((r) => r.id));
+      expect(winner.runs.map((r) => r.automationName)).toEqual(
+        Array.from({ length: 6 }, (_, i) => `watcher-${i}`),
+      );
     } finally {
       await other.close();
     }

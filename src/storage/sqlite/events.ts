@@ -231,13 +231,14 @@ export function createEventStore(h: SqliteHandle): EventStore {
         .prepare(),
     );
 
+  /** An event's runs in the order they were queued (rowid order), as recording returned them. */
   const runsOfEvent = () =>
     h.prepared('events.runs', () =>
       h.db
         .select(RUN_COLUMNS)
         .from(triggeredRuns)
         .where(eq(triggeredRuns.eventId, sql.placeholder('eventId')))
-        .orderBy(asc(triggeredRuns.createdAt), asc(triggeredRuns.id))
+        .orderBy(sql`rowid`)
         .prepare(),
     );
 
