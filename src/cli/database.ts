@@ -9,7 +9,6 @@ import { auditApiKey, issueApiKey } from '../modules/users/service.js';
 import {
   applyMigrations,
   migrationsFolder,
-  openDatabase,
   type SqliteDatabase,
 } from '../storage/sqlite/database.js';
 import { memberships, users } from '../storage/sqlite/schema.js';

@@ -1,4 +1,3 @@
-import { and, asc, eq, inArray } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
@@ -14,8 +13,6 @@ import {
   unreachable,
 } from '../../storage/config.js';
 import { DuplicateError } from '../../storage/errors.js';
-// Transitional: `candidateAutomations` below moves into the event store.
-import { automations } from '../../storage/sqlite/schema.js';
 import { getAction } from '../actions/service.js';
 import type { StoredList } from '../connection.js';
 import { requireEntity, requireRole } from '../entities/access.js';
@@ -311,36 +308,6 @@ export async function getAutomation(
   id: string,
 ): Promise<Automation | undefined> {
   return deps.storage.automations.find(id);
-}
-
-/**
- * The enabled automations of the entity that watch `eventType` on any of `scopeIds` (for an event
- * in a collection: the id of its project or registry and the collection's own id), oldest first.
- * One query through `automations_match_idx`, whatever the number of automations; filters are
- * left to the caller.
- */
-export function candidateAutomations(
-  deps: Pick<AppDeps, 'db'>,
-  query: { entityId: string; eventType: EventType; scopeIds: readonly string[] },
-): Automation[] {
-  if (query.scopeIds.length === 0) return [];
-  return (
-    deps.db
-      .select()
-      .from(automations)
-      .where(
-        and(
-          inArray(automations.scopeId, [...query.scopeIds]),
-          eq(automations.eventType, query.eventType),
-          eq(automations.enabled, true),
-        ),
-      )
-      .orderBy(asc(automations.createdAt), asc(automations.id))
-      .all()
-      // The entity is checked here, not in SQL: an `entity_id = ?` term tempts SQLite into the
-      // name index, which scans every automation of the entity. Scope ids are unique anyway.
-      .filter((row) => row.entityId === query.entityId)
-  );
 }
 
 /** The entity's automations matching `filter`, newest first. */
