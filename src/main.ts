@@ -6,6 +6,7 @@ import { systemClock } from './clock.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { createSecretBox } from './modules/secrets/box.js';
+import { createAccessCache } from './modules/users/access-cache.js';
 import { createTriplinePubSub } from './pubsub.js';
 import { openSqliteStorage } from './storage/sqlite/storage.js';
 
@@ -93,6 +94,7 @@ async function main(): Promise<void> {
   }
   const deps = {
     storage,
+    access: createAccessCache({ storage, clock: systemClock, logger }),
     db: storage.db,
     secretBox: createSecretBox(master.key),
     clock: systemClock,
@@ -100,7 +102,7 @@ async function main(): Promise<void> {
     config,
     pubsub: createTriplinePubSub(),
   };
-  const first = bootstrap(storage.db, config);
+  const first = await bootstrap(deps, config);
   const app = createApp(deps);
   server.on('request', app.handle);
   app.attach(server);

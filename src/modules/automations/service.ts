@@ -2,6 +2,8 @@ import { and, asc, count, eq, inArray, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import { NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import type { AuditAction } from '../../storage/audit.js';
+import { recordAudit } from '../../storage/sqlite/audit.js';
 import {
   automationSecretRefs,
   automations,
@@ -10,7 +12,6 @@ import {
   type SlackSeverity,
 } from '../../storage/sqlite/schema.js';
 import { getAction } from '../actions/service.js';
-import { type AuditAction, recordAudit } from '../audit/service.js';
 import { byCreation, type Page, type SortOrder } from '../connection.js';
 import { requireEntity, requireRole } from '../entities/access.js';
 import { assertNameFree, checkDescription, checkName, checkSlug } from '../names.js';
@@ -108,8 +109,8 @@ export async function createAutomation(
 ): Promise<Automation> {
   const entity = await requireEntity(ctx, input.entity, 'MEMBER');
   const { db, clock } = ctx.deps;
+  const scope = await resolveScope(ctx.deps, entity.id, input.scope);
   return db.transaction(() => {
-    const scope = resolveScope(ctx.deps, entity.id, input.scope);
     const draft: Draft = {
       name: checkName(input.name, 'input.name'),
       description: checkDescription(input.description, 'input.description'),
@@ -158,8 +159,16 @@ export async function createAutomation(
  * same transaction. Members and admins only; NotFoundError on `input.id` when the automation does
  * not exist or belongs to an entity the caller is not in.
  */
-export function updateAutomation(ctx: Context, input: UpdateAutomationInput): Automation {
+export async function updateAutomation(
+  ctx: Context,
+  input: UpdateAutomationInput,
+): Promise<Automation> {
   const { db, clock } = ctx.deps;
+  // An automation never changes entity, so its scope can be resolved before the transaction.
+  const scope =
+    input.scope == null
+      ? null
+      : await resolveScope(ctx.deps, requireAutomation(ctx, input.id).entityId, input.scope);
   return db.transaction(() => {
     const current = requireAutomation(ctx, input.id);
     const draft: Draft = {
@@ -170,9 +179,7 @@ export function updateAutomation(ctx: Context, input: UpdateAutomationInput): Au
           : checkDescription(input.description, 'input.description'),
       enabled: input.enabled ?? current.enabled,
       eventType: input.eventType ?? current.eventType,
-      ...(input.scope == null
-        ? { scopeType: current.scopeType, scopeId: current.scopeId }
-        : resolveScope(ctx.deps, current.entityId, input.scope)),
+      ...(scope ?? { scopeType: current.scopeType, scopeId: current.scopeId }),
       ...(input.filter === undefined
         ? {
             filterCollectionName: current.filterCollectionName,
@@ -378,11 +385,11 @@ function requireAutomation(ctx: Context, id: string): Automation {
  * missing or does not belong to the scope type, NotFoundError on the field naming something that
  * does not exist.
  */
-function resolveScope(
-  deps: Pick<AppDeps, 'db'>,
+async function resolveScope(
+  deps: Pick<AppDeps, 'storage'>,
   entityId: string,
   scope: AutomationScopeInput,
-): { scopeType: ScopeType; scopeId: string } {
+): Promise<{ scopeType: ScopeType; scopeId: string }> {
   const shape = SCOPE_SHAPE[scope.type];
   const ownerField = shape.kind === 'project' ? 'project' : 'registry';
   const otherField = shape.kind === 'project' ? 'registry' : 'project';
@@ -404,7 +411,7 @@ function resolveScope(
     }
   }
   const ownerName = scope[ownerField] as string;
-  const owner = requireContainer(
+  const owner = await requireContainer(
     deps,
     shape.kind,
     entityId,
@@ -412,7 +419,7 @@ function resolveScope(
     `${SCOPE_FIELD}.${ownerField}`,
   );
   if (!shape.collection) return { scopeType: scope.type, scopeId: owner.id };
-  const collection = findCollection(deps, shape.kind, owner.id, scope.collection as string);
+  const collection = await findCollection(deps, shape.kind, owner.id, scope.collection as string);
   if (!collection) {
     throw new NotFoundError(
       `${SCOPE_FIELD}.collection`,

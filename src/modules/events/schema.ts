@@ -23,9 +23,9 @@ import {
 
 /** Names the version strings and URIs are built from. */
 async function versionParts(event: ArtifactEvent, ctx: Context) {
-  const owner = event.projectId
+  const owner = await (event.projectId
     ? getContainer(ctx.deps, 'project', event.projectId)
-    : getContainer(ctx.deps, 'registry', event.registryId ?? '');
+    : getContainer(ctx.deps, 'registry', event.registryId ?? ''));
   return {
     entity: (await readableEntity(ctx, event.entityId))?.name ?? '',
     owner: owner?.name ?? '',

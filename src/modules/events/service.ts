@@ -2,19 +2,19 @@ import { and, count, eq, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import { ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
-import { artifactEvents, type EventType, triggeredRuns } from '../../storage/sqlite/schema.js';
+import {
+  artifactCollections,
+  artifactEvents,
+  type EventType,
+  triggeredRuns,
+} from '../../storage/sqlite/schema.js';
 import { aliasMatches } from '../automations/pattern.js';
 import { type Automation, candidateAutomations } from '../automations/service.js';
 import { byCreation, type Page, type SortOrder } from '../connection.js';
 import { requireEntity } from '../entities/access.js';
 import { checkJsonDepth } from '../json-depth.js';
 import { checkSlug } from '../names.js';
-import {
-  type ArtifactCollection,
-  findCollection,
-  insertCollection,
-  resolveOwner,
-} from '../projects/service.js';
+import { type ArtifactCollection, findCollection, resolveOwner } from '../projects/service.js';
 import type { TriggeredRun } from '../runs/service.js';
 
 export type ArtifactEvent = typeof artifactEvents.$inferSelect;
@@ -75,7 +75,7 @@ export async function emitArtifactEvent(
       `${input.eventType} happens in a registry: name \`registry\`, not \`project\`.`,
     );
   }
-  const owner = resolveOwner(deps, entity.id, input);
+  const owner = await resolveOwner(deps, entity.id, input);
   checkSlug(input.collection, 'input.collection');
   checkSlug(input.artifactType, 'input.artifactType');
   if (!Number.isInteger(input.versionIndex) || input.versionIndex < 0) {
@@ -93,7 +93,7 @@ export async function emitArtifactEvent(
       'Give an author of 1 to 128 characters, or omit it to use your name.',
     );
   }
-  const existing = findCollection(deps, owner.kind, owner.row.id, input.collection);
+  const existing = await findCollection(deps, owner.kind, owner.row.id, input.collection);
   if (existing && existing.artifactType !== input.artifactType) {
     throw new ValidationError(
       'input.artifactType',
@@ -104,7 +104,19 @@ export async function emitArtifactEvent(
   const now = deps.clock.now();
   const result = deps.db.transaction(() => {
     const collection: ArtifactCollection =
-      existing ?? insertCollection(deps, entity.id, owner, input.collection, input.artifactType);
+      existing ??
+      deps.db
+        .insert(artifactCollections)
+        .values({
+          id: newId(),
+          entityId: entity.id,
+          projectId: owner.kind === 'project' ? owner.row.id : null,
+          registryId: owner.kind === 'registry' ? owner.row.id : null,
+          name: input.collection,
+          artifactType: input.artifactType,
+        })
+        .returning()
+        .get();
     const event = deps.db
       .insert(artifactEvents)
       .values({

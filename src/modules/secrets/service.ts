@@ -3,13 +3,14 @@ import type { AppDeps, Context } from '../../context.js';
 import { slackWebhookUrlProblem } from '../../delivery/slack.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import type { AuditAction } from '../../storage/audit.js';
+import { recordAudit } from '../../storage/sqlite/audit.js';
 import {
   actions,
   automationSecretRefs,
   automations,
   secrets,
 } from '../../storage/sqlite/schema.js';
-import { type AuditAction, recordAudit } from '../audit/service.js';
 import { SECRET_NAME_PATTERN } from '../automations/template.js';
 import { byName, type Page, type SortOrder } from '../connection.js';
 import { requireEntity } from '../entities/access.js';
