@@ -337,8 +337,10 @@ describe('last admin', () => {
 describe('open subscriptions', () => {
   let url: string;
   const clients: Client[] = [];
+  let checks: MockInstance<AccessCache['stillReadable']>;
 
   beforeEach(async () => {
+    checks = vi.spyOn(t.deps.access, 'stillReadable');
     url = await t.listen();
     await createProject(t, 'p');
     const action = await createWebhookAction(t, { name: 'hook', url: 'http://127.0.0.1:9/hook' });
@@ -408,10 +410,6 @@ describe('open subscriptions', () => {
     });
     return checks.mock.results[calls()[n - 1]!]!.value as Promise<boolean>;
   }
-  let checks: MockInstance<AccessCache['stillReadable']>;
-  beforeEach(() => {
-    checks = vi.spyOn(t.deps.access, 'stillReadable');
-  });
 
   it('sees a role change and a removal on the next message', async () => {
     const person = await createPerson('MEMBER', 'sub');
