@@ -5,6 +5,7 @@ import { type Client, createClient } from 'graphql-ws';
 import { afterEach, beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
 import WebSocket from 'ws';
 import { type AccessCache, createAccessCache } from '../src/modules/users/access-cache.js';
+import { issueApiKey } from '../src/modules/users/service.js';
 import { openSqliteStorage } from '../src/storage/sqlite/storage.js';
 import type { Storage } from '../src/storage/storage.js';
 import { createTestApp, fakeClock, type TestApp } from './support/app.js';
@@ -162,6 +163,27 @@ describe('authentication from the access cache', () => {
     await removeMember(person.id);
     const gone = await t.gql('{ entity(name: "default") { name } }', {}, person.key);
     expect(gone.data.entity).toBeNull();
+  });
+
+  it('accepts at once a key issued by another process on the same database', async () => {
+    const person = await createPerson('MEMBER', 'cli');
+    await t.gql(TYPENAME, {}, person.key);
+    // What `tripline admin-key` does: its own connection, no access cache, no bus.
+    const other = openSqliteStorage(t.config.databaseFile);
+    cleanups.push(() => other.close());
+    const issued = await issueApiKey(
+      { storage: other, clock },
+      { userId: person.id.replace(/^usr_/, ''), name: 'from the command line', actorId: null },
+    );
+    const answer = await t.gql('{ viewer { user { name } } }', {}, issued.secret);
+    expect(answer.data.viewer.user.name).toBe('cli');
+    const log = await t.gql(
+      '{ entity(name: "default") { auditLog(first: 1) { edges { node { action details } } } } }',
+    );
+    expect(log.data.entity.auditLog.edges[0].node).toEqual({
+      action: 'apiKey.created',
+      details: { prefix: issued.apiKey.prefix, name: 'from the command line', user: 'cli' },
+    });
   });
 
   it('gives a new entity to its creator on the very next request', async () => {
