@@ -79,7 +79,7 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel);
   // Bind before anything is created: a start that cannot serve must leave no data directory,
   // database or key behind. Nothing is answered before the handlers are attached below, since
-  // the rest of the start runs synchronously after the bind.
+  // the start runs synchronously from the bind until they are.
   const server = createServer();
   await listen(server, config);
 
@@ -102,10 +102,11 @@ async function main(): Promise<void> {
     config,
     pubsub: createTriplinePubSub(),
   };
-  const first = await bootstrap(deps, config);
   const app = createApp(deps);
   server.on('request', app.handle);
   app.attach(server);
+  // Until the first start has created the admin, every request is refused as unauthenticated.
+  const first = await bootstrap(deps, config);
   app.start();
 
   const address = server.address();
