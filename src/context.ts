@@ -1,3 +1,4 @@
+import type { Tracer } from '@opentelemetry/api';
 import { createGraphQLError } from 'graphql-yoga';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
@@ -6,6 +7,7 @@ import type { Logger } from './logger.js';
 import type { SecretBox } from './modules/secrets/box.js';
 import type { AccessCache } from './modules/users/access-cache.js';
 import { authenticate, type Viewer } from './modules/users/service.js';
+import type { Telemetry } from './observability/telemetry.js';
 import type { TriplinePubSub } from './pubsub.js';
 import type { Db } from './storage/sqlite/database.js';
 import type { Storage } from './storage/storage.js';
@@ -29,6 +31,13 @@ export interface AppDeps {
   pubsub: TriplinePubSub;
   /** DNS resolver for outbound requests (the SSRF guard checks what it returns); the system's by default. */
   lookup?: Lookup;
+  /** Where tracing spans go; set by the process when tracing is on (see observability/tracing.ts). */
+  tracer?: Tracer;
+  /**
+   * Metrics and spans for services and the delivery engine to report to. `createApp` sets it
+   * from `config.metrics` and `tracer`; absent, nothing is reported.
+   */
+  telemetry?: Telemetry;
 }
 
 export interface Context {
@@ -54,6 +63,24 @@ export async function createContext(
   const viewer = await authenticate(deps, match[1]);
   if (!viewer) throw unauthenticated('The API key is unknown or has been revoked.');
   return { deps, viewer };
+}
+
+/**
+ * The `Authorization` value a graphql-ws client put in its `connectionParams`: under
+ * `authorization` in any letter case, or inside a `headers` object as Apollo Client and Hasura
+ * users send it (`{ headers: { Authorization: 'Bearer …' } }`). Undefined when there is none.
+ */
+export function authorizationFromConnectionParams(params: unknown): string | undefined {
+  const headers = typeof params === 'object' && params !== null && 'headers' in params;
+  return authorizationIn(params) ?? (headers ? authorizationIn(params.headers) : undefined);
+}
+
+function authorizationIn(record: unknown): string | undefined {
+  if (typeof record !== 'object' || record === null) return undefined;
+  for (const [name, value] of Object.entries(record)) {
+    if (name.toLowerCase() === 'authorization' && typeof value === 'string') return value;
+  }
+  return undefined;
 }
 
 function unauthenticated(message: string) {

@@ -1,5 +1,4 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: payload templates hold literal ${…} variables.
-import { spawn } from 'node:child_process';
 import {
   existsSync,
   mkdtempSync,
@@ -11,7 +10,6 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { asc, eq } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type App, createApp } from '../src/app.js';
@@ -44,10 +42,9 @@ import { createTriplinePubSub } from '../src/pubsub.js';
 import { openDatabase } from '../src/storage/sqlite/database.js';
 import { actions, secrets } from '../src/storage/sqlite/schema.js';
 import { openSqliteStorage, type SqliteStorage } from '../src/storage/sqlite/storage.js';
-import { type ServerProcess, startServer } from './support/process.js';
+import { type CliResult, runCli, type ServerProcess, startServer } from './support/process.js';
 import { type Receiver, startReceiver } from './support/receiver.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const at = (iso: string) => ({ now: () => new Date(iso) });
 const clock = at('2026-03-01T12:00:00.000Z');
 const STAMP = '2026-03-01T12-00-00-000Z';
@@ -496,29 +493,11 @@ function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   return { ...base, ...env };
 }
 
-function runRotateCommand(
-  env: Record<string, string>,
-  args: string[] = [],
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', 'src/scripts/rotate-master-key.ts', ...args],
-    { cwd: root, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  return new Promise((resolve) => {
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function runRotateCommand(env: Record<string, string>, args: string[] = []): Promise<CliResult> {
+  return runCli(['rotate-master-key', ...args], env);
 }
 
-describe('npm run rotate-master-key', () => {
+describe('tripline rotate-master-key', () => {
   const ADMIN_KEY = 'tl_rotation-test-admin-key';
   let receiver: Receiver | undefined;
   const servers: ServerProcess[] = [];

@@ -6,6 +6,7 @@ import { newId, publicId } from '../ids.js';
 import type { Logger } from '../logger.js';
 import { ACTION_TYPENAMES } from '../modules/actions/service.js';
 import type { SecretBox } from '../modules/secrets/box.js';
+import type { Telemetry } from '../observability/telemetry.js';
 import { recordAudit } from '../storage/sqlite/audit.js';
 import type { Db } from '../storage/sqlite/database.js';
 import {
@@ -40,6 +41,8 @@ export interface DeliveryEngineDeps {
   lookup?: Lookup;
   /** Trusted TLS roots instead of Node's bundled ones (see `createGuardedAgent`); for tests. */
   ca?: string | readonly string[];
+  /** Told of each attempt (metrics, a span, `traceparent` for the receiver) and expired lease. */
+  telemetry?: Pick<Telemetry, 'attempt' | 'leaseExpired'>;
 }
 
 export interface DeliveryEngine {
@@ -332,6 +335,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
   async function execute(run: ClaimedRun, signal: AbortSignal): Promise<void> {
     publish(run.id);
     const interrupted = markInterrupted(run.id);
+    if (interrupted > 0) deps.telemetry?.leaseExpired();
     const plan = loadRunDelivery(db, secretBox, run.id);
     if (plan.kind === 'missing') return;
     if (plan.kind === 'skip') {
@@ -353,6 +357,11 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
       logger.warn({ runId: run.id }, 'the previous attempt was interrupted; trying again');
     }
     const attempt = startAttempt(run.id);
+    const observed = deps.telemetry?.attempt({
+      runId: run.id,
+      attemptNumber: attempt.attemptNumber,
+      destination: run.destination,
+    });
     const outcome: DeliveryOutcome =
       plan.kind === 'misconfigured'
         ? {
@@ -366,7 +375,9 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
             timestamp: attempt.startedAt,
             dispatcher,
             signal,
+            ...(observed?.headers ? { headers: observed.headers } : {}),
           });
+    observed?.end(outcome);
     if (outcome.errorClass === 'ABORTED') {
       release(run.id, attempt, outcome);
       return;

@@ -197,6 +197,11 @@ builder.mutationField('emitArtifactEvent', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) => emitArtifactEvent(ctx, input),
+    resolve: (_root, { input }, ctx) => {
+      const { telemetry } = ctx.deps;
+      return telemetry
+        ? telemetry.emit(() => emitArtifactEvent(ctx, input))
+        : emitArtifactEvent(ctx, input);
+    },
   }),
 );

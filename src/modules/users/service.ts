@@ -1,8 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
+import type { Clock } from '../../clock.js';
 import type { AppDeps, Context } from '../../context.js';
 import { NotFoundError, PermissionDeniedError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import type { ApiKey, KeyAudit, Role, User } from '../../storage/identity.js';
+import type { Storage } from '../../storage/storage.js';
 import type { StoredList } from '../connection.js';
 import { checkName } from '../names.js';
 
@@ -73,7 +75,7 @@ export function keyAudit(
  * `userId` for an unknown user.
  */
 export async function issueApiKey(
-  deps: Pick<AppDeps, 'storage' | 'clock'>,
+  deps: { storage: Pick<Storage, 'users'>; clock: Clock },
   input: { userId: string; name: string; actorId: string | null; plaintext?: string },
 ): Promise<{ apiKey: ApiKey; secret: string }> {
   const owner = await deps.storage.users.findUser(input.userId);
