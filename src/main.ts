@@ -13,6 +13,7 @@ import {
 import { createLogger } from './logger.js';
 import { createSecretBox } from './modules/secrets/box.js';
 import { createDecryptedSecrets } from './modules/secrets/decrypted.js';
+import { createAccessCache } from './modules/users/access-cache.js';
 import { startTracing, traceLogFields } from './observability/tracing.js';
 import { createTriplinePubSub } from './pubsub.js';
 import { openSqliteStorage } from './storage/sqlite/storage.js';
@@ -105,7 +106,7 @@ async function main(): Promise<void> {
   const tracing = await startTracing(config.tracing, logger);
   // Bind before anything is created: a start that cannot serve must leave no data directory,
   // database or key behind. Nothing is answered before the handlers are attached below, since
-  // the rest of the start runs synchronously after the bind.
+  // the start runs synchronously from the bind until they are.
   const server = createServer();
   await listen(server, config);
 
@@ -129,6 +130,7 @@ async function main(): Promise<void> {
   const secretBox = createSecretBox(master.key);
   const deps = {
     storage,
+    access: createAccessCache({ storage, clock: systemClock, logger }),
     db: storage.db,
     secretBox,
     decrypted: createDecryptedSecrets(secretBox),
@@ -138,10 +140,11 @@ async function main(): Promise<void> {
     pubsub: createTriplinePubSub(),
     ...(tracing ? { tracer: tracing.tracer } : {}),
   };
-  const first = bootstrap(storage.db, config);
   const app = createApp(deps);
   server.on('request', app.handle);
   app.attach(server);
+  // Until the first start has created the admin, every request is refused as unauthenticated.
+  const first = await bootstrap(deps, config);
   app.start();
 
   const address = server.address();

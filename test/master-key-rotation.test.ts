@@ -38,7 +38,7 @@ import {
   rotateMasterKey,
 } from '../src/modules/secrets/rotate.js';
 import { insertSecret, openSecret } from '../src/modules/secrets/service.js';
-import { createUser } from '../src/modules/users/service.js';
+import { createAccessCache } from '../src/modules/users/access-cache.js';
 import { createTriplinePubSub } from '../src/pubsub.js';
 import { openDatabase } from '../src/storage/sqlite/database.js';
 import { actions, secrets } from '../src/storage/sqlite/schema.js';
@@ -100,6 +100,7 @@ async function openWorld(env: Record<string, string> = {}): Promise<World> {
   const box = createSecretBox(loadMasterKey(config).key);
   const deps: AppDeps = {
     storage,
+    access: createAccessCache({ storage, clock }),
     db: storage.db,
     secretBox: box,
     decrypted: createDecryptedSecrets(box),
@@ -108,7 +109,7 @@ async function openWorld(env: Record<string, string> = {}): Promise<World> {
     config,
     pubsub: createTriplinePubSub(),
   };
-  const first = bootstrap(storage.db, config);
+  const first = await bootstrap(deps, config);
   if (!first) throw new Error('bootstrap did not run');
   const app = createApp(deps);
   cleanups.push(async () => {
@@ -139,9 +140,10 @@ async function openWorld(env: Record<string, string> = {}): Promise<World> {
   expect(webhook.__typename).toBe('CreatedWebhookAction');
   values.set('DEPLOY_SIGNING_SECRET', String(webhook.signingSecret));
 
-  const owner = createUser(deps, { name: 'other-admin', kind: 'USER' });
-  const other = insertEntity(deps, 'other', owner.id);
-  await insertSecret(deps, {
+  const admin = await deps.access.authenticate(first.apiKey);
+  if (!admin) throw new Error('the bootstrap key does not authenticate');
+  const other = await insertEntity(deps, 'other', admin.user.id);
+  insertSecret(deps, {
     entityId: other.id,
     name: 'OTHER_TOKEN',
     value: 'other-value',

@@ -5,9 +5,9 @@ import type { DeliveryConfig } from '../config.js';
 import { newId, publicId } from '../ids.js';
 import type { Logger } from '../logger.js';
 import { ACTION_NOUNS } from '../modules/actions/service.js';
-import { recordAudit } from '../modules/audit/service.js';
 import type { SecretBox } from '../modules/secrets/box.js';
 import type { Telemetry } from '../observability/telemetry.js';
+import { recordAudit } from '../storage/sqlite/audit.js';
 import type { Db } from '../storage/sqlite/database.js';
 import {
   actions,

@@ -75,11 +75,12 @@ const AutomationScopeRef = builder.objectRef<Automation>('AutomationScope').impl
       nullable: true,
       description:
         'The project watched, or holding the collection watched; null for registry scopes.',
-      resolve: (a, _args, ctx) => {
-        if (a.scopeType === 'PROJECT') return getContainer(ctx.deps, 'project', a.scopeId) ?? null;
+      resolve: async (a, _args, ctx) => {
+        if (a.scopeType === 'PROJECT')
+          return (await getContainer(ctx.deps, 'project', a.scopeId)) ?? null;
         if (a.scopeType !== 'PROJECT_COLLECTION') return null;
-        const projectId = getCollection(ctx.deps, a.scopeId)?.projectId;
-        return projectId ? (getContainer(ctx.deps, 'project', projectId) ?? null) : null;
+        const projectId = (await getCollection(ctx.deps, a.scopeId))?.projectId;
+        return projectId ? ((await getContainer(ctx.deps, 'project', projectId)) ?? null) : null;
       },
     }),
     registry: t.field({
@@ -87,21 +88,21 @@ const AutomationScopeRef = builder.objectRef<Automation>('AutomationScope').impl
       nullable: true,
       description:
         'The registry watched, or holding the collection watched; null for project scopes.',
-      resolve: (a, _args, ctx) => {
+      resolve: async (a, _args, ctx) => {
         if (a.scopeType === 'REGISTRY')
-          return getContainer(ctx.deps, 'registry', a.scopeId) ?? null;
+          return (await getContainer(ctx.deps, 'registry', a.scopeId)) ?? null;
         if (a.scopeType !== 'REGISTRY_COLLECTION') return null;
-        const registryId = getCollection(ctx.deps, a.scopeId)?.registryId;
-        return registryId ? (getContainer(ctx.deps, 'registry', registryId) ?? null) : null;
+        const registryId = (await getCollection(ctx.deps, a.scopeId))?.registryId;
+        return registryId ? ((await getContainer(ctx.deps, 'registry', registryId)) ?? null) : null;
       },
     }),
     collection: t.field({
       type: ArtifactCollectionRef,
       nullable: true,
       description: 'The collection watched; null for project and registry scopes.',
-      resolve: (a, _args, ctx) =>
+      resolve: async (a, _args, ctx) =>
         a.scopeType === 'PROJECT_COLLECTION' || a.scopeType === 'REGISTRY_COLLECTION'
-          ? (getCollection(ctx.deps, a.scopeId) ?? null)
+          ? ((await getCollection(ctx.deps, a.scopeId)) ?? null)
           : null,
     }),
   }),
@@ -211,9 +212,9 @@ export const AutomationRef = builder.node(builder.objectRef<Automation>('Automat
       type: UserRef,
       nullable: true,
       description: 'Who created it; null when that account is gone or no longer visible to you.',
-      resolve: (a, _args, ctx) =>
-        a.createdById && isVisibleTo(ctx.deps, ctx.viewer, a.createdById)
-          ? (findUser(ctx.deps, a.createdById) ?? null)
+      resolve: async (a, _args, ctx) =>
+        a.createdById && (await isVisibleTo(ctx.deps, ctx.viewer, a.createdById))
+          ? ((await findUser(ctx.deps, a.createdById)) ?? null)
           : null,
     }),
   }),

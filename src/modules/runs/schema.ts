@@ -271,24 +271,24 @@ builder.subscriptionField('triggeredRunUpdated', (t) =>
       runId: t.arg.id({ required: false, description: 'Only this run.' }),
       eventId: t.arg.id({ required: false, description: 'Only runs of this event.' }),
     },
-    subscribe: (_root, args, ctx) => {
+    subscribe: async (_root, args, ctx) => {
       const automationId =
         args.automationId && decodeId(args.automationId, 'Automation', 'automationId');
       const runId = args.runId && decodeId(args.runId, 'TriggeredRun', 'runId');
       const eventId = args.eventId && decodeId(args.eventId, 'ArtifactEvent', 'eventId');
       // An entity you cannot read yields nothing, exactly like one that does not exist.
       const entityId = args.entity
-        ? (findEntityByName(ctx.deps, args.entity)?.id ?? null)
+        ? ((await findEntityByName(ctx.deps, args.entity))?.id ?? null)
         : undefined;
       return pipe(
         ctx.deps.pubsub.subscribe('triggeredRunUpdated'),
         filter(
-          (run: TriggeredRun) =>
+          async (run: TriggeredRun) =>
             (entityId === undefined || run.entityId === entityId) &&
             (!automationId || run.automationId === automationId) &&
             (!runId || run.id === runId) &&
             (!eventId || run.eventId === eventId) &&
-            stillReadable(ctx.deps, ctx.viewer, run.entityId),
+            (await stillReadable(ctx, run.entityId)),
         ),
       );
     },
