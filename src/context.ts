@@ -5,6 +5,8 @@ import type { Config } from './config.js';
 import type { Lookup } from './delivery/ssrf.js';
 import type { Logger } from './logger.js';
 import type { SecretBox } from './modules/secrets/box.js';
+import type { DecryptedSecrets } from './modules/secrets/decrypted.js';
+import type { AccessCache } from './modules/users/access-cache.js';
 import { authenticate, type Viewer } from './modules/users/service.js';
 import type { Telemetry } from './observability/telemetry.js';
 import type { TriplinePubSub } from './pubsub.js';
@@ -15,9 +17,16 @@ import type { Storage } from './storage/storage.js';
 export interface AppDeps {
   /** Every read and write of the data. */
   storage: Storage;
+  /**
+   * Keys and memberships in memory: authentication and access checks, invalidated by the
+   * services that change them (`createAccessCache` over the same storage).
+   */
+  access: AccessCache;
   /** The SQLite handle, for services not yet on the storage layer (transitional). */
   db: Db;
   secretBox: SecretBox;
+  /** Decrypted secret values by version, for deliveries; built on `secretBox`. */
+  decrypted: DecryptedSecrets;
   clock: Clock;
   logger: Logger;
   config: Config;

@@ -12,6 +12,8 @@ import {
 } from './data-dir-lock.js';
 import { createLogger } from './logger.js';
 import { createSecretBox } from './modules/secrets/box.js';
+import { createDecryptedSecrets } from './modules/secrets/decrypted.js';
+import { createAccessCache } from './modules/users/access-cache.js';
 import { startTracing, traceLogFields } from './observability/tracing.js';
 import { createTriplinePubSub } from './pubsub.js';
 import { openSqliteStorage } from './storage/sqlite/storage.js';
@@ -104,7 +106,7 @@ async function main(): Promise<void> {
   const tracing = await startTracing(config.tracing, logger);
   // Bind before anything is created: a start that cannot serve must leave no data directory,
   // database or key behind. Nothing is answered before the handlers are attached below, since
-  // the rest of the start runs synchronously after the bind.
+  // the start runs synchronously from the bind until they are.
   const server = createServer();
   await listen(server, config);
 
@@ -125,20 +127,24 @@ async function main(): Promise<void> {
       'generated a new master key for secrets; back it up',
     );
   }
+  const secretBox = createSecretBox(master.key);
   const deps = {
     storage,
+    access: createAccessCache({ storage, clock: systemClock, logger }),
     db: storage.db,
-    secretBox: createSecretBox(master.key),
+    secretBox,
+    decrypted: createDecryptedSecrets(secretBox),
     clock: systemClock,
     logger,
     config,
     pubsub: createTriplinePubSub(),
     ...(tracing ? { tracer: tracing.tracer } : {}),
   };
-  const first = bootstrap(storage.db, config);
   const app = createApp(deps);
   server.on('request', app.handle);
   app.attach(server);
+  // Until the first start has created the admin, every request is refused as unauthenticated.
+  const first = await bootstrap(deps, config);
   app.start();
 
   const address = server.address();

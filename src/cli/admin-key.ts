@@ -45,7 +45,7 @@ ${ENVIRONMENT_HELP}
     }
     const storage = openExistingDatabase(config);
     try {
-      const issued = issueAdminKey(storage, systemClock, {
+      const issued = await issueAdminKey(storage, systemClock, {
         entity: String(values.entity ?? BOOTSTRAP_ENTITY),
         user: typeof values.user === 'string' ? values.user : undefined,
         keyName,

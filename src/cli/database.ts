@@ -4,15 +4,16 @@ import { and, asc, eq, sql } from 'drizzle-orm';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { parsePublicId, publicId } from '../ids.js';
-import { findEntityByName } from '../modules/entities/service.js';
-import { auditApiKey, issueApiKey } from '../modules/users/service.js';
+import { issueApiKey } from '../modules/users/service.js';
 import {
   applyMigrations,
   migrationsFolder,
-  openDatabase,
   type SqliteDatabase,
 } from '../storage/sqlite/database.js';
+import { createEntityStore, createUserStore } from '../storage/sqlite/identity.js';
 import { memberships, users } from '../storage/sqlite/schema.js';
+import { openSqliteStorage, type SqliteStorage } from '../storage/sqlite/storage.js';
+import { createSqliteHandle } from '../storage/sqlite/support.js';
 import { CommandError, requireDatabase } from './command.js';
 
 // Everything the command line reads or writes in the database, in one place.
@@ -75,9 +76,9 @@ export function migrate(storage: SqliteDatabase): { applied: string[]; status: M
  * there is none, or when it lacks migrations of this version (`tripline migrate` applies them):
  * the commands that use it are written for the current schema.
  */
-export function openExistingDatabase(config: Config): SqliteDatabase {
+export function openExistingDatabase(config: Config): SqliteStorage {
   requireDatabase(config);
-  const storage = openDatabase(config.databaseFile, { migrate: false });
+  const storage = openSqliteStorage(config.databaseFile, { migrate: false });
   const { pending } = migrationStatus(storage);
   if (pending.length > 0) {
     storage.close();
@@ -102,67 +103,63 @@ export interface IssuedAdminKey {
  * id) picks the admin when the entity has several. Throws a CommandError when the entity, or a
  * single matching admin, is not found.
  */
-export function issueAdminKey(
+export async function issueAdminKey(
   storage: SqliteDatabase,
   clock: Clock,
   options: { entity: string; user?: string | undefined; keyName: string },
-): IssuedAdminKey {
+): Promise<IssuedAdminKey> {
   const { db } = storage;
   const { keyName } = options;
-  // Immediate: the server may write at any moment, and a deferred transaction that read before
-  // the server's commit could not then write (SQLITE_BUSY without waiting); this one waits for the
-  // write lock (busy_timeout) before reading anything.
-  return db.transaction(
-    () => {
-      const entity = findEntityByName({ db }, options.entity);
-      if (!entity) {
-        throw new CommandError(
-          `No entity named "${options.entity}". Give --entity the name of an entity (the first start created "default").`,
-        );
-      }
-      const admins = db
-        .select({ id: users.id, name: users.name })
-        .from(memberships)
-        .innerJoin(users, eq(users.id, memberships.userId))
-        .where(
-          and(
-            eq(memberships.entityId, entity.id),
-            eq(memberships.role, 'ADMIN'),
-            eq(users.kind, 'USER'),
-          ),
-        )
-        .orderBy(asc(users.name), asc(users.id))
-        .all();
-      const wanted = options.user;
-      const storedId = wanted ? parsePublicId(wanted) : null;
-      const matching = wanted
-        ? admins.filter((a) =>
-            storedId?.kind === 'user' ? a.id === storedId.id : a.name === wanted,
-          )
-        : admins;
-      const listed = admins.map((a) => `${a.name} (${publicId('user', a.id)})`).join(', ');
-      if (matching.length === 0) {
-        throw new CommandError(
-          admins.length === 0
-            ? `The entity "${entity.name}" has no person as an admin. Give --entity another entity.`
-            : `No admin of "${entity.name}" is called "${wanted}". Its admins: ${listed}. Give --user one of them.`,
-        );
-      }
-      const [admin] = matching;
-      if (!admin || matching.length > 1) {
-        throw new CommandError(
-          `The entity "${entity.name}" has ${matching.length} admins${wanted ? ` called "${wanted}"` : ''}: ${listed}. Choose one with --user NAME or --user usr_….`,
-        );
-      }
-      const { apiKey, secret } = issueApiKey({ db }, admin.id, keyName);
-      auditApiKey({ db, clock }, admin.id, 'apiKey.created', apiKey);
-      return {
-        secret,
-        user: { id: publicId('user', admin.id), name: admin.name },
-        entity: entity.name,
-        keyName,
-      };
-    },
-    { behavior: 'immediate' },
+  // The storage layer's writes take the write lock before reading (an immediate transaction), so
+  // a server committing at the same moment makes this wait rather than fail.
+  const handle = createSqliteHandle(db, storage.sqlite);
+  const entity = await createEntityStore(handle).findEntityByName(options.entity);
+  if (!entity) {
+    throw new CommandError(
+      `No entity named "${options.entity}". Give --entity the name of an entity (the first start created "default").`,
+    );
+  }
+  const admins = db
+    .select({ id: users.id, name: users.name })
+    .from(memberships)
+    .innerJoin(users, eq(users.id, memberships.userId))
+    .where(
+      and(
+        eq(memberships.entityId, entity.id),
+        eq(memberships.role, 'ADMIN'),
+        eq(users.kind, 'USER'),
+      ),
+    )
+    .orderBy(asc(users.name), asc(users.id))
+    .all();
+  const wanted = options.user;
+  const storedId = wanted ? parsePublicId(wanted) : null;
+  const matching = wanted
+    ? admins.filter((a) => (storedId?.kind === 'user' ? a.id === storedId.id : a.name === wanted))
+    : admins;
+  const listed = admins.map((a) => `${a.name} (${publicId('user', a.id)})`).join(', ');
+  if (matching.length === 0) {
+    throw new CommandError(
+      admins.length === 0
+        ? `The entity "${entity.name}" has no person as an admin. Give --entity another entity.`
+        : `No admin of "${entity.name}" is called "${wanted}". Its admins: ${listed}. Give --user one of them.`,
+    );
+  }
+  const [admin] = matching;
+  if (!admin || matching.length > 1) {
+    throw new CommandError(
+      `The entity "${entity.name}" has ${matching.length} admins${wanted ? ` called "${wanted}"` : ''}: ${listed}. Choose one with --user NAME or --user usr_….`,
+    );
+  }
+  // A key acts only as its own account, so an admin demoted meanwhile gains nothing by it.
+  const { secret } = await issueApiKey(
+    { storage: { users: createUserStore(handle) }, clock },
+    { userId: admin.id, name: keyName, actorId: admin.id },
   );
+  return {
+    secret,
+    user: { id: publicId('user', admin.id), name: admin.name },
+    entity: entity.name,
+    keyName,
+  };
 }

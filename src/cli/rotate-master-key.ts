@@ -86,8 +86,8 @@ ${ENVIRONMENT_HELP}
     try {
       const storage = openExistingDatabase(config);
       try {
-        const result = rotateMasterKey({
-          db: storage.db,
+        const result = await rotateMasterKey({
+          storage,
           config,
           clock: systemClock,
           ...(newKey ? { newKey } : {}),
@@ -103,7 +103,7 @@ ${ENVIRONMENT_HELP}
         if (error instanceof MasterKeyRotationError) throw new CommandError(error.message);
         throw error;
       } finally {
-        storage.close();
+        await storage.close();
       }
     } finally {
       lock.release();

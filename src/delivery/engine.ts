@@ -4,10 +4,10 @@ import type { Clock } from '../clock.js';
 import type { DeliveryConfig } from '../config.js';
 import { newId, publicId } from '../ids.js';
 import type { Logger } from '../logger.js';
-import { ACTION_TYPENAMES } from '../modules/actions/service.js';
-import { recordAudit } from '../modules/audit/service.js';
+import { ACTION_NOUNS } from '../modules/actions/service.js';
 import type { SecretBox } from '../modules/secrets/box.js';
 import type { Telemetry } from '../observability/telemetry.js';
+import { recordAudit } from '../storage/sqlite/audit.js';
 import type { Db } from '../storage/sqlite/database.js';
 import {
   actions,
@@ -531,7 +531,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
               entityId: disabled.entityId,
               actorId: null,
               action: 'action.disabled',
-              targetType: ACTION_TYPENAMES[disabled.kind],
+              targetType: ACTION_NOUNS[disabled.kind],
               targetId: disabled.id,
               details: { name: disabled.name, reason, runId: publicId('run', run.id) },
             },
