@@ -3,15 +3,27 @@ import { type DocumentNode, type ExecutionArgs, GraphQLError } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, useReadinessCheck } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
-import { type AppDeps, type Context, createContext } from './context.js';
+import {
+  type AppDeps,
+  authorizationFromConnectionParams,
+  type Context,
+  createContext,
+} from './context.js';
 import {
   createDeliveryEngine,
   type DeliveryEngine,
   type DeliveryEngineDeps,
 } from './delivery/engine.js';
-import { useMutationRateLimits } from './limits/rate-limit.js';
+import { renderOfflineGraphiQL, useGraphiQLAssets } from './graphiql.js';
+import { createMemoryRateLimitStore, useMutationRateLimits } from './limits/rate-limit.js';
 import { batchingOption, useRequestLimits } from './limits/request-limits.js';
 import { publishRunUpdate } from './modules/runs/service.js';
+import { useObservability } from './observability/http.js';
+import { createMetrics } from './observability/metrics.js';
+import { readQueueDepth } from './observability/queue-depth.js';
+import { createTelemetry, type Telemetry } from './observability/telemetry.js';
+import { usePersistedQueries } from './protocols/persisted-queries.js';
+import { useSingleConnectionSSE } from './protocols/sse.js';
 import { schema } from './schema.js';
 
 export interface AppOptions {
@@ -25,6 +37,8 @@ export interface App {
   /** Node request listener for `/graphql` (HTTP and server-sent events), `/healthz`, `/readyz`. */
   handle: RequestListener;
   engine: DeliveryEngine;
+  /** The metrics (when `TRIPLINE_METRICS` is on) and tracer (when tracing is on) of this app. */
+  telemetry: Telemetry;
   /** Serves graphql-ws on `server`'s WebSocket upgrades to `/graphql`. */
   attach(server: Server): void;
   /** Starts the delivery engine and wakes it whenever runs are queued. */
@@ -41,9 +55,8 @@ export interface App {
 function authorizationOf(initial: Record<string, unknown>): string | undefined {
   const request = initial.request as Request | undefined;
   if (request?.headers) return request.headers.get('authorization') ?? undefined;
-  const params = initial.connectionParams as Record<string, unknown> | undefined;
-  const fromParams = params?.authorization ?? params?.Authorization;
-  if (typeof fromParams === 'string') return fromParams;
+  const fromParams = authorizationFromConnectionParams(initial.connectionParams);
+  if (fromParams !== undefined) return fromParams;
   const upgrade = (initial.extra as { request?: IncomingMessage } | undefined)?.request;
   return upgrade?.headers.authorization;
 }
@@ -52,7 +65,16 @@ function authorizationOf(initial: Record<string, unknown>): string | undefined {
  * Builds the application around injected dependencies. It owns no process state: the caller
  * opens the database, listens, and stops.
  */
-export function createApp(deps: AppDeps, options: AppOptions = {}): App {
+export function createApp(given: AppDeps, options: AppOptions = {}): App {
+  const telemetry =
+    given.telemetry ??
+    createTelemetry({
+      ...(given.config.metrics.enabled
+        ? { metrics: createMetrics(() => readQueueDepth(given.db, given.clock.now())) }
+        : {}),
+      ...(given.tracer ? { tracer: given.tracer } : {}),
+    });
+  const deps: AppDeps = { ...given, telemetry };
   let stopping = false;
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema,
@@ -72,7 +94,16 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
       title: 'Tripline',
       headers: JSON.stringify({ Authorization: 'Bearer <your API key>' }),
     },
+    renderGraphiQL: renderOfflineGraphiQL,
     plugins: [
+      useObservability({
+        logger: deps.logger,
+        graphqlEndpoint: '/graphql',
+        ...(telemetry.metrics ? { metrics: telemetry.metrics } : {}),
+        ...(deps.config.metrics.token ? { metricsToken: deps.config.metrics.token } : {}),
+        ...(telemetry.tracer ? { tracer: telemetry.tracer } : {}),
+      }),
+      useGraphiQLAssets(),
       useReadinessCheck({
         endpoint: '/readyz',
         check: async () => {
@@ -81,8 +112,14 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
           return true;
         },
       }),
+      useSingleConnectionSSE(deps),
+      usePersistedQueries(deps),
       useRequestLimits(deps.config),
-      useMutationRateLimits(deps.config.rateLimits),
+      useMutationRateLimits(
+        deps.config.rateLimits,
+        createMemoryRateLimitStore(),
+        telemetry.metrics?.rateLimited,
+      ),
     ],
   });
 
@@ -92,7 +129,8 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
     clock: deps.clock,
     logger: deps.logger,
     config: deps.config.delivery,
-    onRunUpdated: (runId) => publishRunUpdate(deps, runId),
+    onRunUpdated: (runId, status) => publishRunUpdate(deps, runId, status),
+    telemetry,
     ...(deps.lookup ? { lookup: deps.lookup } : {}),
     ...options.delivery,
   });
@@ -104,6 +142,7 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
     yoga,
     handle: yoga as unknown as RequestListener,
     engine,
+    telemetry,
     attach(server) {
       const wss = new WebSocketServer({
         server,
@@ -163,7 +202,10 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
       const stream = deps.pubsub.subscribe('triggeredRunUpdated');
       queuedRuns = stream;
       void (async () => {
-        for await (const run of stream) if (run.status === 'QUEUED') engine.wake();
+        for await (const run of stream) {
+          if (run.status === 'QUEUED') engine.wake();
+          telemetry.metrics?.runStatusChanged(run.status);
+        }
       })();
     },
     async stop(graceMs) {

@@ -1,7 +1,7 @@
 import { createPubSub, type PubSub, type PubSubEventTarget } from 'graphql-yoga';
-import type { triggeredRuns } from './storage/sqlite/schema.js';
+import type { TriggeredRun } from './storage/events.js';
 
-export type TriggeredRun = typeof triggeredRuns.$inferSelect;
+export type { TriggeredRun };
 
 /** The channels of the server: each carries a snapshot taken right after its change committed. */
 export type Channels = {

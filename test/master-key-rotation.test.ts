@@ -1,5 +1,4 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: payload templates hold literal ${…} variables.
-import { spawn } from 'node:child_process';
 import {
   existsSync,
   mkdtempSync,
@@ -11,7 +10,6 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { asc, eq } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type App, createApp } from '../src/app.js';
@@ -28,6 +26,7 @@ import {
   parseMasterKey,
   type SecretBox,
 } from '../src/modules/secrets/box.js';
+import { createDecryptedSecrets } from '../src/modules/secrets/decrypted.js';
 import {
   MasterKeyRotationError,
   nextKeyFileOf,
@@ -35,15 +34,14 @@ import {
   rotateMasterKey,
 } from '../src/modules/secrets/rotate.js';
 import { insertSecret, openSecret } from '../src/modules/secrets/service.js';
-import { createUser } from '../src/modules/users/service.js';
+import { createAccessCache } from '../src/modules/users/access-cache.js';
 import { createTriplinePubSub } from '../src/pubsub.js';
 import { openDatabase } from '../src/storage/sqlite/database.js';
 import { actions, secrets } from '../src/storage/sqlite/schema.js';
 import { openSqliteStorage, type SqliteStorage } from '../src/storage/sqlite/storage.js';
-import { type ServerProcess, startServer } from './support/process.js';
+import { type CliResult, runCli, type ServerProcess, startServer } from './support/process.js';
 import { type Receiver, startReceiver } from './support/receiver.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const at = (iso: string) => ({ now: () => new Date(iso) });
 const clock = at('2026-03-01T12:00:00.000Z');
 const STAMP = '2026-03-01T12-00-00-000Z';
@@ -98,14 +96,16 @@ async function openWorld(env: Record<string, string> = {}): Promise<World> {
   const box = createSecretBox(loadMasterKey(config).key);
   const deps: AppDeps = {
     storage,
+    access: createAccessCache({ storage, clock }),
     db: storage.db,
     secretBox: box,
+    decrypted: createDecryptedSecrets(box),
     clock,
     logger: createLogger('silent'),
     config,
     pubsub: createTriplinePubSub(),
   };
-  const first = bootstrap(storage.db, config);
+  const first = await bootstrap(deps, config);
   if (!first) throw new Error('bootstrap did not run');
   const app = createApp(deps);
   cleanups.push(async () => {
@@ -136,8 +136,9 @@ async function openWorld(env: Record<string, string> = {}): Promise<World> {
   expect(webhook.__typename).toBe('CreatedWebhookAction');
   values.set('DEPLOY_SIGNING_SECRET', String(webhook.signingSecret));
 
-  const owner = createUser(deps, { name: 'other-admin', kind: 'USER' });
-  const other = insertEntity(deps, 'other', owner.id);
+  const admin = await deps.access.authenticate(first.apiKey);
+  if (!admin) throw new Error('the bootstrap key does not authenticate');
+  const other = await insertEntity(deps, 'other', admin.user.id);
   insertSecret(deps, {
     entityId: other.id,
     name: 'OTHER_TOKEN',
@@ -188,7 +189,7 @@ describe('rotateMasterKey with a key file', () => {
     const oldKeyText = readFileSync(keyFile, 'utf8');
     const before = rows(world);
 
-    const result = rotateMasterKey({ db: world.storage.db, config: world.config, clock });
+    const result = await rotateMasterKey({ storage: world.storage, config: world.config, clock });
 
     expect(result).toEqual({
       mode: 'file',
@@ -264,7 +265,7 @@ describe('rotateMasterKey with a key file', () => {
 
     // A second rotation in the same millisecond keeps both old keys.
     const firstNewKeyText = readFileSync(keyFile, 'utf8');
-    const again = rotateMasterKey({ db: world.storage.db, config: world.config, clock });
+    const again = await rotateMasterKey({ storage: world.storage, config: world.config, clock });
     expect(again).toMatchObject({ reencrypted: 6, oldKeyFile: `${keyFile}.old-${STAMP}-1` });
     expectSealedUnder(world, keyFileBox(keyFile), newBox);
     expect(readFileSync(`${keyFile}.old-${STAMP}-1`, 'utf8')).toBe(firstNewKeyText);
@@ -281,7 +282,7 @@ describe('rotateMasterKey with a key file', () => {
       TRIPLINE_DATA_DIR: world.dir,
       TRIPLINE_ENCRYPTION_KEY_FILE: wrongFile,
     });
-    expect(() => rotateMasterKey({ db: world.storage.db, config, clock })).toThrow(
+    await expect(rotateMasterKey({ storage: world.storage, config, clock })).rejects.toThrow(
       `The current master key (${wrongFile}) opens none of the 6 secrets: it is not the key this database was encrypted with.`,
     );
     expect(state(world, elsewhere)).toEqual(before);
@@ -307,7 +308,7 @@ describe('rotateMasterKey with a key file', () => {
 
     let error: unknown;
     try {
-      rotateMasterKey({ db, config: world.config, clock });
+      await rotateMasterKey({ storage: world.storage, config: world.config, clock });
     } catch (caught) {
       error = caught;
     }
@@ -329,28 +330,30 @@ describe('rotateMasterKey with a key file', () => {
     const supplied = parseMasterKey(generateMasterKey()).toString('hex');
     const before = state(world);
 
-    expect(() =>
+    await expect(
       rotateMasterKey({
-        db: world.storage.db,
+        storage: world.storage,
         config: world.config,
         clock,
         newKey: { text: 'not-a-key', source: '/keys/new.key' },
       }),
-    ).toThrow(
+    ).rejects.toThrow(
       'The new master key from /keys/new.key is malformed: The master key must be 32 bytes',
     );
-    expect(() =>
+    await expect(
       rotateMasterKey({
-        db: world.storage.db,
+        storage: world.storage,
         config: world.config,
         clock,
         newKey: { text: readFileSync(keyFile, 'utf8'), source: keyFile },
       }),
-    ).toThrow(`The new master key from ${keyFile} is the current key; give a different one.`);
+    ).rejects.toThrow(
+      `The new master key from ${keyFile} is the current key; give a different one.`,
+    );
     expect(state(world)).toEqual(before);
 
-    const result = rotateMasterKey({
-      db: world.storage.db,
+    const result = await rotateMasterKey({
+      storage: world.storage,
       config: world.config,
       clock,
       newKey: { text: `${supplied}\n`, source: '/keys/new.key' },
@@ -367,10 +370,14 @@ describe('rotateMasterKey with a key file', () => {
     const newKeyText = `${generateMasterKey()}\n`;
     const newBox = createSecretBox(parseMasterKey(newKeyText));
     // The state a crash right after the commit leaves: new database, old key file, `.next` beside.
-    reencryptSecrets(world.storage.db, { from: world.box, to: newBox, keyLabel: keyFile });
+    await reencryptSecrets(world.storage.secrets, {
+      from: world.box,
+      to: newBox,
+      keyLabel: keyFile,
+    });
     writeFileSync(nextKeyFileOf(keyFile), newKeyText, { mode: 0o600 });
 
-    const result = rotateMasterKey({ db: world.storage.db, config: world.config, clock });
+    const result = await rotateMasterKey({ storage: world.storage, config: world.config, clock });
 
     expect(result).toEqual({
       mode: 'file',
@@ -391,7 +398,7 @@ describe('rotateMasterKey with a key file', () => {
     const stale = `${generateMasterKey()}\n`;
     writeFileSync(nextKeyFileOf(keyFile), stale, { mode: 0o600 });
 
-    const result = rotateMasterKey({ db: world.storage.db, config: world.config, clock });
+    const result = await rotateMasterKey({ storage: world.storage, config: world.config, clock });
 
     expect(result).toMatchObject({ mode: 'file', reencrypted: 6, resumed: false });
     expect(existsSync(nextKeyFileOf(keyFile))).toBe(false);
@@ -403,11 +410,13 @@ describe('rotateMasterKey with a key file', () => {
     const world = await openWorld();
     const keyFile = world.config.encryptionKeyFile;
     const lost = createSecretBox(parseMasterKey(generateMasterKey()));
-    reencryptSecrets(world.storage.db, { from: world.box, to: lost, keyLabel: keyFile });
+    await reencryptSecrets(world.storage.secrets, { from: world.box, to: lost, keyLabel: keyFile });
     writeFileSync(nextKeyFileOf(keyFile), `${generateMasterKey()}\n`, { mode: 0o600 });
     const before = state(world);
 
-    expect(() => rotateMasterKey({ db: world.storage.db, config: world.config, clock })).toThrow(
+    await expect(
+      rotateMasterKey({ storage: world.storage, config: world.config, clock }),
+    ).rejects.toThrow(
       `Neither the current master key (${keyFile}) nor the one left in ${keyFile}.next`,
     );
     expect(state(world)).toEqual(before);
@@ -420,7 +429,7 @@ describe('rotateMasterKey with a key file', () => {
       TRIPLINE_DATA_DIR: world.dir,
       TRIPLINE_ENCRYPTION_KEY_FILE: missing,
     });
-    expect(() => rotateMasterKey({ db: world.storage.db, config, clock })).toThrow(
+    await expect(rotateMasterKey({ storage: world.storage, config, clock })).rejects.toThrow(
       `No master key at ${missing} and TRIPLINE_ENCRYPTION_KEY is not set`,
     );
     expect(existsSync(missing)).toBe(false);
@@ -435,8 +444,8 @@ describe('rotateMasterKey with TRIPLINE_ENCRYPTION_KEY', () => {
     expect(before.files.map(([name]) => name)).toEqual(['admin-api-key']);
     const revealed: string[] = [];
 
-    const result = rotateMasterKey({
-      db: world.storage.db,
+    const result = await rotateMasterKey({
+      storage: world.storage,
       config: world.config,
       clock,
       revealNewKey: (key) => revealed.push(key),
@@ -451,16 +460,16 @@ describe('rotateMasterKey with TRIPLINE_ENCRYPTION_KEY', () => {
   it('rolls back when the new key cannot be shown, since it would exist nowhere', async () => {
     const world = await openWorld({ TRIPLINE_ENCRYPTION_KEY: generateMasterKey() });
     const before = state(world);
-    expect(() =>
+    await expect(
       rotateMasterKey({
-        db: world.storage.db,
+        storage: world.storage,
         config: world.config,
         clock,
         revealNewKey: () => {
           throw new Error('EPIPE: stdout closed');
         },
       }),
-    ).toThrow('EPIPE');
+    ).rejects.toThrow('EPIPE');
     expect(state(world)).toEqual(before);
     expectSealedUnder(world, world.box, createSecretBox(parseMasterKey(generateMasterKey())));
   });
@@ -473,14 +482,16 @@ describe('rotateMasterKey with TRIPLINE_ENCRYPTION_KEY', () => {
       TRIPLINE_ENCRYPTION_KEY: generateMasterKey(),
     });
     const revealed: string[] = [];
-    expect(() =>
+    await expect(
       rotateMasterKey({
-        db: world.storage.db,
+        storage: world.storage,
         config,
         clock,
         revealNewKey: (key) => revealed.push(key),
       }),
-    ).toThrow('The current master key (TRIPLINE_ENCRYPTION_KEY) opens none of the 6 secrets');
+    ).rejects.toThrow(
+      'The current master key (TRIPLINE_ENCRYPTION_KEY) opens none of the 6 secrets',
+    );
     expect(revealed).toEqual([]);
     expect(state(world)).toEqual(before);
   });
@@ -494,29 +505,11 @@ function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   return { ...base, ...env };
 }
 
-function runRotateCommand(
-  env: Record<string, string>,
-  args: string[] = [],
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', 'src/scripts/rotate-master-key.ts', ...args],
-    { cwd: root, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  return new Promise((resolve) => {
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function runRotateCommand(env: Record<string, string>, args: string[] = []): Promise<CliResult> {
+  return runCli(['rotate-master-key', ...args], env);
 }
 
-describe('npm run rotate-master-key', () => {
+describe('tripline rotate-master-key', () => {
   const ADMIN_KEY = 'tl_rotation-test-admin-key';
   let receiver: Receiver | undefined;
   const servers: ServerProcess[] = [];

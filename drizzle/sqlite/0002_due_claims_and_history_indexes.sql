@@ -16,4 +16,4 @@ CREATE INDEX `triggered_runs_automation_created_idx` ON `triggered_runs` (`autom
 CREATE INDEX `triggered_runs_automation_status_created_idx` ON `triggered_runs` (`automation_id`,`status`,`created_at`,`id`);--> statement-breakpoint
 CREATE INDEX `triggered_runs_event_created_idx` ON `triggered_runs` (`event_id`,`created_at`,`id`);--> statement-breakpoint
 CREATE INDEX `triggered_runs_event_status_created_idx` ON `triggered_runs` (`event_id`,`status`,`created_at`,`id`);--> statement-breakpoint
-CREATE INDEX `triggered_runs_due_idx` ON `triggered_runs` (`due_at`) WHERE "triggered_runs"."due_at" IS NOT NULL;
+CREATE INDEX `triggered_runs_due_idx` ON `triggered_runs` (`due_at`,`action_id`) WHERE "triggered_runs"."due_at" IS NOT NULL;

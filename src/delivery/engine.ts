@@ -4,8 +4,9 @@ import type { Clock } from '../clock.js';
 import type { DeliveryConfig } from '../config.js';
 import { newId, publicId } from '../ids.js';
 import type { Logger } from '../logger.js';
-import { ACTION_TYPENAMES } from '../modules/actions/service.js';
+import { ACTION_NOUNS } from '../modules/actions/service.js';
 import type { SecretBox } from '../modules/secrets/box.js';
+import type { Telemetry } from '../observability/telemetry.js';
 import type {
   AttemptOutcome,
   ClaimedRun,
@@ -17,6 +18,7 @@ import type {
   StartedAttempt,
 } from '../storage/delivery.js';
 import { INTERRUPTED_ATTEMPT_MESSAGE } from '../storage/delivery.js';
+import type { RunStatus } from '../storage/events.js';
 import { planDelivery } from './load.js';
 import { classify, nextRetryDelayMs } from './retry.js';
 import { type DeliveryErrorClass, type DeliveryOutcome, deliver } from './send.js';
@@ -33,10 +35,12 @@ export interface DeliveryEngineDeps {
   config: DeliveryConfig;
   /**
    * Called with a run id after each committed status change of that run (RUNNING, RETRYING,
-   * SUCCEEDED, FAILED, SKIPPED, and QUEUED/RETRYING when released on stop), in order. An
-   * exception it throws is logged and otherwise ignored.
+   * SUCCEEDED, FAILED, SKIPPED, and QUEUED/RETRYING when released on stop), in order, with the
+   * status this change wrote (absent for a release). The stored run may already be further on:
+   * one commit can hold an attempt's end and the claim of its retry. An exception it throws is
+   * logged and otherwise ignored.
    */
-  onRunUpdated: (runId: string) => void;
+  onRunUpdated: (runId: string, status?: RunStatus) => void;
   /** Names this worker in leases; unique per process by default. */
   workerId?: string;
   /** Source of jitter in `[0, 1)`; Math.random by default. */
@@ -45,6 +49,8 @@ export interface DeliveryEngineDeps {
   lookup?: Lookup;
   /** Trusted TLS roots instead of Node's bundled ones (see `createGuardedAgent`); for tests. */
   ca?: string | readonly string[];
+  /** Told of each attempt (metrics, a span, `traceparent` for the receiver) and expired lease. */
+  telemetry?: Pick<Telemetry, 'attempt' | 'leaseExpired'>;
 }
 
 export interface DeliveryEngine {
@@ -71,6 +77,8 @@ export interface DeliveryEngine {
 interface InFlight {
   done: Promise<void>;
   controller: AbortController;
+  /** Its request is over; only its writes remain, so a claim of the same run is a new attempt. */
+  settling: boolean;
 }
 
 /**
@@ -214,9 +222,9 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
    */
   let othersMayWait = true;
 
-  const publish = (runId: string): void => {
+  const publish = (runId: string, status?: RunStatus): void => {
     try {
-      deps.onRunUpdated(runId);
+      deps.onRunUpdated(runId, status);
     } catch (error) {
       logger.error({ err: error, runId }, 'onRunUpdated threw');
     }
@@ -270,14 +278,14 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
         passOver,
       });
       if (stopping) {
-        const unstarted = claimed.filter((run) => !inFlight.has(run.id)).map((run) => run.id);
+        const unstarted = claimed.filter((run) => !running(run.id)).map((run) => run.id);
         await store.unclaim(workerId, unstarted, clock.now());
         return false;
       }
       const handBack: string[] = [];
       for (const run of claimed) {
         // Ours already, still in flight past its lease (a clock jump): the claim only renewed it.
-        if (inFlight.has(run.id)) continue;
+        if (running(run.id)) continue;
         const destination = destinationOf(run.action);
         const slot =
           destination === null || run.actionId === null
@@ -297,20 +305,30 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     return true;
   }
 
+  /** Whether an attempt of the run is under way here (not merely writing its end). */
+  function running(runId: string): boolean {
+    const current = inFlight.get(runId);
+    return current !== undefined && !current.settling;
+  }
+
   function launch(run: ClaimedRun, slot: Slot | undefined): void {
     const controller = new AbortController();
     busy++;
     let holding = true;
     // The slot is free once the request is over: the next claim can then go into the same
-    // commit as this attempt's result.
+    // commit as this attempt's result, and may take this very run again (a retry due at once)
+    // before this execution has returned; the new one then starts after it.
     const free = (outcome: DeliveryOutcome | undefined): void => {
       if (!holding) return;
       holding = false;
+      entry.settling = true;
       busy--;
       slot?.release(healthOf(outcome));
       if (started) scheduleTick();
     };
-    const done = execute(run, controller.signal, free)
+    const previous = inFlight.get(run.id)?.done;
+    const begin = () => execute(run, controller.signal, free);
+    const done = (previous ? previous.then(begin) : begin())
       .catch((error: unknown) => {
         if (error instanceof LeaseLostError) {
           logger.warn({ runId: run.id }, 'lease lost mid-attempt; another worker owns the run');
@@ -322,10 +340,11 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
         );
       })
       .finally(() => {
-        inFlight.delete(run.id);
+        if (inFlight.get(run.id) === entry) inFlight.delete(run.id);
         free(undefined);
       });
-    inFlight.set(run.id, { done, controller });
+    const entry: InFlight = { done, controller, settling: false };
+    inFlight.set(run.id, entry);
   }
 
   async function execute(
@@ -333,8 +352,9 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     signal: AbortSignal,
     ended: (outcome: DeliveryOutcome) => void,
   ): Promise<void> {
-    publish(run.id);
+    publish(run.id, 'RUNNING');
     const lease: Lease = { runId: run.id, owner: workerId };
+    if (run.openAttempts > 0) deps.telemetry?.leaseExpired();
     const plan = planDelivery(secretBox, run);
     if (plan.kind === 'missing') return;
     if (plan.kind === 'skip') {
@@ -358,6 +378,11 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     }
     const attempt = await store.startAttempt(lease, clock.now());
     if (attempt === null) throw new LeaseLostError();
+    const observed = deps.telemetry?.attempt({
+      runId: run.id,
+      attemptNumber: attempt.attemptNumber,
+      destination: destinationOf(run.action),
+    });
     const outcome: DeliveryOutcome =
       plan.kind === 'misconfigured'
         ? {
@@ -372,8 +397,10 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
             dispatcher,
             guard,
             signal,
+            ...(observed?.headers ? { headers: observed.headers } : {}),
           });
     ended(outcome);
+    observed?.end(outcome);
     if (outcome.errorClass === 'ABORTED') {
       await release(lease, attempt, outcome);
       return;
@@ -386,7 +413,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     change: { status: 'SKIPPED' | 'FAILED'; result: string },
   ): Promise<void> {
     if (!(await store.finishRun(lease, change, clock.now()))) throw new LeaseLostError();
-    publish(lease.runId);
+    publish(lease.runId, change.status);
   }
 
   /** The run's new state after an attempt: the retry policy applied to the outcome. */
@@ -434,7 +461,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
           entityId: action.entityId,
           actorId: null,
           action: 'action.disabled',
-          targetType: ACTION_TYPENAMES[action.kind],
+          targetType: ACTION_NOUNS[action.kind],
           targetId: action.id,
           details: { name: action.name, reason, runId: publicId('run', run.id) },
         },
@@ -460,7 +487,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
       },
       verdict.result,
     );
-    publish(run.id);
+    publish(run.id, verdict.status);
   }
 
   /**

@@ -127,6 +127,11 @@ export interface DeliverOptions {
   ca?: string | readonly string[];
   /** Aborting stops the attempt; the outcome is then `ABORTED`. */
   signal?: AbortSignal;
+  /**
+   * Headers added to the request after the action's own, such as the W3C `traceparent` of the
+   * attempt's span. They are not signed (Standard Webhooks signs the id, timestamp and body).
+   */
+  headers?: Readonly<Record<string, string>>;
 }
 
 interface PreparedRequest {
@@ -168,6 +173,7 @@ export async function deliver(
   } catch (error) {
     return failure('CONFIGURATION_ERROR', redact(describeUnexpected(error), redactions));
   }
+  if (options.headers) Object.assign(prepared.headers, options.headers);
   const bytes = Buffer.byteLength(prepared.body, 'utf8');
   if (bytes > config.maxPayloadBytes) {
     return failure(

@@ -13,6 +13,7 @@ import {
 import { readableEntity } from '../entities/access.js';
 import { DeliveryResultRef } from '../runs/schema.js';
 import { secretNamesOf } from '../secrets/service.js';
+import { decodeActionId } from './schema.js';
 import { requireAction } from './service.js';
 
 export interface TestActionInput {
@@ -49,8 +50,13 @@ function sampleContext(ctx: Context, entityName: string): TemplateContext {
  */
 export async function testAction(ctx: Context, input: TestActionInput): Promise<DeliveryOutcome> {
   const { deps } = ctx;
-  const action = requireAction(ctx, input.id, 'MEMBER', 'input.id');
-  const secretNames = secretNamesOf(deps, action.entityId);
+  const action = await requireAction(
+    ctx,
+    decodeActionId(input.id, 'input.id'),
+    'MEMBER',
+    'input.id',
+  );
+  const secretNames = await secretNamesOf(deps, action.entityId);
   const templateNames = new Set<string>();
   const uses = (names: Iterable<string>) => {
     for (const name of names) templateNames.add(name);

@@ -1,6 +1,8 @@
 import { sql } from 'drizzle-orm';
+import type { Clock } from '../../clock.js';
 import { newId } from '../../ids.js';
 import type { AuditRecord } from '../audit.js';
+import type { Db } from './database.js';
 import { auditLog } from './schema.js';
 import type { SqliteHandle } from './support.js';
 
@@ -34,4 +36,30 @@ export function insertAudit(h: SqliteHandle, record: AuditRecord, now: Date): vo
     details: record.details ?? {},
     createdAt: now,
   });
+}
+
+/**
+ * Writes one audit entry through a drizzle handle or transaction, dated by `clock`.
+ *
+ * Transitional: for services that still write through drizzle until they move onto the storage
+ * layer, where a write operation takes its `AuditRecord` and calls {@link insertAudit}. Call it
+ * inside the transaction of the change it records.
+ */
+export function recordAudit(
+  deps: { db: Pick<Db, 'insert'>; clock: Clock },
+  record: AuditRecord,
+): void {
+  deps.db
+    .insert(auditLog)
+    .values({
+      id: newId(),
+      entityId: record.entityId,
+      actorId: record.actorId,
+      action: record.action,
+      targetType: record.targetType,
+      targetId: record.targetId,
+      details: record.details ?? {},
+      createdAt: deps.clock.now(),
+    })
+    .run();
 }

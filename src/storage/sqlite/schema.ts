@@ -8,6 +8,7 @@ import {
   text,
   uniqueIndex,
 } from 'drizzle-orm/sqlite-core';
+import { ACTION_KINDS, EVENT_TYPES, SCOPE_TYPES, SLACK_SEVERITIES } from '../config.js';
 
 const createdAt = () =>
   integer('created_at', { mode: 'timestamp_ms' })
@@ -142,7 +143,7 @@ export const actions = sqliteTable(
     entityId: text('entity_id')
       .notNull()
       .references(() => entities.id, { onDelete: 'cascade' }),
-    kind: text('kind', { enum: ['WEBHOOK', 'SLACK'] }).notNull(),
+    kind: text('kind', { enum: ACTION_KINDS }).notNull(),
     name: text('name').notNull(),
     enabled: integer('enabled', { mode: 'boolean' }).notNull().default(true),
     /** Webhook: destination URL. */
@@ -170,19 +171,7 @@ export const actions = sqliteTable(
   ],
 );
 
-export const EVENT_TYPES = ['CREATE_ARTIFACT', 'LINK_ARTIFACT', 'ADD_ARTIFACT_ALIAS'] as const;
-export type EventType = (typeof EVENT_TYPES)[number];
-
-export const SCOPE_TYPES = [
-  'PROJECT',
-  'REGISTRY',
-  'PROJECT_COLLECTION',
-  'REGISTRY_COLLECTION',
-] as const;
-export type ScopeType = (typeof SCOPE_TYPES)[number];
-
-export const SLACK_SEVERITIES = ['INFO', 'WARN', 'ERROR'] as const;
-export type SlackSeverity = (typeof SLACK_SEVERITIES)[number];
+export type { EventType, ScopeType, SlackSeverity } from '../config.js';
 
 export const automations = sqliteTable(
   'automations',
@@ -318,8 +307,9 @@ export const triggeredRuns = sqliteTable(
     finishedAt: integer('finished_at', { mode: 'timestamp_ms' }),
   },
   (t) => [
-    // Claims read due runs oldest first straight from this index; equal times in insertion order.
-    index('triggered_runs_due_idx').on(t.dueAt).where(sql`${t.dueAt} IS NOT NULL`),
+    // Claims read due runs oldest first straight from this index, the action beside the time so
+    // runs of destinations without a free slot are passed over without reading the table.
+    index('triggered_runs_due_idx').on(t.dueAt, t.actionId).where(sql`${t.dueAt} IS NOT NULL`),
     // History: each owner's runs newest first, and the same narrowed to a status.
     ...(
       [
