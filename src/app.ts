@@ -1,14 +1,25 @@
 import type { IncomingMessage, RequestListener, Server } from 'node:http';
 import { createYoga, useReadinessCheck } from 'graphql-yoga';
-import { type AppDeps, type Context, createContext } from './context.js';
+import {
+  type AppDeps,
+  authorizationFromConnectionParams,
+  type Context,
+  createContext,
+} from './context.js';
 import {
   createDeliveryEngine,
   type DeliveryEngine,
   type DeliveryEngineDeps,
 } from './delivery/engine.js';
-import { useMutationRateLimits } from './limits/rate-limit.js';
+import { renderOfflineGraphiQL, useGraphiQLAssets } from './graphiql.js';
+import { createMemoryRateLimitStore, useMutationRateLimits } from './limits/rate-limit.js';
 import { batchingOption, useRequestLimits } from './limits/request-limits.js';
 import { publishRunUpdate } from './modules/runs/service.js';
+import { useObservability } from './observability/http.js';
+import { createMetrics } from './observability/metrics.js';
+import { createTelemetry, type Telemetry } from './observability/telemetry.js';
+import { usePersistedQueries } from './protocols/persisted-queries.js';
+import { useSingleConnectionSSE } from './protocols/sse.js';
 import { schema } from './schema.js';
 import { createSubscriptionHub, type SubscriptionHub } from './subscriptions/hub.js';
 import { useSharedSubscriptions } from './subscriptions/sse.js';
@@ -27,6 +38,8 @@ export interface App {
   engine: DeliveryEngine;
   /** Shares subscription executions; `hub.size` counts subscribers. */
   hub: SubscriptionHub;
+  /** The metrics (when `TRIPLINE_METRICS` is on) and tracer (when tracing is on) of this app. */
+  telemetry: Telemetry;
   /** Serves graphql-ws on `server`'s WebSocket upgrades to `/graphql`. */
   attach(server: Server): void;
   /** Starts the delivery engine and wakes it whenever runs are queued. */
@@ -43,9 +56,8 @@ export interface App {
 function authorizationOf(initial: Record<string, unknown>): string | undefined {
   const request = initial.request as Request | undefined;
   if (request?.headers) return request.headers.get('authorization') ?? undefined;
-  const params = initial.connectionParams as Record<string, unknown> | undefined;
-  const fromParams = params?.authorization ?? params?.Authorization;
-  if (typeof fromParams === 'string') return fromParams;
+  const fromParams = authorizationFromConnectionParams(initial.connectionParams);
+  if (fromParams !== undefined) return fromParams;
   const upgrade = (initial.extra as { request?: IncomingMessage } | undefined)?.request;
   return upgrade?.headers.authorization;
 }
@@ -54,7 +66,16 @@ function authorizationOf(initial: Record<string, unknown>): string | undefined {
  * Builds the application around injected dependencies. It owns no process state: the caller
  * opens the database, listens, and stops.
  */
-export function createApp(deps: AppDeps, options: AppOptions = {}): App {
+export function createApp(given: AppDeps, options: AppOptions = {}): App {
+  const telemetry =
+    given.telemetry ??
+    createTelemetry({
+      ...(given.config.metrics.enabled
+        ? { metrics: createMetrics(() => given.storage.delivery.queueDepth(given.clock.now())) }
+        : {}),
+      ...(given.tracer ? { tracer: given.tracer } : {}),
+    });
+  const deps: AppDeps = { ...given, telemetry };
   let stopping = false;
   // Fan-out: subscriptions (graphql-ws and SSE) share executions through the hub.
   const hub = createSubscriptionHub(deps.logger);
@@ -76,7 +97,16 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
       title: 'Tripline',
       headers: JSON.stringify({ Authorization: 'Bearer <your API key>' }),
     },
+    renderGraphiQL: renderOfflineGraphiQL,
     plugins: [
+      useObservability({
+        logger: deps.logger,
+        graphqlEndpoint: '/graphql',
+        ...(telemetry.metrics ? { metrics: telemetry.metrics } : {}),
+        ...(deps.config.metrics.token ? { metricsToken: deps.config.metrics.token } : {}),
+        ...(telemetry.tracer ? { tracer: telemetry.tracer } : {}),
+      }),
+      useGraphiQLAssets(),
       useReadinessCheck({
         endpoint: '/readyz',
         check: async () => {
@@ -85,19 +115,26 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
           return true;
         },
       }),
+      useSingleConnectionSSE(deps),
+      usePersistedQueries(deps),
       useRequestLimits(deps.config),
-      useMutationRateLimits(deps.config.rateLimits),
+      useMutationRateLimits(
+        deps.config.rateLimits,
+        createMemoryRateLimitStore(),
+        telemetry.metrics?.rateLimited,
+      ),
       useSharedSubscriptions(hub),
     ],
   });
 
   const engine = createDeliveryEngine({
-    db: deps.db,
+    store: deps.storage.delivery,
     secretBox: deps.secretBox,
     clock: deps.clock,
     logger: deps.logger,
     config: deps.config.delivery,
-    onRunUpdated: (runId) => publishRunUpdate(deps, runId),
+    onRunUpdated: (runId, status) => publishRunUpdate(deps, runId, status),
+    telemetry,
     ...(deps.lookup ? { lookup: deps.lookup } : {}),
     ...options.delivery,
   });
@@ -110,6 +147,7 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
     handle: yoga as unknown as RequestListener,
     engine,
     hub,
+    telemetry,
     attach(server) {
       sockets.push(
         serveGraphQLOverWebSocket({
@@ -119,6 +157,14 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
           yoga,
           hub,
           logger: deps.logger,
+          ...(telemetry.metrics
+            ? {
+                subscribers: {
+                  joined: () => telemetry.metrics?.subscriberJoined('websocket'),
+                  left: () => telemetry.metrics?.subscriberLeft('websocket'),
+                },
+              }
+            : {}),
           // Refuse a bad key at connection time, before any subscription starts.
           connect: (initial) =>
             createContext(
@@ -136,7 +182,10 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): App {
       const stream = deps.pubsub.subscribe('runsUpdated');
       queuedRuns = stream;
       void (async () => {
-        for await (const runs of stream) if (runs.some((r) => r.status === 'QUEUED')) engine.wake();
+        for await (const runs of stream) {
+          if (runs.some((run) => run.status === 'QUEUED')) engine.wake();
+          for (const run of runs) telemetry.metrics?.runStatusChanged(run.status);
+        }
       })();
     },
     async stop(graceMs) {

@@ -1,12 +1,10 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { count } from 'drizzle-orm';
-import { type Clock, systemClock } from './clock.js';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Config } from './config.js';
-import { insertEntity } from './modules/entities/service.js';
+import type { AppDeps } from './context.js';
+import { newId } from './ids.js';
 import { generateMasterKey, parseMasterKey } from './modules/secrets/box.js';
-import { auditApiKey, createUser, issueApiKey } from './modules/users/service.js';
-import type { Db } from './storage/sqlite/database.js';
-import { users } from './storage/sqlite/schema.js';
+import { keyAudit, newApiKey } from './modules/users/service.js';
 
 export const BOOTSTRAP_ENTITY = 'default';
 
@@ -34,28 +32,44 @@ export interface Bootstrapped {
 /**
  * On an empty database, creates the admin user, the `default` entity with that user as its
  * admin, and an API key (`TRIPLINE_ADMIN_API_KEY` when set, else generated and written with
- * mode 0600 to `<data dir>/admin-api-key`). Returns undefined when users already exist.
+ * mode 0600 to `<data dir>/admin-api-key`), all in one transaction. Returns undefined, and
+ * writes nothing, when users already exist.
  */
-export function bootstrap(
-  db: Db,
+export async function bootstrap(
+  deps: Pick<AppDeps, 'storage' | 'clock'>,
   config: Config,
-  clock: Clock = systemClock,
-): Bootstrapped | undefined {
-  const existing = db.select({ n: count() }).from(users).get()?.n ?? 0;
-  if (existing > 0) return undefined;
-  return db.transaction(() => {
-    const admin = createUser({ db }, { name: 'admin', kind: 'USER' });
-    insertEntity({ db, clock }, BOOTSTRAP_ENTITY, admin.id);
-    const { apiKey, secret } = issueApiKey(
-      { db },
-      admin.id,
-      'bootstrap admin key',
-      config.adminApiKey,
+): Promise<Bootstrapped | undefined> {
+  if (await deps.storage.users.hasUsers()) return undefined;
+  const user = { id: newId(), name: 'admin', kind: 'USER' as const };
+  const entity = { id: newId(), name: BOOTSTRAP_ENTITY };
+  const { key, secret } = newApiKey(user.id, 'bootstrap admin key', config.adminApiKey);
+  // A generated key must reach its file exactly when the admin is stored: it is written aside
+  // first and put in place only after the transaction commits.
+  const keyFile = config.adminApiKey ? undefined : join(config.dataDir, 'admin-api-key');
+  const pending = keyFile && `${keyFile}.${process.pid}.pending`;
+  if (pending) writeFileSync(pending, `${secret}\n`, { mode: 0o600 });
+  try {
+    const created = await deps.storage.users.bootstrap(
+      { user, entity, key },
+      [
+        {
+          entityId: entity.id,
+          actorId: user.id,
+          action: 'entity.created',
+          targetType: 'Entity',
+          targetId: entity.id,
+          details: { name: entity.name },
+        },
+        { ...keyAudit('apiKey.created', user.id, key, user.name), entityId: entity.id },
+      ],
+      deps.clock.now(),
     );
-    auditApiKey({ db, clock }, admin.id, 'apiKey.created', apiKey);
-    if (config.adminApiKey) return { apiKey: secret, entity: BOOTSTRAP_ENTITY };
-    const keyFile = `${config.dataDir}/admin-api-key`;
-    writeFileSync(keyFile, `${secret}\n`, { mode: 0o600 });
-    return { apiKey: secret, keyFile, entity: BOOTSTRAP_ENTITY };
-  });
+    if (!created) return undefined;
+    if (pending && keyFile) renameSync(pending, keyFile);
+  } finally {
+    if (pending) rmSync(pending, { force: true });
+  }
+  return keyFile
+    ? { apiKey: secret, keyFile, entity: BOOTSTRAP_ENTITY }
+    : { apiKey: secret, entity: BOOTSTRAP_ENTITY };
 }

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { parseMasterKey } from './modules/secrets/box.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -67,6 +68,30 @@ export interface RateLimits {
   eventsPerMinute: number;
 }
 
+/** `/metrics`, in the Prometheus text format. */
+export interface MetricsConfig {
+  /** Serve `/metrics` and keep the figures it shows; off answers 404 and measures nothing. */
+  enabled: boolean;
+  /** When set, reading `/metrics` takes `Authorization: Bearer <token>`. */
+  token: string | undefined;
+}
+
+/**
+ * OpenTelemetry tracing, from the standard `OTEL_*` variables. The exporter reads the rest of
+ * them itself (headers, timeout, compression, certificates); the resource reads
+ * `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`, the sampler `OTEL_TRACES_SAMPLER`.
+ */
+export interface TracingConfig {
+  /**
+   * On when an OTLP endpoint is named (`OTEL_EXPORTER_OTLP_ENDPOINT` or
+   * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) or `OTEL_TRACES_EXPORTER=otlp`, unless
+   * `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`. Off, nothing is loaded or measured.
+   */
+  enabled: boolean;
+  /** OTLP over HTTP: protobuf (the OpenTelemetry default) or JSON. */
+  protocol: 'http/protobuf' | 'http/json';
+}
+
 export interface Config {
   port: number;
   host: string;
@@ -81,14 +106,25 @@ export interface Config {
   logLevel: LogLevel;
   introspection: boolean;
   maxRequestBytes: number;
+  /**
+   * Bytes of query text (and hashes) the automatic persisted query store keeps; the least
+   * recently used queries are dropped past it.
+   */
+  persistedQueriesMaxBytes: number;
   limits: RequestLimits;
   rateLimits: RateLimits;
   shutdownGraceMs: number;
   delivery: DeliveryConfig;
+  metrics: MetricsConfig;
+  tracing: TracingConfig;
 }
 
 export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
+  constructor(
+    readonly problems: string[],
+    /** The settings as read, with defaults in place of the invalid values. */
+    readonly config: Config,
+  ) {
     super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
     this.name = 'ConfigError';
   }
@@ -107,6 +143,48 @@ export const LEASE_MARGIN_MS = 1_000;
 /** The longest one attempt can hold its run: the deadline plus {@link LEASE_MARGIN_MS}. */
 export function worstCaseAttemptMs(delivery: Pick<DeliveryConfig, 'timeoutMs'>): number {
   return delivery.timeoutMs + LEASE_MARGIN_MS;
+}
+
+/**
+ * Reads the OpenTelemetry variables this server acts on, as the OpenTelemetry specification
+ * defines them, adding a problem for each value it cannot honour.
+ */
+function tracingConfig(env: Env, problems: string[]): TracingConfig {
+  const disabled = env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true';
+  const exporters = (env.OTEL_TRACES_EXPORTER ?? '')
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
+  for (const exporter of exporters) {
+    if (exporter !== 'otlp' && exporter !== 'none') {
+      problems.push(
+        `OTEL_TRACES_EXPORTER must be otlp or none, got "${exporter}" (standard output carries JSON log lines only, so the console exporter is not offered)`,
+      );
+    }
+  }
+  for (const name of ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']) {
+    const raw = env[name];
+    if (!raw) continue;
+    if (!URL.canParse(raw) || !/^https?:$/.test(new URL(raw).protocol)) {
+      problems.push(`${name} must be an http:// or https:// URL, got "${raw}"`);
+    }
+  }
+  const protocolVariable = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL
+    ? 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'
+    : 'OTEL_EXPORTER_OTLP_PROTOCOL';
+  const protocol = (env[protocolVariable] || 'http/protobuf').trim().toLowerCase();
+  if (protocol !== 'http/protobuf' && protocol !== 'http/json') {
+    problems.push(
+      `${protocolVariable} must be http/protobuf or http/json, got "${env[protocolVariable]}" (OTLP over gRPC is not offered)`,
+    );
+  }
+  const named =
+    Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) ||
+    exporters.includes('otlp');
+  return {
+    enabled: named && !disabled && !exporters.includes('none'),
+    protocol: protocol === 'http/json' ? 'http/json' : 'http/protobuf',
+  };
 }
 
 const LOG_LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -146,6 +224,16 @@ export function loadConfig(env: Env = process.env): Config {
   if (!LOG_LEVELS.includes(logLevel)) {
     problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${env.LOG_LEVEL}"`);
   }
+  if (env.TRIPLINE_ENCRYPTION_KEY) {
+    try {
+      parseMasterKey(env.TRIPLINE_ENCRYPTION_KEY);
+    } catch {
+      // Never the value itself: it is the key to every secret.
+      problems.push(
+        `TRIPLINE_ENCRYPTION_KEY must be 32 bytes written as 64 hex characters or as base64 (\`openssl rand -base64 32\` makes one), got ${env.TRIPLINE_ENCRYPTION_KEY.length} characters that are neither`,
+      );
+    }
+  }
   const config: Config = {
     port: int('PORT', 4000, 0, 65535),
     host: env.HOST || '127.0.0.1',
@@ -157,6 +245,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel,
     introspection: bool('TRIPLINE_INTROSPECTION', true),
     maxRequestBytes: int('TRIPLINE_MAX_REQUEST_BYTES', 1024 * 1024, 1024),
+    persistedQueriesMaxBytes: int('TRIPLINE_PERSISTED_QUERIES_MAX_BYTES', 8 * 1024 * 1024, 1024),
     limits: {
       maxDepth: int('TRIPLINE_MAX_QUERY_DEPTH', 12, 1),
       maxCost: int('TRIPLINE_MAX_QUERY_COST', 50_000, 1),
@@ -186,7 +275,17 @@ export function loadConfig(env: Env = process.env): Config {
       allowList: list('TRIPLINE_OUTBOUND_ALLOW'),
       httpsOnly: bool('TRIPLINE_OUTBOUND_HTTPS_ONLY', false),
     },
+    metrics: {
+      enabled: bool('TRIPLINE_METRICS', true),
+      token: env.TRIPLINE_METRICS_TOKEN || undefined,
+    },
+    tracing: tracingConfig(env, problems),
   };
+  if (config.metrics.token !== undefined && !/^[\x21-\x7e]{16,}$/.test(config.metrics.token)) {
+    problems.push(
+      'TRIPLINE_METRICS_TOKEN must be at least 16 printable characters without spaces (e.g. `openssl rand -hex 32`)',
+    );
+  }
   if (config.delivery.retry.maxDelayMs < config.delivery.retry.baseDelayMs) {
     problems.push('TRIPLINE_RETRY_MAX_DELAY_MS must not be below TRIPLINE_RETRY_BASE_DELAY_MS');
   }
@@ -196,6 +295,6 @@ export function loadConfig(env: Env = process.env): Config {
       `TRIPLINE_DELIVERY_LEASE_MS (${leaseMs}) must exceed TRIPLINE_DELIVERY_TIMEOUT_MS (${timeoutMs}) plus ${LEASE_MARGIN_MS} ms, the longest one attempt can hold a run; otherwise another server may deliver the run while the attempt is still in flight. Raise the lease above ${worstCaseAttemptMs(config.delivery)} or lower the timeout.`,
     );
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0) throw new ConfigError(problems, config);
   return config;
 }

@@ -1,21 +1,29 @@
+import type { Tracer } from '@opentelemetry/api';
 import { createGraphQLError } from 'graphql-yoga';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { Lookup } from './delivery/ssrf.js';
 import type { Logger } from './logger.js';
 import type { SecretBox } from './modules/secrets/box.js';
+import type { DecryptedSecrets } from './modules/secrets/decrypted.js';
+import type { AccessCache } from './modules/users/access-cache.js';
 import { authenticate, type Viewer } from './modules/users/service.js';
+import type { Telemetry } from './observability/telemetry.js';
 import type { TriplinePubSub } from './pubsub.js';
-import type { Db } from './storage/sqlite/database.js';
 import type { Storage } from './storage/storage.js';
 
 /** Everything a service needs, passed in so tests can supply their own. */
 export interface AppDeps {
   /** Every read and write of the data. */
   storage: Storage;
-  /** The SQLite handle, for services not yet on the storage layer (transitional). */
-  db: Db;
+  /**
+   * Keys and memberships in memory: authentication and access checks, invalidated by the
+   * services that change them (`createAccessCache` over the same storage).
+   */
+  access: AccessCache;
   secretBox: SecretBox;
+  /** Decrypted secret values by version, for deliveries; built on `secretBox`. */
+  decrypted: DecryptedSecrets;
   clock: Clock;
   logger: Logger;
   config: Config;
@@ -23,6 +31,13 @@ export interface AppDeps {
   pubsub: TriplinePubSub;
   /** DNS resolver for outbound requests (the SSRF guard checks what it returns); the system's by default. */
   lookup?: Lookup;
+  /** Where tracing spans go; set by the process when tracing is on (see observability/tracing.ts). */
+  tracer?: Tracer;
+  /**
+   * Metrics and spans for services and the delivery engine to report to. `createApp` sets it
+   * from `config.metrics` and `tracer`; absent, nothing is reported.
+   */
+  telemetry?: Telemetry;
 }
 
 export interface Context {
@@ -48,6 +63,24 @@ export async function createContext(
   const viewer = await authenticate(deps, match[1]);
   if (!viewer) throw unauthenticated('The API key is unknown or has been revoked.');
   return { deps, viewer };
+}
+
+/**
+ * The `Authorization` value a graphql-ws client put in its `connectionParams`: under
+ * `authorization` in any letter case, or inside a `headers` object as Apollo Client and Hasura
+ * users send it (`{ headers: { Authorization: 'Bearer …' } }`). Undefined when there is none.
+ */
+export function authorizationFromConnectionParams(params: unknown): string | undefined {
+  const headers = typeof params === 'object' && params !== null && 'headers' in params;
+  return authorizationIn(params) ?? (headers ? authorizationIn(params.headers) : undefined);
+}
+
+function authorizationIn(record: unknown): string | undefined {
+  if (typeof record !== 'object' || record === null) return undefined;
+  for (const [name, value] of Object.entries(record)) {
+    if (name.toLowerCase() === 'authorization' && typeof value === 'string') return value;
+  }
+  return undefined;
 }
 
 function unauthenticated(message: string) {

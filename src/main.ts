@@ -4,8 +4,17 @@ import { createApp } from './app.js';
 import { bootstrap, loadMasterKey } from './bootstrap.js';
 import { systemClock } from './clock.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
+import {
+  type DataDirLock,
+  DataDirLockedError,
+  describeHolder,
+  lockDataDir,
+} from './data-dir-lock.js';
 import { createLogger } from './logger.js';
 import { createSecretBox } from './modules/secrets/box.js';
+import { createDecryptedSecrets } from './modules/secrets/decrypted.js';
+import { createAccessCache } from './modules/users/access-cache.js';
+import { startTracing, traceLogFields } from './observability/tracing.js';
 import { createTriplinePubSub } from './pubsub.js';
 import { openSqliteStorage } from './storage/sqlite/storage.js';
 
@@ -60,6 +69,20 @@ function listen(server: Server, config: Config): Promise<void> {
 }
 
 /**
+ * Takes the data directory for this server (see data-dir-lock.ts); when a live server or command
+ * holds it, says which and exits 1.
+ */
+function lockOrExit(dataDir: string): DataDirLock {
+  try {
+    return lockDataDir(dataDir, 'server');
+  } catch (error) {
+    if (!(error instanceof DataDirLockedError)) throw error;
+    process.stderr.write(`Tripline cannot start: ${error.message}\n`);
+    process.exit(1);
+  }
+}
+
+/**
  * Calls `onGone` once the parent process has exited. npm passes SIGTERM and SIGINT on to the
  * server, but a SIGKILLed npm passes on nothing, and the server would keep serving, orphaned.
  */
@@ -75,14 +98,27 @@ function watchParent(onGone: () => void): void {
 
 async function main(): Promise<void> {
   const config = readConfig();
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(
+    config.logLevel,
+    undefined,
+    config.tracing.enabled ? { mixin: traceLogFields } : {},
+  );
+  const tracing = await startTracing(config.tracing, logger);
   // Bind before anything is created: a start that cannot serve must leave no data directory,
   // database or key behind. Nothing is answered before the handlers are attached below, since
-  // the rest of the start runs synchronously after the bind.
+  // the start runs synchronously from the bind until they are.
   const server = createServer();
   await listen(server, config);
 
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const lock = lockOrExit(config.dataDir);
+  process.on('exit', () => lock.release());
+  if (lock.takenOverFrom) {
+    logger.warn(
+      { lockFile: lock.file },
+      `took over the data directory from ${describeHolder(lock.takenOverFrom)}, which is no longer running`,
+    );
+  }
   const storage = openSqliteStorage(config.databaseFile);
   const master = loadMasterKey(config);
   if (master.generatedFile) {
@@ -91,19 +127,23 @@ async function main(): Promise<void> {
       'generated a new master key for secrets; back it up',
     );
   }
+  const secretBox = createSecretBox(master.key);
   const deps = {
     storage,
-    db: storage.db,
-    secretBox: createSecretBox(master.key),
+    access: createAccessCache({ storage, clock: systemClock, logger }),
+    secretBox,
+    decrypted: createDecryptedSecrets(secretBox),
     clock: systemClock,
     logger,
     config,
     pubsub: createTriplinePubSub(),
+    ...(tracing ? { tracer: tracing.tracer } : {}),
   };
-  const first = bootstrap(storage.db, config);
   const app = createApp(deps);
   server.on('request', app.handle);
   app.attach(server);
+  // Until the first start has created the admin, every request is refused as unauthenticated.
+  const first = await bootstrap(deps, config);
   app.start();
 
   const address = server.address();
@@ -119,7 +159,8 @@ async function main(): Promise<void> {
       `Try: curl -s ${url} -H 'content-type: application/json' -H 'authorization: Bearer ${first.apiKey}' -d '{"query":"{ viewer { user { name } } }"}'`,
     );
   }
-  process.stdout.write(`${lines.join('\n')}\n\n`);
+  // Standard output carries JSON log lines only; this is for the person at the terminal.
+  process.stderr.write(`${lines.join('\n')}\n\n`);
 
   let stopping = false;
   const stop = async (reason: string) => {
@@ -135,6 +176,9 @@ async function main(): Promise<void> {
     server.close();
     server.closeAllConnections();
     await storage.close();
+    await tracing?.shutdown().catch((error: unknown) => {
+      logger.warn({ err: error }, 'sending the last spans failed');
+    });
     logger.info('stopped');
     process.exit(0);
   };

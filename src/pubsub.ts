@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import { createPubSub, type PubSub, type PubSubEventTarget } from 'graphql-yoga';
-import type { RunStatus } from './storage/sqlite/schema.js';
+import type { RunStatus } from './storage/events.js';
 
 /**
  * A run's state right after a change to it committed, as plain JSON: ids, strings, numbers, and

@@ -97,7 +97,7 @@ describe('actions', () => {
   /** Stands in for the automations module: an automation that uses the action. */
   function automationUsing(actionGlobalId: string, name: string): void {
     const actionId = parsePublicId(actionGlobalId)?.id ?? '';
-    t.deps.db
+    t.storage.db
       .insert(automations)
       .values({
         id: newId(),
@@ -139,7 +139,7 @@ describe('actions', () => {
         headers: [{ name: 'X-Team', value: 'ml' }],
         usedBy: [],
       });
-      const stored = findSecretByName(t.deps, defaultEntityId(), 'DEPLOY_SIGNING_SECRET');
+      const stored = await findSecretByName(t.deps, defaultEntityId(), 'DEPLOY_SIGNING_SECRET');
       expect(stored && openSecret(t.deps, stored)).toBe(result.signingSecret);
       // What the receiver was shown verifies what Tripline will sign with.
       expect(signPayload(result.signingSecret, 'msg_1', 1, '{}')).toBe(
@@ -170,7 +170,9 @@ describe('actions', () => {
       const result = (await webhook({ signingSecret: 'MY_SIGNING_KEY' })).data.createWebhookAction;
       expect(result.signingSecret).toBeNull();
       expect(result.action.signingSecret).toBe('MY_SIGNING_KEY');
-      expect(findSecretByName(t.deps, defaultEntityId(), 'DEPLOY_SIGNING_SECRET')).toBeUndefined();
+      expect(
+        await findSecretByName(t.deps, defaultEntityId(), 'DEPLOY_SIGNING_SECRET'),
+      ).toBeUndefined();
     });
 
     it('refuses a named signing secret that holds no whsec_ key, without quoting it', async () => {
@@ -305,7 +307,9 @@ describe('actions', () => {
         expect(result).toMatchObject({ __typename: 'ConflictError', field: 'input.name' });
       }
       // A refused action leaves no generated secret behind.
-      expect(findSecretByName(t.deps, defaultEntityId(), 'ALERTS_SIGNING_SECRET')).toBeUndefined();
+      expect(
+        await findSecretByName(t.deps, defaultEntityId(), 'ALERTS_SIGNING_SECRET'),
+      ).toBeUndefined();
     });
 
     it('is for admins of the entity only', async () => {
@@ -536,7 +540,9 @@ describe('actions', () => {
       const result = (await t.gql(DELETE, { input: { id: hook.id } })).data.deleteAction;
       expect(result.action).toMatchObject({ id: hook.id, name: 'deploy' });
       expect((await t.gql(NODE, { id: hook.id })).data.node).toBeNull();
-      expect(findSecretByName(t.deps, defaultEntityId(), 'DEPLOY_SIGNING_SECRET')).toBeDefined();
+      expect(
+        await findSecretByName(t.deps, defaultEntityId(), 'DEPLOY_SIGNING_SECRET'),
+      ).toBeDefined();
       const again = (await t.gql(DELETE, { input: { id: hook.id } })).data.deleteAction;
       expect(again).toMatchObject({ __typename: 'NotFoundError', field: 'input.id' });
     });

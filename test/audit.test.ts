@@ -249,7 +249,7 @@ describe('recording changes', () => {
     await createSecret(t, 'API_TOKEN', 'first-value-4f9a');
     const secretId = publicId(
       'secret',
-      findSecretByName(t.deps, await defaultEntityId(), 'API_TOKEN')?.id ?? '',
+      (await findSecretByName(t.deps, await defaultEntityId(), 'API_TOKEN'))?.id ?? '',
     );
     expect(await latest('secret.created')).toMatchObject({
       targetType: 'Secret',
@@ -627,9 +627,9 @@ describe('atomicity', () => {
     t.storage.sqlite.exec('drop trigger audit_down');
 
     expect(rowCount()).toBe(before);
-    const kept = stored();
+    const kept = await stored();
     expect(kept && openSecret(t.deps, kept)).toBe('original-value');
-    expect(findSecretByName(t.deps, entityId, 'NEW')).toBeUndefined();
+    expect(await findSecretByName(t.deps, entityId, 'NEW')).toBeUndefined();
     const members = await t.gql(
       '{ entity(name: "default") { members(first: 10) { edges { node { role user { name } } } } } }',
     );

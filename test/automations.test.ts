@@ -1,10 +1,9 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: templates are written with literal ${…} references.
 
 import { eq } from 'drizzle-orm';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parsePublicId } from '../src/ids.js';
-import { candidateAutomations } from '../src/modules/automations/service.js';
-import { automationSecretRefs, automations, projects } from '../src/storage/sqlite/schema.js';
+import { automationSecretRefs } from '../src/storage/sqlite/schema.js';
 import { createTestApp, fakeClock, type TestApp } from './support/app.js';
 
 let t: TestApp;
@@ -191,7 +190,7 @@ describe('createAutomation', () => {
       filter: { collectionName: 'resnet', artifactType: 'model', aliasPattern: '^prod' },
       config: { payloadTemplate: template, slackTitle: null },
     });
-    const refs = t.deps.db
+    const refs = t.storage.db
       .select()
       .from(automationSecretRefs)
       .where(eq(automationSecretRefs.automationId, stored(created.id)))
@@ -524,7 +523,7 @@ describe('deleteAutomation', () => {
       __typename: 'NotFoundError',
       field: 'input.id',
     });
-    expect(t.deps.db.select().from(automationSecretRefs).all()).toEqual([]);
+    expect(t.storage.db.select().from(automationSecretRefs).all()).toEqual([]);
     // A name is free again once its automation is deleted.
     expect((await create(input())).__typename).toBe('Automation');
   });
@@ -585,79 +584,6 @@ describe('Entity.automations', () => {
       id: ids.webhook,
     });
     expect(usedBy.data.node.usedBy).toEqual(['first', 'second']);
-  });
-});
-
-describe('candidateAutomations', () => {
-  it('finds the enabled automations watching an event type on the given scopes', async () => {
-    const onProject = await create(input({ name: 'project', eventType: 'ADD_ARTIFACT_ALIAS' }));
-    clock.advance(1);
-    const onCollection = await create(
-      input({
-        name: 'collection',
-        eventType: 'ADD_ARTIFACT_ALIAS',
-        scope: { type: 'PROJECT_COLLECTION', project: 'vision', collection: 'resnet' },
-      }),
-    );
-    await create(input({ name: 'disabled', eventType: 'ADD_ARTIFACT_ALIAS', enabled: false }));
-    await create(input({ name: 'other-event' }));
-    await create(
-      input({
-        name: 'registry',
-        eventType: 'ADD_ARTIFACT_ALIAS',
-        scope: { type: 'REGISTRY', registry: 'models' },
-      }),
-    );
-    const row = t.deps.db
-      .select()
-      .from(automations)
-      .where(eq(automations.id, stored(onCollection.id)))
-      .get();
-    if (!row) throw new Error('automation not stored');
-    const projectId = t.deps.db
-      .select()
-      .from(projects)
-      .where(eq(projects.name, 'vision'))
-      .get()?.id;
-    if (!projectId) throw new Error('project not stored');
-    const found = candidateAutomations(t.deps, {
-      entityId: row.entityId,
-      eventType: 'ADD_ARTIFACT_ALIAS',
-      scopeIds: [projectId, row.scopeId],
-    });
-    expect(found.map((a) => a.name)).toEqual(['project', 'collection']);
-    expect(found[0]?.id).toBe(stored(onProject.id));
-    expect(
-      candidateAutomations(t.deps, {
-        entityId: 'another-entity',
-        eventType: 'ADD_ARTIFACT_ALIAS',
-        scopeIds: [projectId, row.scopeId],
-      }),
-    ).toEqual([]);
-    expect(
-      candidateAutomations(t.deps, {
-        entityId: row.entityId,
-        eventType: 'ADD_ARTIFACT_ALIAS',
-        scopeIds: [],
-      }),
-    ).toEqual([]);
-  });
-  it('makes one query, through automations_match_idx', async () => {
-    const prepare = vi.spyOn(t.storage.sqlite, 'prepare');
-    candidateAutomations(t.deps, {
-      entityId: 'e',
-      eventType: 'CREATE_ARTIFACT',
-      scopeIds: ['project-id', 'collection-id'],
-    });
-    expect(prepare).toHaveBeenCalledTimes(1);
-    const query = String(prepare.mock.calls[0]?.[0]);
-    prepare.mockRestore();
-    const plan = t.storage.sqlite
-      .prepare(`EXPLAIN QUERY PLAN ${query}`)
-      .all('project-id', 'collection-id', 'CREATE_ARTIFACT', 1) as { detail: string }[];
-    expect(plan.map((step) => step.detail).join('\n')).toContain(
-      'USING INDEX automations_match_idx (scope_id=? AND event_type=? AND enabled=?)',
-    );
   });
 });
 

@@ -24,8 +24,8 @@ async function receiver(...args: Parameters<typeof startReceiver>): Promise<Rece
   return started;
 }
 
-/** A receiver that answers 200 at once, then sends its 40-byte body one byte every 50 ms. */
-const dripping = () => receiver(() => ({ drip: { bytes: 40, everyMs: 50 } }));
+/** A receiver that answers 200 at once, then sends its 40-byte body one byte every 100 ms. */
+const dripping = () => receiver(() => ({ drip: { bytes: 40, everyMs: 100 } }));
 
 const RUN = `query($id: ID!) { triggeredRun(id: $id) { status attemptCount result
   attempts { attemptNumber statusCode errorClass errorMessage durationMs } } }`;
@@ -56,7 +56,7 @@ describe('the delivery deadline', () => {
   it('aborts an attempt whose receiver drips its body past the deadline, records TIMEOUT and retries', async () => {
     const drip = await dripping();
     t = await createTestApp({
-      env: { TRIPLINE_OUTBOUND_ALLOW: '127.0.0.1', TRIPLINE_DELIVERY_TIMEOUT_MS: '300' },
+      env: { TRIPLINE_OUTBOUND_ALLOW: '127.0.0.1', TRIPLINE_DELIVERY_TIMEOUT_MS: '1500' },
       // Jitter at its middle: a retry drawn near zero would come due within drain() itself.
       app: { delivery: { random: () => 0.5 } },
     });
@@ -72,7 +72,7 @@ describe('the delivery deadline', () => {
         statusCode: null,
         errorClass: 'TIMEOUT',
         errorMessage:
-          'The receiver answered HTTP 200 but did not finish its body within the 300ms deadline',
+          'The receiver answered HTTP 200 but did not finish its body within the 1500ms deadline',
       },
     ]);
     expect(run.result).toMatch(/^Timed out: .*; retrying in/);
@@ -81,7 +81,7 @@ describe('the delivery deadline', () => {
   it('holds testAction to the same deadline', async () => {
     const drip = await dripping();
     t = await createTestApp({
-      env: { TRIPLINE_OUTBOUND_ALLOW: '127.0.0.1', TRIPLINE_DELIVERY_TIMEOUT_MS: '300' },
+      env: { TRIPLINE_OUTBOUND_ALLOW: '127.0.0.1', TRIPLINE_DELIVERY_TIMEOUT_MS: '1500' },
     });
     const action = await createWebhookAction(t, { name: 'drip', url: `${drip.url}/hook` });
     const result = await mutate(
@@ -96,7 +96,7 @@ describe('the delivery deadline', () => {
       statusCode: null,
       errorClass: 'TIMEOUT',
       errorMessage:
-        'The receiver answered HTTP 200 but did not finish its body within the 300ms deadline',
+        'The receiver answered HTTP 200 but did not finish its body within the 1500ms deadline',
     });
   });
 });

@@ -1,8 +1,8 @@
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { createDeliveryEngine } from '../src/delivery/engine.js';
 import { publicId } from '../src/ids.js';
-import { openDatabase } from '../src/storage/sqlite/database.js';
 import { triggeredRuns } from '../src/storage/sqlite/schema.js';
+import { openSqliteStorage } from '../src/storage/sqlite/storage.js';
 import { deliveryConfig, useDeliveryTestbed } from './support/delivery-fixtures.js';
 import { startReceiver } from './support/receiver.js';
 
@@ -86,11 +86,11 @@ describe('claiming', () => {
   it('lets two workers on separate connections share the queue without double delivery', async () => {
     const automationId = automation();
     const runs = Array.from({ length: 12 }, () => tb.fx.queueRun({ automationId }));
-    const other = openDatabase(tb.fx.file);
+    const other = openSqliteStorage(tb.fx.file);
     try {
       const first = tb.fx.engine({ workerId: 'a', config: deliveryConfig({ concurrency: 3 }) });
       const second = createDeliveryEngine({
-        db: other.db,
+        store: other.delivery,
         secretBox: tb.fx.secretBox,
         clock: tb.fx.clock,
         logger: tb.fx.logger,
@@ -101,7 +101,7 @@ describe('claiming', () => {
       await Promise.all([first.drain(), second.drain()]);
       await second.stop(0);
     } finally {
-      other.close();
+      await other.close();
     }
     const ids = tb.receiver.requests.map((r) => String(r.headers['webhook-id']));
     expect(ids.sort()).toEqual(runs.map((id) => publicId('run', id)).sort());
@@ -137,6 +137,80 @@ describe('claiming', () => {
     for (const runId of [...first, ...second]) expect(tb.fx.run(runId).status).toBe('SUCCEEDED');
     expect(tb.receiver.requests).toHaveLength(5);
     expect(other.requests).toHaveLength(5);
+  });
+});
+
+describe('sharing slots', () => {
+  it('claims as many runs as it has free slots at once', async () => {
+    const other = await startReceiver();
+    onTestFinished(() => other.close());
+    const first = automation();
+    const second = tb.fx.addAutomation({
+      actionId: tb.fx.addWebhookAction({ url: `${other.url}/hook` }),
+    });
+    for (const automationId of [first, second, first, second]) tb.fx.queueRun({ automationId });
+    const claimDue = vi.spyOn(tb.fx.storage.delivery, 'claimDue');
+    await tb.fx.engine({ config: deliveryConfig({ concurrency: 4 }) }).drain();
+    const [batch] = await Promise.all(claimDue.mock.results.map((result) => result.value));
+    expect(batch).toHaveLength(4);
+    expect(tb.receiver.requests).toHaveLength(2);
+    expect(other.requests).toHaveLength(2);
+  });
+
+  it('lends idle slots to a lone destination that answers promptly', async () => {
+    const gate = deferred();
+    tb.receiver.respond((_, index) =>
+      index === 0 ? { status: 200 } : gate.promise.then(() => ({ status: 200 })),
+    );
+    const automationId = automation();
+    const engine = tb.fx.engine({ config: deliveryConfig({ concurrency: 4 }) });
+    // One prompt answer shows the destination is healthy.
+    tb.fx.queueRun({ automationId });
+    await engine.drain();
+    const runs = Array.from({ length: 6 }, () => tb.fx.queueRun({ automationId }));
+    const drained = engine.drain();
+    // Its share is 2 of the 4 slots; with nobody else waiting it may use all 4.
+    await tb.receiver.waitForRequests(1 + 4);
+    expect(runs.map((id) => tb.fx.run(id).status).filter((s) => s === 'RUNNING')).toHaveLength(4);
+    gate.resolve();
+    await drained;
+    for (const runId of runs) expect(tb.fx.run(runId).status).toBe('SUCCEEDED');
+  });
+
+  it('gives the slots a destination borrowed to another destination whose runs wait', async () => {
+    const arrivals: string[] = [];
+    const gates = Array.from({ length: 12 }, () => deferred());
+    tb.receiver.respond((_, index) => {
+      arrivals.push('lender');
+      return index === 0 ? { status: 200 } : gates[index]!.promise.then(() => ({ status: 200 }));
+    });
+    const other = await startReceiver(() => {
+      arrivals.push('other');
+      return { status: 200 };
+    });
+    onTestFinished(() => other.close());
+    const automationId = automation();
+    const engine = tb.fx.engine({ config: deliveryConfig({ concurrency: 4 }) });
+    tb.fx.queueRun({ automationId });
+    await engine.drain();
+    for (let i = 0; i < 6; i++) tb.fx.queueRun({ automationId });
+    const drained = engine.drain();
+    await tb.receiver.waitForRequests(1 + 4);
+    const otherAutomation = tb.fx.addAutomation({
+      actionId: tb.fx.addWebhookAction({ url: `${other.url}/hook` }),
+    });
+    tb.fx.queueRun({ automationId: otherAutomation });
+    tb.fx.queueRun({ automationId: otherAutomation });
+    // New runs are queued (as `wake` or the poll would tell the engine); then two slots free up.
+    const again = engine.drain();
+    gates[1]!.resolve();
+    gates[2]!.resolve();
+    await other.waitForRequests(2);
+    for (const gate of gates) gate.resolve();
+    await Promise.all([drained, again]);
+    // The older runs of the lender wait until the newer runs of the other destination went out.
+    expect(arrivals.slice(0, 7)).toEqual([...Array(5).fill('lender'), 'other', 'other']);
+    expect(arrivals).toHaveLength(9);
   });
 });
 

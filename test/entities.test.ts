@@ -1,4 +1,7 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { bootstrap } from '../src/bootstrap.js';
 import { createTestApp, fakeClock, type TestApp } from './support/app.js';
 
 let t: TestApp;
@@ -50,6 +53,21 @@ describe('authentication', () => {
     ]);
     expect(res.data.viewer.apiKeys.totalCount).toBe(1);
     expect(res.data.viewer.apiKeys.edges).toHaveLength(1);
+  });
+
+  it('bootstraps once: later starts, and a first start that lost a race, write nothing', async () => {
+    const keyFile = readFileSync(join(t.dataDir, 'admin-api-key'), 'utf8');
+    expect(await bootstrap(t.deps, t.config)).toBeUndefined();
+    const user = { id: 'late', name: 'late admin', kind: 'USER' as const };
+    const entity = { id: 'late', name: 'late' };
+    const key = { id: 'late', userId: 'late', name: 'late', prefix: 'tl_lat', hash: 'late' };
+    expect(await t.storage.users.bootstrap({ user, entity, key }, [], new Date())).toBeNull();
+    expect(await t.storage.users.findUser('late')).toBeNull();
+    expect(await t.storage.entities.findEntityByName('late')).toBeNull();
+    expect(readFileSync(join(t.dataDir, 'admin-api-key'), 'utf8')).toBe(keyFile);
+    expect(readdirSync(t.dataDir).filter((f) => f.includes('admin-api-key'))).toEqual([
+      'admin-api-key',
+    ]);
   });
 
   it('stores keys hashed: the key text is nowhere in the database', async () => {

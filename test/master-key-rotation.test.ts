@@ -1,5 +1,4 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: payload templates hold literal ${…} variables.
-import { spawn } from 'node:child_process';
 import {
   existsSync,
   mkdtempSync,
@@ -11,18 +10,13 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { asc, eq } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type App, createApp } from '../src/app.js';
 import { bootstrap, loadMasterKey } from '../src/bootstrap.js';
 import { type Config, loadConfig } from '../src/config.js';
 import type { AppDeps } from '../src/context.js';
-import {
-  buildDeliveryRequest,
-  DeliveryConfigurationError,
-  loadActionTarget,
-} from '../src/delivery/load.js';
+import { buildDeliveryRequest, DeliveryConfigurationError } from '../src/delivery/load.js';
 import { verifySignature } from '../src/delivery/signing.js';
 import { createLogger } from '../src/logger.js';
 import { insertEntity } from '../src/modules/entities/service.js';
@@ -32,6 +26,7 @@ import {
   parseMasterKey,
   type SecretBox,
 } from '../src/modules/secrets/box.js';
+import { createDecryptedSecrets } from '../src/modules/secrets/decrypted.js';
 import {
   MasterKeyRotationError,
   nextKeyFileOf,
@@ -39,15 +34,14 @@ import {
   rotateMasterKey,
 } from '../src/modules/secrets/rotate.js';
 import { insertSecret, openSecret } from '../src/modules/secrets/service.js';
-import { createUser } from '../src/modules/users/service.js';
+import { createAccessCache } from '../src/modules/users/access-cache.js';
 import { createTriplinePubSub } from '../src/pubsub.js';
 import { openDatabase } from '../src/storage/sqlite/database.js';
 import { actions, secrets } from '../src/storage/sqlite/schema.js';
 import { openSqliteStorage, type SqliteStorage } from '../src/storage/sqlite/storage.js';
-import { type ServerProcess, startServer } from './support/process.js';
+import { type CliResult, runCli, type ServerProcess, startServer } from './support/process.js';
 import { type Receiver, startReceiver } from './support/receiver.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const at = (iso: string) => ({ now: () => new Date(iso) });
 const clock = at('2026-03-01T12:00:00.000Z');
 const STAMP = '2026-03-01T12-00-00-000Z';
@@ -102,14 +96,15 @@ async function openWorld(env: Record<string, string> = {}): Promise<World> {
   const box = createSecretBox(loadMasterKey(config).key);
   const deps: AppDeps = {
     storage,
-    db: storage.db,
+    access: createAccessCache({ storage, clock }),
     secretBox: box,
+    decrypted: createDecryptedSecrets(box),
     clock,
     logger: createLogger('silent'),
     config,
     pubsub: createTriplinePubSub(),
   };
-  const first = bootstrap(storage.db, config);
+  const first = await bootstrap(deps, config);
   if (!first) throw new Error('bootstrap did not run');
   const app = createApp(deps);
   cleanups.push(async () => {
@@ -140,8 +135,9 @@ async function openWorld(env: Record<string, string> = {}): Promise<World> {
   expect(webhook.__typename).toBe('CreatedWebhookAction');
   values.set('DEPLOY_SIGNING_SECRET', String(webhook.signingSecret));
 
-  const owner = createUser(deps, { name: 'other-admin', kind: 'USER' });
-  const other = insertEntity(deps, 'other', owner.id);
+  const admin = await deps.access.authenticate(first.apiKey);
+  if (!admin) throw new Error('the bootstrap key does not authenticate');
+  const other = await insertEntity(deps, 'other', admin.user.id);
   insertSecret(deps, {
     entityId: other.id,
     name: 'OTHER_TOKEN',
@@ -192,7 +188,7 @@ describe('rotateMasterKey with a key file', () => {
     const oldKeyText = readFileSync(keyFile, 'utf8');
     const before = rows(world);
 
-    const result = rotateMasterKey({ db: world.storage.db, config: world.config, clock });
+    const result = await rotateMasterKey({ storage: world.storage, config: world.config, clock });
 
     expect(result).toEqual({
       mode: 'file',
@@ -227,14 +223,14 @@ describe('rotateMasterKey with a key file', () => {
 
     // The delivery path reads the action's secrets with the new key, and no longer with the old.
     const action = deployAction(world);
-    const target = loadActionTarget(world.storage.db, newBox, action);
-    expect(target).toMatchObject({
-      kind: 'WEBHOOK',
-      accessToken: world.values.get('API_TOKEN'),
-      signingSecret: world.values.get('DEPLOY_SIGNING_SECRET'),
-    });
-    const request = buildDeliveryRequest(world.storage.db, newBox, {
+    const input = {
       action,
+      secrets: await world.storage.delivery.findSecrets(action.entityId, {
+        ids: [action.accessTokenSecretId, action.signingSecretId].filter(
+          (id): id is string => id !== null,
+        ),
+        names: ['API_TOKEN', 'UNICODE_VALUE'],
+      }),
       content: {
         payloadTemplate: '{"token": "${API_TOKEN}", "u": "${UNICODE_VALUE}"}',
         slackTitle: null,
@@ -256,15 +252,19 @@ describe('rotateMasterKey with a key file', () => {
       },
       collectionOwner: 'PROJECT',
       webhookId: 'w1',
+    } as const;
+    const request = buildDeliveryRequest(newBox, input);
+    expect(request.target).toMatchObject({
+      kind: 'WEBHOOK',
+      accessToken: world.values.get('API_TOKEN'),
+      signingSecret: world.values.get('DEPLOY_SIGNING_SECRET'),
     });
     expect(request.secrets.get('UNICODE_VALUE')).toBe(world.values.get('UNICODE_VALUE'));
-    expect(() => loadActionTarget(world.storage.db, world.box, action)).toThrow(
-      DeliveryConfigurationError,
-    );
+    expect(() => buildDeliveryRequest(world.box, input)).toThrow(DeliveryConfigurationError);
 
     // A second rotation in the same millisecond keeps both old keys.
     const firstNewKeyText = readFileSync(keyFile, 'utf8');
-    const again = rotateMasterKey({ db: world.storage.db, config: world.config, clock });
+    const again = await rotateMasterKey({ storage: world.storage, config: world.config, clock });
     expect(again).toMatchObject({ reencrypted: 6, oldKeyFile: `${keyFile}.old-${STAMP}-1` });
     expectSealedUnder(world, keyFileBox(keyFile), newBox);
     expect(readFileSync(`${keyFile}.old-${STAMP}-1`, 'utf8')).toBe(firstNewKeyText);
@@ -281,7 +281,7 @@ describe('rotateMasterKey with a key file', () => {
       TRIPLINE_DATA_DIR: world.dir,
       TRIPLINE_ENCRYPTION_KEY_FILE: wrongFile,
     });
-    expect(() => rotateMasterKey({ db: world.storage.db, config, clock })).toThrow(
+    await expect(rotateMasterKey({ storage: world.storage, config, clock })).rejects.toThrow(
       `The current master key (${wrongFile}) opens none of the 6 secrets: it is not the key this database was encrypted with.`,
     );
     expect(state(world, elsewhere)).toEqual(before);
@@ -307,7 +307,7 @@ describe('rotateMasterKey with a key file', () => {
 
     let error: unknown;
     try {
-      rotateMasterKey({ db, config: world.config, clock });
+      await rotateMasterKey({ storage: world.storage, config: world.config, clock });
     } catch (caught) {
       error = caught;
     }
@@ -329,28 +329,30 @@ describe('rotateMasterKey with a key file', () => {
     const supplied = parseMasterKey(generateMasterKey()).toString('hex');
     const before = state(world);
 
-    expect(() =>
+    await expect(
       rotateMasterKey({
-        db: world.storage.db,
+        storage: world.storage,
         config: world.config,
         clock,
         newKey: { text: 'not-a-key', source: '/keys/new.key' },
       }),
-    ).toThrow(
+    ).rejects.toThrow(
       'The new master key from /keys/new.key is malformed: The master key must be 32 bytes',
     );
-    expect(() =>
+    await expect(
       rotateMasterKey({
-        db: world.storage.db,
+        storage: world.storage,
         config: world.config,
         clock,
         newKey: { text: readFileSync(keyFile, 'utf8'), source: keyFile },
       }),
-    ).toThrow(`The new master key from ${keyFile} is the current key; give a different one.`);
+    ).rejects.toThrow(
+      `The new master key from ${keyFile} is the current key; give a different one.`,
+    );
     expect(state(world)).toEqual(before);
 
-    const result = rotateMasterKey({
-      db: world.storage.db,
+    const result = await rotateMasterKey({
+      storage: world.storage,
       config: world.config,
       clock,
       newKey: { text: `${supplied}\n`, source: '/keys/new.key' },
@@ -367,10 +369,14 @@ describe('rotateMasterKey with a key file', () => {
     const newKeyText = `${generateMasterKey()}\n`;
     const newBox = createSecretBox(parseMasterKey(newKeyText));
     // The state a crash right after the commit leaves: new database, old key file, `.next` beside.
-    reencryptSecrets(world.storage.db, { from: world.box, to: newBox, keyLabel: keyFile });
+    await reencryptSecrets(world.storage.secrets, {
+      from: world.box,
+      to: newBox,
+      keyLabel: keyFile,
+    });
     writeFileSync(nextKeyFileOf(keyFile), newKeyText, { mode: 0o600 });
 
-    const result = rotateMasterKey({ db: world.storage.db, config: world.config, clock });
+    const result = await rotateMasterKey({ storage: world.storage, config: world.config, clock });
 
     expect(result).toEqual({
       mode: 'file',
@@ -391,7 +397,7 @@ describe('rotateMasterKey with a key file', () => {
     const stale = `${generateMasterKey()}\n`;
     writeFileSync(nextKeyFileOf(keyFile), stale, { mode: 0o600 });
 
-    const result = rotateMasterKey({ db: world.storage.db, config: world.config, clock });
+    const result = await rotateMasterKey({ storage: world.storage, config: world.config, clock });
 
     expect(result).toMatchObject({ mode: 'file', reencrypted: 6, resumed: false });
     expect(existsSync(nextKeyFileOf(keyFile))).toBe(false);
@@ -403,11 +409,13 @@ describe('rotateMasterKey with a key file', () => {
     const world = await openWorld();
     const keyFile = world.config.encryptionKeyFile;
     const lost = createSecretBox(parseMasterKey(generateMasterKey()));
-    reencryptSecrets(world.storage.db, { from: world.box, to: lost, keyLabel: keyFile });
+    await reencryptSecrets(world.storage.secrets, { from: world.box, to: lost, keyLabel: keyFile });
     writeFileSync(nextKeyFileOf(keyFile), `${generateMasterKey()}\n`, { mode: 0o600 });
     const before = state(world);
 
-    expect(() => rotateMasterKey({ db: world.storage.db, config: world.config, clock })).toThrow(
+    await expect(
+      rotateMasterKey({ storage: world.storage, config: world.config, clock }),
+    ).rejects.toThrow(
       `Neither the current master key (${keyFile}) nor the one left in ${keyFile}.next`,
     );
     expect(state(world)).toEqual(before);
@@ -420,7 +428,7 @@ describe('rotateMasterKey with a key file', () => {
       TRIPLINE_DATA_DIR: world.dir,
       TRIPLINE_ENCRYPTION_KEY_FILE: missing,
     });
-    expect(() => rotateMasterKey({ db: world.storage.db, config, clock })).toThrow(
+    await expect(rotateMasterKey({ storage: world.storage, config, clock })).rejects.toThrow(
       `No master key at ${missing} and TRIPLINE_ENCRYPTION_KEY is not set`,
     );
     expect(existsSync(missing)).toBe(false);
@@ -435,8 +443,8 @@ describe('rotateMasterKey with TRIPLINE_ENCRYPTION_KEY', () => {
     expect(before.files.map(([name]) => name)).toEqual(['admin-api-key']);
     const revealed: string[] = [];
 
-    const result = rotateMasterKey({
-      db: world.storage.db,
+    const result = await rotateMasterKey({
+      storage: world.storage,
       config: world.config,
       clock,
       revealNewKey: (key) => revealed.push(key),
@@ -451,16 +459,16 @@ describe('rotateMasterKey with TRIPLINE_ENCRYPTION_KEY', () => {
   it('rolls back when the new key cannot be shown, since it would exist nowhere', async () => {
     const world = await openWorld({ TRIPLINE_ENCRYPTION_KEY: generateMasterKey() });
     const before = state(world);
-    expect(() =>
+    await expect(
       rotateMasterKey({
-        db: world.storage.db,
+        storage: world.storage,
         config: world.config,
         clock,
         revealNewKey: () => {
           throw new Error('EPIPE: stdout closed');
         },
       }),
-    ).toThrow('EPIPE');
+    ).rejects.toThrow('EPIPE');
     expect(state(world)).toEqual(before);
     expectSealedUnder(world, world.box, createSecretBox(parseMasterKey(generateMasterKey())));
   });
@@ -473,14 +481,16 @@ describe('rotateMasterKey with TRIPLINE_ENCRYPTION_KEY', () => {
       TRIPLINE_ENCRYPTION_KEY: generateMasterKey(),
     });
     const revealed: string[] = [];
-    expect(() =>
+    await expect(
       rotateMasterKey({
-        db: world.storage.db,
+        storage: world.storage,
         config,
         clock,
         revealNewKey: (key) => revealed.push(key),
       }),
-    ).toThrow('The current master key (TRIPLINE_ENCRYPTION_KEY) opens none of the 6 secrets');
+    ).rejects.toThrow(
+      'The current master key (TRIPLINE_ENCRYPTION_KEY) opens none of the 6 secrets',
+    );
     expect(revealed).toEqual([]);
     expect(state(world)).toEqual(before);
   });
@@ -494,29 +504,11 @@ function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   return { ...base, ...env };
 }
 
-function runRotateCommand(
-  env: Record<string, string>,
-  args: string[] = [],
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', 'src/scripts/rotate-master-key.ts', ...args],
-    { cwd: root, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  return new Promise((resolve) => {
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function runRotateCommand(env: Record<string, string>, args: string[] = []): Promise<CliResult> {
+  return runCli(['rotate-master-key', ...args], env);
 }
 
-describe('npm run rotate-master-key', () => {
+describe('tripline rotate-master-key', () => {
   const ADMIN_KEY = 'tl_rotation-test-admin-key';
   let receiver: Receiver | undefined;
   const servers: ServerProcess[] = [];
@@ -607,10 +599,34 @@ describe('npm run rotate-master-key', () => {
       expect(byName.get('API_TOKEN')).toBe('tok-xyz');
       expect(byName.get('DEPLOY_SIGNING_SECRET')).toBe(signingSecret);
       const action = storage.db.select().from(actions).where(eq(actions.name, 'deploy')).get();
-      expect(action && loadActionTarget(storage.db, newBox, action)).toMatchObject({
-        accessToken: 'tok-xyz',
-        signingSecret,
+      if (!action) throw new Error('no deploy action');
+      const sealed = storage.db.select().from(secrets).all();
+      const request = buildDeliveryRequest(newBox, {
+        action,
+        secrets: sealed,
+        content: {
+          payloadTemplate: null,
+          slackTitle: null,
+          slackMessage: null,
+          slackSeverity: null,
+        },
+        context: {
+          eventType: 'CREATE_ARTIFACT',
+          eventAuthor: 'admin',
+          eventId: 'e1',
+          automationName: 'a',
+          entityName: 'default',
+          projectName: 'p',
+          artifactCollectionName: 'm',
+          artifactType: 'model',
+          artifactVersionIndex: 0,
+          alias: null,
+          metadata: {},
+        },
+        collectionOwner: 'PROJECT',
+        webhookId: 'w1',
       });
+      expect(request.target).toMatchObject({ accessToken: 'tok-xyz', signingSecret });
     } finally {
       storage.close();
     }

@@ -73,7 +73,12 @@ describe('mutation rate limits per API key', () => {
       {
         message:
           'Rate limit reached: this API key may run 3 mutations per minute (TRIPLINE_RATE_LIMIT_MUTATIONS_PER_MINUTE). Retry after 20 seconds.',
-        extensions: { code: 'RATE_LIMITED', limit: 3, retryAfterSeconds: 20 },
+        extensions: {
+          code: 'RATE_LIMITED',
+          limit: 3,
+          retryAfterSeconds: 20,
+          requestId: expect.any(String),
+        },
       },
     ]);
     expect(await projectNames(a)).toEqual(['a', 'b', 'c']);
@@ -142,7 +147,12 @@ describe('mutation rate limits per API key', () => {
     expect(refused.errors?.[0]).toEqual({
       message:
         'Rate limit reached: this API key may run 3 emitArtifactEvent calls per minute (TRIPLINE_RATE_LIMIT_EVENTS_PER_MINUTE). Retry after 20 seconds.',
-      extensions: { code: 'RATE_LIMITED', limit: 3, retryAfterSeconds: 20 },
+      extensions: {
+        code: 'RATE_LIMITED',
+        limit: 3,
+        retryAfterSeconds: 20,
+        requestId: expect.any(String),
+      },
     });
     expect(await eventCount(a)).toBe(3);
     // Events spent none of the mutations bucket, which `p` used one token of.

@@ -70,14 +70,14 @@ describe('secrets', () => {
   }
 
   /** Stands in for the automations module: an automation whose template names the secret. */
-  function automationUsing(secretName: string, name: string): void {
+  async function automationUsing(secretName: string, name: string): Promise<void> {
     const entityId = entityIdOfDefault();
-    const secret = findSecretByName(t.deps, entityId, secretName);
+    const secret = await findSecretByName(t.deps, entityId, secretName);
     const actionId = t.storage.sqlite.prepare('select id from actions limit 1').pluck().get();
     if (!secret || typeof actionId !== 'string')
       throw new Error('create a secret and an action first');
     const automationId = newId();
-    t.deps.db
+    t.storage.db
       .insert(automations)
       .values({
         id: automationId,
@@ -89,7 +89,7 @@ describe('secrets', () => {
         actionId,
       })
       .run();
-    t.deps.db.insert(automationSecretRefs).values({ automationId, secretId: secret.id }).run();
+    t.storage.db.insert(automationSecretRefs).values({ automationId, secretId: secret.id }).run();
   }
 
   function entityIdOfDefault(): string {
@@ -118,7 +118,7 @@ describe('secrets', () => {
     it('keeps the value exactly, up to 16 KiB of UTF-8', async () => {
       const value = `  ${'é'.repeat(8190)}  `; // 16384 bytes, surrounding spaces kept
       expect((await create('BIG', value)).data.createSecret.__typename).toBe('Secret');
-      const row = findSecretByName(t.deps, entityIdOfDefault(), 'BIG');
+      const row = await findSecretByName(t.deps, entityIdOfDefault(), 'BIG');
       expect(row && openSecret(t.deps, row)).toBe(value);
     });
 
@@ -193,7 +193,7 @@ describe('secrets', () => {
         expect(result.status).toBe(401);
         expect(result.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
       }
-      expect(secretNamesOf(t.deps, entityIdOfDefault()).size).toBe(0);
+      expect((await secretNamesOf(t.deps, entityIdOfDefault())).size).toBe(0);
     });
   });
 
@@ -211,7 +211,7 @@ describe('secrets', () => {
       ).data.rotateSecret;
       expect(result).toMatchObject({ name: 'TOKEN', rotatedBy: { name: 'rotator' } });
       expect(result.rotatedAt).toBe(clock.now().toISOString());
-      const row = findSecretByName(t.deps, entityIdOfDefault(), 'TOKEN');
+      const row = await findSecretByName(t.deps, entityIdOfDefault(), 'TOKEN');
       expect(row && openSecret(t.deps, row)).toBe('new-value');
       expect(t.logLines.some((line) => line.includes('secret rotated'))).toBe(true);
     });
@@ -231,7 +231,7 @@ describe('secrets', () => {
           .data.rotateSecret;
         expect(result).toMatchObject({ __typename: 'ValidationError', field: 'input.value' });
       }
-      const row = findSecretByName(t.deps, entityIdOfDefault(), 'TOKEN');
+      const row = await findSecretByName(t.deps, entityIdOfDefault(), 'TOKEN');
       expect(row && openSecret(t.deps, row)).toBe('kept');
     });
 
@@ -250,7 +250,7 @@ describe('secrets', () => {
         expect(result.message).toMatch(/https/);
         expect(result.message).not.toContain('hooks.slack.com/services/T/B/y');
       }
-      const row = findSecretByName(t.deps, entityIdOfDefault(), 'SLACK_URL');
+      const row = await findSecretByName(t.deps, entityIdOfDefault(), 'SLACK_URL');
       expect(row && openSecret(t.deps, row)).toBe('https://hooks.slack.com/services/T/B/x');
       const ok = (
         await t.gql(ROTATE, {
@@ -279,7 +279,7 @@ describe('secrets', () => {
       for (const key of [null, await revokedKey()]) {
         expect((await t.gql(ROTATE, { input }, key)).status).toBe(401);
       }
-      const row = findSecretByName(t.deps, entityIdOfDefault(), 'TOKEN');
+      const row = await findSecretByName(t.deps, entityIdOfDefault(), 'TOKEN');
       expect(row && openSecret(t.deps, row)).toBe('kept');
     });
   });
@@ -290,7 +290,7 @@ describe('secrets', () => {
       const result = (await t.gql(DELETE, { input: { entity: 'default', name: 'TOKEN' } })).data
         .deleteSecret;
       expect(result).toMatchObject({ __typename: 'Secret', name: 'TOKEN' });
-      expect(secretNamesOf(t.deps, entityIdOfDefault()).has('TOKEN')).toBe(false);
+      expect((await secretNamesOf(t.deps, entityIdOfDefault())).has('TOKEN')).toBe(false);
       const node = await t.gql(`query($id: ID!) { node(id: $id) { id } }`, { id: result.id });
       expect(node.data.node).toBeNull();
     });
@@ -317,7 +317,7 @@ describe('secrets', () => {
       });
       expect(slack.data.createSlackAction.name).toBe('alerts');
       expect(hook.data.createWebhookAction.action.name).toBe('deploy');
-      automationUsing('TOKEN', 'nightly');
+      await automationUsing('TOKEN', 'nightly');
 
       const slackUse = (await t.gql(DELETE, { input: { entity: 'default', name: 'SLACK_URL' } }))
         .data.deleteSecret;
@@ -364,7 +364,7 @@ describe('secrets', () => {
       for (const key of [null, await revokedKey()]) {
         expect((await t.gql(DELETE, { input }, key)).status).toBe(401);
       }
-      expect(secretNamesOf(t.deps, entityIdOfDefault()).has('TOKEN')).toBe(true);
+      expect((await secretNamesOf(t.deps, entityIdOfDefault())).has('TOKEN')).toBe(true);
     });
   });
 
@@ -429,7 +429,7 @@ describe('secrets', () => {
           },
         }),
       );
-      const id = findSecretByName(t.deps, entityIdOfDefault(), 'API_TOKEN')?.id;
+      const id = (await findSecretByName(t.deps, entityIdOfDefault(), 'API_TOKEN'))?.id;
       const secret = (responses[0] as { data: { createSecret: { id: string } } }).data.createSecret;
       await record(t.gql(EVERYTHING, { id: secret.id }));
       await record(
@@ -440,7 +440,7 @@ describe('secrets', () => {
       await record(t.gql(DELETE, { input: { entity: 'default', name: 'API_TOKEN' } }));
 
       expect(id).toBeDefined();
-      const row = findSecretByName(t.deps, entityIdOfDefault(), 'API_TOKEN');
+      const row = await findSecretByName(t.deps, entityIdOfDefault(), 'API_TOKEN');
       expect(row && openSecret(t.deps, row)).toBe(rotated);
 
       const everything = JSON.stringify(responses);
@@ -469,8 +469,8 @@ describe('secrets', () => {
     it('is bound to its row: an envelope copied onto another secret does not open', async () => {
       await create('FIRST', 'first-value');
       await create('SECOND', 'second-value');
-      const first = findSecretByName(t.deps, entityIdOfDefault(), 'FIRST');
-      const second = findSecretByName(t.deps, entityIdOfDefault(), 'SECOND');
+      const first = await findSecretByName(t.deps, entityIdOfDefault(), 'FIRST');
+      const second = await findSecretByName(t.deps, entityIdOfDefault(), 'SECOND');
       if (!first || !second) throw new Error('secrets missing');
       expect(openSecret(t.deps, first)).toBe('first-value');
       expect(() => openSecret(t.deps, { ...second, ciphertext: first.ciphertext })).toThrow();
@@ -482,6 +482,6 @@ describe('secrets', () => {
     await create('ONE', 'v');
     await create('TWO', 'v');
     await create('THEIRS', 'v', key, 'other');
-    expect([...secretNamesOf(t.deps, entityIdOfDefault())].sort()).toEqual(['ONE', 'TWO']);
+    expect([...(await secretNamesOf(t.deps, entityIdOfDefault()))].sort()).toEqual(['ONE', 'TWO']);
   });
 });

@@ -6,7 +6,8 @@ export default defineConfig({
   test: {
     root: new URL('..', import.meta.url).pathname,
     include: ['test/**/*.test.ts'],
-    testTimeout: 20_000,
-    hookTimeout: 20_000,
+    // Process tests start servers and CLIs; a loaded machine can take 20 s over one start.
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
   },
 });

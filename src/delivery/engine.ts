@@ -1,26 +1,33 @@
 import { hostname } from 'node:os';
-import { and, asc, eq, exists, inArray, isNull, lte, max, notInArray, or, sql } from 'drizzle-orm';
+import { performance } from 'node:perf_hooks';
 import type { Clock } from '../clock.js';
 import type { DeliveryConfig } from '../config.js';
 import { newId, publicId } from '../ids.js';
 import type { Logger } from '../logger.js';
-import { ACTION_TYPENAMES } from '../modules/actions/service.js';
-import { recordAudit } from '../modules/audit/service.js';
+import { ACTION_NOUNS } from '../modules/actions/service.js';
 import type { SecretBox } from '../modules/secrets/box.js';
-import type { Db } from '../storage/sqlite/database.js';
-import {
-  actions,
-  deliveryAttempts,
-  type RunStatus,
-  triggeredRuns,
-} from '../storage/sqlite/schema.js';
-import { loadRunDelivery } from './load.js';
+import type { Telemetry } from '../observability/telemetry.js';
+import type {
+  AttemptOutcome,
+  ClaimedRun,
+  DeliveryAction,
+  DeliveryStore,
+  DisableAction,
+  Lease,
+  RunVerdict,
+  StartedAttempt,
+} from '../storage/delivery.js';
+import { INTERRUPTED_ATTEMPT_MESSAGE } from '../storage/delivery.js';
+import type { RunStatus } from '../storage/events.js';
+import { planDelivery } from './load.js';
 import { classify, nextRetryDelayMs } from './retry.js';
 import { type DeliveryErrorClass, type DeliveryOutcome, deliver } from './send.js';
-import { createGuardedAgent, type Lookup } from './ssrf.js';
+import { type AttemptHealth, createDestinationSlots, type Slot } from './slots.js';
+import { createAddressGuard, createGuardedAgent, type Lookup } from './ssrf.js';
 
 export interface DeliveryEngineDeps {
-  db: Db;
+  /** Claims, leases and attempt records. */
+  store: DeliveryStore;
   secretBox: SecretBox;
   /** Every stored timestamp and every due-time comparison uses this clock. */
   clock: Clock;
@@ -28,10 +35,12 @@ export interface DeliveryEngineDeps {
   config: DeliveryConfig;
   /**
    * Called with a run id after each committed status change of that run (RUNNING, RETRYING,
-   * SUCCEEDED, FAILED, SKIPPED, and QUEUED/RETRYING when released on stop), in order. An
-   * exception it throws is logged and otherwise ignored.
+   * SUCCEEDED, FAILED, SKIPPED, and QUEUED/RETRYING when released on stop), in order, with the
+   * status this change wrote (absent for a release). The stored run may already be further on:
+   * one commit can hold an attempt's end and the claim of its retry. An exception it throws is
+   * logged and otherwise ignored.
    */
-  onRunUpdated: (runId: string) => void;
+  onRunUpdated: (runId: string, status?: RunStatus) => void;
   /** Names this worker in leases; unique per process by default. */
   workerId?: string;
   /** Source of jitter in `[0, 1)`; Math.random by default. */
@@ -40,6 +49,8 @@ export interface DeliveryEngineDeps {
   lookup?: Lookup;
   /** Trusted TLS roots instead of Node's bundled ones (see `createGuardedAgent`); for tests. */
   ca?: string | readonly string[];
+  /** Told of each attempt (metrics, a span, `traceparent` for the receiver) and expired lease. */
+  telemetry?: Pick<Telemetry, 'attempt' | 'leaseExpired'>;
 }
 
 export interface DeliveryEngine {
@@ -63,31 +74,11 @@ export interface DeliveryEngine {
   stop(graceMs: number): Promise<void>;
 }
 
-interface ClaimedRun {
-  id: string;
-  /**
-   * Attempts started since the run was last queued, interrupted ones included; a re-delivery
-   * resets it to 0.
-   */
-  attemptCount: number;
-  actionId: string | null;
-  /** See {@link destinationOf}. */
-  destination: string | null;
-}
-
-/** The attempt row written when an attempt starts; its outcome is filled in when it ends. */
-interface StartedAttempt {
-  id: string;
-  attemptNumber: number;
-  startedAt: Date;
-  /** The run's attempt count with this attempt. */
-  attemptCount: number;
-}
-
 interface InFlight {
   done: Promise<void>;
   controller: AbortController;
-  destination: string | null;
+  /** Its request is over; only its writes remain, so a claim of the same run is a new attempt. */
+  settling: boolean;
 }
 
 /**
@@ -112,14 +103,13 @@ const ERROR_LABELS: Record<DeliveryErrorClass, string> = {
   ABORTED: 'Aborted',
 };
 
-const INTERRUPTED_MESSAGE =
-  'The attempt never finished: the server stopped (crashed or was killed) or lost the run before recording it';
-
 const RESULT_MAX = 500;
 
-/** Runs read per query while claiming; see `claim`. */
-const CLAIM_PAGE = 50;
-const CLAIM_PAGES_MAX = 10;
+/** Claims one fill may make before it leaves the rest to the next (see `fill`). */
+const CLAIMS_PER_FILL_MAX = 32;
+
+/** How long a destination may take to answer and still borrow idle slots (see slots.ts). */
+const PATIENCE_MS_MAX = 1_000;
 
 function describeOutcome(outcome: DeliveryOutcome): string {
   if (outcome.errorClass !== undefined) {
@@ -136,16 +126,13 @@ const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)}s`;
 /**
  * Where a run's requests go, as far as sharing delivery slots is concerned: the origin (scheme,
  * host and port) of a webhook's URL. Every Slack action is one destination, Slack itself: its
- * incoming-webhook URLs are secrets (not readable while claiming) and all point at
- * hooks.slack.com anyway. Null when the run has no action or the URL does not parse; such runs
- * are skipped or fail without a request.
+ * incoming-webhook URLs are secrets and all point at hooks.slack.com anyway. Null when the run
+ * has no action or the URL does not parse; such runs are skipped or fail without a request.
  */
-function destinationOf(action: {
-  kind: 'WEBHOOK' | 'SLACK' | null;
-  url: string | null;
-}): string | null {
+function destinationOf(action: DeliveryAction | null): string | null {
+  if (action === null) return null;
   if (action.kind === 'SLACK') return 'slack';
-  if (action.kind !== 'WEBHOOK' || action.url === null) return null;
+  if (action.url === null) return null;
   try {
     return new URL(action.url).origin;
   } catch {
@@ -153,165 +140,195 @@ function destinationOf(action: {
   }
 }
 
+/** What an attempt's end says about its destination, for slot sharing. */
+function healthOf(outcome: DeliveryOutcome | undefined): AttemptHealth {
+  if (outcome === undefined) return null;
+  if (outcome.statusCode !== undefined && outcome.errorClass === undefined) {
+    return { answered: true, durationMs: outcome.durationMs };
+  }
+  return outcome.errorClass === 'TIMEOUT' || outcome.errorClass === 'NETWORK_ERROR'
+    ? { answered: false }
+    : null;
+}
+
+/** The stored form of an attempt's outcome. */
+const attemptOutcome = (outcome: DeliveryOutcome): AttemptOutcome => ({
+  durationMs: outcome.durationMs,
+  statusCode: outcome.statusCode ?? null,
+  errorClass: outcome.errorClass ?? null,
+  errorMessage: outcome.errorMessage ?? null,
+  responseBody: outcome.responseBody,
+});
+
 /**
  * Creates the delivery engine: it claims due triggered runs with a lease, sends them with
- * {@link deliver}, records one `delivery_attempts` row per try, and moves each run through
- * RUNNING → SUCCEEDED, or RUNNING → RETRYING → RUNNING … → FAILED, or SKIPPED, publishing every
- * change through `onRunUpdated` after it commits.
+ * {@link deliver}, records one attempt per try, and moves each run through RUNNING → SUCCEEDED,
+ * or RUNNING → RETRYING → RUNNING … → FAILED, or SKIPPED, publishing every change through
+ * `onRunUpdated` after it commits.
  *
- * Claiming reads due runs oldest first and takes them with one conditional `UPDATE … RETURNING`
- * that re-checks they are still due, so several engines on one database never claim the same run
- * twice; a RUNNING run whose lease expired (its worker died) is claimed again. One destination
- * (see {@link destinationOf}) gets at most half the `concurrency` slots, rounded up, so a receiver
- * that hangs on every request cannot hold every slot while other receivers wait.
+ * Whenever slots are free it claims as many due runs as there are free slots in one conditional
+ * write (`DeliveryStore.claimDue`), oldest due first, so several engines on one database never
+ * claim the same run twice; a RUNNING run whose lease expired (its worker died) is claimed again.
+ * The claim loads everything the attempts need. Slots are shared between destinations (see
+ * {@link destinationOf} and slots.ts): a destination gets half of them while others wait, and
+ * idle ones when nobody else needs them and it answers promptly, so a receiver that hangs on
+ * every request cannot hold every slot, and a lone fast receiver can use them all.
  *
  * An attempt's row is written, and counted in the run's `attemptCount`, when it starts, in one
- * transaction guarded by the lease; its outcome is filled in when it ends. An attempt that never
- * ends (the process was killed, perhaps by the attempt itself) is marked `INTERRUPTED` when the
- * run is claimed again and still counts, so `config.retry.maxAttempts` (attempts since the run was
- * last queued; a re-delivery resets the count, attempt numbers keep counting) ends such a run
- * FAILED too. An attempt aborted by `stop()` is recorded as `ABORTED` and not counted: the server
- * chose to stop, the receiver did not fail. Every attempt ends within `timeoutMs` (see
- * {@link deliver}); `loadConfig` refuses a `leaseMs` an attempt could outlive. Should one outlive
- * its lease anyway, another worker may deliver the run too, and the late result is dropped.
+ * transaction guarded by the lease; its outcome and the run's new state are written together
+ * when it ends. An attempt that never ends (the process was killed, perhaps by the attempt
+ * itself) is marked `INTERRUPTED` when the run is claimed again and still counts, so
+ * `config.retry.maxAttempts` (attempts since the run was last queued; a re-delivery resets the
+ * count, attempt numbers keep counting) ends such a run FAILED too. An attempt aborted by
+ * `stop()` is recorded as `ABORTED` and not counted: the server chose to stop, the receiver did
+ * not fail. Every attempt ends within `timeoutMs` (see {@link deliver}); `loadConfig` refuses a
+ * `leaseMs` an attempt could outlive. Should one outlive its lease anyway, another worker may
+ * deliver the run too, and the late result is dropped.
  */
 export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
-  const { db, secretBox, clock, config } = deps;
+  const { store, secretBox, clock, config } = deps;
   const logger = deps.logger.child({ component: 'delivery' });
   const workerId = deps.workerId ?? `${hostname()}:${process.pid}:${newId().slice(0, 8)}`;
   const random = deps.random ?? Math.random;
-  const perDestination = Math.max(1, Math.ceil(config.concurrency / 2));
+  // The outbound policy, parsed once: the agent's connector and every request check with it.
+  const guard = createAddressGuard(config);
   const dispatcher = createGuardedAgent({
     policy: config,
+    guard,
     timeoutMs: config.timeoutMs,
     lookup: deps.lookup,
     ...(deps.ca === undefined ? {} : { ca: deps.ca }),
   });
+  const slots = createDestinationSlots({
+    concurrency: config.concurrency,
+    patienceMs: Math.min(PATIENCE_MS_MAX, config.timeoutMs / 2),
+  });
+  /** Runs executing, until their last write; see `drain` and `stop`. */
   const inFlight = new Map<string, InFlight>();
+  /** Slots in use: runs executing whose attempt has not ended yet. */
+  let busy = 0;
   let started = false;
   let stopping = false;
   let stopped: Promise<void> | undefined;
   let pollTimer: NodeJS.Timeout | undefined;
   let tickPending = false;
+  let filling: Promise<void> | undefined;
+  let fillAgain = false;
+  /**
+   * Whether runs may be waiting whose destinations are below their share. Cleared when a fair
+   * claim comes back short; set when runs may have come due since (wake, poll, drain) or a
+   * destination dropped below its share while another borrows. While clear, claims lend idle
+   * slots (see slots.ts).
+   */
+  let othersMayWait = true;
 
-  const publish = (runId: string): void => {
+  const publish = (runId: string, status?: RunStatus): void => {
     try {
-      deps.onRunUpdated(runId);
+      deps.onRunUpdated(runId, status);
     } catch (error) {
       logger.error({ err: error, runId }, 'onRunUpdated threw');
     }
   };
 
-  const ownLease = (runId: string) =>
-    and(
-      eq(triggeredRuns.id, runId),
-      eq(triggeredRuns.status, 'RUNNING'),
-      eq(triggeredRuns.leaseOwner, workerId),
-    );
-
   /**
-   * Picks up to `limit` due runs, oldest first, skipping runs whose destination already has its
-   * share of slots, and claims them. Skipped runs' actions are left out of the next page, so a
-   * backlog for one destination does not hide the runs behind it.
+   * Claims due runs into free slots and launches them. Fair claims come first while runs of
+   * destinations below their share may wait; when one comes back short, idle slots are lent.
+   * Runs claimed beyond their destination's slots are handed back, and their actions passed over
+   * by the next claim, so every claim either launches runs or learns. One fill at a time; a call
+   * during a fill makes it go round once more.
    */
-  function claim(limit: number): ClaimedRun[] {
-    const now = clock.now();
-    const due = or(
-      and(
-        inArray(triggeredRuns.status, ['QUEUED', 'RETRYING']),
-        or(isNull(triggeredRuns.nextAttemptAt), lte(triggeredRuns.nextAttemptAt, now)),
-      ),
-      and(
-        eq(triggeredRuns.status, 'RUNNING'),
-        or(isNull(triggeredRuns.leaseExpiresAt), lte(triggeredRuns.leaseExpiresAt, now)),
-      ),
-    );
-    const busy = new Map<string, number>();
-    for (const run of inFlight.values()) {
-      if (run.destination !== null) busy.set(run.destination, (busy.get(run.destination) ?? 0) + 1);
+  function fill(): Promise<void> {
+    if (filling) {
+      fillAgain = true;
+      return filling;
     }
-    const picked = new Map<string, string | null>();
-    const fullActions = new Set<string>();
-    for (let page = 0; page < CLAIM_PAGES_MAX && picked.size < limit; page++) {
-      // A run this process is still executing must not be taken twice, even past its lease.
-      const taken = [...inFlight.keys(), ...picked.keys()];
-      const rows = db
-        .select({
-          id: triggeredRuns.id,
-          actionId: triggeredRuns.actionId,
-          kind: actions.kind,
-          url: actions.url,
-        })
-        .from(triggeredRuns)
-        .leftJoin(actions, eq(actions.id, triggeredRuns.actionId))
-        .where(
-          and(
-            due,
-            taken.length === 0 ? undefined : notInArray(triggeredRuns.id, taken),
-            fullActions.size === 0
-              ? undefined
-              : or(
-                  isNull(triggeredRuns.actionId),
-                  notInArray(triggeredRuns.actionId, [...fullActions]),
-                ),
-          ),
-        )
-        .orderBy(asc(triggeredRuns.nextAttemptAt))
-        .limit(CLAIM_PAGE)
-        .all();
-      for (const row of rows) {
-        const destination = destinationOf(row);
-        if (destination !== null) {
-          const load = busy.get(destination) ?? 0;
-          if (load >= perDestination) {
-            if (row.actionId !== null) fullActions.add(row.actionId);
-            continue;
-          }
-          busy.set(destination, load + 1);
+    filling = (async () => {
+      try {
+        for (;;) {
+          fillAgain = false;
+          const cutShort = await fillOnce();
+          if (stopping || !(fillAgain || cutShort)) break;
+          // Let I/O in between long runs of claims: the store may answer without yielding.
+          if (cutShort) await new Promise((resolve) => setImmediate(resolve));
         }
-        picked.set(row.id, destination);
-        if (picked.size >= limit) break;
+      } catch (error) {
+        logger.error({ err: error }, 'claiming due runs failed');
+      } finally {
+        filling = undefined;
       }
-      if (rows.length < CLAIM_PAGE) break;
-    }
-    if (picked.size === 0) return [];
-    // `due` is checked again in the update: another engine may have claimed a run since it was
-    // read, and then this one must not take it.
-    return db
-      .update(triggeredRuns)
-      .set({
-        status: 'RUNNING',
-        leaseOwner: workerId,
+    })();
+    return filling;
+  }
+
+  /** One round of claims; true when it stopped at its limit and more may be due. */
+  async function fillOnce(): Promise<boolean> {
+    for (let claims = 0; claims < CLAIMS_PER_FILL_MAX; claims++) {
+      const room = config.concurrency - busy;
+      if (stopping || room <= 0) return false;
+      if (slots.takeFreedShare()) othersMayWait = true;
+      const fair = othersMayWait;
+      const now = clock.now();
+      const monotonic = performance.now();
+      const passOver = slots.passOver(fair, monotonic);
+      const claimed = await store.claimDue({
+        owner: workerId,
+        now,
         leaseExpiresAt: new Date(now.getTime() + config.leaseMs),
-        updatedAt: now,
-      })
-      .where(and(inArray(triggeredRuns.id, [...picked.keys()]), due))
-      .returning({
-        id: triggeredRuns.id,
-        attemptCount: triggeredRuns.attemptCount,
-        actionId: triggeredRuns.actionId,
-      })
-      .all()
-      .map((run) => ({ ...run, destination: picked.get(run.id) ?? null }));
-  }
-
-  function fill(): void {
-    if (stopping) return;
-    const room = config.concurrency - inFlight.size;
-    if (room <= 0) return;
-    let claimed: ClaimedRun[];
-    try {
-      claimed = claim(room);
-    } catch (error) {
-      logger.error({ err: error }, 'claiming due runs failed');
-      return;
+        limit: room,
+        passOver,
+      });
+      if (stopping) {
+        const unstarted = claimed.filter((run) => !running(run.id)).map((run) => run.id);
+        await store.unclaim(workerId, unstarted, clock.now());
+        return false;
+      }
+      const handBack: string[] = [];
+      for (const run of claimed) {
+        // Ours already, still in flight past its lease (a clock jump): the claim only renewed it.
+        if (running(run.id)) continue;
+        const destination = destinationOf(run.action);
+        const slot =
+          destination === null || run.actionId === null
+            ? undefined
+            : slots.admit(destination, run.actionId, fair, monotonic);
+        if (slot === null) handBack.push(run.id);
+        else launch(run, slot);
+      }
+      if (handBack.length > 0) await store.unclaim(workerId, handBack, clock.now());
+      if (claimed.length < room) {
+        // Nothing more is due outside the actions passed over. Idle slots may be lent now,
+        // unless this claim passed nothing over or lent already.
+        if (!fair || passOver.length === 0) return false;
+        othersMayWait = false;
+      }
     }
-    for (const run of claimed) launch(run);
+    return true;
   }
 
-  function launch(run: ClaimedRun): void {
+  /** Whether an attempt of the run is under way here (not merely writing its end). */
+  function running(runId: string): boolean {
+    const current = inFlight.get(runId);
+    return current !== undefined && !current.settling;
+  }
+
+  function launch(run: ClaimedRun, slot: Slot | undefined): void {
     const controller = new AbortController();
-    const done = execute(run, controller.signal)
+    busy++;
+    let holding = true;
+    // The slot is free once the request is over: the next claim can then go into the same
+    // commit as this attempt's result, and may take this very run again (a retry due at once)
+    // before this execution has returned; the new one then starts after it.
+    const free = (outcome: DeliveryOutcome | undefined): void => {
+      if (!holding) return;
+      holding = false;
+      entry.settling = true;
+      busy--;
+      slot?.release(healthOf(outcome));
+      if (started) scheduleTick();
+    };
+    const previous = inFlight.get(run.id)?.done;
+    const begin = () => execute(run, controller.signal, free);
+    const done = (previous ? previous.then(begin) : begin())
       .catch((error: unknown) => {
         if (error instanceof LeaseLostError) {
           logger.warn({ runId: run.id }, 'lease lost mid-attempt; another worker owns the run');
@@ -323,36 +340,49 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
         );
       })
       .finally(() => {
-        inFlight.delete(run.id);
-        if (started) scheduleTick();
+        if (inFlight.get(run.id) === entry) inFlight.delete(run.id);
+        free(undefined);
       });
-    inFlight.set(run.id, { done, controller, destination: run.destination });
+    const entry: InFlight = { done, controller, settling: false };
+    inFlight.set(run.id, entry);
   }
 
-  async function execute(run: ClaimedRun, signal: AbortSignal): Promise<void> {
-    publish(run.id);
-    const interrupted = markInterrupted(run.id);
-    const plan = loadRunDelivery(db, secretBox, run.id);
+  async function execute(
+    run: ClaimedRun,
+    signal: AbortSignal,
+    ended: (outcome: DeliveryOutcome) => void,
+  ): Promise<void> {
+    publish(run.id, 'RUNNING');
+    const lease: Lease = { runId: run.id, owner: workerId };
+    if (run.openAttempts > 0) deps.telemetry?.leaseExpired();
+    const plan = planDelivery(secretBox, run);
     if (plan.kind === 'missing') return;
     if (plan.kind === 'skip') {
-      finish(run.id, { status: 'SKIPPED', result: plan.reason });
+      await finish(lease, { status: 'SKIPPED', result: plan.reason });
       return;
     }
     if (run.attemptCount >= config.retry.maxAttempts) {
       // Only an attempt that never ended (or a lowered TRIPLINE_RETRY_MAX_ATTEMPTS) leaves a
       // claimable run without attempts left: the process died during it, perhaps because of
       // it, and one more try could kill it again.
-      const why = interrupted > 0 ? `Interrupted: ${INTERRUPTED_MESSAGE}` : 'No attempts left';
-      finish(run.id, {
+      const why =
+        run.openAttempts > 0 ? `Interrupted: ${INTERRUPTED_ATTEMPT_MESSAGE}` : 'No attempts left';
+      await finish(lease, {
         status: 'FAILED',
         result: `${why}; gave up after ${run.attemptCount} attempts`,
       });
       return;
     }
-    if (interrupted > 0) {
+    if (run.openAttempts > 0) {
       logger.warn({ runId: run.id }, 'the previous attempt was interrupted; trying again');
     }
-    const attempt = startAttempt(run.id);
+    const attempt = await store.startAttempt(lease, clock.now());
+    if (attempt === null) throw new LeaseLostError();
+    const observed = deps.telemetry?.attempt({
+      runId: run.id,
+      attemptNumber: attempt.attemptNumber,
+      destination: destinationOf(run.action),
+    });
     const outcome: DeliveryOutcome =
       plan.kind === 'misconfigured'
         ? {
@@ -365,180 +395,99 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
             config,
             timestamp: attempt.startedAt,
             dispatcher,
+            guard,
             signal,
+            ...(observed?.headers ? { headers: observed.headers } : {}),
           });
+    ended(outcome);
+    observed?.end(outcome);
     if (outcome.errorClass === 'ABORTED') {
-      release(run.id, attempt, outcome);
+      await release(lease, attempt, outcome);
       return;
     }
-    record(run, attempt, outcome);
+    await record(run, lease, attempt, outcome);
   }
 
-  /**
-   * Marks the run's attempts that started and never ended as INTERRUPTED, if this worker holds
-   * the run. Returns how many there were. They are already counted: they were when they started.
-   */
-  function markInterrupted(runId: string): number {
-    return db
-      .update(deliveryAttempts)
-      .set({
-        errorClass: 'INTERRUPTED' satisfies AttemptErrorClass,
-        errorMessage: INTERRUPTED_MESSAGE,
-      })
-      .where(
-        and(
-          eq(deliveryAttempts.runId, runId),
-          isNull(deliveryAttempts.durationMs),
-          isNull(deliveryAttempts.errorClass),
-          exists(db.select({ id: triggeredRuns.id }).from(triggeredRuns).where(ownLease(runId))),
-        ),
-      )
-      .run().changes;
+  async function finish(
+    lease: Lease,
+    change: { status: 'SKIPPED' | 'FAILED'; result: string },
+  ): Promise<void> {
+    if (!(await store.finishRun(lease, change, clock.now()))) throw new LeaseLostError();
+    publish(lease.runId, change.status);
   }
 
-  /**
-   * Writes the attempt's row and counts it on the run, in one transaction that holds only while
-   * this worker owns the run (LeaseLostError otherwise). From here on a crash cannot hide it.
-   */
-  function startAttempt(runId: string): StartedAttempt {
-    const startedAt = clock.now();
-    return db.transaction((tx) => {
-      const counted = tx
-        .update(triggeredRuns)
-        .set({ attemptCount: sql`${triggeredRuns.attemptCount} + 1`, updatedAt: startedAt })
-        .where(ownLease(runId))
-        .returning({ attemptCount: triggeredRuns.attemptCount })
-        .get();
-      if (!counted) throw new LeaseLostError();
-      const last = tx
-        .select({ last: max(deliveryAttempts.attemptNumber) })
-        .from(deliveryAttempts)
-        .where(eq(deliveryAttempts.runId, runId))
-        .get();
-      const attempt = {
-        id: newId(),
-        attemptNumber: (last?.last ?? 0) + 1,
-        startedAt,
-        attemptCount: counted.attemptCount,
-      };
-      tx.insert(deliveryAttempts)
-        .values({
-          id: attempt.id,
-          runId,
-          attemptNumber: attempt.attemptNumber,
-          startedAt,
-          durationMs: null,
-        })
-        .run();
-      return attempt;
-    });
-  }
-
-  /** The stored form of an attempt's outcome. */
-  const attemptOutcome = (outcome: DeliveryOutcome) => ({
-    durationMs: outcome.durationMs,
-    statusCode: outcome.statusCode ?? null,
-    errorClass: outcome.errorClass ?? null,
-    errorMessage: outcome.errorMessage ?? null,
-    responseBody: outcome.responseBody,
-  });
-
-  function finish(runId: string, change: { status: RunStatus; result: string }): void {
-    const now = clock.now();
-    const updated = db
-      .update(triggeredRuns)
-      .set({
-        ...change,
-        leaseOwner: null,
-        leaseExpiresAt: null,
-        nextAttemptAt: null,
-        updatedAt: now,
-        finishedAt: now,
-      })
-      .where(ownLease(runId))
-      .run();
-    if (updated.changes === 0) throw new LeaseLostError();
-    publish(runId);
-  }
-
-  function record(run: ClaimedRun, attempt: StartedAttempt, outcome: DeliveryOutcome): void {
-    const now = clock.now();
+  /** The run's new state after an attempt: the retry policy applied to the outcome. */
+  function verdictOf(attempt: StartedAttempt, outcome: DeliveryOutcome, now: Date): RunVerdict {
     const attempts = attempt.attemptCount;
     const verdict = classify(outcome);
     const what = describeOutcome(outcome);
-    let status: RunStatus;
-    let result: string;
-    let nextAttemptAt: Date | null = null;
     if (verdict === 'success') {
-      status = 'SUCCEEDED';
-      result = `Delivered: ${what}`;
-    } else if (verdict === 'gone') {
-      status = 'FAILED';
-      result = 'Gone (410): action disabled';
-    } else if (verdict === 'retry' && attempts < config.retry.maxAttempts) {
-      const delay = nextRetryDelayMs(config.retry, attempts, random, outcome.retryAfterMs);
-      status = 'RETRYING';
-      result = `${what}; retrying in ${seconds(delay)}`;
-      nextAttemptAt = new Date(now.getTime() + delay);
-    } else {
-      status = 'FAILED';
-      result = verdict === 'retry' ? `${what}; gave up after ${attempts} attempts` : what;
+      return { status: 'SUCCEEDED', result: `Delivered: ${what}`, nextAttemptAt: null };
     }
-    const terminal = status !== 'RETRYING';
-    db.transaction((tx) => {
-      const updated = tx
-        .update(triggeredRuns)
-        .set({
-          status,
-          result,
-          nextAttemptAt,
-          leaseOwner: null,
-          leaseExpiresAt: null,
-          updatedAt: now,
-          finishedAt: terminal ? now : null,
-        })
-        .where(ownLease(run.id))
-        .returning({ id: triggeredRuns.id })
-        .all();
-      if (updated.length === 0) throw new LeaseLostError();
-      tx.update(deliveryAttempts)
-        .set(attemptOutcome(outcome))
-        .where(eq(deliveryAttempts.id, attempt.id))
-        .run();
-      if (verdict === 'gone' && run.actionId !== null) {
-        const reason = `The receiver answered 410 Gone on ${now.toISOString()}`;
-        const disabled = tx
-          .update(actions)
-          .set({ enabled: false, disabledReason: reason, updatedAt: now })
-          .where(and(eq(actions.id, run.actionId), eq(actions.enabled, true)))
-          .returning()
-          .get();
-        if (disabled) {
-          recordAudit(
-            { db: tx, clock },
-            {
-              entityId: disabled.entityId,
-              actorId: null,
-              action: 'action.disabled',
-              targetType: ACTION_TYPENAMES[disabled.kind],
-              targetId: disabled.id,
-              details: { name: disabled.name, reason, runId: publicId('run', run.id) },
-            },
-          );
-        }
-      }
-    });
-    logger[terminal && status !== 'SUCCEEDED' ? 'warn' : 'info'](
+    if (verdict === 'gone') {
+      return { status: 'FAILED', result: 'Gone (410): action disabled', nextAttemptAt: null };
+    }
+    if (verdict === 'retry' && attempts < config.retry.maxAttempts) {
+      const delay = nextRetryDelayMs(config.retry, attempts, random, outcome.retryAfterMs);
+      return {
+        status: 'RETRYING',
+        result: `${what}; retrying in ${seconds(delay)}`,
+        nextAttemptAt: new Date(now.getTime() + delay),
+      };
+    }
+    return {
+      status: 'FAILED',
+      result: verdict === 'retry' ? `${what}; gave up after ${attempts} attempts` : what,
+      nextAttemptAt: null,
+    };
+  }
+
+  async function record(
+    run: ClaimedRun,
+    lease: Lease,
+    attempt: StartedAttempt,
+    outcome: DeliveryOutcome,
+  ): Promise<void> {
+    const now = clock.now();
+    const verdict = verdictOf(attempt, outcome, now);
+    let disable: DisableAction | undefined;
+    if (classify(outcome) === 'gone' && run.action !== null) {
+      const { action } = run;
+      const reason = `The receiver answered 410 Gone on ${now.toISOString()}`;
+      disable = {
+        actionId: action.id,
+        reason,
+        audit: {
+          entityId: action.entityId,
+          actorId: null,
+          action: 'action.disabled',
+          targetType: ACTION_NOUNS[action.kind],
+          targetId: action.id,
+          details: { name: action.name, reason, runId: publicId('run', run.id) },
+        },
+      };
+    }
+    const recorded = await store.finishAttempt(
+      lease,
+      attempt.id,
+      attemptOutcome(outcome),
+      verdict,
+      now,
+      disable,
+    );
+    if (!recorded) throw new LeaseLostError();
+    const terminal = verdict.status !== 'RETRYING';
+    logger[terminal && verdict.status !== 'SUCCEEDED' ? 'warn' : 'info'](
       {
         runId: run.id,
         attemptNumber: attempt.attemptNumber,
-        status,
+        status: verdict.status,
         statusCode: outcome.statusCode,
         errorClass: outcome.errorClass,
       },
-      result,
+      verdict.result,
     );
-    publish(run.id);
+    publish(run.id, verdict.status);
   }
 
   /**
@@ -546,31 +495,19 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
    * counts since it was queued, RETRYING otherwise. The attempt stays in the history as ABORTED
    * but gives its count back.
    */
-  function release(runId: string, attempt: StartedAttempt, outcome: DeliveryOutcome): void {
-    const now = clock.now();
-    const attempts = attempt.attemptCount - 1;
-    const released = db.transaction((tx) => {
-      const changed = tx
-        .update(triggeredRuns)
-        .set({
-          status: attempts === 0 ? 'QUEUED' : 'RETRYING',
-          result: 'Interrupted by shutdown; it will be delivered again',
-          attemptCount: attempts,
-          nextAttemptAt: now,
-          leaseOwner: null,
-          leaseExpiresAt: null,
-          updatedAt: now,
-        })
-        .where(ownLease(runId))
-        .run();
-      if (changed.changes === 0) return false;
-      tx.update(deliveryAttempts)
-        .set(attemptOutcome(outcome))
-        .where(eq(deliveryAttempts.id, attempt.id))
-        .run();
-      return true;
-    });
-    if (released) publish(runId);
+  async function release(
+    lease: Lease,
+    attempt: StartedAttempt,
+    outcome: DeliveryOutcome,
+  ): Promise<void> {
+    const released = await store.releaseAttempt(
+      lease,
+      attempt.id,
+      attemptOutcome(outcome),
+      'Interrupted by shutdown; it will be delivered again',
+      clock.now(),
+    );
+    if (released) publish(lease.runId);
   }
 
   function scheduleTick(): void {
@@ -578,14 +515,16 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     tickPending = true;
     setImmediate(() => {
       tickPending = false;
-      fill();
+      void fill();
     }).unref();
   }
 
   function schedulePoll(): void {
     if (stopping) return;
     pollTimer = setTimeout(() => {
-      fill();
+      // Retries come due with time, and other processes queue runs: look at everything again.
+      othersMayWait = true;
+      void fill();
       schedulePoll();
     }, config.pollIntervalMs);
     pollTimer.unref();
@@ -599,11 +538,14 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
       schedulePoll();
     },
     wake() {
-      if (started) scheduleTick();
+      if (!started) return;
+      othersMayWait = true;
+      scheduleTick();
     },
     async drain() {
+      othersMayWait = true;
       for (;;) {
-        fill();
+        await fill();
         if (inFlight.size === 0) return;
         await Promise.race([...inFlight.values()].map((run) => run.done));
       }
@@ -613,6 +555,8 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
       stopping = true;
       clearTimeout(pollTimer);
       stopped = (async () => {
+        // A claim under way launches its runs before the in-flight set is read.
+        await filling;
         const settled = () => Promise.allSettled([...inFlight.values()].map((run) => run.done));
         if (inFlight.size > 0) {
           let timer: NodeJS.Timeout | undefined;

@@ -1,27 +1,9 @@
-import { and, eq, inArray } from 'drizzle-orm';
-import { ValidationError } from '../errors.js';
 import { publicId } from '../ids.js';
-import {
-  checkPayloadTemplate,
-  checkTextTemplate,
-  type TemplateContext,
-} from '../modules/automations/template.js';
+import type { TemplateContext } from '../modules/automations/template.js';
 import type { SecretBox } from '../modules/secrets/box.js';
-import type { Db } from '../storage/sqlite/database.js';
-import {
-  actions,
-  artifactEvents,
-  automations,
-  entities,
-  projects,
-  registries,
-  secrets,
-  triggeredRuns,
-} from '../storage/sqlite/schema.js';
+import type { ClaimedRun, DeliveryAction, SealedSecret } from '../storage/delivery.js';
 import type { DeliveryContent, DeliveryRequest, DeliveryTarget } from './send.js';
 import type { CollectionOwner } from './slack.js';
-
-export type ActionRow = typeof actions.$inferSelect;
 
 /**
  * The action or its secrets cannot produce a request (no URL, a secret missing or not
@@ -36,7 +18,7 @@ export class DeliveryConfigurationError extends Error {
 
 /** What the engine should do with a claimed run, decided from the rows as they are now. */
 export type RunDelivery =
-  /** The run row no longer exists (its event or entity was deleted). */
+  /** The run's event no longer exists (its run goes with it). */
   | { kind: 'missing' }
   /** The automation or action was deleted or disabled: record why and send nothing. */
   | { kind: 'skip'; reason: string }
@@ -44,88 +26,31 @@ export type RunDelivery =
   | { kind: 'misconfigured'; message: string }
   | { kind: 'deliver'; request: DeliveryRequest };
 
-interface SecretRow {
-  id: string;
-  name: string;
-  ciphertext: string;
-}
-
-function openSecret(secretBox: SecretBox, row: SecretRow): string {
+/**
+ * Decrypts one secret for a delivery: the only place delivery opens secrets. The plaintext goes
+ * only into the request to the action's destination, never into a log line, an error or a
+ * stored response.
+ */
+function openSecret(secretBox: SecretBox, secret: SealedSecret): string {
   try {
-    return secretBox.open(row.ciphertext, row.id);
+    return secretBox.open(secret.ciphertext, secret.id);
   } catch {
     throw new DeliveryConfigurationError(
-      `Secret ${row.name} could not be decrypted; was the master key changed?`,
+      `Secret ${secret.name} could not be decrypted; was the master key changed?`,
     );
   }
 }
 
 /**
- * Names of the secrets the templates reference, found with the template module's own parser.
- * A template that no longer checks (say, a secret was deleted) contributes nothing here; it
- * then fails to render, and that error names the problem precisely.
- */
-function templateSecretNames(
-  db: Db,
-  entityId: string,
-  content: DeliveryContent,
-  kind: ActionRow['kind'],
-): string[] {
-  const texts =
-    kind === 'WEBHOOK'
-      ? [{ text: content.payloadTemplate, json: true }]
-      : [
-          { text: content.slackTitle, json: false },
-          { text: content.slackMessage, json: false },
-        ];
-  if (texts.every(({ text }) => text === null || !text.includes('${'))) return [];
-  const known = new Set(
-    db
-      .select({ name: secrets.name })
-      .from(secrets)
-      .where(eq(secrets.entityId, entityId))
-      .all()
-      .map((row) => row.name),
-  );
-  const used = new Set<string>();
-  for (const { text, json } of texts) {
-    if (text === null) continue;
-    try {
-      const names = json
-        ? checkPayloadTemplate(text, known, 'template')
-        : checkTextTemplate(text, known, 'template');
-      for (const name of names) used.add(name);
-    } catch (error) {
-      if (!(error instanceof ValidationError)) throw error;
-    }
-  }
-  return [...used];
-}
-
-/**
  * Decrypts what `action` needs to be reached: URL, access token and signing secret for a
- * webhook, the incoming-webhook URL for Slack. Throws DeliveryConfigurationError when a needed
- * value is missing or cannot be decrypted. Disabled actions are not refused here: callers decide.
+ * webhook, the incoming-webhook URL for Slack, from `secrets` (which must hold them). Throws
+ * DeliveryConfigurationError when a needed value is missing or cannot be decrypted. Disabled
+ * actions are not refused here: callers decide.
  */
-export function loadActionTarget(db: Db, secretBox: SecretBox, action: ActionRow): DeliveryTarget {
-  const ids = [action.accessTokenSecretId, action.signingSecretId, action.slackUrlSecretId].filter(
-    (id): id is string => id !== null,
-  );
-  const rows =
-    ids.length === 0
-      ? []
-      : db
-          .select({ id: secrets.id, name: secrets.name, ciphertext: secrets.ciphertext })
-          .from(secrets)
-          .where(inArray(secrets.id, ids))
-          .all();
-  const byId = new Map(rows.map((row) => [row.id, row]));
-  const plaintext = (id: string | null, role: string): string | null => {
-    if (id === null) return null;
-    const row = byId.get(id);
-    if (!row) throw new DeliveryConfigurationError(`The action's ${role} secret no longer exists`);
-    return openSecret(secretBox, row);
-  };
+function actionTarget(
+  action: DeliveryAction,
+  plaintext: (id: string | null, role: string) => string | null,
+): DeliveryTarget {
   if (action.kind === 'WEBHOOK') {
     if (!action.url) throw new DeliveryConfigurationError('The webhook action has no URL');
     return {
@@ -144,7 +69,12 @@ export function loadActionTarget(db: Db, secretBox: SecretBox, action: ActionRow
 }
 
 export interface BuildDeliveryRequestInput {
-  action: ActionRow;
+  action: DeliveryAction;
+  /**
+   * The action's own secrets and those the templates name (by name), sealed; more do no harm
+   * (each one's plaintext is redacted from stored responses).
+   */
+  secrets: readonly SealedSecret[];
   content: DeliveryContent;
   context: TemplateContext;
   collectionOwner: CollectionOwner;
@@ -153,83 +83,63 @@ export interface BuildDeliveryRequestInput {
 }
 
 /**
- * Assembles a {@link DeliveryRequest}: the action's target and the plaintext of every secret the
- * templates name (looked up in the action's entity). Shared by the engine and `testAction`,
- * which passes a sample context. Throws DeliveryConfigurationError as {@link loadActionTarget}.
+ * Assembles a {@link DeliveryRequest}: the action's target and the plaintext of every given
+ * secret, by name, for the templates. Shared by the engine and `testAction`, which passes a
+ * sample context. Throws DeliveryConfigurationError when a secret the action needs is missing or
+ * a secret cannot be decrypted.
  */
 export function buildDeliveryRequest(
-  db: Db,
   secretBox: SecretBox,
   input: BuildDeliveryRequestInput,
 ): DeliveryRequest {
-  const { action, content } = input;
-  const target = loadActionTarget(db, secretBox, action);
-  const names = templateSecretNames(db, action.entityId, content, action.kind);
-  const templateSecrets = new Map<string, string>();
-  if (names.length > 0) {
-    const rows = db
-      .select({ id: secrets.id, name: secrets.name, ciphertext: secrets.ciphertext })
-      .from(secrets)
-      .where(and(eq(secrets.entityId, action.entityId), inArray(secrets.name, names)))
-      .all();
-    for (const row of rows) templateSecrets.set(row.name, openSecret(secretBox, row));
+  const plaintexts = new Map<string, string>();
+  const byName = new Map<string, string>();
+  for (const secret of input.secrets) {
+    const value = openSecret(secretBox, secret);
+    plaintexts.set(secret.id, value);
+    byName.set(secret.name, value);
   }
+  const target = actionTarget(input.action, (id, role) => {
+    if (id === null) return null;
+    const value = plaintexts.get(id);
+    if (value === undefined) {
+      throw new DeliveryConfigurationError(`The action's ${role} secret no longer exists`);
+    }
+    return value;
+  });
   return {
     webhookId: input.webhookId,
     target,
-    content,
+    content: input.content,
     context: input.context,
     collectionOwner: input.collectionOwner,
-    secrets: templateSecrets,
+    secrets: byName,
   };
 }
 
 /**
- * Loads everything run `runId` needs, as the rows are now: the run, its automation (current
- * templates), the action the run was created for, the event, the entity / project / registry
- * names, and the decrypted secrets. Never throws for expected states: a deleted or disabled
+ * Decides what a claimed run's attempt does, from what the claim loaded: its automation (current
+ * templates), the action the run was created for, the event with its entity / project / registry
+ * names, and the sealed secrets. Never throws for expected states: a deleted or disabled
  * automation or action is `skip`, an undeliverable configuration is `misconfigured`.
  */
-export function loadRunDelivery(db: Db, secretBox: SecretBox, runId: string): RunDelivery {
-  const run = db.select().from(triggeredRuns).where(eq(triggeredRuns.id, runId)).get();
-  if (!run) return { kind: 'missing' };
-  const automation =
-    run.automationId === null
-      ? undefined
-      : db.select().from(automations).where(eq(automations.id, run.automationId)).get();
-  if (!automation) return { kind: 'skip', reason: 'Skipped: the automation was deleted' };
+export function planDelivery(secretBox: SecretBox, run: ClaimedRun): RunDelivery {
+  const { event, automation, action } = run;
+  if (event === null) return { kind: 'missing' };
+  if (automation === null) return { kind: 'skip', reason: 'Skipped: the automation was deleted' };
   if (!automation.enabled) return { kind: 'skip', reason: 'Skipped: the automation is disabled' };
-  const action =
-    run.actionId === null
-      ? undefined
-      : db.select().from(actions).where(eq(actions.id, run.actionId)).get();
-  if (!action) return { kind: 'skip', reason: 'Skipped: the action was deleted' };
+  if (action === null) return { kind: 'skip', reason: 'Skipped: the action was deleted' };
   if (!action.enabled) {
     const why = action.disabledReason ? ` (${action.disabledReason})` : '';
     return { kind: 'skip', reason: `Skipped: the action is disabled${why}` };
   }
-  const found = db
-    .select({
-      event: artifactEvents,
-      entityName: entities.name,
-      projectName: projects.name,
-      registryName: registries.name,
-    })
-    .from(artifactEvents)
-    .innerJoin(entities, eq(entities.id, artifactEvents.entityId))
-    .leftJoin(projects, eq(projects.id, artifactEvents.projectId))
-    .leftJoin(registries, eq(registries.id, artifactEvents.registryId))
-    .where(eq(artifactEvents.id, run.eventId))
-    .get();
-  if (!found) return { kind: 'missing' };
-  const { event } = found;
   const context: TemplateContext = {
     eventType: event.eventType,
     eventAuthor: event.author,
     eventId: publicId('event', event.id),
     automationName: automation.name,
-    entityName: found.entityName,
-    projectName: found.projectName ?? found.registryName ?? '',
+    entityName: event.entityName,
+    projectName: event.projectName ?? event.registryName ?? '',
     artifactCollectionName: event.collectionName,
     artifactType: event.artifactType,
     artifactVersionIndex: event.versionIndex,
@@ -239,8 +149,9 @@ export function loadRunDelivery(db: Db, secretBox: SecretBox, runId: string): Ru
   try {
     return {
       kind: 'deliver',
-      request: buildDeliveryRequest(db, secretBox, {
+      request: buildDeliveryRequest(secretBox, {
         action,
+        secrets: run.secrets,
         content: {
           payloadTemplate: automation.payloadTemplate,
           slackTitle: automation.slackTitle,
@@ -249,7 +160,7 @@ export function loadRunDelivery(db: Db, secretBox: SecretBox, runId: string): Ru
         },
         context,
         collectionOwner:
-          found.projectName === null && found.registryName !== null ? 'REGISTRY' : 'PROJECT',
+          event.projectName === null && event.registryName !== null ? 'REGISTRY' : 'PROJECT',
         webhookId: publicId('run', run.id),
       }),
     };

@@ -7,12 +7,18 @@ import {
   renderText,
   type TemplateContext,
 } from '../modules/automations/template.js';
-import type { SlackSeverity } from '../storage/sqlite/schema.js';
+import type { SlackSeverity } from '../storage/delivery.js';
 import { reservedHeaderReason } from './headers.js';
 import { parseRetryAfter } from './retry.js';
 import { webhookSignatureHeaders } from './signing.js';
 import { buildSlackMessage, type CollectionOwner, slackWebhookUrlProblem } from './slack.js';
-import { createAddressGuard, createGuardedAgent, type Lookup, SsrfBlockedError } from './ssrf.js';
+import {
+  type AddressGuard,
+  createAddressGuard,
+  createGuardedAgent,
+  type Lookup,
+  SsrfBlockedError,
+} from './ssrf.js';
 
 export const USER_AGENT = 'Tripline-Webhooks/0.1';
 const REDACTED = '[redacted]';
@@ -110,12 +116,22 @@ export interface DeliverOptions {
    * checks live in its connector.
    */
   dispatcher?: Dispatcher;
+  /**
+   * The outbound policy's checks, built once by the caller with `createAddressGuard(config)`;
+   * absent, they are built from `config` for this call.
+   */
+  guard?: AddressGuard;
   /** DNS lookup for the agent made when `dispatcher` is absent. */
   lookup?: Lookup;
   /** Trusted TLS roots for the agent made when `dispatcher` is absent (see `createGuardedAgent`). */
   ca?: string | readonly string[];
   /** Aborting stops the attempt; the outcome is then `ABORTED`. */
   signal?: AbortSignal;
+  /**
+   * Headers added to the request after the action's own, such as the W3C `traceparent` of the
+   * attempt's span. They are not signed (Standard Webhooks signs the id, timestamp and body).
+   */
+  headers?: Readonly<Record<string, string>>;
 }
 
 interface PreparedRequest {
@@ -157,6 +173,7 @@ export async function deliver(
   } catch (error) {
     return failure('CONFIGURATION_ERROR', redact(describeUnexpected(error), redactions));
   }
+  if (options.headers) Object.assign(prepared.headers, options.headers);
   const bytes = Buffer.byteLength(prepared.body, 'utf8');
   if (bytes > config.maxPayloadBytes) {
     return failure(
@@ -164,8 +181,9 @@ export async function deliver(
       `The rendered payload is ${bytes} bytes; the limit is ${config.maxPayloadBytes} bytes`,
     );
   }
+  const guard = options.guard ?? createAddressGuard(config);
   try {
-    createAddressGuard(config).checkUrl(prepared.url);
+    guard.checkUrl(prepared.url);
   } catch (error) {
     return failure('SSRF_BLOCKED', (error as Error).message);
   }
@@ -174,6 +192,7 @@ export async function deliver(
     options.dispatcher === undefined
       ? createGuardedAgent({
           policy: config,
+          guard,
           timeoutMs: config.timeoutMs,
           lookup: options.lookup,
           ...(options.ca === undefined ? {} : { ca: options.ca }),
@@ -181,11 +200,14 @@ export async function deliver(
       : undefined;
   // One deadline for the whole exchange. Per-phase timeouts cannot bound it: a receiver that
   // sends a byte now and then is never idle long enough to trip one.
-  const deadline = new AbortController();
-  const timer = setTimeout(() => deadline.abort(new DeadlineExceeded()), config.timeoutMs);
-  const signal = options.signal
-    ? AbortSignal.any([options.signal, deadline.signal])
-    : deadline.signal;
+  // The caller's abort is passed on to the same controller (cheaper than AbortSignal.any); the
+  // reason tells the two apart.
+  const controller = new AbortController();
+  const { signal } = controller;
+  const timer = setTimeout(() => controller.abort(new DeadlineExceeded()), config.timeoutMs);
+  const callerAborted = () => controller.abort(options.signal?.reason);
+  if (options.signal?.aborted) callerAborted();
+  else options.signal?.addEventListener('abort', callerAborted, { once: true });
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   const interrupted = (): DeliveryOutcome | undefined => {
@@ -237,6 +259,7 @@ export async function deliver(
     return failure(errorClass, redact(message, redactions), elapsed());
   } finally {
     clearTimeout(timer);
+    options.signal?.removeEventListener('abort', callerAborted);
     // destroy, not close: close waits for keep-alive sockets and would hold the caller.
     await ownDispatcher?.destroy();
   }

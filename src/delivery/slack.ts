@@ -1,5 +1,5 @@
 import { artifactVersionString, type TemplateContext } from '../modules/automations/template.js';
-import type { SlackSeverity } from '../storage/sqlite/schema.js';
+import type { SlackSeverity } from '../storage/delivery.js';
 
 /** Where the event's collection lives; Slack labels the field "Project" or "Registry". */
 export type CollectionOwner = 'PROJECT' | 'REGISTRY';

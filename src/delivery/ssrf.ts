@@ -209,6 +209,8 @@ export function createAddressGuard(policy: OutboundPolicy): AddressGuard {
 
 export interface GuardedConnectorOptions {
   policy: OutboundPolicy;
+  /** The policy's checks when the caller built them already; absent, built from `policy`. */
+  guard?: AddressGuard;
   /** Connect timeout, which also bounds the DNS lookup. */
   timeoutMs: number;
   lookup?: Lookup;
@@ -229,7 +231,7 @@ type Connector = buildConnector.connector;
  * name. Refusals reach the request as SsrfBlockedError.
  */
 export function createGuardedConnector(options: GuardedConnectorOptions): Connector {
-  const guard = createAddressGuard(options.policy);
+  const guard = options.guard ?? createAddressGuard(options.policy);
   const lookup = options.lookup ?? systemLookup;
   const connect = buildConnector({
     timeout: options.timeoutMs,

@@ -139,11 +139,13 @@ function rateLimited(
  * mutation field one of the mutations bucket. An operation over either limit runs none of its
  * fields and answers `RATE_LIMITED` with `retryAfterSeconds` (HTTP 429 with `Retry-After`).
  * Queries and subscriptions pass; a limit of 0 is off. It hooks execution, so invalid
- * operations cost nothing and HTTP, SSE and graphql-ws are all covered.
+ * operations cost nothing and HTTP, SSE and graphql-ws are all covered. `onRefused` is told
+ * which limit refused each operation it stops.
  */
 export function useMutationRateLimits(
   limits: RateLimits,
   store: RateLimitStore = createMemoryRateLimitStore(),
+  onRefused?: (limit: 'mutations' | 'events') => void,
 ): Plugin<Context> {
   return {
     async onExecute({ args, setResultAndStopExecution }) {
@@ -173,6 +175,7 @@ export function useMutationRateLimits(
       const decision = await store.take(demands, deps.clock.now().getTime());
       if (decision.allowed) return;
       const limited = demands.find((d) => d.key === decision.demand.key);
+      onRefused?.(limited?.events ? 'events' : 'mutations');
       setResultAndStopExecution({
         errors: [
           limited?.events

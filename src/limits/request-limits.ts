@@ -225,9 +225,33 @@ async function readAtMost(
 }
 
 /**
- * Bounds the HTTP body. A declared `Content-Length` over the limit is refused unread; any other
- * body (chunked, or a length the in-process `fetch` never checks) is read up to the limit
- * before the parser yoga picked sees it, so no parser ever buffers more.
+ * `request` with its body read into memory, at most `maxBytes` of it, for a handler that reads
+ * bodies itself. A declared `Content-Length` over the limit is refused unread; any other body
+ * (chunked, or a length the in-process `fetch` never checks) is read up to the limit and no
+ * further. Throws REQUEST_TOO_LARGE (HTTP 413) past the limit.
+ */
+export async function withBoundedBody(
+  request: Request,
+  maxBytes: number,
+  fetchAPI: { Request: typeof Request },
+): Promise<Request> {
+  if (!request.body) return request;
+  if (Number(request.headers.get('content-length') ?? 0) > maxBytes) {
+    throw requestTooLarge(maxBytes);
+  }
+  const bytes = await readAtMost(request.body, maxBytes);
+  if (!bytes) throw requestTooLarge(maxBytes);
+  return new fetchAPI.Request(request.url, {
+    method: request.method,
+    headers: request.headers,
+    body: bytes,
+    signal: request.signal,
+  });
+}
+
+/**
+ * Bounds the HTTP body (see {@link withBoundedBody}) before the parser yoga picked sees it, so
+ * no parser ever buffers more; an oversized declared length is refused before parsing starts.
  */
 function useRequestSizeLimit(maxBytes: number): Plugin {
   return {
@@ -237,18 +261,9 @@ function useRequestSizeLimit(maxBytes: number): Plugin {
         throw requestTooLarge(maxBytes);
       }
       const parse = requestParser;
-      const body = request.body;
-      setRequestParser(async (original) => {
-        const bytes = await readAtMost(body, maxBytes);
-        if (!bytes) throw requestTooLarge(maxBytes);
-        return parse(
-          new fetchAPI.Request(original.url, {
-            method: original.method,
-            headers: original.headers,
-            body: bytes,
-          }),
-        );
-      });
+      setRequestParser(async (original) =>
+        parse(await withBoundedBody(original, maxBytes, fetchAPI)),
+      );
     },
   };
 }

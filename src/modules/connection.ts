@@ -1,4 +1,3 @@
-import { and, asc, desc, type SQL, type SQLWrapper, sql } from 'drizzle-orm';
 import { createGraphQLError } from 'graphql-yoga';
 import type { KeyValue, PageRequest } from '../storage/paging.js';
 
@@ -15,34 +14,6 @@ export interface ConnectionArgs {
   after?: string | null;
 }
 
-/** One column of a list's sort key. */
-export interface SortColumn<Row> {
-  /** The column or expression, as the list's query can name it. */
-  column: SQLWrapper;
-  /** Its value in `row`, as stored (times as epoch milliseconds). */
-  of: (row: Row) => KeyValue;
-  type: 'string' | 'number';
-}
-
-/**
- * A list's sort order: columns compared left to right, all in one direction. The columns
- * together must be unique per row (end with the id), so every row has its own position.
- */
-export interface SortOrder<Row> {
-  direction: 'asc' | 'desc';
-  columns: readonly SortColumn<Row>[];
-}
-
-/**
- * What a list query adds to its own conditions to read one page: `where` (to be joined with
- * `and`), then `orderBy` and `limit` as given.
- */
-export interface Page {
-  where: SQL | undefined;
-  orderBy: SQL[];
-  limit: number;
-}
-
 /** One page of a connection, as the Relay plugin's connection types expect it. */
 export interface ConnectionPage<Row> {
   edges: { cursor: string; node: Row }[];
@@ -55,34 +26,6 @@ export interface ConnectionPage<Row> {
   totalCount: number | (() => Promise<number>);
 }
 
-function encodeCursor<Row>(order: SortOrder<Row>, row: Row): string {
-  return Buffer.from(JSON.stringify(order.columns.map((c) => c.of(row)))).toString('base64url');
-}
-
-function decodeCursor<Row>(
-  order: SortOrder<Row>,
-  cursor: string,
-  argument: 'after' | 'before',
-): KeyValue[] {
-  let key: unknown;
-  try {
-    key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    key = undefined;
-  }
-  const valid =
-    Array.isArray(key) &&
-    key.length === order.columns.length &&
-    order.columns.every((column, i) => typeof key[i] === column.type);
-  if (!valid) {
-    throw createGraphQLError(
-      `The \`${argument}\` cursor is not a position in this list. Pass a \`cursor\` or \`pageInfo\` cursor that this list gave out, or leave \`${argument}\` out to start at the end.`,
-      { extensions: { code: 'INVALID_CURSOR', argument } },
-    );
-  }
-  return key as KeyValue[];
-}
-
 function checkSize(value: number | null | undefined, argument: 'first' | 'last'): void {
   if (value != null && value < 0) {
     throw createGraphQLError(
@@ -90,119 +33,6 @@ function checkSize(value: number | null | undefined, argument: 'first' | 'last')
       { extensions: { code: 'INVALID_PAGE_SIZE', argument } },
     );
   }
-}
-
-/**
- * Rows on one side of `key` in list order: `'after'` strictly after it, `'before'` strictly
- * before it; `inclusive` also takes the row at `key`. A row-value comparison, which SQLite
- * answers from a range of an index on the list's conditions and sort columns.
- */
-function beyond<Row>(
-  order: SortOrder<Row>,
-  key: readonly KeyValue[],
-  side: 'after' | 'before',
-  inclusive = false,
-): SQL {
-  const ascending = (order.direction === 'asc') === (side === 'after');
-  const operator = sql.raw(`${ascending ? '>' : '<'}${inclusive ? '=' : ''}`);
-  const columns = sql.join(
-    order.columns.map((c) => c.column),
-    sql`, `,
-  );
-  const values = sql.join(
-    key.map((v) => sql`${v}`),
-    sql`, `,
-  );
-  return sql`(${columns}) ${operator} (${values})`;
-}
-
-function orderBy<Row>(order: SortOrder<Row>, reversed: boolean): SQL[] {
-  const ascending = (order.direction === 'asc') !== reversed;
-  return order.columns.map((c) => (ascending ? asc(c.column) : desc(c.column)));
-}
-
-/**
- * Resolves a Relay connection by keyset: a cursor holds the sort key of its row, and a page is
- * the rows just after (`first`/`after`) or just before (`last`/`before`) it in `order`. Pages
- * therefore neither repeat nor skip rows when rows are inserted or deleted between requests,
- * and a cursor stays valid after its own row is deleted.
- *
- * `fetch` reads the rows matching the list's own conditions and `page`; `total` counts every
- * match. Without `first` or `last`, a page holds {@link DEFAULT_PAGE_SIZE} results; `before`
- * alone pages backwards. Sizes above {@link MAX_PAGE_SIZE} are cut to it. `hasPreviousPage` and
- * `hasNextPage` are exact: they say whether matching rows lie before or after the page.
- *
- * Throws a GraphQL error with code `INVALID_CURSOR` for a cursor this order did not produce, and
- * `INVALID_PAGE_SIZE` for a negative `first` or `last`.
- */
-export function keysetConnection<Row>(
-  args: ConnectionArgs,
-  order: SortOrder<Row>,
-  list: { total: () => number; fetch: (page: Page) => Row[] },
-): ConnectionPage<Row> {
-  checkSize(args.first, 'first');
-  checkSize(args.last, 'last');
-  const after = args.after == null ? null : decodeCursor(order, args.after, 'after');
-  const before = args.before == null ? null : decodeCursor(order, args.before, 'before');
-  const backward = args.first == null && (args.last != null || (before !== null && after === null));
-  const size = Math.min(args.first ?? args.last ?? DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
-
-  const fetched = list.fetch({
-    where: and(
-      after === null ? undefined : beyond(order, after, 'after'),
-      before === null ? undefined : beyond(order, before, 'before'),
-    ),
-    orderBy: orderBy(order, backward),
-    limit: size + 1,
-  });
-  const more = fetched.length > size;
-  let rows = fetched.slice(0, size);
-  if (backward) rows.reverse();
-  const exists = (where: SQL) =>
-    list.fetch({ where, orderBy: orderBy(order, false), limit: 1 }).length > 0;
-  const rowsBefore = () => after !== null && exists(beyond(order, after, 'before', true));
-  const rowsAfter = () => before !== null && exists(beyond(order, before, 'after', true));
-  let hasPreviousPage = backward ? more || rowsBefore() : rowsBefore();
-  const hasNextPage = backward ? rowsAfter() : more || rowsAfter();
-  // `first` and `last` together: the last `last` of the first `first`.
-  if (!backward && args.last != null && rows.length > args.last) {
-    rows = rows.slice(rows.length - args.last);
-    hasPreviousPage = true;
-  }
-
-  const edges = rows.map((node) => ({ cursor: encodeCursor(order, node), node }));
-  return {
-    edges,
-    pageInfo: {
-      startCursor: edges[0]?.cursor ?? null,
-      endCursor: edges.at(-1)?.cursor ?? null,
-      hasNextPage,
-      hasPreviousPage,
-    },
-    totalCount: list.total(),
-  };
-}
-
-/**
- * Newest first (`desc`) or oldest first (`asc`) by creation time, the id ordering rows created in
- * the same millisecond.
- */
-export function byCreation<Row extends { createdAt: Date; id: string }>(
-  direction: 'asc' | 'desc',
-  columns: { createdAt: SQLWrapper; id: SQLWrapper },
-): SortOrder<Row> {
-  return {
-    direction,
-    columns: [
-      { column: columns.createdAt, of: (row) => row.createdAt.getTime(), type: 'number' },
-      { column: columns.id, of: (row) => row.id, type: 'string' },
-    ],
-  };
-}
-
-/** By name, A to Z, for lists whose names are unique. */
-export function byName<Row extends { name: string }>(name: SQLWrapper): SortOrder<Row> {
-  return { direction: 'asc', columns: [{ column: name, of: (row) => row.name, type: 'string' }] };
 }
 
 /** A list read through the storage layer, for {@link connection}. */

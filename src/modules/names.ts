@@ -1,7 +1,4 @@
-import { and, eq, ne } from 'drizzle-orm';
-import { ConflictError, ValidationError } from '../errors.js';
-import type { Db } from '../storage/sqlite/database.js';
-import type { actions, automations } from '../storage/sqlite/schema.js';
+import { ValidationError } from '../errors.js';
 
 export const MAX_NAME_LENGTH = 64;
 export const MAX_DESCRIPTION_LENGTH = 1024;
@@ -48,36 +45,4 @@ export function checkDescription(text: string | null | undefined, field: string)
     );
   }
   return text.trim() || null;
-}
-
-/** Tables whose rows carry a name unique within their entity and may be renamed. */
-type RenamableTable = typeof actions | typeof automations;
-
-/**
- * Throws ConflictError on `input.name` when another row of `table` in the entity (other than
- * `exceptId`, the row being renamed) already has `name`. `noun` names the kind in the message.
- */
-export function assertNameFree(
-  db: Db,
-  table: RenamableTable,
-  noun: string,
-  where: { entityId: string; name: string; exceptId?: string | undefined },
-): void {
-  const clash = db
-    .select({ id: table.id })
-    .from(table as typeof actions)
-    .where(
-      and(
-        eq(table.entityId, where.entityId),
-        eq(table.name, where.name),
-        where.exceptId === undefined ? undefined : ne(table.id, where.exceptId),
-      ),
-    )
-    .get();
-  if (clash) {
-    throw new ConflictError(
-      'input.name',
-      `This entity already has ${noun} named "${where.name}"; pick another name.`,
-    );
-  }
 }

@@ -1,5 +1,233 @@
 /* What the delivery engine needs: claims, leases, what an attempt needs, attempt results. */
 
+import type { AuditRecord } from './audit.js';
+
+/**
+ * The message of an attempt that started and never recorded an end: its process died (perhaps
+ * because of it) or its worker lost the run. Stores write it, with error class `INTERRUPTED`, on
+ * every attempt row they find open when the run's next owner writes.
+ */
+export const INTERRUPTED_ATTEMPT_MESSAGE =
+  'The attempt never finished: the server stopped (crashed or was killed) or lost the run before recording it';
+
+/** A claim: the runs due now, leased to one owner. */
+export interface ClaimRequest {
+  /** Names the claim in the lease; every later write for these runs must name it too. */
+  owner: string;
+  /** Runs due at or before this time are taken. */
+  now: Date;
+  /** The lease ends here; the run is due again then (a crashed owner's run is taken again). */
+  leaseExpiresAt: Date;
+  /** At most this many runs. */
+  limit: number;
+  /**
+   * Runs of these actions are passed over and left due (their destination has no free slot);
+   * runs of other actions behind them are taken instead.
+   */
+  passOver: readonly string[];
+}
+
+/** The event a run was created for, as an attempt renders it. */
+export interface DeliveryEvent {
+  id: string;
+  eventType: 'CREATE_ARTIFACT' | 'LINK_ARTIFACT' | 'ADD_ARTIFACT_ALIAS';
+  collectionName: string;
+  artifactType: string;
+  versionIndex: number;
+  alias: string | null;
+  author: string;
+  metadata: Record<string, unknown> | null;
+  entityName: string;
+  /** Null when the event happened in a registry. */
+  projectName: string | null;
+  /** Null when the event happened in a project. */
+  registryName: string | null;
+}
+
+/** How loud a Slack message is. */
+export type SlackSeverity = 'INFO' | 'WARN' | 'ERROR';
+
+/** The automation of a run as it is now: its templates are current, not those of the run's time. */
+export interface DeliveryAutomation {
+  id: string;
+  name: string;
+  enabled: boolean;
+  payloadTemplate: string | null;
+  slackTitle: string | null;
+  slackMessage: string | null;
+  slackSeverity: SlackSeverity | null;
+}
+
+/** What a delivery reads of an action (the fields carry the stored action's names). */
+export interface DeliveryAction {
+  id: string;
+  entityId: string;
+  kind: 'WEBHOOK' | 'SLACK';
+  name: string;
+  enabled: boolean;
+  disabledReason: string | null;
+  url: string | null;
+  headers: Record<string, string> | null;
+  channel: string | null;
+  accessTokenSecretId: string | null;
+  signingSecretId: string | null;
+  slackUrlSecretId: string | null;
+}
+
+/** A stored secret, still encrypted. */
+export interface SealedSecret {
+  id: string;
+  name: string;
+  /**
+   * The envelope, opened with the secret's id as associated data. Every sealing draws a fresh IV,
+   * so it changes with every value (rotation) and names the version a plaintext belongs to.
+   */
+  ciphertext: string;
+}
+
+/** A claimed run with everything its attempt needs, read in the claim. */
+export interface ClaimedRun {
+  id: string;
+  /** Attempts started since the run was last queued, interrupted ones included. */
+  attemptCount: number;
+  /**
+   * Attempts of the run that started and never recorded an end: an earlier owner died or lost
+   * the run during them. The next write for the run marks them INTERRUPTED.
+   */
+  openAttempts: number;
+  actionId: string | null;
+  /** Null when the event is gone (the run is about to go with it). */
+  event: DeliveryEvent | null;
+  /** Null when the automation was deleted. */
+  automation: DeliveryAutomation | null;
+  /** Null when the action was deleted. */
+  action: DeliveryAction | null;
+  /**
+   * The action's secrets (URL, token, signing key) and those the automation's templates name,
+   * each once.
+   */
+  secrets: SealedSecret[];
+}
+
+/** Which run, under which lease. Every write after a claim is made only while the lease holds. */
+export interface Lease {
+  runId: string;
+  owner: string;
+}
+
+/** The attempt row written when an attempt starts. */
+export interface StartedAttempt {
+  id: string;
+  /** 1-based, counting every attempt the run ever had. */
+  attemptNumber: number;
+  startedAt: Date;
+  /** The run's attempt count with this attempt. */
+  attemptCount: number;
+}
+
+/** How an attempt ended, as stored on its row. */
+export interface AttemptOutcome {
+  durationMs: number;
+  statusCode: number | null;
+  errorClass: string | null;
+  errorMessage: string | null;
+  responseBody: string | null;
+}
+
+/** A run's state after its attempt. */
+export interface RunVerdict {
+  status: 'SUCCEEDED' | 'RETRYING' | 'FAILED';
+  result: string;
+  /** When a RETRYING run is due again; null otherwise. */
+  nextAttemptAt: Date | null;
+}
+
+/** The receiver said the action's endpoint is gone: disable the action, once, with an audit entry. */
+export interface DisableAction {
+  actionId: string;
+  reason: string;
+  audit: AuditRecord;
+}
+
+/** The runs not yet finished, as a metrics scrape shows them. */
+export interface QueueDepth {
+  /** QUEUED, RUNNING and RETRYING runs. */
+  byStatus: { QUEUED: number; RUNNING: number; RETRYING: number };
+  /** QUEUED or RETRYING runs whose time has come. */
+  dueNow: number;
+  /** QUEUED or RETRYING runs waiting for a later time. */
+  scheduled: number;
+  /** How long the oldest due run has been due, in seconds; 0 when none is due. */
+  oldestDueAgeSeconds: number;
+  /** RUNNING runs whose lease has passed: their server died or stalls; another takes them. */
+  leaseExpired: number;
+}
+
 /** Operations of the delivery engine. */
-// biome-ignore lint/suspicious/noEmptyInterface: filled in as the engine moves onto the storage layer
-export interface DeliveryStore {}
+export interface DeliveryStore {
+  /**
+   * Takes up to `limit` due runs, oldest due first, and leases them to `owner` (status RUNNING)
+   * in one conditional write, so engines sharing the database never take the same run; a RUNNING
+   * run whose lease expired is due and taken again. Returns them with everything their attempts
+   * need. Reads the due runs from an index in due order: the backlog is never sorted.
+   */
+  claimDue(request: ClaimRequest): Promise<ClaimedRun[]>;
+  /**
+   * Gives claimed runs back untouched, for runs claimed in a batch beyond a destination's slots:
+   * QUEUED or RETRYING again (by their attempt count), due when they were due before. Runs no
+   * longer held under `owner` are left alone.
+   */
+  unclaim(owner: string, runIds: readonly string[], now: Date): Promise<void>;
+  /**
+   * Writes an attempt's row and counts it on the run, in one transaction, after closing the run's
+   * open attempts as INTERRUPTED. Null when the lease no longer holds (nothing written).
+   */
+  startAttempt(lease: Lease, startedAt: Date): Promise<StartedAttempt | null>;
+  /**
+   * Records how an attempt ended and the run's new state together, and disables the action when
+   * told to (with its audit entry, only if it was still enabled). False when the lease no longer
+   * holds: a late result is dropped and nothing is written.
+   */
+  finishAttempt(
+    lease: Lease,
+    attemptId: string,
+    outcome: AttemptOutcome,
+    verdict: RunVerdict,
+    now: Date,
+    disable?: DisableAction,
+  ): Promise<boolean>;
+  /**
+   * Ends a run without an attempt (SKIPPED, or FAILED without attempts left), closing its open
+   * attempts as INTERRUPTED. False when the lease no longer holds.
+   */
+  finishRun(
+    lease: Lease,
+    change: { status: 'SKIPPED' | 'FAILED'; result: string },
+    now: Date,
+  ): Promise<boolean>;
+  /**
+   * Puts a run whose attempt the server aborted back in line, due `now`, with `result` as its
+   * result: the attempt is recorded with `outcome` and no longer counted, and the run is QUEUED
+   * when no other attempt counts, RETRYING otherwise. False when the lease no longer holds.
+   */
+  releaseAttempt(
+    lease: Lease,
+    attemptId: string,
+    outcome: AttemptOutcome,
+    result: string,
+    now: Date,
+  ): Promise<boolean>;
+  /**
+   * Counts the runs not yet finished at `now`. Reads only those runs (an index holds them), so
+   * finished runs, however many, cost nothing.
+   */
+  queueDepth(now: Date): Promise<QueueDepth>;
+  /**
+   * The entity's secrets with these ids or names, for a delivery made outside a run (a test of
+   * an action).
+   */
+  findSecrets(
+    entityId: string,
+    wanted: { ids: readonly string[]; names: readonly string[] },
+  ): Promise<SealedSecret[]>;
+}

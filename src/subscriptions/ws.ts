@@ -39,6 +39,8 @@ export interface GraphQLWebSocketOptions {
   keepAliveMs?: number;
   /** How long a client has to send `connection_init` after connecting. */
   connectionInitWaitMs?: number;
+  /** Told when a subscription starts listening and when it ends (the subscriber gauge). */
+  subscribers?: { joined(): void; left(): void };
 }
 
 /** What the request context is built from: the same shape as graphql-ws's server context. */
@@ -168,8 +170,10 @@ export function serveGraphQLOverWebSocket(
     const operation = { stop: () => {} };
     connection.operations.set(id, operation);
     const current = () => connection.operations.get(id) === operation;
+    let uncount = () => {};
     const finish = (result?: ExecutionResult | readonly GraphQLError[]) => {
       if (!current()) return;
+      uncount();
       connection.operations.delete(id);
       if (Array.isArray(result)) {
         send(connection, { id, type: MessageType.Error, payload: result.map((e) => e.toJSON()) });
@@ -234,7 +238,19 @@ export function serveGraphQLOverWebSocket(
     );
     operation.stop = membership.leave;
     const refused = await membership.ready;
-    if (refused) finish(refused);
+    if (refused) return finish(refused);
+    if (!current() || !options.subscribers) return;
+    const { subscribers } = options;
+    subscribers.joined();
+    // Counted out once: when the client completes it, the socket closes or the stream ends.
+    uncount = () => {
+      uncount = () => {};
+      subscribers.left();
+    };
+    operation.stop = () => {
+      uncount();
+      membership.leave();
+    };
   }
 
   async function receive(connection: Connection, data: string): Promise<void> {

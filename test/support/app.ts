@@ -14,6 +14,8 @@ import { type Config, loadConfig } from '../../src/config.js';
 import type { AppDeps } from '../../src/context.js';
 import { createLogger } from '../../src/logger.js';
 import { createSecretBox } from '../../src/modules/secrets/box.js';
+import { createDecryptedSecrets } from '../../src/modules/secrets/decrypted.js';
+import { createAccessCache } from '../../src/modules/users/access-cache.js';
 import { createTriplinePubSub } from '../../src/pubsub.js';
 import { openSqliteStorage, type SqliteStorage } from '../../src/storage/sqlite/storage.js';
 
@@ -122,16 +124,20 @@ export async function createTestApp(
     },
   });
   const target = new JsonEventTarget();
+  const secretBox = createSecretBox(randomBytes(32));
+  const clock = options.clock ?? { now: () => new Date() };
+  const logger = createLogger('debug', sink);
   const deps: AppDeps = {
     storage,
-    db: storage.db,
-    secretBox: createSecretBox(randomBytes(32)),
-    clock: options.clock ?? { now: () => new Date() },
-    logger: createLogger('debug', sink),
+    access: createAccessCache({ storage, clock, logger }),
+    secretBox,
+    decrypted: createDecryptedSecrets(secretBox),
+    clock,
+    logger,
     config,
     pubsub: createTriplinePubSub(target),
   };
-  const first = bootstrap(storage.db, config, deps.clock);
+  const first = await bootstrap(deps, config);
   if (!first) throw new Error('bootstrap did not run on a fresh database');
   const app = createApp(deps, options.app);
 

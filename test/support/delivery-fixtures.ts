@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { asc, eq } from 'drizzle-orm';
+import { and, asc, eq } from 'drizzle-orm';
 import { afterEach, beforeEach } from 'vitest';
 import type { Clock } from '../../src/clock.js';
 import type { DeliveryConfig, RetryPolicy } from '../../src/config.js';
@@ -14,12 +14,17 @@ import {
 import type { DeliveryRequest, WebhookTarget } from '../../src/delivery/send.js';
 import { newId } from '../../src/ids.js';
 import { createLogger, type Logger } from '../../src/logger.js';
-import type { TemplateContext } from '../../src/modules/automations/template.js';
+import {
+  checkPayloadTemplate,
+  checkTextTemplate,
+  type TemplateContext,
+} from '../../src/modules/automations/template.js';
 import { createSecretBox, type SecretBox } from '../../src/modules/secrets/box.js';
-import { type Db, openDatabase, type SqliteDatabase } from '../../src/storage/sqlite/database.js';
+import type { Db } from '../../src/storage/sqlite/database.js';
 import {
   actions,
   artifactEvents,
+  automationSecretRefs,
   automations,
   deliveryAttempts,
   type EventType,
@@ -31,6 +36,7 @@ import {
   secrets,
   triggeredRuns,
 } from '../../src/storage/sqlite/schema.js';
+import { openSqliteStorage, type SqliteStorage } from '../../src/storage/sqlite/storage.js';
 import { type Receiver, startReceiver } from './receiver.js';
 
 /** A clock that moves only when told to. */
@@ -122,7 +128,8 @@ export interface RunInput {
 export interface DeliveryFixture {
   /** The SQLite file, for opening a second connection as another worker would. */
   file: string;
-  storage: SqliteDatabase;
+  storage: SqliteStorage;
+  /** The drizzle handle, for arranging and reading rows directly. */
   db: Db;
   secretBox: SecretBox;
   clock: FakeClock;
@@ -136,6 +143,10 @@ export interface DeliveryFixture {
   /** Returns the action id; secrets are created under generated names. */
   addWebhookAction(input: WebhookActionInput): string;
   addSlackAction(input: { url: string; channel?: string; enabled?: boolean }): string;
+  /**
+   * Returns the automation id. Records the secrets its templates name, as saving an automation
+   * does: deliveries read them from there.
+   */
   addAutomation(input: AutomationInput): string;
   /** Inserts an event and a run for it (QUEUED and due now unless told otherwise). */
   queueRun(input: RunInput): string;
@@ -158,7 +169,7 @@ export interface DeliveryFixture {
 export function createDeliveryFixture(): DeliveryFixture {
   const dir = mkdtempSync(join(tmpdir(), 'tripline-'));
   const file = join(dir, 'tripline.db');
-  const storage = openDatabase(file);
+  const storage = openSqliteStorage(file);
   const { db } = storage;
   const secretBox = createSecretBox(randomBytes(32));
   const clock = createFakeClock(new Date());
@@ -267,6 +278,35 @@ export function createDeliveryFixture(): DeliveryFixture {
           slackSeverity: input.slackSeverity ?? null,
         })
         .run();
+      const known = new Set(
+        db
+          .select({ name: secrets.name })
+          .from(secrets)
+          .where(eq(secrets.entityId, entityId))
+          .all()
+          .map((secret) => secret.name),
+      );
+      const named = new Set<string>();
+      const templates = [
+        [input.payloadTemplate, checkPayloadTemplate],
+        [input.slackTitle, checkTextTemplate],
+        [input.slackMessage, checkTextTemplate],
+      ] as const;
+      for (const [text, check] of templates) {
+        // A template naming an unknown secret is stored as is, to test how delivery fails.
+        try {
+          if (text != null) for (const name of check(text, known, 'template')) named.add(name);
+        } catch {}
+      }
+      for (const name of named) {
+        const secret = db
+          .select({ id: secrets.id })
+          .from(secrets)
+          .where(and(eq(secrets.entityId, entityId), eq(secrets.name, name)))
+          .get();
+        if (secret)
+          db.insert(automationSecretRefs).values({ automationId: id, secretId: secret.id }).run();
+      }
       return id;
     },
     queueRun(input) {
@@ -332,7 +372,7 @@ export function createDeliveryFixture(): DeliveryFixture {
         : new Promise((resolve) => waiters.push({ runId, status, resolve })),
     engine(deps = {}) {
       const engine = createDeliveryEngine({
-        db,
+        store: storage.delivery,
         secretBox,
         clock,
         logger,
@@ -346,7 +386,7 @@ export function createDeliveryFixture(): DeliveryFixture {
     },
     async close() {
       await Promise.all(engines.map((engine) => engine.stop(0)));
-      storage.close();
+      await storage.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -9,6 +9,10 @@ export interface ServerProcess {
   child: ChildProcess;
   /** Everything written to stdout and stderr so far. */
   output(): string;
+  /** Everything written to stdout so far: JSON log lines. */
+  stdout(): string;
+  /** Everything written to stderr so far: the banner, and what goes wrong before logging starts. */
+  stderr(): string;
   /** Resolves with the GraphQL URL once the server listens. */
   url: Promise<string>;
   /** Resolves with the exit code (or signal) when `child` ends. */
@@ -42,14 +46,22 @@ export function startServer(
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
+  let stdout = '';
+  let stderr = '';
   const url = new Promise<string>((resolve, reject) => {
-    child.stdout?.on('data', (chunk: Buffer) => {
+    // The banner goes to stderr (stdout carries JSON lines only).
+    const read = (chunk: Buffer) => {
       out += chunk.toString();
       const match = /running: (http:\/\/\S+\/graphql)/.exec(out);
       if (match?.[1]) resolve(match[1]);
+    };
+    child.stdout?.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      read(chunk);
     });
     child.stderr?.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
+      stderr += chunk.toString();
+      read(chunk);
     });
     child.on('exit', () => reject(new Error(`server exited before listening:\n${out}`)));
   });
@@ -62,7 +74,16 @@ export function startServer(
     const line = out.split('\n').find((l) => l.includes('"msg":"Tripline is listening"'));
     return line ? (JSON.parse(line) as { pid: number }).pid : undefined;
   };
-  return { child, output: () => out, url, exited, outputClosed, serverPid };
+  return {
+    child,
+    output: () => out,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    url,
+    exited,
+    outputClosed,
+    serverPid,
+  };
 }
 
 /**
@@ -87,4 +108,36 @@ export function killServer(server: ServerProcess): void {
   const pid = server.serverPid();
   server.child.kill('SIGKILL');
   if (pid !== undefined && isRunning(pid)) process.kill(pid, 'SIGKILL');
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `tripline <args>` as the package's `bin` declares it, with `env` added to this process's
+ * environment minus any `TRIPLINE_*` setting of its own, and resolves once it has exited.
+ */
+export function runCli(args: readonly string[], env: Record<string, string>): Promise<CliResult> {
+  const base = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith('TRIPLINE_')),
+  );
+  const child = spawn(process.execPath, ['bin/tripline.js', ...args], {
+    cwd: root,
+    env: { ...base, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  return new Promise((resolve) => {
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
 }

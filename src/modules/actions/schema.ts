@@ -1,23 +1,47 @@
 import { builder } from '../../builder.js';
 import type { Context } from '../../context.js';
-import { keysetConnection } from '../connection.js';
+import { NotFoundError } from '../../errors.js';
+import {
+  ACTION_KINDS,
+  type SlackActionRecord,
+  type WebhookActionRecord,
+} from '../../storage/config.js';
+import { connection } from '../connection.js';
 import { hasRole } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
+import { decodeGlobalId } from '../global-id.js';
 import {
-  ACTION_ORDER,
-  ACTION_TYPENAMES,
+  ACTION_NOUNS,
   type Action,
   type ActionKind,
+  type ActionReference,
+  actionList,
   automationsUsing,
-  countActions,
   createSlackAction,
   createWebhookAction,
   deleteAction,
   getAction,
-  listActions,
   secretNameOf,
   updateAction,
 } from './service.js';
+
+/**
+ * The action an ID names, as a `WebhookAction` or `SlackAction`: its stored id and the kind its
+ * type says; null when the ID is malformed or names something else.
+ */
+export function actionReferenceOf(globalId: string): ActionReference | null {
+  const decoded = decodeGlobalId(globalId);
+  if (decoded === null) return null;
+  const kind = ACTION_KINDS.find((k) => ACTION_NOUNS[k] === decoded.typename);
+  return kind === undefined ? null : { id: decoded.id, kind };
+}
+
+/** As {@link actionReferenceOf}, throwing NotFoundError on `field` for an ID that names no action. */
+export function decodeActionId(globalId: string, field: string): ActionReference {
+  const ref = actionReferenceOf(globalId);
+  if (ref === null) throw new NotFoundError(field, `No action with id "${globalId}".`);
+  return ref;
+}
 
 export const ActionKindEnum = builder.enumType('ActionKind', {
   description: 'What an action delivers to.',
@@ -35,7 +59,7 @@ export const ActionRef = builder.interfaceRef<Action>('Action').implement({
   description:
     'A reusable destination in an entity. One action serves many automations; each automation adds its own payload or message.',
   interfaces: [builder.nodeInterfaceRef()],
-  resolveType: (action) => ACTION_TYPENAMES[action.kind],
+  resolveType: (action) => ACTION_NOUNS[action.kind],
   fields: (t) => ({
     name: t.exposeString('name', { description: "Name, unique among the entity's actions." }),
     kind: t.field({
@@ -80,57 +104,64 @@ const HeaderRef = builder.objectRef<{ name: string; value: string }>('Header').i
 });
 
 /** Node loading: the action, when it is of this kind and in one of the viewer's entities. */
-function loadAction(ctx: Context, kind: ActionKind, id: string): Action | null {
-  const row = getAction(ctx.deps, id);
-  return row && row.kind === kind && hasRole(ctx.viewer, row.entityId) ? row : null;
+async function loadAction<Kind extends ActionKind>(
+  ctx: Context,
+  kind: Kind,
+  id: string,
+): Promise<Extract<Action, { kind: Kind }> | null> {
+  const row = await getAction(ctx.deps, id);
+  return row && row.kind === kind && hasRole(ctx.viewer, row.entityId)
+    ? (row as Extract<Action, { kind: Kind }>)
+    : null;
 }
 
-export const WebhookActionRef = builder.node(builder.objectRef<Action>('WebhookAction'), {
-  description:
-    'Sends each run as a signed JSON POST (Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`) to a URL.',
-  interfaces: [ActionRef],
-  isTypeOf: (value) => (value as Action).kind === 'WEBHOOK',
-  id: { resolve: (action) => action.id },
-  loadOne: (id, ctx) => loadAction(ctx, 'WEBHOOK', id),
-  fields: (t) => ({
-    url: t.string({
-      description: 'Where deliveries are POSTed.',
-      resolve: (action) => action.url ?? '',
+export const WebhookActionRef = builder.node(
+  builder.objectRef<WebhookActionRecord>('WebhookAction'),
+  {
+    description:
+      'Sends each run as a signed JSON POST (Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`) to a URL.',
+    interfaces: [ActionRef],
+    isTypeOf: (value) => (value as Action).kind === 'WEBHOOK',
+    id: { resolve: (action) => action.id },
+    loadOne: (id, ctx) => loadAction(ctx, 'WEBHOOK', id),
+    fields: (t) => ({
+      url: t.exposeString('url', { description: 'Where deliveries are POSTed.' }),
+      accessTokenSecret: t.string({
+        nullable: true,
+        description:
+          'Name of the secret sent as `Authorization: Bearer <value>`; null when none is sent.',
+        resolve: (action, _args, ctx) => secretNameOf(ctx.deps, action.accessTokenSecretId),
+      }),
+      signingSecret: t.string({
+        description:
+          'Name of the secret holding the `whsec_…` key that signs every delivery (`webhook-signature`).',
+        resolve: async (action, _args, ctx) =>
+          (await secretNameOf(ctx.deps, action.signingSecretId)) ?? '',
+      }),
+      headers: t.field({
+        type: [HeaderRef],
+        description: 'Extra headers sent with every delivery, in the order given.',
+        resolve: (action) =>
+          Object.entries(action.headers).map(([name, value]) => ({ name, value })),
+      }),
     }),
-    accessTokenSecret: t.string({
-      nullable: true,
-      description:
-        'Name of the secret sent as `Authorization: Bearer <value>`; null when none is sent.',
-      resolve: (action, _args, ctx) => secretNameOf(ctx.deps, action.accessTokenSecretId),
-    }),
-    signingSecret: t.string({
-      description:
-        'Name of the secret holding the `whsec_…` key that signs every delivery (`webhook-signature`).',
-      resolve: (action, _args, ctx) => secretNameOf(ctx.deps, action.signingSecretId) ?? '',
-    }),
-    headers: t.field({
-      type: [HeaderRef],
-      description: 'Extra headers sent with every delivery, in the order given.',
-      resolve: (action) =>
-        Object.entries(action.headers ?? {}).map(([name, value]) => ({ name, value })),
-    }),
-  }),
-});
+  },
+);
 
-export const SlackActionRef = builder.node(builder.objectRef<Action>('SlackAction'), {
+export const SlackActionRef = builder.node(builder.objectRef<SlackActionRecord>('SlackAction'), {
   description: 'Posts each run as a message to a Slack channel through an incoming webhook.',
   interfaces: [ActionRef],
   isTypeOf: (value) => (value as Action).kind === 'SLACK',
   id: { resolve: (action) => action.id },
   loadOne: (id, ctx) => loadAction(ctx, 'SLACK', id),
   fields: (t) => ({
-    channel: t.string({
+    channel: t.exposeString('channel', {
       description: 'The channel label shown to people, e.g. `#ml-alerts`.',
-      resolve: (action) => action.channel ?? '',
     }),
     webhookUrlSecret: t.string({
       description: 'Name of the secret holding the Slack incoming-webhook URL.',
-      resolve: (action, _args, ctx) => secretNameOf(ctx.deps, action.slackUrlSecretId) ?? '',
+      resolve: async (action, _args, ctx) =>
+        (await secretNameOf(ctx.deps, action.slackUrlSecretId)) ?? '',
     }),
   }),
 });
@@ -150,11 +181,7 @@ builder.objectField(EntityRef, 'actions', (t) =>
         description: 'Only enabled (true) or only disabled (false) actions.',
       }),
     },
-    resolve: (entity, args, ctx) =>
-      keysetConnection(args, ACTION_ORDER, {
-        total: () => countActions(ctx.deps, entity.id, args),
-        fetch: (page) => listActions(ctx.deps, entity.id, args, page),
-      }),
+    resolve: (entity, args, ctx) => connection(args, actionList(ctx.deps, entity.id, args)),
   }),
 );
 
@@ -170,7 +197,7 @@ const HeaderInputRef = builder.inputType('HeaderInput', {
 });
 
 const CreatedWebhookActionRef = builder
-  .objectRef<{ action: Action; signingSecret: string | null }>('CreatedWebhookAction')
+  .objectRef<{ action: WebhookActionRecord; signingSecret: string | null }>('CreatedWebhookAction')
   .implement({
     description:
       'A new webhook action, with its generated signing secret when one was generated. That value is shown only here, once.',
@@ -307,7 +334,8 @@ builder.mutationField('updateAction', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) => updateAction(ctx, input),
+    resolve: (_root, { input }, ctx) =>
+      updateAction(ctx, { ...input, id: decodeActionId(input.id, 'input.id') }),
   }),
 );
 
@@ -337,6 +365,7 @@ builder.mutationField('deleteAction', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) => deleteAction(ctx, input),
+    resolve: (_root, { input }, ctx) =>
+      deleteAction(ctx, { id: decodeActionId(input.id, 'input.id') }),
   }),
 );

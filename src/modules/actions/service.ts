@@ -1,34 +1,39 @@
-import { and, asc, count, eq, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import { reservedHeaderReason } from '../../delivery/headers.js';
 import { generateSigningSecret } from '../../delivery/signing.js';
 import { slackWebhookUrlProblem } from '../../delivery/slack.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
-import { actions, automations } from '../../storage/sqlite/schema.js';
-import { type AuditAction, recordAudit } from '../audit/service.js';
-import { byName, type Page, type SortOrder } from '../connection.js';
-import { requireEntity, requireRole } from '../entities/access.js';
-import { decodeGlobalId } from '../global-id.js';
-import { assertNameFree, checkName, MAX_NAME_LENGTH } from '../names.js';
+import type { AuditAction, AuditRecord } from '../../storage/audit.js';
 import {
-  findSecretByName,
-  getSecret,
-  insertSecret,
-  openSecret,
-  requireSecretByName,
-  type Secret,
-} from '../secrets/service.js';
+  ACTION_KINDS,
+  type ActionChanges,
+  type ActionFilter,
+  type ActionKind,
+  type ActionRecord,
+  type SecretWithAction,
+  type SlackActionRecord,
+  unreachable,
+  type WebhookActionRecord,
+} from '../../storage/config.js';
+import { DuplicateError } from '../../storage/errors.js';
+import type { StoredList } from '../connection.js';
+import { requireEntity, requireRole } from '../entities/access.js';
+import { checkName, MAX_NAME_LENGTH } from '../names.js';
+import { requireSecretByName, type Secret, sealNewSecret } from '../secrets/service.js';
 import type { Role } from '../users/service.js';
 
-export type Action = typeof actions.$inferSelect;
-export type ActionKind = Action['kind'];
+export type Action = ActionRecord;
+export type { ActionFilter, ActionKind };
 
-/** The GraphQL type of each kind; global IDs carry it. */
-export const ACTION_TYPENAMES: Readonly<Record<ActionKind, string>> = {
+/**
+ * The domain's name of each kind of action: what the audit log calls its target, and what the API
+ * names its type.
+ */
+export const ACTION_NOUNS = {
   WEBHOOK: 'WebhookAction',
   SLACK: 'SlackAction',
-};
+} as const satisfies Readonly<Record<ActionKind, string>>;
 
 export interface HeaderInput {
   name: string;
@@ -46,22 +51,34 @@ const SIGNING_KEY_BYTES = { min: 24, max: 64 };
 
 const KIND_LABEL: Readonly<Record<ActionKind, string>> = { WEBHOOK: 'webhook', SLACK: 'Slack' };
 
-export function getAction(deps: Pick<AppDeps, 'db'>, id: string): Action | undefined {
-  return deps.db.select().from(actions).where(eq(actions.id, id)).get();
+export async function getAction(
+  deps: Pick<AppDeps, 'storage'>,
+  id: string,
+): Promise<Action | undefined> {
+  return deps.storage.actions.find(id);
+}
+
+/** An action as a client names it: its stored id and the kind its ID says it is. */
+export interface ActionReference {
+  id: string;
+  kind: ActionKind;
 }
 
 /**
- * Finds the action behind a global ID (of a `WebhookAction` or `SlackAction`) and checks the
- * viewer's role in its entity. Throws NotFoundError on `field` when the ID is malformed, names
- * nothing, or belongs to an entity the viewer is not in; PermissionDeniedError when the role is
- * too low.
+ * Finds the action `ref` names and checks the viewer's role in its entity. Throws NotFoundError on
+ * `field` when there is none of that kind, or it belongs to an entity the viewer is not in;
+ * PermissionDeniedError when the role is too low.
  */
-export function requireAction(ctx: Context, globalId: string, role: Role, field: string): Action {
-  const notFound = () => new NotFoundError(field, `No action with id "${globalId}".`);
-  const decoded = decodeGlobalId(globalId);
-  if (decoded === null) throw notFound();
-  const action = getAction(ctx.deps, decoded.id);
-  if (!action || ACTION_TYPENAMES[action.kind] !== decoded.typename) throw notFound();
+export async function requireAction(
+  ctx: Context,
+  ref: ActionReference,
+  role: Role,
+  field: string,
+): Promise<Action> {
+  const notFound = () =>
+    new NotFoundError(field, 'No such action: it was deleted, or the ID names none you can see.');
+  const action = await getAction(ctx.deps, ref.id);
+  if (!action || action.kind !== ref.kind) throw notFound();
   requireRole(ctx.viewer, action.entityId, role, notFound);
   return action;
 }
@@ -159,8 +176,8 @@ export function checkHeaders(
  * verification. Checked when the action is saved, not at delivery. The message never quotes the
  * value.
  */
-function checkSigningSecret(deps: Pick<AppDeps, 'secretBox'>, secret: Secret, field: string): void {
-  const value = openSecret(deps, secret);
+function checkSigningSecret(deps: Pick<AppDeps, 'decrypted'>, secret: Secret, field: string): void {
+  const value = deps.decrypted.open(secret);
   const bytes = SIGNING_SECRET.test(value)
     ? Buffer.from(value.slice('whsec_'.length), 'base64').length
     : 0;
@@ -174,11 +191,11 @@ function checkSigningSecret(deps: Pick<AppDeps, 'secretBox'>, secret: Secret, fi
 
 /** The secret must hold what {@link slackWebhookUrlProblem} accepts, or no delivery could use it. */
 function checkSlackUrlSecret(
-  deps: Pick<AppDeps, 'secretBox'>,
+  deps: Pick<AppDeps, 'decrypted'>,
   secret: Secret,
   field: string,
 ): void {
-  const problem = slackWebhookUrlProblem(openSecret(deps, secret));
+  const problem = slackWebhookUrlProblem(deps.decrypted.open(secret));
   if (problem !== undefined) {
     throw new ValidationError(
       field,
@@ -192,11 +209,11 @@ function checkSlackUrlSecret(
  * `_SIGNING_SECRET`, with `_2`, `_3`… when taken. Letters lose their accents; a name with no
  * usable letter becomes `ACTION`.
  */
-function signingSecretNameFor(
-  deps: Pick<AppDeps, 'db'>,
+async function signingSecretNameFor(
+  deps: Pick<AppDeps, 'storage'>,
   entityId: string,
   actionName: string,
-): string {
+): Promise<string> {
   const suffix = '_SIGNING_SECRET';
   let base = actionName
     .normalize('NFKD')
@@ -207,18 +224,29 @@ function signingSecretNameFor(
   if (!/^[A-Z]/.test(base)) base = base ? `ACTION_${base}` : 'ACTION';
   // Room for the suffix and a counter such as `_99` within the 64-character limit.
   base = base.slice(0, MAX_NAME_LENGTH - suffix.length - 4).replace(/_+$/, '');
+  const taken = await deps.storage.secrets.namesIn(entityId);
   for (let n = 1; ; n++) {
     const name = n === 1 ? base + suffix : `${base + suffix}_${n}`;
-    if (!findSecretByName(deps, entityId, name)) return name;
+    if (!taken.has(name)) return name;
   }
 }
+
+const nameTaken = (name: string) =>
+  new ConflictError(
+    'input.name',
+    `This entity already has an action named "${name}"; pick another name.`,
+  );
+
+/** Times a generated signing secret's name is picked again after another request took it first. */
+const SIGNING_NAME_ATTEMPTS = 3;
 
 /**
  * Creates a webhook action. Admins only. Unless `signingSecret` names an existing secret, a new
  * `whsec_…` signing secret is generated, stored as a secret (see {@link signingSecretNameFor}) and
- * returned once as `signingSecret`; it is null when a named secret was used. Throws
- * ValidationError for a bad name, URL, header or signing secret, NotFoundError for a secret that
- * does not exist, ConflictError for a taken name.
+ * returned once as `signingSecret`; it is null when a named secret was used. The action, a
+ * generated secret and their audit entries are written together. Throws ValidationError for a bad
+ * name, URL, header or signing secret, NotFoundError for a secret that does not exist,
+ * ConflictError for a taken name.
  */
 export async function createWebhookAction(
   ctx: Context,
@@ -230,16 +258,16 @@ export async function createWebhookAction(
     signingSecret?: string | null;
     headers?: readonly HeaderInput[] | null;
   },
-): Promise<{ action: Action; signingSecret: string | null }> {
+): Promise<{ action: WebhookActionRecord; signingSecret: string | null }> {
+  const { deps } = ctx;
   const entity = await requireEntity(ctx, input.entity, 'ADMIN');
   const name = checkName(input.name, 'input.name');
-  assertNameFree(ctx.deps.db, actions, 'an action', { entityId: entity.id, name });
   const url = checkWebhookUrl(input.url, 'input.url');
   const accessToken =
     input.accessTokenSecret == null
       ? null
-      : requireSecretByName(
-          ctx.deps,
+      : await requireSecretByName(
+          deps,
           entity.id,
           input.accessTokenSecret,
           'input.accessTokenSecret',
@@ -248,37 +276,38 @@ export async function createWebhookAction(
   const named =
     input.signingSecret == null
       ? null
-      : requireSecretByName(ctx.deps, entity.id, input.signingSecret, 'input.signingSecret');
-  if (named) checkSigningSecret(ctx.deps, named, 'input.signingSecret');
+      : await requireSecretByName(deps, entity.id, input.signingSecret, 'input.signingSecret');
+  if (named) checkSigningSecret(deps, named, 'input.signingSecret');
 
-  return ctx.deps.db.transaction(() => {
-    let signing = named;
-    let generated: string | null = null;
-    if (!signing) {
-      generated = generateSigningSecret();
-      signing = insertSecret(ctx.deps, {
-        entityId: entity.id,
-        name: signingSecretNameFor(ctx.deps, entity.id, name),
-        value: generated,
-        actorId: ctx.viewer.user.id,
-      });
+  const id = newId();
+  const actorId = ctx.viewer.user.id;
+  for (let attempt = 1; ; attempt++) {
+    let generated: (SecretWithAction & { value: string }) | null = null;
+    if (!named) {
+      const value = generateSigningSecret();
+      const secretName = await signingSecretNameFor(deps, entity.id, name);
+      generated = {
+        value,
+        ...sealNewSecret(deps, { entityId: entity.id, name: secretName, value, actorId }),
+      };
     }
-    const action = ctx.deps.db
-      .insert(actions)
-      .values({
-        id: newId(),
-        entityId: entity.id,
-        kind: 'WEBHOOK',
-        name,
-        url,
-        accessTokenSecretId: accessToken?.id ?? null,
-        signingSecretId: signing.id,
-        headers,
-        createdById: ctx.viewer.user.id,
-      })
-      .returning()
-      .get();
-    auditAction(ctx, 'action.created', action, {
+    const signing = named ?? generated?.secret;
+    if (!signing) throw new Error('a webhook action has a named or a generated signing secret');
+    const action = {
+      id,
+      entityId: entity.id,
+      kind: 'WEBHOOK' as const,
+      name,
+      url,
+      accessTokenSecretId: accessToken?.id ?? null,
+      signingSecretId: signing.id,
+      headers,
+      channel: null,
+      slackUrlSecretId: null,
+      createdAt: generated?.secret.createdAt ?? deps.clock.now(),
+      createdById: actorId,
+    };
+    const audit = actionAudit(ctx, 'action.created', action, {
       name,
       kind: action.kind,
       url,
@@ -287,12 +316,22 @@ export async function createWebhookAction(
       signingSecret: signing.name,
       signingSecretGenerated: generated !== null,
     });
-    ctx.deps.logger.info(
-      { entity: entity.name, action: action.id, signingSecretName: signing.name },
+    let stored: WebhookActionRecord;
+    try {
+      stored = await deps.storage.actions.create(action, audit, generated ?? undefined);
+    } catch (error) {
+      if (!(error instanceof DuplicateError)) throw error;
+      if (error.what === 'name') throw nameTaken(name);
+      // Another request took the generated secret's name since it was picked: pick again.
+      if (attempt < SIGNING_NAME_ATTEMPTS) continue;
+      throw error;
+    }
+    deps.logger.info(
+      { entity: entity.name, action: stored.id, signingSecretName: signing.name },
       'webhook action created',
     );
-    return { action, signingSecret: generated };
-  });
+    return { action: stored, signingSecret: generated?.value ?? null };
+  }
 }
 
 /**
@@ -304,46 +343,53 @@ export async function createWebhookAction(
 export async function createSlackAction(
   ctx: Context,
   input: { entity: string; name: string; channel: string; webhookUrlSecret: string },
-): Promise<Action> {
+): Promise<SlackActionRecord> {
+  const { deps } = ctx;
   const entity = await requireEntity(ctx, input.entity, 'ADMIN');
   const name = checkName(input.name, 'input.name');
-  assertNameFree(ctx.deps.db, actions, 'an action', { entityId: entity.id, name });
   const channel = checkName(input.channel, 'input.channel');
-  const secret = requireSecretByName(
-    ctx.deps,
+  const secret = await requireSecretByName(
+    deps,
     entity.id,
     input.webhookUrlSecret,
     'input.webhookUrlSecret',
   );
-  checkSlackUrlSecret(ctx.deps, secret, 'input.webhookUrlSecret');
-  const action = ctx.deps.db.transaction(() => {
-    const row = ctx.deps.db
-      .insert(actions)
-      .values({
-        id: newId(),
-        entityId: entity.id,
-        kind: 'SLACK',
+  checkSlackUrlSecret(deps, secret, 'input.webhookUrlSecret');
+  const action = {
+    id: newId(),
+    entityId: entity.id,
+    kind: 'SLACK' as const,
+    name,
+    channel,
+    slackUrlSecretId: secret.id,
+    url: null,
+    accessTokenSecretId: null,
+    signingSecretId: null,
+    headers: null,
+    createdAt: deps.clock.now(),
+    createdById: ctx.viewer.user.id,
+  };
+  let stored: SlackActionRecord;
+  try {
+    stored = await deps.storage.actions.create(
+      action,
+      actionAudit(ctx, 'action.created', action, {
         name,
+        kind: action.kind,
         channel,
-        slackUrlSecretId: secret.id,
-        createdById: ctx.viewer.user.id,
-      })
-      .returning()
-      .get();
-    auditAction(ctx, 'action.created', row, {
-      name,
-      kind: row.kind,
-      channel,
-      webhookUrlSecret: secret.name,
-    });
-    return row;
-  });
-  ctx.deps.logger.info({ entity: entity.name, action: action.id }, 'slack action created');
-  return action;
+        webhookUrlSecret: secret.name,
+      }),
+    );
+  } catch (error) {
+    if (error instanceof DuplicateError) throw nameTaken(name);
+    throw error;
+  }
+  deps.logger.info({ entity: entity.name, action: stored.id }, 'slack action created');
+  return stored;
 }
 
 export interface UpdateActionInput {
-  id: string;
+  id: ActionReference;
   name?: string | null;
   url?: string | null;
   accessTokenSecret?: string | null;
@@ -360,23 +406,32 @@ const FIELDS_OF: Readonly<Record<ActionKind, readonly (keyof UpdateActionInput)[
   SLACK: ['channel', 'webhookUrlSecret'],
 };
 
+/** Refuses the fields of `input` that belong to other kinds than `action`'s. */
+function checkFieldsFit(action: Action, input: UpdateActionInput): void {
+  for (const kind of ACTION_KINDS) {
+    if (kind === action.kind) continue;
+    for (const field of FIELDS_OF[kind]) {
+      if (input[field] !== undefined && !FIELDS_OF[action.kind].includes(field)) {
+        throw new ValidationError(
+          `input.${field}`,
+          `\`${field}\` applies to ${KIND_LABEL[kind]} actions only; "${action.name}" is a ${KIND_LABEL[action.kind]} action.`,
+        );
+      }
+    }
+  }
+}
+
 /**
  * Changes an action; omitted fields keep their value. Admins only. Fields must fit the action's
  * kind (ValidationError otherwise). `accessTokenSecret: null` removes the access token and
  * `headers: null` removes every extra header; other fields cannot be null. Disabling records who
- * did it as `disabledReason`; enabling clears it.
+ * did it as `disabledReason`; enabling clears it. Only the fields given are written, so a
+ * concurrent change to other fields is kept.
  */
-export function updateAction(ctx: Context, input: UpdateActionInput): Action {
-  const action = requireAction(ctx, input.id, 'ADMIN', 'input.id');
-  const other: ActionKind = action.kind === 'WEBHOOK' ? 'SLACK' : 'WEBHOOK';
-  for (const field of FIELDS_OF[other]) {
-    if (input[field] !== undefined) {
-      throw new ValidationError(
-        `input.${field}`,
-        `\`${field}\` applies to ${KIND_LABEL[other]} actions only; "${action.name}" is a ${KIND_LABEL[action.kind]} action.`,
-      );
-    }
-  }
+export async function updateAction(ctx: Context, input: UpdateActionInput): Promise<Action> {
+  const { deps } = ctx;
+  const action = await requireAction(ctx, input.id, 'ADMIN', 'input.id');
+  checkFieldsFit(action, input);
   for (const field of [
     'name',
     'url',
@@ -393,49 +448,53 @@ export function updateAction(ctx: Context, input: UpdateActionInput): Action {
     }
   }
 
-  const changes: Partial<Action> = { updatedAt: ctx.deps.clock.now() };
-  if (input.name != null) {
-    changes.name = checkName(input.name, 'input.name');
-    assertNameFree(ctx.deps.db, actions, 'an action', {
-      entityId: action.entityId,
-      name: changes.name,
-      exceptId: action.id,
-    });
-  }
-  if (input.url != null) changes.url = checkWebhookUrl(input.url, 'input.url');
-  if (input.accessTokenSecret !== undefined) {
-    changes.accessTokenSecretId =
-      input.accessTokenSecret === null
-        ? null
-        : requireSecretByName(
-            ctx.deps,
-            action.entityId,
-            input.accessTokenSecret,
-            'input.accessTokenSecret',
-          ).id;
-  }
-  if (input.signingSecret != null) {
-    const secret = requireSecretByName(
-      ctx.deps,
-      action.entityId,
-      input.signingSecret,
-      'input.signingSecret',
-    );
-    checkSigningSecret(ctx.deps, secret, 'input.signingSecret');
-    changes.signingSecretId = secret.id;
-  }
-  if (input.headers !== undefined)
-    changes.headers = checkHeaders(input.headers ?? [], 'input.headers');
-  if (input.channel != null) changes.channel = checkName(input.channel, 'input.channel');
-  if (input.webhookUrlSecret != null) {
-    const secret = requireSecretByName(
-      ctx.deps,
-      action.entityId,
-      input.webhookUrlSecret,
-      'input.webhookUrlSecret',
-    );
-    checkSlackUrlSecret(ctx.deps, secret, 'input.webhookUrlSecret');
-    changes.slackUrlSecretId = secret.id;
+  const changes: ActionChanges = { updatedAt: deps.clock.now() };
+  if (input.name != null) changes.name = checkName(input.name, 'input.name');
+  switch (action.kind) {
+    case 'WEBHOOK':
+      if (input.url != null) changes.url = checkWebhookUrl(input.url, 'input.url');
+      if (input.accessTokenSecret !== undefined) {
+        changes.accessTokenSecretId =
+          input.accessTokenSecret === null
+            ? null
+            : (
+                await requireSecretByName(
+                  deps,
+                  action.entityId,
+                  input.accessTokenSecret,
+                  'input.accessTokenSecret',
+                )
+              ).id;
+      }
+      if (input.signingSecret != null) {
+        const secret = await requireSecretByName(
+          deps,
+          action.entityId,
+          input.signingSecret,
+          'input.signingSecret',
+        );
+        checkSigningSecret(deps, secret, 'input.signingSecret');
+        changes.signingSecretId = secret.id;
+      }
+      if (input.headers !== undefined) {
+        changes.headers = checkHeaders(input.headers ?? [], 'input.headers');
+      }
+      break;
+    case 'SLACK':
+      if (input.channel != null) changes.channel = checkName(input.channel, 'input.channel');
+      if (input.webhookUrlSecret != null) {
+        const secret = await requireSecretByName(
+          deps,
+          action.entityId,
+          input.webhookUrlSecret,
+          'input.webhookUrlSecret',
+        );
+        checkSlackUrlSecret(deps, secret, 'input.webhookUrlSecret');
+        changes.slackUrlSecretId = secret.id;
+      }
+      break;
+    default:
+      unreachable(action);
   }
   if (input.enabled === true) {
     changes.enabled = true;
@@ -445,17 +504,25 @@ export function updateAction(ctx: Context, input: UpdateActionInput): Action {
     changes.disabledReason = `Disabled by ${ctx.viewer.user.name}.`;
   }
   if (Object.keys(changes).length === 1) return action;
-  const updated = ctx.deps.db.transaction(() => {
-    const row = ctx.deps.db
-      .update(actions)
-      .set(changes)
-      .where(eq(actions.id, action.id))
-      .returning()
-      .get();
-    auditActionUpdate(ctx, action, row);
-    return row;
-  });
-  ctx.deps.logger.info(
+
+  const expected = { ...action, ...changes } as Action;
+  const secretNames = new Map(
+    [...(await deps.storage.secrets.namesIn(action.entityId))].map(([name, id]) => [id, name]),
+  );
+  let updated: Action | undefined;
+  try {
+    updated = await deps.storage.actions.update(
+      action.id,
+      changes,
+      updateAudits(ctx, action, expected, secretNames),
+    );
+  } catch (error) {
+    if (error instanceof DuplicateError && changes.name !== undefined)
+      throw nameTaken(changes.name);
+    throw error;
+  }
+  if (!updated) throw new NotFoundError('input.id', 'No such action: it was deleted.');
+  deps.logger.info(
     { action: action.id, changed: Object.keys(changes).filter((key) => key !== 'updatedAt') },
     'action updated',
   );
@@ -467,66 +534,81 @@ export function updateAction(ctx: Context, input: UpdateActionInput): Action {
  * naming the automations that still use it. Its secrets, including a generated signing secret,
  * are kept; runs already recorded keep their history.
  */
-export function deleteAction(ctx: Context, input: { id: string }): Action {
-  const action = requireAction(ctx, input.id, 'ADMIN', 'input.id');
-  const users = automationsUsing(ctx.deps, action.id);
-  if (users.length > 0) {
-    throw new ConflictError(
-      'input.id',
-      `Action "${action.name}" is used by automations ${users.map((n) => `"${n}"`).join(', ')}; delete them or point them at another action first.`,
-    );
+export async function deleteAction(ctx: Context, input: { id: ActionReference }): Promise<Action> {
+  const { deps } = ctx;
+  const action = await requireAction(ctx, input.id, 'ADMIN', 'input.id');
+  const result = await deps.storage.actions.delete(
+    action.id,
+    actionAudit(ctx, 'action.deleted', action, { name: action.name, kind: action.kind }),
+    deps.clock.now(),
+  );
+  switch (result.outcome) {
+    case 'deleted':
+      deps.logger.info({ action: action.id, name: action.name }, 'action deleted');
+      return result.action;
+    case 'inUse':
+      throw new ConflictError(
+        'input.id',
+        `Action "${action.name}" is used by automations ${result.automations.map((n) => `"${n}"`).join(', ')}; delete them or point them at another action first.`,
+      );
+    case 'missing':
+      throw new NotFoundError('input.id', 'No such action: it was deleted.');
   }
-  ctx.deps.db.transaction(() => {
-    ctx.deps.db.delete(actions).where(eq(actions.id, action.id)).run();
-    auditAction(ctx, 'action.deleted', action, { name: action.name, kind: action.kind });
-  });
-  ctx.deps.logger.info({ action: action.id, name: action.name }, 'action deleted');
-  return action;
 }
 
-function auditAction(
+function actionAudit(
   ctx: Context,
   code: Extract<AuditAction, `action.${string}`>,
-  action: Action,
+  action: Pick<Action, 'id' | 'entityId' | 'kind'>,
   details: Record<string, unknown>,
-): void {
-  recordAudit(ctx.deps, {
+): AuditRecord {
+  return {
     entityId: action.entityId,
     actorId: ctx.viewer.user.id,
     action: code,
-    targetType: ACTION_TYPENAMES[action.kind],
+    targetType: ACTION_NOUNS[action.kind],
     targetId: action.id,
     details,
-  });
+  };
 }
 
 /**
- * How each changeable field of an action appears in its audit entry. Secrets are shown by name and
- * headers by name only: header values may hold credentials.
+ * How each changeable field of an action appears in its audit entry. Secrets are shown by name
+ * (`names`: id → name) and headers by name only: header values may hold credentials.
  */
-const AUDITED_FIELDS: Readonly<Record<string, (deps: Pick<AppDeps, 'db'>, a: Action) => unknown>> =
-  {
-    name: (_deps, a) => a.name,
-    url: (_deps, a) => a.url,
-    accessTokenSecret: (deps, a) => secretNameOf(deps, a.accessTokenSecretId),
-    signingSecret: (deps, a) => secretNameOf(deps, a.signingSecretId),
-    headerNames: (_deps, a) => Object.keys(a.headers ?? {}),
-    channel: (_deps, a) => a.channel,
-    webhookUrlSecret: (deps, a) => secretNameOf(deps, a.slackUrlSecretId),
-  };
+const AUDITED_FIELDS: Readonly<
+  Record<string, (a: Action, names: ReadonlyMap<string, string>) => unknown>
+> = {
+  name: (a) => a.name,
+  url: (a) => a.url,
+  accessTokenSecret: (a, names) => secretName(names, a.accessTokenSecretId),
+  signingSecret: (a, names) => secretName(names, a.signingSecretId),
+  headerNames: (a) => Object.keys(a.headers ?? {}),
+  channel: (a) => a.channel,
+  webhookUrlSecret: (a, names) => secretName(names, a.slackUrlSecretId),
+};
+
+const secretName = (names: ReadonlyMap<string, string>, id: string | null): string | null =>
+  id === null ? null : (names.get(id) ?? null);
 
 /**
- * Records an update as `action.updated` with the fields that changed (old and new values as
- * {@link AUDITED_FIELDS} shows them; `headers` when any header name or value changed), and a
- * separate `action.enabled` or `action.disabled` when that flipped.
+ * The audit entries of an update: `action.updated` with the fields that changed (old and new
+ * values as {@link AUDITED_FIELDS} shows them; `headers` when any header name or value changed),
+ * and a separate `action.enabled` or `action.disabled` when that flipped.
  */
-function auditActionUpdate(ctx: Context, before: Action, after: Action): void {
+function updateAudits(
+  ctx: Context,
+  before: Action,
+  after: Action,
+  names: ReadonlyMap<string, string>,
+): AuditRecord[] {
+  const audits: AuditRecord[] = [];
   const changed: string[] = [];
   const from: Record<string, unknown> = {};
   const to: Record<string, unknown> = {};
   for (const [field, show] of Object.entries(AUDITED_FIELDS)) {
-    const old = show(ctx.deps, before);
-    const now = show(ctx.deps, after);
+    const old = show(before, names);
+    const now = show(after, names);
     // A header whose value alone changed still counts, though only its name is recorded.
     const same =
       field === 'headerNames'
@@ -539,69 +621,44 @@ function auditActionUpdate(ctx: Context, before: Action, after: Action): void {
     to[field] = now;
   }
   if (changed.length > 0) {
-    auditAction(ctx, 'action.updated', after, { name: after.name, changed, from, to });
+    audits.push(actionAudit(ctx, 'action.updated', after, { name: after.name, changed, from, to }));
   }
   if (before.enabled !== after.enabled) {
-    auditAction(ctx, after.enabled ? 'action.enabled' : 'action.disabled', after, {
-      name: after.name,
-    });
+    audits.push(
+      actionAudit(ctx, after.enabled ? 'action.enabled' : 'action.disabled', after, {
+        name: after.name,
+      }),
+    );
   }
+  return audits;
 }
 
 /** Names of the automations that use the action, sorted. */
-export function automationsUsing(deps: Pick<AppDeps, 'db'>, actionId: string): string[] {
-  return deps.db
-    .select({ name: automations.name })
-    .from(automations)
-    .where(eq(automations.actionId, actionId))
-    .orderBy(asc(automations.name))
-    .all()
-    .map((row) => row.name);
+export async function automationsUsing(
+  deps: Pick<AppDeps, 'storage'>,
+  actionId: string,
+): Promise<string[]> {
+  return deps.storage.actions.usedBy(actionId);
 }
 
 /** The name of a secret an action references by id, or null when it references none. */
-export function secretNameOf(deps: Pick<AppDeps, 'db'>, secretId: string | null): string | null {
-  return secretId ? (getSecret(deps, secretId)?.name ?? null) : null;
+export async function secretNameOf(
+  deps: Pick<AppDeps, 'storage'>,
+  secretId: string | null,
+): Promise<string | null> {
+  return secretId ? ((await deps.storage.secrets.find(secretId))?.name ?? null) : null;
 }
 
-export interface ActionFilter {
-  kind?: ActionKind | null;
-  enabled?: boolean | null;
-}
-
-function filterWhere(entityId: string, filter: ActionFilter): SQL | undefined {
-  return and(
-    eq(actions.entityId, entityId),
-    filter.kind != null ? eq(actions.kind, filter.kind) : undefined,
-    filter.enabled != null ? eq(actions.enabled, filter.enabled) : undefined,
-  );
-}
-
-/** The order of action lists: by name, unique in the entity. */
-export const ACTION_ORDER: SortOrder<Action> = byName(actions.name);
-
-/** A page of the entity's actions matching `filter`, in {@link ACTION_ORDER}. */
-export function listActions(
-  deps: Pick<AppDeps, 'db'>,
+/** The entity's actions matching `filter`, by name (unique in the entity). */
+export function actionList(
+  deps: Pick<AppDeps, 'storage'>,
   entityId: string,
   filter: ActionFilter,
-  page: Page,
-): Action[] {
-  return deps.db
-    .select()
-    .from(actions)
-    .where(and(filterWhere(entityId, filter), page.where))
-    .orderBy(...page.orderBy)
-    .limit(page.limit)
-    .all();
-}
-
-export function countActions(
-  deps: Pick<AppDeps, 'db'>,
-  entityId: string,
-  filter: ActionFilter,
-): number {
-  return (
-    deps.db.select({ n: count() }).from(actions).where(filterWhere(entityId, filter)).get()?.n ?? 0
-  );
+): StoredList<Action> {
+  return {
+    keyOf: (action) => [action.name],
+    keyTypes: ['string'],
+    fetch: (request) => deps.storage.actions.pageActions(entityId, filter, request),
+    count: () => deps.storage.actions.countActions(entityId, filter),
+  };
 }

@@ -13,6 +13,7 @@ import {
 import { readableEntity } from '../entities/access.js';
 import { DeliveryResultRef } from '../runs/schema.js';
 import { secretNamesOf } from '../secrets/service.js';
+import { decodeActionId } from './schema.js';
 import { requireAction } from './service.js';
 
 export interface TestActionInput {
@@ -49,19 +50,35 @@ function sampleContext(ctx: Context, entityName: string): TemplateContext {
  */
 export async function testAction(ctx: Context, input: TestActionInput): Promise<DeliveryOutcome> {
   const { deps } = ctx;
-  const action = requireAction(ctx, input.id, 'MEMBER', 'input.id');
-  const secretNames = secretNamesOf(deps, action.entityId);
+  const action = await requireAction(
+    ctx,
+    decodeActionId(input.id, 'input.id'),
+    'MEMBER',
+    'input.id',
+  );
+  const secretNames = await secretNamesOf(deps, action.entityId);
+  const templateNames = new Set<string>();
+  const uses = (names: Iterable<string>) => {
+    for (const name of names) templateNames.add(name);
+  };
   if (input.payloadTemplate != null)
-    checkPayloadTemplate(input.payloadTemplate, secretNames, 'input.payloadTemplate');
+    uses(checkPayloadTemplate(input.payloadTemplate, secretNames, 'input.payloadTemplate'));
   if (input.slackTitle != null)
-    checkTextTemplate(input.slackTitle, secretNames, 'input.slackTitle');
+    uses(checkTextTemplate(input.slackTitle, secretNames, 'input.slackTitle'));
   if (input.slackMessage != null)
-    checkTextTemplate(input.slackMessage, secretNames, 'input.slackMessage');
+    uses(checkTextTemplate(input.slackMessage, secretNames, 'input.slackMessage'));
   const entityName = (await readableEntity(ctx, action.entityId))?.name ?? '';
+  const secrets = await deps.storage.delivery.findSecrets(action.entityId, {
+    ids: [action.accessTokenSecretId, action.signingSecretId, action.slackUrlSecretId].filter(
+      (id): id is string => id !== null,
+    ),
+    names: [...templateNames],
+  });
   let request: ReturnType<typeof buildDeliveryRequest>;
   try {
-    request = buildDeliveryRequest(deps.db, deps.secretBox, {
+    request = buildDeliveryRequest(deps.secretBox, {
       action,
+      secrets,
       content: {
         payloadTemplate: input.payloadTemplate ?? null,
         slackTitle: input.slackTitle ?? 'Test message from Tripline',

@@ -1,11 +1,11 @@
 import { builder } from '../../builder.js';
-import { keysetConnection } from '../connection.js';
+import { connection } from '../connection.js';
 import { hasRole } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
 import { encodeGlobalId } from '../global-id.js';
 import { UserRef } from '../users/schema.js';
 import { findUser } from '../users/service.js';
-import { AUDIT_ORDER, type AuditEntry, countAuditEntries, listAuditEntries } from './service.js';
+import type { AuditEntry } from './service.js';
 
 const AuditEntryRef = builder.objectRef<AuditEntry>('AuditEntry').implement({
   description:
@@ -30,13 +30,14 @@ const AuditEntryRef = builder.objectRef<AuditEntry>('AuditEntry').implement({
       type: UserRef,
       nullable: true,
       description: 'Who made the change; null when the server made it or the account is gone.',
-      resolve: (entry, _args, ctx) => (entry.actorId ? findUser(ctx.deps, entry.actorId) : null),
+      resolve: async (entry, _args, ctx) =>
+        entry.actorId ? ((await findUser(ctx.deps, entry.actorId)) ?? null) : null,
     }),
     details: t.field({
       type: 'JSONObject',
       description:
         'Facts about the change, by action: names, roles, key prefixes, and for updates `changed` (the field names that changed) with the old and new URL and header names of a webhook. Never values of secrets or headers.',
-      resolve: (entry) => entry.details ?? {},
+      resolve: (entry) => entry.details,
     }),
     createdAt: t.expose('createdAt', {
       type: 'DateTime',
@@ -68,9 +69,12 @@ builder.objectField(EntityRef, 'auditLog', (t) =>
     },
     resolve: (entity, args, ctx) => {
       if (!hasRole(ctx.viewer, entity.id, 'ADMIN')) return null;
-      return keysetConnection(args, AUDIT_ORDER, {
-        total: () => countAuditEntries(ctx.deps, entity.id, args),
-        fetch: (page) => listAuditEntries(ctx.deps, entity.id, args, page),
+      const { audit } = ctx.deps.storage;
+      return connection<AuditEntry>(args, {
+        keyOf: (entry) => [entry.createdAt.getTime(), entry.sequence],
+        keyTypes: ['number', 'number'],
+        fetch: (request) => audit.pageAuditEntries(entity.id, args, request),
+        count: () => audit.countAuditEntries(entity.id, args),
       });
     },
   }),

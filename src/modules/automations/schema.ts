@@ -1,8 +1,8 @@
 import { builder } from '../../builder.js';
 import { NotFoundError } from '../../errors.js';
-import { ActionRef } from '../actions/schema.js';
-import { ACTION_TYPENAMES, getAction } from '../actions/service.js';
-import { keysetConnection } from '../connection.js';
+import { ActionRef, actionReferenceOf } from '../actions/schema.js';
+import { getAction } from '../actions/service.js';
+import { connection } from '../connection.js';
 import { hasRole, readableEntity } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
 import { decodeId, storedIdOf } from '../global-id.js';
@@ -12,14 +12,12 @@ import { getCollection, getContainer } from '../projects/service.js';
 import { UserRef } from '../users/schema.js';
 import { findUser, isVisibleTo } from '../users/service.js';
 import {
-  AUTOMATION_ORDER,
   type Automation,
   type AutomationActionInput,
-  countAutomations,
+  automationList,
   createAutomation,
   deleteAutomation,
   getAutomation,
-  listAutomations,
   updateAutomation,
 } from './service.js';
 
@@ -77,11 +75,12 @@ const AutomationScopeRef = builder.objectRef<Automation>('AutomationScope').impl
       nullable: true,
       description:
         'The project watched, or holding the collection watched; null for registry scopes.',
-      resolve: (a, _args, ctx) => {
-        if (a.scopeType === 'PROJECT') return getContainer(ctx.deps, 'project', a.scopeId) ?? null;
+      resolve: async (a, _args, ctx) => {
+        if (a.scopeType === 'PROJECT')
+          return (await getContainer(ctx.deps, 'project', a.scopeId)) ?? null;
         if (a.scopeType !== 'PROJECT_COLLECTION') return null;
-        const projectId = getCollection(ctx.deps, a.scopeId)?.projectId;
-        return projectId ? (getContainer(ctx.deps, 'project', projectId) ?? null) : null;
+        const projectId = (await getCollection(ctx.deps, a.scopeId))?.projectId;
+        return projectId ? ((await getContainer(ctx.deps, 'project', projectId)) ?? null) : null;
       },
     }),
     registry: t.field({
@@ -89,21 +88,21 @@ const AutomationScopeRef = builder.objectRef<Automation>('AutomationScope').impl
       nullable: true,
       description:
         'The registry watched, or holding the collection watched; null for project scopes.',
-      resolve: (a, _args, ctx) => {
+      resolve: async (a, _args, ctx) => {
         if (a.scopeType === 'REGISTRY')
-          return getContainer(ctx.deps, 'registry', a.scopeId) ?? null;
+          return (await getContainer(ctx.deps, 'registry', a.scopeId)) ?? null;
         if (a.scopeType !== 'REGISTRY_COLLECTION') return null;
-        const registryId = getCollection(ctx.deps, a.scopeId)?.registryId;
-        return registryId ? (getContainer(ctx.deps, 'registry', registryId) ?? null) : null;
+        const registryId = (await getCollection(ctx.deps, a.scopeId))?.registryId;
+        return registryId ? ((await getContainer(ctx.deps, 'registry', registryId)) ?? null) : null;
       },
     }),
     collection: t.field({
       type: ArtifactCollectionRef,
       nullable: true,
       description: 'The collection watched; null for project and registry scopes.',
-      resolve: (a, _args, ctx) =>
+      resolve: async (a, _args, ctx) =>
         a.scopeType === 'PROJECT_COLLECTION' || a.scopeType === 'REGISTRY_COLLECTION'
-          ? (getCollection(ctx.deps, a.scopeId) ?? null)
+          ? ((await getCollection(ctx.deps, a.scopeId)) ?? null)
           : null,
     }),
   }),
@@ -158,8 +157,8 @@ export const AutomationRef = builder.node(builder.objectRef<Automation>('Automat
   description:
     'When an event of `eventType` happens in `scope` and passes `filter`, run `action` with `config`.',
   id: { resolve: (a) => a.id },
-  loadOne: (id, ctx) => {
-    const row = getAutomation(ctx.deps, id);
+  loadOne: async (id, ctx) => {
+    const row = await getAutomation(ctx.deps, id);
     return row && hasRole(ctx.viewer, row.entityId) ? row : null;
   },
   fields: (t) => ({
@@ -196,7 +195,7 @@ export const AutomationRef = builder.node(builder.objectRef<Automation>('Automat
       nullable: true,
       description:
         'The action it runs. An action cannot be deleted while an automation uses it, so this is set.',
-      resolve: (a, _args, ctx) => getAction(ctx.deps, a.actionId) ?? null,
+      resolve: async (a, _args, ctx) => (await getAction(ctx.deps, a.actionId)) ?? null,
     }),
     config: t.field({
       type: AutomationConfigRef,
@@ -213,19 +212,17 @@ export const AutomationRef = builder.node(builder.objectRef<Automation>('Automat
       type: UserRef,
       nullable: true,
       description: 'Who created it; null when that account is gone or no longer visible to you.',
-      resolve: (a, _args, ctx) =>
-        a.createdById && isVisibleTo(ctx.deps, ctx.viewer, a.createdById)
-          ? (findUser(ctx.deps, a.createdById) ?? null)
+      resolve: async (a, _args, ctx) =>
+        a.createdById && (await isVisibleTo(ctx.deps, ctx.viewer, a.createdById))
+          ? ((await findUser(ctx.deps, a.createdById)) ?? null)
           : null,
     }),
   }),
 });
 
-const ACTION_TYPE_NAMES = Object.values(ACTION_TYPENAMES);
-
 /** The stored id behind an action's ID, or undefined when it names no action. */
 function actionIdOf(globalId: string): string | undefined {
-  return storedIdOf(globalId, ACTION_TYPE_NAMES) ?? undefined;
+  return actionReferenceOf(globalId)?.id;
 }
 
 /** The action part of an input with its global ID decoded; NotFoundError when it names no action. */
@@ -266,12 +263,12 @@ builder.objectField(EntityRef, 'automations', (t) =>
     },
     resolve: (entity, args, ctx) => {
       const actionId = args.actionId == null ? null : actionIdOf(args.actionId);
-      const filter = { ...args, actionId };
-      return keysetConnection(args, AUTOMATION_ORDER, {
-        total: () => (actionId === undefined ? 0 : countAutomations(ctx.deps, entity.id, filter)),
-        fetch: (page) =>
-          actionId === undefined ? [] : listAutomations(ctx.deps, entity.id, filter, page),
-      });
+      const list = automationList(ctx.deps, entity.id, { ...args, actionId });
+      // An ID that names no action matches no automation.
+      return connection(
+        args,
+        actionId === undefined ? { ...list, fetch: async () => [], count: async () => 0 } : list,
+      );
     },
   }),
 );
@@ -283,9 +280,9 @@ builder.queryField('automation', (t) =>
     description:
       'An automation by ID. Null when the ID is malformed, names something other than an automation, or names one that does not exist or is not yours.',
     args: { id: t.arg.id({ description: 'ID of the automation, `auto_…`.' }) },
-    resolve: (_root, { id }, ctx) => {
+    resolve: async (_root, { id }, ctx) => {
       const rowId = storedIdOf(id, 'Automation');
-      const row = rowId === null ? undefined : getAutomation(ctx.deps, rowId);
+      const row = rowId === null ? undefined : await getAutomation(ctx.deps, rowId);
       return row && hasRole(ctx.viewer, row.entityId) ? row : null;
     },
   }),

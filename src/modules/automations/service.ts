@@ -1,25 +1,28 @@
-import { and, asc, count, eq, inArray, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
-import { NotFoundError, ValidationError } from '../../errors.js';
+import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import type { AuditAction, AuditRecord } from '../../storage/audit.js';
 import {
-  automationSecretRefs,
-  automations,
+  type ActionKind,
+  type AutomationFilter,
+  type AutomationRecord,
+  type AutomationSettings,
   type EventType,
   type ScopeType,
   type SlackSeverity,
-} from '../../storage/sqlite/schema.js';
+  unreachable,
+} from '../../storage/config.js';
+import { DuplicateError } from '../../storage/errors.js';
 import { getAction } from '../actions/service.js';
-import { type AuditAction, recordAudit } from '../audit/service.js';
-import { byCreation, type Page, type SortOrder } from '../connection.js';
+import type { StoredList } from '../connection.js';
 import { requireEntity, requireRole } from '../entities/access.js';
-import { assertNameFree, checkDescription, checkName, checkSlug } from '../names.js';
+import { checkDescription, checkName, checkSlug } from '../names.js';
 import { findCollection, type Kind, requireContainer } from '../projects/service.js';
-import { findSecretByName, secretNamesOf } from '../secrets/service.js';
 import { checkAliasPattern } from './pattern.js';
 import { checkPayloadTemplate, checkTextTemplate } from './template.js';
 
-export type Automation = typeof automations.$inferSelect;
+export type Automation = AutomationRecord;
+export type { AutomationFilter as AutomationListFilter };
 
 /** A scope as clients name it: the names of the project, registry and collection to watch. */
 export interface AutomationScopeInput {
@@ -88,80 +91,92 @@ const SCOPE_SHAPE: Readonly<Record<ScopeType, { kind: Kind; collection: boolean 
 };
 
 /** Every stored column an automation's rules look at, before it is written. */
-type Draft = Omit<Automation, 'id' | 'entityId' | 'createdAt' | 'createdById' | 'updatedAt'>;
+type Draft = AutomationSettings;
 
 const SCOPE_FIELD = 'input.scope';
 const FILTER_FIELD = 'input.filter';
 const ACTION_FIELD = 'input.action';
+
+const nameTaken = (name: string) =>
+  new ConflictError(
+    'input.name',
+    `This entity already has an automation named "${name}"; pick another name.`,
+  );
 
 /**
  * Creates an automation in the entity. Members and admins only (NotFoundError on `input.entity`
  * for strangers, PermissionDeniedError for viewers). Throws ValidationError naming the field when
  * the name, scope, filter or action configuration is refused (see {@link checkDraft}),
  * NotFoundError for an unknown project, registry, collection or action, and ConflictError when
- * the entity already has an automation of that name. The automation and the secrets its
- * templates name are written in one transaction.
+ * the entity already has an automation of that name. The automation, the secrets its templates
+ * name and its audit entry are written in one transaction.
  */
 export async function createAutomation(
   ctx: Context,
   input: CreateAutomationInput,
 ): Promise<Automation> {
+  const { deps } = ctx;
   const entity = await requireEntity(ctx, input.entity, 'MEMBER');
-  const { db, clock } = ctx.deps;
-  return db.transaction(() => {
-    const scope = resolveScope(ctx.deps, entity.id, input.scope);
-    const draft: Draft = {
-      name: checkName(input.name, 'input.name'),
-      description: checkDescription(input.description, 'input.description'),
-      enabled: input.enabled ?? true,
-      eventType: input.eventType,
-      ...scope,
-      ...filterColumns(input.filter),
-      ...actionColumns(input.action),
-    };
-    const secretIds = checkDraft(ctx.deps, entity.id, draft);
-    assertNameFree(ctx.deps.db, automations, 'an automation', {
-      entityId: entity.id,
-      name: draft.name,
-    });
-    const now = clock.now();
-    const row = db
-      .insert(automations)
-      .values({
-        ...draft,
-        id: newId(),
-        entityId: entity.id,
-        createdAt: now,
-        updatedAt: now,
-        createdById: ctx.viewer.user.id,
-      })
-      .returning()
-      .get();
-    writeSecretRefs(ctx.deps, row.id, secretIds);
-    auditAutomation(ctx, 'automation.created', row, {
-      name: row.name,
-      eventType: row.eventType,
-      scopeType: row.scopeType,
-      enabled: row.enabled,
-    });
-    ctx.deps.logger.info(
-      { entity: entity.name, automation: row.id, actor: ctx.viewer.user.id },
-      'automation created',
+  const scope = await resolveScope(deps, entity.id, input.scope);
+  const draft: Draft = {
+    name: checkName(input.name, 'input.name'),
+    description: checkDescription(input.description, 'input.description'),
+    enabled: input.enabled ?? true,
+    eventType: input.eventType,
+    ...scope,
+    ...filterColumns(input.filter),
+    ...actionColumns(input.action),
+  };
+  const secretIds = await checkDraft(deps, entity.id, draft);
+  const now = deps.clock.now();
+  const automation: Automation = {
+    ...draft,
+    id: newId(),
+    entityId: entity.id,
+    createdAt: now,
+    updatedAt: now,
+    createdById: ctx.viewer.user.id,
+  };
+  let row: Automation;
+  try {
+    row = await deps.storage.automations.create(
+      automation,
+      secretIds,
+      automationAudit(ctx, 'automation.created', automation, {
+        name: automation.name,
+        eventType: automation.eventType,
+        scopeType: automation.scopeType,
+        enabled: automation.enabled,
+      }),
     );
-    return row;
-  });
+  } catch (error) {
+    if (error instanceof DuplicateError) throw nameTaken(draft.name);
+    throw error;
+  }
+  deps.logger.info(
+    { entity: entity.name, automation: row.id, actor: ctx.viewer.user.id },
+    'automation created',
+  );
+  return row;
 }
+
+/** Times an update is checked again after the automation changed under it. */
+const UPDATE_ATTEMPTS = 3;
 
 /**
  * Changes an automation; see {@link UpdateAutomationInput} for what an absent field means. The
- * merged result is checked exactly as on creation, and the secret references are replaced in the
- * same transaction. Members and admins only; NotFoundError on `input.id` when the automation does
- * not exist or belongs to an entity the caller is not in.
+ * merged result is checked exactly as on creation, and written, with its secret references, only
+ * if the automation is still as it was read (else it is read, merged and checked again). Members
+ * and admins only; NotFoundError on `input.id` when the automation does not exist or belongs to
+ * an entity the caller is not in.
  */
-export function updateAutomation(ctx: Context, input: UpdateAutomationInput): Automation {
-  const { db, clock } = ctx.deps;
-  return db.transaction(() => {
-    const current = requireAutomation(ctx, input.id);
+export async function updateAutomation(
+  ctx: Context,
+  input: UpdateAutomationInput,
+): Promise<Automation> {
+  const { deps } = ctx;
+  for (let attempt = 1; ; attempt++) {
+    const current = await requireAutomation(ctx, input.id);
     const draft: Draft = {
       name: input.name == null ? current.name : checkName(input.name, 'input.name'),
       description:
@@ -172,7 +187,7 @@ export function updateAutomation(ctx: Context, input: UpdateAutomationInput): Au
       eventType: input.eventType ?? current.eventType,
       ...(input.scope == null
         ? { scopeType: current.scopeType, scopeId: current.scopeId }
-        : resolveScope(ctx.deps, current.entityId, input.scope)),
+        : await resolveScope(deps, current.entityId, input.scope)),
       ...(input.filter === undefined
         ? {
             filterCollectionName: current.filterCollectionName,
@@ -190,31 +205,37 @@ export function updateAutomation(ctx: Context, input: UpdateAutomationInput): Au
           }
         : actionColumns(input.action)),
     };
-    const secretIds = checkDraft(ctx.deps, current.entityId, draft);
-    if (draft.name !== current.name)
-      assertNameFree(ctx.deps.db, automations, 'an automation', {
-        entityId: current.entityId,
-        name: draft.name,
-        exceptId: current.id,
-      });
-    const row = db
-      .update(automations)
-      .set({ ...draft, updatedAt: clock.now() })
-      .where(eq(automations.id, current.id))
-      .returning()
-      .get();
-    db.delete(automationSecretRefs).where(eq(automationSecretRefs.automationId, row.id)).run();
-    writeSecretRefs(ctx.deps, row.id, secretIds);
-    const changed = changedFields(current, row);
-    if (changed.length > 0) {
-      auditAutomation(ctx, 'automation.updated', row, { name: row.name, changed });
+    const secretIds = await checkDraft(deps, current.entityId, draft);
+    const changed = changedFields(current, draft);
+    let row: Automation | undefined;
+    try {
+      row = await deps.storage.automations.update(
+        current.id,
+        current.updatedAt ?? current.createdAt,
+        { ...draft, updatedAt: deps.clock.now() },
+        secretIds,
+        changed.length > 0
+          ? automationAudit(ctx, 'automation.updated', current, { name: draft.name, changed })
+          : null,
+      );
+    } catch (error) {
+      if (error instanceof DuplicateError) throw nameTaken(draft.name);
+      throw error;
     }
-    ctx.deps.logger.info(
-      { automation: row.id, enabled: row.enabled, actor: ctx.viewer.user.id },
-      'automation updated',
-    );
-    return row;
-  });
+    if (row) {
+      deps.logger.info(
+        { automation: row.id, enabled: row.enabled, actor: ctx.viewer.user.id },
+        'automation updated',
+      );
+      return row;
+    }
+    if (attempt === UPDATE_ATTEMPTS) {
+      throw new ConflictError(
+        'input.id',
+        'The automation kept changing while this update was checked; read it again and retry.',
+      );
+    }
+  }
 }
 
 /**
@@ -222,34 +243,36 @@ export function updateAutomation(ctx: Context, input: UpdateAutomationInput): Au
  * triggered keep their history. Members and admins only; NotFoundError on `input.id` as for
  * {@link updateAutomation}.
  */
-export function deleteAutomation(ctx: Context, input: { id: string }): Automation {
-  const { db } = ctx.deps;
-  return db.transaction(() => {
-    const current = requireAutomation(ctx, input.id);
-    db.delete(automations).where(eq(automations.id, current.id)).run();
-    auditAutomation(ctx, 'automation.deleted', current, { name: current.name });
-    ctx.deps.logger.info(
-      { automation: current.id, name: current.name, actor: ctx.viewer.user.id },
-      'automation deleted',
-    );
-    return current;
-  });
+export async function deleteAutomation(ctx: Context, input: { id: string }): Promise<Automation> {
+  const { deps } = ctx;
+  const current = await requireAutomation(ctx, input.id);
+  const deleted = await deps.storage.automations.delete(
+    current.id,
+    automationAudit(ctx, 'automation.deleted', current, { name: current.name }),
+    deps.clock.now(),
+  );
+  if (!deleted) throw notFound(input.id);
+  deps.logger.info(
+    { automation: current.id, name: current.name, actor: ctx.viewer.user.id },
+    'automation deleted',
+  );
+  return current;
 }
 
-function auditAutomation(
+function automationAudit(
   ctx: Context,
   code: Extract<AuditAction, `automation.${string}`>,
-  row: Automation,
+  row: Pick<Automation, 'id' | 'entityId'>,
   details: Record<string, unknown>,
-): void {
-  recordAudit(ctx.deps, {
+): AuditRecord {
+  return {
     entityId: row.entityId,
     actorId: ctx.viewer.user.id,
     action: code,
     targetType: 'Automation',
     targetId: row.id,
     details,
-  });
+  };
 }
 
 /** Each stored column of an automation, as the field of the `Automation` type that shows it. */
@@ -271,7 +294,7 @@ const PUBLIC_FIELD: Readonly<Record<keyof Draft, string>> = {
 };
 
 /** The public names of the fields that differ, for the audit log: names only, never contents. */
-function changedFields(before: Automation, after: Automation): string[] {
+function changedFields(before: Draft, after: Draft): string[] {
   const changed = new Set<string>();
   for (const [column, field] of Object.entries(PUBLIC_FIELD)) {
     if (before[column as keyof Draft] !== after[column as keyof Draft]) changed.add(field);
@@ -280,96 +303,34 @@ function changedFields(before: Automation, after: Automation): string[] {
 }
 
 /** The automation with this stored id, whoever may see it; undefined when there is none. */
-export function getAutomation(deps: Pick<AppDeps, 'db'>, id: string): Automation | undefined {
-  return deps.db.select().from(automations).where(eq(automations.id, id)).get();
+export async function getAutomation(
+  deps: Pick<AppDeps, 'storage'>,
+  id: string,
+): Promise<Automation | undefined> {
+  return deps.storage.automations.find(id);
 }
 
-/**
- * The enabled automations of the entity that watch `eventType` on any of `scopeIds` (for an event
- * in a collection: the id of its project or registry and the collection's own id), oldest first.
- * One query through `automations_match_idx`, whatever the number of automations; filters are
- * left to the caller.
- */
-export function candidateAutomations(
-  deps: Pick<AppDeps, 'db'>,
-  query: { entityId: string; eventType: EventType; scopeIds: readonly string[] },
-): Automation[] {
-  if (query.scopeIds.length === 0) return [];
-  return (
-    deps.db
-      .select()
-      .from(automations)
-      .where(
-        and(
-          inArray(automations.scopeId, [...query.scopeIds]),
-          eq(automations.eventType, query.eventType),
-          eq(automations.enabled, true),
-        ),
-      )
-      .orderBy(asc(automations.createdAt), asc(automations.id))
-      .all()
-      // The entity is checked here, not in SQL: an `entity_id = ?` term tempts SQLite into the
-      // name index, which scans every automation of the entity. Scope ids are unique anyway.
-      .filter((row) => row.entityId === query.entityId)
-  );
-}
-
-/** Optional conditions on {@link listAutomations}; each absent one matches everything. */
-export interface AutomationListFilter {
-  scopeType?: ScopeType | null;
-  eventType?: EventType | null;
-  /** Stored id of an action. */
-  actionId?: string | null;
-  enabled?: boolean | null;
-}
-
-function listCondition(entityId: string, filter: AutomationListFilter): SQL | undefined {
-  return and(
-    eq(automations.entityId, entityId),
-    filter.scopeType == null ? undefined : eq(automations.scopeType, filter.scopeType),
-    filter.eventType == null ? undefined : eq(automations.eventType, filter.eventType),
-    filter.actionId == null ? undefined : eq(automations.actionId, filter.actionId),
-    filter.enabled == null ? undefined : eq(automations.enabled, filter.enabled),
-  );
-}
-
-/** The order of automation lists: newest first. */
-export const AUTOMATION_ORDER: SortOrder<Automation> = byCreation('desc', automations);
-
-/** A page of the entity's automations matching `filter`, in {@link AUTOMATION_ORDER}. */
-export function listAutomations(
-  deps: Pick<AppDeps, 'db'>,
+/** The entity's automations matching `filter`, newest first. */
+export function automationList(
+  deps: Pick<AppDeps, 'storage'>,
   entityId: string,
-  filter: AutomationListFilter,
-  page: Page,
-): Automation[] {
-  return deps.db
-    .select()
-    .from(automations)
-    .where(and(listCondition(entityId, filter), page.where))
-    .orderBy(...page.orderBy)
-    .limit(page.limit)
-    .all();
+  filter: AutomationFilter,
+): StoredList<Automation> {
+  return {
+    keyOf: (automation) => [automation.createdAt.getTime(), automation.id],
+    keyTypes: ['number', 'string'],
+    fetch: (request) => deps.storage.automations.pageAutomations(entityId, filter, request),
+    count: () => deps.storage.automations.countAutomations(entityId, filter),
+  };
 }
 
-/** How many of the entity's automations match `filter`. */
-export function countAutomations(
-  deps: Pick<AppDeps, 'db'>,
-  entityId: string,
-  filter: AutomationListFilter,
-): number {
-  return (
-    deps.db.select({ n: count() }).from(automations).where(listCondition(entityId, filter)).get()
-      ?.n ?? 0
-  );
-}
+const notFound = (id: string) => new NotFoundError('input.id', `No automation with id "${id}".`);
 
 /** Loads an automation for a change, which needs MEMBER in its entity. */
-function requireAutomation(ctx: Context, id: string): Automation {
-  const row = getAutomation(ctx.deps, id);
-  const notFound = () => new NotFoundError('input.id', `No automation with id "${id}".`);
-  if (!row) throw notFound();
-  requireRole(ctx.viewer, row.entityId, 'MEMBER', notFound);
+async function requireAutomation(ctx: Context, id: string): Promise<Automation> {
+  const row = await getAutomation(ctx.deps, id);
+  if (!row) throw notFound(id);
+  requireRole(ctx.viewer, row.entityId, 'MEMBER', () => notFound(id));
   return row;
 }
 
@@ -378,11 +339,11 @@ function requireAutomation(ctx: Context, id: string): Automation {
  * missing or does not belong to the scope type, NotFoundError on the field naming something that
  * does not exist.
  */
-function resolveScope(
-  deps: Pick<AppDeps, 'db'>,
+async function resolveScope(
+  deps: AppDeps,
   entityId: string,
   scope: AutomationScopeInput,
-): { scopeType: ScopeType; scopeId: string } {
+): Promise<{ scopeType: ScopeType; scopeId: string }> {
   const shape = SCOPE_SHAPE[scope.type];
   const ownerField = shape.kind === 'project' ? 'project' : 'registry';
   const otherField = shape.kind === 'project' ? 'registry' : 'project';
@@ -404,7 +365,7 @@ function resolveScope(
     }
   }
   const ownerName = scope[ownerField] as string;
-  const owner = requireContainer(
+  const owner = await requireContainer(
     deps,
     shape.kind,
     entityId,
@@ -412,7 +373,7 @@ function resolveScope(
     `${SCOPE_FIELD}.${ownerField}`,
   );
   if (!shape.collection) return { scopeType: scope.type, scopeId: owner.id };
-  const collection = findCollection(deps, shape.kind, owner.id, scope.collection as string);
+  const collection = await findCollection(deps, shape.kind, owner.id, scope.collection as string);
   if (!collection) {
     throw new NotFoundError(
       `${SCOPE_FIELD}.collection`,
@@ -459,7 +420,11 @@ function actionColumns(
  * or event or is too long, or when the action configuration does not fit the action's kind;
  * NotFoundError on `input.action.actionId` when the action is not in the entity.
  */
-function checkDraft(deps: Pick<AppDeps, 'db'>, entityId: string, draft: Draft): string[] {
+async function checkDraft(
+  deps: Pick<AppDeps, 'storage'>,
+  entityId: string,
+  draft: Draft,
+): Promise<string[]> {
   const scopes = SCOPES_FOR_EVENT[draft.eventType];
   if (!scopes.includes(draft.scopeType)) {
     throw new ValidationError(
@@ -502,71 +467,68 @@ function checkFilter(draft: Draft): void {
   }
 }
 
-const WEBHOOK_ONLY = ['payloadTemplate'] as const;
-const SLACK_ONLY = ['slackTitle', 'slackMessage', 'slackSeverity'] as const;
+/** The settings an automation gives each kind of action; the others' must stay null. */
+const CONFIG_FIELDS = {
+  WEBHOOK: ['payloadTemplate'],
+  SLACK: ['slackTitle', 'slackMessage', 'slackSeverity'],
+} as const satisfies Readonly<Record<ActionKind, readonly (keyof Draft)[]>>;
+type ConfigField = (typeof CONFIG_FIELDS)[ActionKind][number];
 
-function checkActionConfig(deps: Pick<AppDeps, 'db'>, entityId: string, draft: Draft): string[] {
+const A_KIND: Readonly<Record<ActionKind, string>> = { WEBHOOK: 'a webhook', SLACK: 'a Slack' };
+
+async function checkActionConfig(
+  deps: Pick<AppDeps, 'storage'>,
+  entityId: string,
+  draft: Draft,
+): Promise<string[]> {
   const field = (name: string) => `${ACTION_FIELD}.${name}`;
-  const action = getAction(deps, draft.actionId);
+  const action = await getAction(deps, draft.actionId);
   if (!action || action.entityId !== entityId) {
     throw new NotFoundError(
       field('actionId'),
       'No such action in this entity; pick one from `entity.actions`, or create one with createWebhookAction or createSlackAction.',
     );
   }
-  const secretNames = secretNamesOf(deps, entityId);
-  const used = new Set<string>();
-  const stray = (names: readonly (typeof WEBHOOK_ONLY | typeof SLACK_ONLY)[number][]) => {
-    for (const name of names) {
-      if (draft[name] !== null) {
-        throw new ValidationError(
-          field(name),
-          `\`${name}\` does not apply to ${action.kind === 'WEBHOOK' ? 'a webhook' : 'a Slack'} action ("${action.name}"); remove it.`,
-        );
-      }
+  const own: readonly ConfigField[] = CONFIG_FIELDS[action.kind];
+  for (const name of Object.values(CONFIG_FIELDS).flat()) {
+    if (!own.includes(name) && draft[name] !== null) {
+      throw new ValidationError(
+        field(name),
+        `\`${name}\` does not apply to ${A_KIND[action.kind]} action ("${action.name}"); remove it.`,
+      );
     }
-  };
-  if (action.kind === 'WEBHOOK') {
-    stray(SLACK_ONLY);
-    if (draft.payloadTemplate !== null) {
-      for (const name of checkPayloadTemplate(
-        draft.payloadTemplate,
-        secretNames,
-        field('payloadTemplate'),
-      )) {
-        used.add(name);
-      }
-    }
-  } else {
-    stray(WEBHOOK_ONLY);
-    for (const name of ['slackTitle', 'slackMessage'] as const) {
-      const text = draft[name];
-      if (text === null || text.trim() === '') {
-        throw new ValidationError(
-          field(name),
-          `A Slack action needs \`${name}\`: the ${name === 'slackTitle' ? 'title' : 'message text'} to post, which may use template variables.`,
-        );
-      }
-      for (const secret of checkTextTemplate(text, secretNames, field(name))) used.add(secret);
-    }
-    draft.slackSeverity ??= 'INFO';
   }
-  return [...used].map((name) => {
-    const secret = findSecretByName(deps, entityId, name);
-    // The template check just found this name among the entity's secrets, in this transaction.
-    if (!secret) throw new Error(`secret ${name} vanished during the automation check`);
-    return secret.id;
-  });
-}
-
-function writeSecretRefs(
-  deps: Pick<AppDeps, 'db'>,
-  automationId: string,
-  secretIds: readonly string[],
-): void {
-  if (secretIds.length === 0) return;
-  deps.db
-    .insert(automationSecretRefs)
-    .values(secretIds.map((secretId) => ({ automationId, secretId })))
-    .run();
+  const secrets = await deps.storage.secrets.namesIn(entityId);
+  const secretNames = new Set(secrets.keys());
+  const used = new Set<string>();
+  switch (action.kind) {
+    case 'WEBHOOK':
+      if (draft.payloadTemplate !== null) {
+        for (const name of checkPayloadTemplate(
+          draft.payloadTemplate,
+          secretNames,
+          field('payloadTemplate'),
+        )) {
+          used.add(name);
+        }
+      }
+      break;
+    case 'SLACK':
+      for (const name of ['slackTitle', 'slackMessage'] as const) {
+        const text = draft[name];
+        if (text === null || text.trim() === '') {
+          throw new ValidationError(
+            field(name),
+            `A Slack action needs \`${name}\`: the ${name === 'slackTitle' ? 'title' : 'message text'} to post, which may use template variables.`,
+          );
+        }
+        for (const secret of checkTextTemplate(text, secretNames, field(name))) used.add(secret);
+      }
+      draft.slackSeverity ??= 'INFO';
+      break;
+    default:
+      unreachable(action);
+  }
+  // The template checks accepted only names in `secrets`.
+  return [...used].map((name) => secrets.get(name) as string);
 }

@@ -1,10 +1,9 @@
-import { eq } from 'drizzle-orm';
 import type { Context } from '../../context.js';
 import { NotFoundError, PermissionDeniedError } from '../../errors.js';
-import { entities } from '../../storage/sqlite/schema.js';
+import type { Entity } from '../../storage/identity.js';
 import type { Role, Viewer } from '../users/service.js';
 
-export type Entity = typeof entities.$inferSelect;
+export type { Entity } from '../../storage/identity.js';
 
 const RANK: Record<Role, number> = { VIEWER: 1, MEMBER: 2, ADMIN: 3 };
 
@@ -14,7 +13,10 @@ const WHAT_ROLE_ALLOWS: Record<Role, string> = {
   ADMIN: 'manage members, keys, secrets and actions',
 };
 
-/** Whether the viewer belongs to the entity with at least `role` (reading needs VIEWER). */
+/**
+ * Whether the viewer belongs to the entity with at least `role` (reading needs VIEWER). Answers
+ * from the viewer's roles, which the access cache keeps current.
+ */
 export function hasRole(viewer: Viewer, entityId: string, role: Role = 'VIEWER'): boolean {
   const held = viewer.roles.get(entityId);
   return held !== undefined && RANK[held] >= RANK[role];
@@ -51,7 +53,7 @@ export async function requireEntity(
   role: Role,
   field = 'input.entity',
 ): Promise<Entity> {
-  const entity = ctx.deps.db.select().from(entities).where(eq(entities.name, name)).get();
+  const entity = await ctx.deps.storage.entities.findEntityByName(name);
   const notFound = () => new NotFoundError(field, `No entity named "${name}" that you belong to.`);
   if (!entity) throw notFound();
   requireRole(ctx.viewer, entity.id, role, notFound);
@@ -61,5 +63,5 @@ export async function requireEntity(
 /** The entity with this id when the viewer may read it, else undefined. */
 export async function readableEntity(ctx: Context, id: string): Promise<Entity | undefined> {
   if (!hasRole(ctx.viewer, id)) return undefined;
-  return ctx.deps.db.select().from(entities).where(eq(entities.id, id)).get();
+  return (await ctx.deps.storage.entities.findEntity(id)) ?? undefined;
 }

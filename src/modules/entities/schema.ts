@@ -1,20 +1,18 @@
-import { eq } from 'drizzle-orm';
 import { builder } from '../../builder.js';
-import { entities } from '../../storage/sqlite/schema.js';
-import { keysetConnection } from '../connection.js';
+import { connection } from '../connection.js';
 import { decodeId } from '../global-id.js';
 import { ApiKeyRef, apiKeyConnection, RoleEnum, UserKindEnum, UserRef } from '../users/schema.js';
 import type { ApiKey, User } from '../users/service.js';
-import { type Entity, readableEntity } from './access.js';
+import { type Entity, hasRole, readableEntity } from './access.js';
 import {
   addMember,
-  countMembers,
   createEntity,
   createMemberUser,
-  listMembers,
-  MEMBER_ORDER,
+  findEntity,
+  findEntityByName,
   type Membership,
   membershipsOf,
+  membersOf,
   removeMember,
   updateMemberRole,
 } from './service.js';
@@ -60,11 +58,7 @@ builder.objectField(EntityRef, 'members', (t) =>
   t.connection({
     type: MemberRef,
     description: 'Members and their roles, oldest first.',
-    resolve: (entity, args, ctx) =>
-      keysetConnection(args, MEMBER_ORDER, {
-        total: () => countMembers(ctx.deps, entity.id),
-        fetch: (page) => listMembers(ctx.deps, entity.id, page),
-      }),
+    resolve: (entity, args, ctx) => connection(args, membersOf(ctx.deps, entity.id)),
   }),
 );
 
@@ -74,8 +68,7 @@ const MembershipRef = builder.objectRef<Membership>('Membership').implement({
     entity: t.field({
       type: EntityRef,
       description: 'The entity.',
-      resolve: (m, _args, ctx) =>
-        ctx.deps.db.select().from(entities).where(eq(entities.id, m.entityId)).get()!,
+      resolve: async (m, _args, ctx) => (await findEntity(ctx.deps, m.entityId))!,
     }),
     role: t.field({ type: RoleEnum, description: 'The role held there.', resolve: (m) => m.role }),
   }),
@@ -113,8 +106,8 @@ builder.queryField('entity', (t) =>
     description: 'An entity you belong to, by name; null when there is none you can see.',
     args: { name: t.arg.string({ description: 'The entity name.' }) },
     resolve: async (_root, { name }, ctx) => {
-      const entity = ctx.deps.db.select().from(entities).where(eq(entities.name, name)).get();
-      return entity && (await readableEntity(ctx, entity.id)) ? entity : null;
+      const entity = await findEntityByName(ctx.deps, name);
+      return entity && hasRole(ctx.viewer, entity.id) ? entity : null;
     },
   }),
 );

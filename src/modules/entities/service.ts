@@ -1,4 +1,3 @@
-import { and, asc, count, eq } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import {
   ConflictError,
@@ -7,76 +6,87 @@ import {
   ValidationError,
 } from '../../errors.js';
 import { newId } from '../../ids.js';
-import { entities, memberships, users } from '../../storage/sqlite/schema.js';
-import { recordAudit } from '../audit/service.js';
-import type { Page, SortOrder } from '../connection.js';
-import { checkSlug } from '../names.js';
+import type { AuditAction, AuditRecord } from '../../storage/audit.js';
+import { DuplicateError } from '../../storage/errors.js';
+import type { Member, Membership, MembershipChange } from '../../storage/identity.js';
+import type { StoredList } from '../connection.js';
+import { checkName, checkSlug } from '../names.js';
 import {
   type ApiKey,
   administersEveryEntityOf,
-  auditApiKey,
-  createUser,
   findUser,
-  issueApiKey,
   isVisibleTo,
+  keyAudit,
+  newApiKey,
   type Role,
   type User,
 } from '../users/service.js';
 import { type Entity, requireEntity } from './access.js';
 
-export type Membership = typeof memberships.$inferSelect;
+export type { Member, Membership } from '../../storage/identity.js';
 
-export function findEntityByName(deps: Pick<AppDeps, 'db'>, name: string): Entity | undefined {
-  return deps.db.select().from(entities).where(eq(entities.name, name)).get();
+export async function findEntityByName(
+  deps: Pick<AppDeps, 'storage'>,
+  name: string,
+): Promise<Entity | undefined> {
+  return (await deps.storage.entities.findEntityByName(name)) ?? undefined;
 }
+
+export async function findEntity(
+  deps: Pick<AppDeps, 'storage'>,
+  id: string,
+): Promise<Entity | undefined> {
+  return (await deps.storage.entities.findEntity(id)) ?? undefined;
+}
+
+const nameTaken = (name: string) =>
+  new ConflictError('input.name', `An entity named "${name}" already exists; pick another name.`);
 
 /**
  * Creates an entity with `adminUserId` as its first admin, recorded in the audit log as created
  * by that user. Throws ConflictError if the name is taken.
  */
-export function insertEntity(
-  deps: Pick<AppDeps, 'db' | 'clock'>,
+export async function insertEntity(
+  deps: Pick<AppDeps, 'storage' | 'clock' | 'access'>,
   name: string,
   adminUserId: string,
-): Entity {
+): Promise<Entity> {
   checkSlug(name, 'input.name');
-  if (findEntityByName(deps, name)) {
-    throw new ConflictError(
-      'input.name',
-      `An entity named "${name}" already exists; pick another name.`,
+  const id = newId();
+  let entity: Entity;
+  try {
+    entity = await deps.storage.entities.createEntity(
+      { id, name },
+      adminUserId,
+      [
+        {
+          entityId: id,
+          actorId: adminUserId,
+          action: 'entity.created',
+          targetType: 'Entity',
+          targetId: id,
+          details: { name },
+        },
+      ],
+      deps.clock.now(),
     );
+  } catch (error) {
+    if (error instanceof DuplicateError) throw nameTaken(name);
+    throw error;
   }
-  return deps.db.transaction((tx) => {
-    const entity = tx.insert(entities).values({ id: newId(), name }).returning().get();
-    tx.insert(memberships)
-      .values({ entityId: entity.id, userId: adminUserId, role: 'ADMIN' })
-      .run();
-    recordAudit(
-      { db: tx, clock: deps.clock },
-      {
-        entityId: entity.id,
-        actorId: adminUserId,
-        action: 'entity.created',
-        targetType: 'Entity',
-        targetId: entity.id,
-        details: { name: entity.name },
-      },
-    );
-    return entity;
-  });
+  await deps.access.changed({ type: 'userChanged', userId: adminUserId });
+  return entity;
 }
 
 /** Any person (not a service account) may create an entity and becomes its admin. */
-export function createEntity(ctx: Context, name: string): Entity {
+export async function createEntity(ctx: Context, name: string): Promise<Entity> {
   if (ctx.viewer.user.kind !== 'USER') {
     throw new ValidationError(
       'input.name',
       'Service accounts cannot create entities; ask a person to.',
     );
   }
-  const entity = insertEntity(ctx.deps, name, ctx.viewer.user.id);
-  ctx.viewer.roles.set(entity.id, 'ADMIN');
-  return entity;
+  return insertEntity(ctx.deps, name, ctx.viewer.user.id);
 }
 
 /**
@@ -88,24 +98,31 @@ export async function createMemberUser(
   input: { entity: string; name: string; kind: User['kind']; role: Role },
 ): Promise<{ user: User; apiKey: ApiKey; secret: string }> {
   const entity = await requireEntity(ctx, input.entity, 'ADMIN');
-  return ctx.deps.db.transaction(() => {
-    const user = createUser(ctx.deps, input);
-    ctx.deps.db
-      .insert(memberships)
-      .values({ entityId: entity.id, userId: user.id, role: input.role })
-      .run();
-    const { apiKey, secret } = issueApiKey(ctx.deps, user.id, 'first key');
-    recordAudit(ctx.deps, {
-      entityId: entity.id,
-      actorId: ctx.viewer.user.id,
-      action: 'user.created',
-      targetType: 'User',
-      targetId: user.id,
-      details: { name: user.name, kind: user.kind, role: input.role },
-    });
-    auditApiKey(ctx.deps, ctx.viewer.user.id, 'apiKey.created', apiKey);
-    return { user, apiKey, secret };
-  });
+  const name = checkName(input.name, 'input.name');
+  const userId = newId();
+  const { key, secret } = newApiKey(userId, 'first key');
+  const actorId = ctx.viewer.user.id;
+  const created = await ctx.deps.storage.users.createUser(
+    {
+      user: { id: userId, name, kind: input.kind },
+      membership: { entityId: entity.id, role: input.role },
+      key,
+    },
+    [
+      {
+        entityId: entity.id,
+        actorId,
+        action: 'user.created',
+        targetType: 'User',
+        targetId: userId,
+        details: { name, kind: input.kind, role: input.role },
+      },
+      // The new account belongs to this entity only.
+      { ...keyAudit('apiKey.created', actorId, key, name), entityId: entity.id },
+    ],
+    ctx.deps.clock.now(),
+  );
+  return { user: created.user, apiKey: created.key, secret };
 }
 
 /**
@@ -120,32 +137,92 @@ export async function addMember(
   ctx: Context,
   input: { entity: string; userId: string; role: Role },
 ): Promise<Membership> {
+  const { deps, viewer } = ctx;
   const entity = await requireEntity(ctx, input.entity, 'ADMIN');
-  const user = ctx.deps.db.select().from(users).where(eq(users.id, input.userId)).get();
+  const user = await findUser(deps, input.userId);
   const notFound = () => new NotFoundError('input.userId', `No user with id "${input.userId}".`);
   if (!user) throw notFound();
-  if (findMembership(ctx.deps, entity.id, user.id)) {
-    throw new ConflictError(
+  const alreadyMember = () =>
+    new ConflictError(
       'input.userId',
       `${user.name} is already a member; use updateMemberRole to change the role.`,
     );
-  }
-  if (user.kind === 'SERVICE_ACCOUNT' && !administersEveryEntityOf(ctx.deps, ctx.viewer, user.id)) {
-    if (!isVisibleTo(ctx.deps, ctx.viewer, user.id)) throw notFound();
-    throw new PermissionDeniedError(
+  if (await deps.storage.entities.findMembership(entity.id, user.id)) throw alreadyMember();
+  const notAdministered = () =>
+    new PermissionDeniedError(
       'ADMIN',
       `${user.name} is a service account of entities you do not all administer; only an admin of every entity it belongs to may add it to another.`,
     );
+  const serviceAccount = user.kind === 'SERVICE_ACCOUNT';
+  if (serviceAccount && !(await administersEveryEntityOf(deps, viewer, user.id))) {
+    if (!(await isVisibleTo(deps, viewer, user.id))) throw notFound();
+    throw notAdministered();
   }
-  return ctx.deps.db.transaction(() => {
-    const membership = ctx.deps.db
-      .insert(memberships)
-      .values({ entityId: entity.id, userId: user.id, role: input.role })
-      .returning()
-      .get();
-    auditMember(ctx, 'member.added', membership, { role: input.role });
-    return membership;
-  });
+  let membership: Membership | null;
+  try {
+    membership = await deps.storage.entities.addMember(
+      { entityId: entity.id, userId: user.id, role: input.role },
+      // The account may have joined another entity since the check above: the store checks again.
+      serviceAccount ? { administeredBy: viewer.user.id } : null,
+      memberAudit(ctx, 'member.added', entity.id, user.id, user, { role: input.role }),
+      deps.clock.now(),
+    );
+  } catch (error) {
+    if (error instanceof DuplicateError) throw alreadyMember();
+    throw error;
+  }
+  if (!membership) throw notAdministered();
+  await deps.access.changed({ type: 'userChanged', userId: user.id });
+  return membership;
+}
+
+const lastAdmin = () =>
+  new ConflictError(
+    'input.userId',
+    'An entity needs at least one admin: make someone else an admin first.',
+  );
+
+const notMember = (userId: string) =>
+  new NotFoundError('input.userId', `No member with user id "${userId}" in this entity.`);
+
+/**
+ * Applies a change to a membership that holds only while the member's role is what was read:
+ * `attempt` gets the current membership and returns the store's answer, or null for nothing to
+ * do. A concurrent change to the same membership makes the store answer `stale`; the change is
+ * then tried again against the new role.
+ */
+async function changeMembership(
+  ctx: Context,
+  entityId: string,
+  userId: string,
+  attempt: (current: Membership) => Promise<MembershipChange | null>,
+): Promise<Membership> {
+  let current = await ctx.deps.storage.entities.findMembership(entityId, userId);
+  for (let tries = 0; tries < 5; tries++) {
+    if (!current) throw notMember(userId);
+    const result = await attempt(current);
+    if (result === null) return current;
+    switch (result.outcome) {
+      case 'done':
+        await ctx.deps.access.changed({ type: 'userChanged', userId });
+        return result.membership;
+      case 'notMember':
+        throw notMember(userId);
+      case 'lastAdmin':
+        throw lastAdmin();
+      case 'stale':
+        current = result.membership;
+        break;
+      default: {
+        const unknown: never = result;
+        throw new Error(`Unknown membership change ${JSON.stringify(unknown)}`);
+      }
+    }
+  }
+  throw new ConflictError(
+    'input.userId',
+    'The membership kept changing while this change was made; try again.',
+  );
 }
 
 /** Changes a member's role. Refuses to leave the entity without an admin. */
@@ -154,133 +231,82 @@ export async function updateMemberRole(
   input: { entity: string; userId: string; role: Role },
 ): Promise<Membership> {
   const entity = await requireEntity(ctx, input.entity, 'ADMIN');
-  const current = requireMembership(ctx.deps, entity.id, input.userId);
-  if (current.role === input.role) return current;
-  if (current.role === 'ADMIN') assertAnotherAdmin(ctx.deps, entity.id);
-  return ctx.deps.db.transaction(() => {
-    const membership = ctx.deps.db
-      .update(memberships)
-      .set({ role: input.role })
-      .where(and(eq(memberships.entityId, entity.id), eq(memberships.userId, input.userId)))
-      .returning()
-      .get();
-    auditMember(ctx, 'member.roleChanged', membership, { from: current.role, to: input.role });
-    return membership;
-  });
+  const user = await findUser(ctx.deps, input.userId);
+  return changeMembership(ctx, entity.id, input.userId, async (current) =>
+    current.role === input.role
+      ? null
+      : ctx.deps.storage.entities.changeRole(
+          entity.id,
+          input.userId,
+          { from: current.role, to: input.role },
+          memberAudit(ctx, 'member.roleChanged', entity.id, input.userId, user, {
+            from: current.role,
+            to: input.role,
+          }),
+          ctx.deps.clock.now(),
+        ),
+  );
 }
 
-/** Removes a member. Refuses to remove the last admin. */
+/** Removes a member; returns the removed membership. Refuses to remove the last admin. */
 export async function removeMember(
   ctx: Context,
   input: { entity: string; userId: string },
 ): Promise<Membership> {
   const entity = await requireEntity(ctx, input.entity, 'ADMIN');
-  const current = requireMembership(ctx.deps, entity.id, input.userId);
-  if (current.role === 'ADMIN') assertAnotherAdmin(ctx.deps, entity.id);
-  ctx.deps.db.transaction(() => {
-    ctx.deps.db
-      .delete(memberships)
-      .where(and(eq(memberships.entityId, entity.id), eq(memberships.userId, input.userId)))
-      .run();
-    auditMember(ctx, 'member.removed', current, { role: current.role });
-  });
-  return current;
-}
-
-/** Records a membership change with the member's name, which outlives their visibility. */
-function auditMember(
-  ctx: Context,
-  action: 'member.added' | 'member.roleChanged' | 'member.removed',
-  membership: Membership,
-  details: Record<string, unknown>,
-): void {
-  const user = findUser(ctx.deps, membership.userId);
-  recordAudit(ctx.deps, {
-    entityId: membership.entityId,
-    actorId: ctx.viewer.user.id,
-    action,
-    targetType: 'User',
-    targetId: membership.userId,
-    details: { user: user?.name, ...details },
-  });
-}
-
-export function findMembership(
-  deps: Pick<AppDeps, 'db'>,
-  entityId: string,
-  userId: string,
-): Membership | undefined {
-  return deps.db
-    .select()
-    .from(memberships)
-    .where(and(eq(memberships.entityId, entityId), eq(memberships.userId, userId)))
-    .get();
-}
-
-function requireMembership(
-  deps: Pick<AppDeps, 'db'>,
-  entityId: string,
-  userId: string,
-): Membership {
-  const membership = findMembership(deps, entityId, userId);
-  if (!membership)
-    throw new NotFoundError('input.userId', `No member with user id "${userId}" in this entity.`);
-  return membership;
-}
-
-function assertAnotherAdmin(deps: Pick<AppDeps, 'db'>, entityId: string): void {
-  const admins = deps.db
-    .select({ n: count() })
-    .from(memberships)
-    .where(and(eq(memberships.entityId, entityId), eq(memberships.role, 'ADMIN')))
-    .get();
-  if ((admins?.n ?? 0) <= 1) {
-    throw new ConflictError(
-      'input.userId',
-      'An entity needs at least one admin: make someone else an admin first.',
-    );
-  }
-}
-
-export interface Member {
-  user: User;
-  membership: Membership;
-}
-
-/** The order of member lists: who joined first comes first. */
-export const MEMBER_ORDER: SortOrder<Member> = {
-  direction: 'asc',
-  columns: [
-    { column: memberships.createdAt, of: (m) => m.membership.createdAt.getTime(), type: 'number' },
-    { column: memberships.userId, of: (m) => m.user.id, type: 'string' },
-  ],
-};
-
-/** A page of the entity's members, in {@link MEMBER_ORDER}. */
-export function listMembers(deps: Pick<AppDeps, 'db'>, entityId: string, page: Page): Member[] {
-  return deps.db
-    .select({ user: users, membership: memberships })
-    .from(memberships)
-    .innerJoin(users, eq(users.id, memberships.userId))
-    .where(and(eq(memberships.entityId, entityId), page.where))
-    .orderBy(...page.orderBy)
-    .limit(page.limit)
-    .all();
-}
-
-export function countMembers(deps: Pick<AppDeps, 'db'>, entityId: string): number {
-  return (
-    deps.db.select({ n: count() }).from(memberships).where(eq(memberships.entityId, entityId)).get()
-      ?.n ?? 0
+  const user = await findUser(ctx.deps, input.userId);
+  return changeMembership(ctx, entity.id, input.userId, (current) =>
+    ctx.deps.storage.entities.removeMember(
+      entity.id,
+      input.userId,
+      current.role,
+      memberAudit(ctx, 'member.removed', entity.id, input.userId, user, { role: current.role }),
+      ctx.deps.clock.now(),
+    ),
   );
 }
 
+/** The audit entry of a membership change, with the member's name, which outlives their visibility. */
+function memberAudit(
+  ctx: Context,
+  action: Extract<AuditAction, 'member.added' | 'member.roleChanged' | 'member.removed'>,
+  entityId: string,
+  userId: string,
+  user: User | undefined,
+  details: Record<string, unknown>,
+): AuditRecord {
+  return {
+    entityId,
+    actorId: ctx.viewer.user.id,
+    action,
+    targetType: 'User',
+    targetId: userId,
+    details: { user: user?.name, ...details },
+  };
+}
+
+export async function findMembership(
+  deps: Pick<AppDeps, 'storage'>,
+  entityId: string,
+  userId: string,
+): Promise<Membership | undefined> {
+  return (await deps.storage.entities.findMembership(entityId, userId)) ?? undefined;
+}
+
+/** The entity's members, who joined first comes first. */
+export function membersOf(deps: Pick<AppDeps, 'storage'>, entityId: string): StoredList<Member> {
+  return {
+    keyOf: (m) => [m.membership.createdAt.getTime(), m.user.id],
+    keyTypes: ['number', 'string'],
+    fetch: (request) => deps.storage.entities.pageMembers(entityId, request),
+    count: () => deps.storage.entities.countMembers(entityId),
+  };
+}
+
 /** A user's memberships, oldest first. */
-export function membershipsOf(deps: Pick<AppDeps, 'db'>, userId: string): Membership[] {
-  return deps.db
-    .select()
-    .from(memberships)
-    .where(eq(memberships.userId, userId))
-    .orderBy(asc(memberships.createdAt))
-    .all();
+export function membershipsOf(
+  deps: Pick<AppDeps, 'storage'>,
+  userId: string,
+): Promise<Membership[]> {
+  return deps.storage.entities.membershipsOf(userId);
 }

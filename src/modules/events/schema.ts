@@ -2,7 +2,7 @@ import { builder } from '../../builder.js';
 import type { Context } from '../../context.js';
 import { EventTypeEnum } from '../automations/schema.js';
 import { artifactVersionString, artifactVersionUri } from '../automations/template.js';
-import { keysetConnection } from '../connection.js';
+import { connection } from '../connection.js';
 import { hasRole, readableEntity } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
 import { MAX_JSON_DEPTH } from '../json-depth.js';
@@ -12,20 +12,13 @@ import { TriggeredRunRef, triggeredRunsField } from '../runs/schema.js';
 import type { TriggeredRun } from '../runs/service.js';
 import { UserRef } from '../users/schema.js';
 import { findUser } from '../users/service.js';
-import {
-  type ArtifactEvent,
-  countEvents,
-  EVENT_ORDER,
-  emitArtifactEvent,
-  getEvent,
-  listEvents,
-} from './service.js';
+import { type ArtifactEvent, emitArtifactEvent, eventList, getEvent } from './service.js';
 
 /** Names the version strings and URIs are built from. */
 async function versionParts(event: ArtifactEvent, ctx: Context) {
-  const owner = event.projectId
+  const owner = await (event.projectId
     ? getContainer(ctx.deps, 'project', event.projectId)
-    : getContainer(ctx.deps, 'registry', event.registryId ?? '');
+    : getContainer(ctx.deps, 'registry', event.registryId ?? ''));
   return {
     entity: (await readableEntity(ctx, event.entityId))?.name ?? '',
     owner: owner?.name ?? '',
@@ -35,8 +28,8 @@ async function versionParts(event: ArtifactEvent, ctx: Context) {
 export const ArtifactEventRef = builder.node(builder.objectRef<ArtifactEvent>('ArtifactEvent'), {
   description: 'One reported artifact event, stored as received.',
   id: { resolve: (e) => e.id },
-  loadOne: (id, ctx) => {
-    const event = getEvent(ctx.deps, id);
+  loadOne: async (id, ctx) => {
+    const event = await getEvent(ctx.deps, id);
     return event && hasRole(ctx.viewer, event.entityId) ? event : null;
   },
   fields: (t) => ({
@@ -49,15 +42,15 @@ export const ArtifactEventRef = builder.node(builder.objectRef<ArtifactEvent>('A
       type: ProjectRef,
       nullable: true,
       description: 'The project it happened in, for project events.',
-      resolve: (e, _args, ctx) =>
-        e.projectId ? (getContainer(ctx.deps, 'project', e.projectId) ?? null) : null,
+      resolve: async (e, _args, ctx) =>
+        e.projectId ? ((await getContainer(ctx.deps, 'project', e.projectId)) ?? null) : null,
     }),
     registry: t.field({
       type: RegistryRef,
       nullable: true,
       description: 'The registry it happened in, for registry events.',
-      resolve: (e, _args, ctx) =>
-        e.registryId ? (getContainer(ctx.deps, 'registry', e.registryId) ?? null) : null,
+      resolve: async (e, _args, ctx) =>
+        e.registryId ? ((await getContainer(ctx.deps, 'registry', e.registryId)) ?? null) : null,
     }),
     collectionName: t.exposeString('collectionName', { description: 'The artifact collection.' }),
     artifactType: t.exposeString('artifactType', { description: 'The artifact type.' }),
@@ -96,8 +89,8 @@ export const ArtifactEventRef = builder.node(builder.objectRef<ArtifactEvent>('A
       type: UserRef,
       nullable: true,
       description: 'The account whose API key reported it.',
-      resolve: (e, _args, ctx) =>
-        e.createdById ? (findUser(ctx.deps, e.createdById) ?? null) : null,
+      resolve: async (e, _args, ctx) =>
+        e.createdById ? ((await findUser(ctx.deps, e.createdById)) ?? null) : null,
     }),
   }),
 });
@@ -105,7 +98,10 @@ export const ArtifactEventRef = builder.node(builder.objectRef<ArtifactEvent>('A
 builder.objectField(
   ArtifactEventRef,
   'triggeredRuns',
-  triggeredRunsField('Runs this event triggered, newest first.', (e) => ({ eventId: e.id })),
+  triggeredRunsField('Runs this event triggered, newest first.', (e) => ({
+    kind: 'event',
+    id: e.id,
+  })),
 );
 
 builder.objectField(EntityRef, 'events', (t) =>
@@ -119,13 +115,11 @@ builder.objectField(EntityRef, 'events', (t) =>
         description: 'Only events of this type.',
       }),
     },
-    resolve: (entity, args, ctx) => {
-      const filter = { entityId: entity.id, eventType: args.eventType ?? null };
-      return keysetConnection(args, EVENT_ORDER, {
-        total: () => countEvents(ctx.deps, filter),
-        fetch: (page) => listEvents(ctx.deps, filter, page),
-      });
-    },
+    resolve: (entity, args, ctx) =>
+      connection(
+        args,
+        eventList(ctx.deps, { entityId: entity.id, eventType: args.eventType ?? null }),
+      ),
   }),
 );
 
@@ -197,6 +191,11 @@ builder.mutationField('emitArtifactEvent', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) => emitArtifactEvent(ctx, input),
+    resolve: (_root, { input }, ctx) => {
+      const { telemetry } = ctx.deps;
+      return telemetry
+        ? telemetry.emit(() => emitArtifactEvent(ctx, input))
+        : emitArtifactEvent(ctx, input);
+    },
   }),
 );

@@ -1,23 +1,21 @@
-import { and, count, eq, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import { ValidationError } from '../../errors.js';
-import { newId } from '../../ids.js';
-import { artifactEvents, type EventType, triggeredRuns } from '../../storage/sqlite/schema.js';
+import type {
+  ArtifactEvent,
+  EventFilter,
+  EventType,
+  MatchCandidate,
+  TriggeredRun,
+} from '../../storage/events.js';
 import { aliasMatches } from '../automations/pattern.js';
-import { type Automation, candidateAutomations } from '../automations/service.js';
-import { byCreation, type Page, type SortOrder } from '../connection.js';
+import type { StoredList } from '../connection.js';
 import { requireEntity } from '../entities/access.js';
 import { checkJsonDepth } from '../json-depth.js';
 import { checkSlug } from '../names.js';
-import {
-  type ArtifactCollection,
-  findCollection,
-  insertCollection,
-  resolveOwner,
-} from '../projects/service.js';
-import { publishRuns, runUpdate, type TriggeredRun } from '../runs/service.js';
+import { resolveOwner } from '../projects/service.js';
+import { publishRuns, runUpdate } from '../runs/service.js';
 
-export type ArtifactEvent = typeof artifactEvents.$inferSelect;
+export type { ArtifactEvent, EventFilter };
 
 export const MAX_METADATA_BYTES = 64 * 1024;
 export const MAX_ALIAS_LENGTH = 128;
@@ -46,10 +44,10 @@ const OWNER_FOR_EVENT: Record<EventType, 'project' | 'registry' | 'either'> = {
 
 /**
  * Records an artifact event and queues one run per matching enabled automation, all in one
- * transaction, then publishes each run's QUEUED state. Never waits for delivery. Members and
- * admins. With an `idempotencyKey` already used in the entity, returns the first event and its
- * runs unchanged. Throws ValidationError / NotFoundError naming the field for bad input; nothing
- * is stored then.
+ * transaction, then publishes the runs' QUEUED state as one batch. Never waits for delivery.
+ * Members and admins. With an `idempotencyKey` already used in the entity, returns the first event
+ * and its runs unchanged (also when two calls with one key race). Throws ValidationError /
+ * NotFoundError naming the field for bad input; nothing is stored then.
  */
 export async function emitArtifactEvent(
   ctx: Context,
@@ -59,7 +57,9 @@ export async function emitArtifactEvent(
   const entity = await requireEntity(ctx, input.entity, 'MEMBER');
   const idempotencyKey = checkIdempotencyKey(input.idempotencyKey);
   if (idempotencyKey) {
-    const first = findByIdempotencyKey(deps, entity.id, idempotencyKey);
+    // A retried call gets its first answer even if its input no longer passes the checks below.
+    // Races between two first calls are settled by the store's unique index.
+    const first = await deps.storage.events.findByIdempotencyKey(entity.id, idempotencyKey);
     if (first) return { ...first, replayed: true };
   }
   const where = OWNER_FOR_EVENT[input.eventType];
@@ -75,7 +75,7 @@ export async function emitArtifactEvent(
       `${input.eventType} happens in a registry: name \`registry\`, not \`project\`.`,
     );
   }
-  const owner = resolveOwner(deps, entity.id, input);
+  const owner = await resolveOwner(deps, entity.id, input);
   checkSlug(input.collection, 'input.collection');
   checkSlug(input.artifactType, 'input.artifactType');
   if (!Number.isInteger(input.versionIndex) || input.versionIndex < 0) {
@@ -93,72 +93,49 @@ export async function emitArtifactEvent(
       'Give an author of 1 to 128 characters, or omit it to use your name.',
     );
   }
-  const existing = findCollection(deps, owner.kind, owner.row.id, input.collection);
-  if (existing && existing.artifactType !== input.artifactType) {
-    throw new ValidationError(
-      'input.artifactType',
-      `Collection "${input.collection}" holds artifacts of type "${existing.artifactType}", not "${input.artifactType}".`,
-    );
-  }
 
-  const now = deps.clock.now();
-  const result = deps.db.transaction(() => {
-    const collection: ArtifactCollection =
-      existing ?? insertCollection(deps, entity.id, owner, input.collection, input.artifactType);
-    const event = deps.db
-      .insert(artifactEvents)
-      .values({
-        id: newId(),
-        entityId: entity.id,
-        eventType: input.eventType,
-        projectId: owner.kind === 'project' ? owner.row.id : null,
-        registryId: owner.kind === 'registry' ? owner.row.id : null,
-        collectionId: collection.id,
-        collectionName: collection.name,
-        artifactType: collection.artifactType,
-        versionIndex: input.versionIndex,
-        alias,
-        author,
-        metadata,
-        idempotencyKey,
-        createdById: viewer.user.id,
-        createdAt: now,
-      })
-      .returning()
-      .get();
-    const matched = candidateAutomations(deps, {
+  const happened = { collectionName: input.collection, artifactType: input.artifactType, alias };
+  const recorded = await deps.storage.events.recordEvent(
+    {
       entityId: entity.id,
       eventType: input.eventType,
-      scopeIds: [owner.row.id, collection.id],
-    }).filter((automation) => passesFilter(automation, event));
-    const runs = matched.map((automation) =>
-      deps.db
-        .insert(triggeredRuns)
-        .values({
-          id: newId(),
-          entityId: entity.id,
-          eventId: event.id,
-          automationId: automation.id,
-          automationName: automation.name,
-          actionId: automation.actionId,
-          projectId: event.projectId,
-          registryId: event.registryId,
-          status: 'QUEUED',
-          nextAttemptAt: now,
-          createdAt: now,
-          updatedAt: now,
-        })
-        .returning()
-        .get(),
-    );
-    return { event, runs };
-  });
-  publishRuns(deps, result.runs.map(runUpdate));
-  return { ...result, replayed: false };
+      owner: { kind: owner.kind, id: owner.row.id },
+      collectionName: input.collection,
+      artifactType: input.artifactType,
+      versionIndex: input.versionIndex,
+      alias,
+      author,
+      metadata,
+      idempotencyKey,
+      createdById: viewer.user.id,
+      createdAt: deps.clock.now(),
+    },
+    (automation) => passesFilter(automation, happened),
+  );
+  switch (recorded.outcome) {
+    case 'artifactTypeMismatch':
+      throw new ValidationError(
+        'input.artifactType',
+        `Collection "${input.collection}" holds artifacts of type "${recorded.storedArtifactType}", not "${input.artifactType}".`,
+      );
+    case 'replayed':
+      return { event: recorded.event, runs: recorded.runs, replayed: true };
+    case 'recorded':
+      publishRuns(deps, recorded.runs.map(runUpdate));
+      return { event: recorded.event, runs: recorded.runs, replayed: false };
+    default:
+      return recorded satisfies never;
+  }
 }
 
-/** Whether an automation's filters accept the event (its scope and type already matched). */
-function passesFilter(automation: Automation, event: ArtifactEvent): boolean {
+/**
+ * Whether an automation's filters accept the event (its scope and type already matched). In code,
+ * not SQL: alias patterns are regular expressions with a linear-time engine of their own.
+ */
+function passesFilter(
+  automation: MatchCandidate,
+  event: Pick<ArtifactEvent, 'collectionName' | 'artifactType' | 'alias'>,
+): boolean {
   if (automation.filterCollectionName && automation.filterCollectionName !== event.collectionName)
     return false;
   if (automation.filterArtifactType && automation.filterArtifactType !== event.artifactType)
@@ -223,67 +200,23 @@ function checkMetadata(
   return metadata;
 }
 
-function findByIdempotencyKey(
-  deps: Pick<AppDeps, 'db'>,
-  entityId: string,
-  key: string,
-): { event: ArtifactEvent; runs: TriggeredRun[] } | undefined {
-  const event = deps.db
-    .select()
-    .from(artifactEvents)
-    .where(and(eq(artifactEvents.entityId, entityId), eq(artifactEvents.idempotencyKey, key)))
-    .get();
-  if (!event) return undefined;
-  const runs = deps.db
-    .select()
-    .from(triggeredRuns)
-    .where(eq(triggeredRuns.eventId, event.id))
-    .orderBy(triggeredRuns.createdAt, triggeredRuns.id)
-    .all();
-  return { event, runs };
+/** The event with this stored id, whoever may see it; null when there is none. */
+export async function getEvent(
+  deps: Pick<AppDeps, 'storage'>,
+  id: string,
+): Promise<ArtifactEvent | null> {
+  return deps.storage.events.getEvent(id);
 }
 
-export function getEvent(deps: Pick<AppDeps, 'db'>, id: string): ArtifactEvent | undefined {
-  return deps.db.select().from(artifactEvents).where(eq(artifactEvents.id, id)).get();
-}
-
-/** Which events a list shows; each absent condition matches everything. */
-export interface EventFilter {
-  entityId: string;
-  eventType?: EventType | null;
-  projectId?: string | null;
-  registryId?: string | null;
-}
-
-function eventConditions(filter: EventFilter): SQL | undefined {
-  return and(
-    eq(artifactEvents.entityId, filter.entityId),
-    filter.eventType ? eq(artifactEvents.eventType, filter.eventType) : undefined,
-    filter.projectId ? eq(artifactEvents.projectId, filter.projectId) : undefined,
-    filter.registryId ? eq(artifactEvents.registryId, filter.registryId) : undefined,
-  );
-}
-
-/** The order of event lists: newest first. */
-export const EVENT_ORDER: SortOrder<ArtifactEvent> = byCreation('desc', artifactEvents);
-
-/** A page of the events matching `filter`, in {@link EVENT_ORDER}. */
-export function listEvents(
-  deps: Pick<AppDeps, 'db'>,
+/** The events matching `filter` as a list for `connection()`: newest first. */
+export function eventList(
+  deps: Pick<AppDeps, 'storage'>,
   filter: EventFilter,
-  page: Page,
-): ArtifactEvent[] {
-  return deps.db
-    .select()
-    .from(artifactEvents)
-    .where(and(eventConditions(filter), page.where))
-    .orderBy(...page.orderBy)
-    .limit(page.limit)
-    .all();
-}
-
-export function countEvents(deps: Pick<AppDeps, 'db'>, filter: EventFilter): number {
-  return (
-    deps.db.select({ n: count() }).from(artifactEvents).where(eventConditions(filter)).get()?.n ?? 0
-  );
+): StoredList<ArtifactEvent> {
+  return {
+    keyOf: (event) => [event.createdAt.getTime(), event.id],
+    keyTypes: ['number', 'string'],
+    fetch: (request) => deps.storage.events.pageEvents(filter, request),
+    count: () => deps.storage.events.countEvents(filter),
+  };
 }

@@ -1,20 +1,16 @@
 import { builder } from '../../builder.js';
-import { keysetConnection } from '../connection.js';
+import { connection } from '../connection.js';
 import { hasRole } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
 import {
   type ArtifactCollection,
-  COLLECTION_ORDER,
-  CONTAINER_ORDER,
-  countCollections,
-  countContainers,
+  collectionsOf,
+  containersOf,
   createCollection,
   createContainer,
   getCollection,
   getContainer,
   type Kind,
-  listCollections,
-  listContainers,
   type Project,
   type Registry,
 } from './service.js';
@@ -24,8 +20,8 @@ export const ArtifactCollectionRef = builder.node(
   {
     description: 'A named series of artifact versions in a project, or linked into a registry.',
     id: { resolve: (c) => c.id },
-    loadOne: (id, ctx) => {
-      const row = getCollection(ctx.deps, id);
+    loadOne: async (id, ctx) => {
+      const row = await getCollection(ctx.deps, id);
       return row && hasRole(ctx.viewer, row.entityId) ? row : null;
     },
     fields: (t) => ({
@@ -45,8 +41,8 @@ function containerNode(kind: Kind, name: string, description: string) {
   return builder.node(builder.objectRef<Project | Registry>(name), {
     description,
     id: { resolve: (row) => row.id },
-    loadOne: (id, ctx) => {
-      const row = getContainer(ctx.deps, kind, id);
+    loadOne: async (id, ctx) => {
+      const row = await getContainer(ctx.deps, kind, id);
       return row && hasRole(ctx.viewer, row.entityId) ? row : null;
     },
     fields: (t) => ({
@@ -62,11 +58,7 @@ function containerNode(kind: Kind, name: string, description: string) {
       collections: t.connection({
         type: ArtifactCollectionRef,
         description: 'Its artifact collections, by name.',
-        resolve: (row, args, ctx) =>
-          keysetConnection(args, COLLECTION_ORDER, {
-            total: () => countCollections(ctx.deps, kind, row.id),
-            fetch: (page) => listCollections(ctx.deps, kind, row.id, page),
-          }),
+        resolve: (row, args, ctx) => connection(args, collectionsOf(ctx.deps, kind, row.id)),
       }),
     }),
   });
@@ -87,20 +79,12 @@ builder.objectFields(EntityRef, (t) => ({
   projects: t.connection({
     type: ProjectRef,
     description: "The entity's projects, by name.",
-    resolve: (entity, args, ctx) =>
-      keysetConnection(args, CONTAINER_ORDER.project, {
-        total: () => countContainers(ctx.deps, 'project', entity.id),
-        fetch: (page) => listContainers(ctx.deps, 'project', entity.id, page),
-      }),
+    resolve: (entity, args, ctx) => connection(args, containersOf(ctx.deps, 'project', entity.id)),
   }),
   registries: t.connection({
     type: RegistryRef,
     description: "The entity's registries, by name.",
-    resolve: (entity, args, ctx) =>
-      keysetConnection(args, CONTAINER_ORDER.registry, {
-        total: () => countContainers(ctx.deps, 'registry', entity.id),
-        fetch: (page) => listContainers(ctx.deps, 'registry', entity.id, page),
-      }),
+    resolve: (entity, args, ctx) => connection(args, containersOf(ctx.deps, 'registry', entity.id)),
   }),
 }));
 

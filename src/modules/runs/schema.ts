@@ -1,7 +1,8 @@
 import { builder } from '../../builder.js';
+import type { RunFilter, RunOwner } from '../../storage/events.js';
 import { AutomationRef } from '../automations/schema.js';
 import { getAutomation } from '../automations/service.js';
-import { keysetConnection } from '../connection.js';
+import { connection } from '../connection.js';
 import { hasRole } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
 import { ArtifactEventRef } from '../events/schema.js';
@@ -9,14 +10,11 @@ import { getEvent } from '../events/service.js';
 import { decodeId, storedIdOf } from '../global-id.js';
 import { ProjectRef, RegistryRef } from '../projects/schema.js';
 import {
-  countRuns,
   type DeliveryAttempt,
   getRun,
   listAttempts,
-  listRuns,
-  RUN_ORDER,
-  type RunFilter,
   retryRun,
+  runList,
   type TriggeredRun,
 } from './service.js';
 
@@ -88,8 +86,8 @@ const DeliveryAttemptRef = builder.objectRef<DeliveryAttempt>('DeliveryAttempt')
 export const TriggeredRunRef = builder.node(builder.objectRef<TriggeredRun>('TriggeredRun'), {
   description: 'One execution of one automation for one event.',
   id: { resolve: (run) => run.id },
-  loadOne: (id, ctx) => {
-    const run = getRun(ctx.deps, id);
+  loadOne: async (id, ctx) => {
+    const run = await getRun(ctx.deps, id);
     return run && hasRole(ctx.viewer, run.entityId) ? run : null;
   },
   fields: (t) => ({
@@ -105,13 +103,13 @@ export const TriggeredRunRef = builder.node(builder.objectRef<TriggeredRun>('Tri
       type: AutomationRef,
       nullable: true,
       description: 'The automation; null once it has been deleted.',
-      resolve: (r, _args, ctx) =>
-        r.automationId ? (getAutomation(ctx.deps, r.automationId) ?? null) : null,
+      resolve: async (r, _args, ctx) =>
+        r.automationId ? ((await getAutomation(ctx.deps, r.automationId)) ?? null) : null,
     }),
     event: t.field({
       type: ArtifactEventRef,
       description: 'The event that triggered the run.',
-      resolve: (r, _args, ctx) => getEvent(ctx.deps, r.eventId)!,
+      resolve: async (r, _args, ctx) => (await getEvent(ctx.deps, r.eventId))!,
     }),
     attemptCount: t.exposeInt('attemptCount', {
       description:
@@ -177,7 +175,7 @@ const runsArgs = builder.args((t) => ({
  */
 export function triggeredRunsField<Parent>(
   description: string,
-  owner: (parent: Parent) => RunFilter,
+  owner: (parent: Parent) => RunOwner,
 ) {
   return (t: PothosSchemaTypes.ObjectFieldBuilder<typeof builder.$inferSchemaTypes, Parent>) =>
     t.connection({
@@ -185,19 +183,15 @@ export function triggeredRunsField<Parent>(
       description,
       args: runsArgs,
       resolve: (parent, args, ctx) => {
-        const f: RunFilter = {
-          ...owner(parent),
+        const filter: RunFilter = {
           statuses: args.filter?.statuses ?? null,
           createdAfter: args.filter?.createdAfter ?? null,
           createdBefore: args.filter?.createdBefore ?? null,
+          automationId: args.filter?.automationId
+            ? decodeId(args.filter.automationId, 'Automation', 'filter.automationId')
+            : null,
         };
-        if (args.filter?.automationId) {
-          f.automationId = decodeId(args.filter.automationId, 'Automation', 'filter.automationId');
-        }
-        return keysetConnection(args, RUN_ORDER, {
-          total: () => countRuns(ctx.deps, f),
-          fetch: (page) => listRuns(ctx.deps, f, page),
-        });
+        return connection(args, runList(ctx.deps, owner(parent), filter));
       },
     });
 }
@@ -206,27 +200,33 @@ builder.objectField(
   EntityRef,
   'triggeredRuns',
   triggeredRunsField('Runs of every automation in the entity, newest first.', (e) => ({
-    entityId: e.id,
+    kind: 'entity',
+    id: e.id,
   })),
 );
 builder.objectField(
   ProjectRef,
   'triggeredRuns',
   triggeredRunsField('Runs for events in this project, newest first.', (p) => ({
-    projectId: p.id,
+    kind: 'project',
+    id: p.id,
   })),
 );
 builder.objectField(
   RegistryRef,
   'triggeredRuns',
   triggeredRunsField('Runs for events in this registry, newest first.', (r) => ({
-    registryId: r.id,
+    kind: 'registry',
+    id: r.id,
   })),
 );
 builder.objectField(
   AutomationRef,
   'triggeredRuns',
-  triggeredRunsField('Runs of this automation, newest first.', (a) => ({ automationId: a.id })),
+  triggeredRunsField('Runs of this automation, newest first.', (a) => ({
+    kind: 'automation',
+    id: a.id,
+  })),
 );
 
 builder.queryField('triggeredRun', (t) =>
@@ -236,9 +236,9 @@ builder.queryField('triggeredRun', (t) =>
     description:
       'A run by ID: its `id`, which is also the `webhook-id` header of its deliveries. Null when the ID is malformed, names something other than a run, or names a run that does not exist or is not yours.',
     args: { id: t.arg.id({ description: 'ID of the run, `run_…`.' }) },
-    resolve: (_root, { id }, ctx) => {
+    resolve: async (_root, { id }, ctx) => {
       const runId = storedIdOf(id, 'TriggeredRun');
-      const run = runId === null ? undefined : getRun(ctx.deps, runId);
+      const run = runId === null ? null : await getRun(ctx.deps, runId);
       return run && hasRole(ctx.viewer, run.entityId) ? run : null;
     },
   }),

@@ -1,19 +1,25 @@
-import { and, count, eq, gte, inArray, lte, type SQL } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import type { RunUpdate } from '../../pubsub.js';
-import { deliveryAttempts, type RunStatus, triggeredRuns } from '../../storage/sqlite/schema.js';
-import { byCreation, type Page, type SortOrder } from '../connection.js';
+import {
+  type DeliveryAttempt,
+  FINISHED_STATUSES,
+  type RunFilter,
+  type RunOwner,
+  type RunStatus,
+  type TriggeredRun,
+} from '../../storage/events.js';
+import type { StoredList } from '../connection.js';
 import { requireRole } from '../entities/access.js';
 
-export type { RunUpdate };
-export type TriggeredRun = typeof triggeredRuns.$inferSelect;
-export type DeliveryAttempt = typeof deliveryAttempts.$inferSelect;
+export type { DeliveryAttempt, RunUpdate, TriggeredRun };
 
-export const FINISHED_STATUSES: readonly RunStatus[] = ['SUCCEEDED', 'FAILED', 'SKIPPED'];
-
-export function getRun(deps: Pick<AppDeps, 'db'>, id: string): TriggeredRun | undefined {
-  return deps.db.select().from(triggeredRuns).where(eq(triggeredRuns.id, id)).get();
+/** The run with this stored id, whoever may see it; null when there is none. */
+export async function getRun(
+  deps: Pick<AppDeps, 'storage'>,
+  id: string,
+): Promise<TriggeredRun | null> {
+  return deps.storage.runs.getRun(id);
 }
 
 /** What subscribers are told of a run's state: its public fields, in plain JSON. */
@@ -40,71 +46,57 @@ export function runUpdate(run: TriggeredRun): RunUpdate {
 /**
  * Publishes runs that changed in one commit, as one message on `runsUpdated`, to subscribers and
  * to the delivery engine. Call it only after the transaction has committed, so nobody sees a
- * state that was rolled back.
+ * state that was rolled back. The one place updates enter the pub/sub.
  */
 export function publishRuns(deps: Pick<AppDeps, 'pubsub'>, updates: RunUpdate[]): void {
   if (updates.length > 0) deps.pubsub.publish('runsUpdated', updates);
 }
 
-/** Publishes the run's current state (see {@link publishRuns}). */
-export function publishRunUpdate(deps: Pick<AppDeps, 'db' | 'pubsub'>, runId: string): void {
-  const run = getRun(deps, runId);
-  if (run) publishRuns(deps, [runUpdate(run)]);
-}
-
-/** Which runs a history list shows; each absent condition matches everything. */
-export interface RunFilter {
-  entityId?: string;
-  projectId?: string;
-  registryId?: string;
-  automationId?: string;
-  eventId?: string;
-  statuses?: readonly RunStatus[] | null;
-  createdAfter?: Date | null;
-  createdBefore?: Date | null;
-}
-
-function runConditions(filter: RunFilter): SQL | undefined {
-  return and(
-    filter.entityId ? eq(triggeredRuns.entityId, filter.entityId) : undefined,
-    filter.projectId ? eq(triggeredRuns.projectId, filter.projectId) : undefined,
-    filter.registryId ? eq(triggeredRuns.registryId, filter.registryId) : undefined,
-    filter.automationId ? eq(triggeredRuns.automationId, filter.automationId) : undefined,
-    filter.eventId ? eq(triggeredRuns.eventId, filter.eventId) : undefined,
-    filter.statuses?.length ? inArray(triggeredRuns.status, [...filter.statuses]) : undefined,
-    filter.createdAfter ? gte(triggeredRuns.createdAt, filter.createdAfter) : undefined,
-    filter.createdBefore ? lte(triggeredRuns.createdAt, filter.createdBefore) : undefined,
+/**
+ * Publishes the run's current state (see {@link publishRuns}). Reads it first, so updates of one
+ * run published in order arrive in order; a failed read is logged, never thrown.
+ */
+export function publishRunUpdate(
+  deps: Pick<AppDeps, 'storage' | 'pubsub' | 'logger'>,
+  runId: string,
+  status?: RunStatus,
+): void {
+  deps.storage.runs.getRun(runId).then(
+    (run) => {
+      // The change being published may be behind the stored run (an attempt's end committed with
+      // the claim of its retry): subscribers still see each status the run went through.
+      if (run)
+        publishRuns(deps, [
+          runUpdate(status === undefined || run.status === status ? run : { ...run, status }),
+        ]);
+    },
+    (error: unknown) => deps.logger.error({ err: error, runId }, 'could not publish a run update'),
   );
 }
 
-/** The order of run lists: newest first. */
-export const RUN_ORDER: SortOrder<TriggeredRun> = byCreation('desc', triggeredRuns);
-
-/** A page of the runs matching `filter`, in {@link RUN_ORDER}. */
-export function listRuns(deps: Pick<AppDeps, 'db'>, filter: RunFilter, page: Page): TriggeredRun[] {
-  return deps.db
-    .select()
-    .from(triggeredRuns)
-    .where(and(runConditions(filter), page.where))
-    .orderBy(...page.orderBy)
-    .limit(page.limit)
-    .all();
-}
-
-export function countRuns(deps: Pick<AppDeps, 'db'>, filter: RunFilter): number {
-  return (
-    deps.db.select({ n: count() }).from(triggeredRuns).where(runConditions(filter)).get()?.n ?? 0
-  );
+/**
+ * The owner's runs matching `filter` as a list for `connection()`: newest first, keyed by
+ * creation time and id.
+ */
+export function runList(
+  deps: Pick<AppDeps, 'storage'>,
+  owner: RunOwner,
+  filter: RunFilter,
+): StoredList<TriggeredRun> {
+  return {
+    keyOf: (run) => [run.createdAt.getTime(), run.id],
+    keyTypes: ['number', 'string'],
+    fetch: (request) => deps.storage.runs.pageRuns(owner, filter, request),
+    count: () => deps.storage.runs.countRuns(owner, filter),
+  };
 }
 
 /** Attempts of a run in the order they were made. */
-export function listAttempts(deps: Pick<AppDeps, 'db'>, runId: string): DeliveryAttempt[] {
-  return deps.db
-    .select()
-    .from(deliveryAttempts)
-    .where(eq(deliveryAttempts.runId, runId))
-    .orderBy(deliveryAttempts.attemptNumber)
-    .all();
+export async function listAttempts(
+  deps: Pick<AppDeps, 'storage'>,
+  runId: string,
+): Promise<DeliveryAttempt[]> {
+  return deps.storage.runs.listAttempts(runId);
 }
 
 /**
@@ -113,8 +105,9 @@ export function listAttempts(deps: Pick<AppDeps, 'db'>, runId: string): Delivery
  * ones. Members and admins. Throws NotFoundError for a run the caller cannot see and
  * ConflictError while the run is still queued, running or retrying.
  */
-export function retryRun(ctx: Context, runId: string): TriggeredRun {
-  const run = getRun(ctx.deps, runId);
+export async function retryRun(ctx: Context, runId: string): Promise<TriggeredRun> {
+  const { deps } = ctx;
+  const run = await deps.storage.runs.getRun(runId);
   const notFound = () => new NotFoundError('id', `No triggered run with id "${runId}".`);
   if (!run) throw notFound();
   requireRole(ctx.viewer, run.entityId, 'MEMBER', notFound);
@@ -124,24 +117,12 @@ export function retryRun(ctx: Context, runId: string): TriggeredRun {
       `The run is ${run.status}; only a finished run can be re-delivered.`,
     );
   }
-  const now = ctx.deps.clock.now();
-  const queued = ctx.deps.db
-    .update(triggeredRuns)
-    .set({
-      status: 'QUEUED',
-      // The retry budget starts afresh; attempt numbers keep counting from the stored ones.
-      attemptCount: 0,
-      nextAttemptAt: now,
-      updatedAt: now,
-      finishedAt: null,
-      leaseOwner: null,
-      leaseExpiresAt: null,
-      result: 'Re-delivery requested',
-    })
-    .where(and(eq(triggeredRuns.id, runId), inArray(triggeredRuns.status, [...FINISHED_STATUSES])))
-    .returning()
-    .get();
+  const queued = await deps.storage.runs.requeueRun(
+    runId,
+    deps.clock.now(),
+    'Re-delivery requested',
+  );
   if (!queued) throw new ConflictError('id', 'The run changed state meanwhile; try again.');
-  publishRuns(ctx.deps, [runUpdate(queued)]);
+  publishRuns(deps, [runUpdate(queued)]);
   return queued;
 }

@@ -41,7 +41,7 @@ function runUpdates(ctx: Context, wanted: WantedRuns): AsyncIterableIterator<Run
       );
       if (update.entityId !== (await entityId)) return false;
     }
-    return stillReadable(ctx.deps, ctx.viewer, update.entityId);
+    return stillReadable(ctx, update.entityId);
   };
   return {
     async next() {

@@ -9,12 +9,10 @@ import {
   writeSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
-import { asc, eq, sql } from 'drizzle-orm';
 import { loadMasterKey } from '../../bootstrap.js';
 import type { Clock } from '../../clock.js';
 import type { Config } from '../../config.js';
-import type { Db } from '../../storage/sqlite/database.js';
-import { entities, secrets } from '../../storage/sqlite/schema.js';
+import type { LabelledSecret, SecretStore } from '../../storage/config.js';
 import { createSecretBox, generateMasterKey, parseMasterKey, type SecretBox } from './box.js';
 
 /**
@@ -32,32 +30,11 @@ export class MasterKeyRotationError extends Error {
 /** Secret labels quoted in a refusal; the count is always given in full. */
 const MAX_LISTED = 10;
 
-interface SecretRow {
-  id: string;
-  name: string;
-  entityName: string;
-  ciphertext: string;
-}
-
-function allSecrets(db: Pick<Db, 'select'>): SecretRow[] {
-  return db
-    .select({
-      id: secrets.id,
-      name: secrets.name,
-      entityName: entities.name,
-      ciphertext: secrets.ciphertext,
-    })
-    .from(secrets)
-    .innerJoin(entities, eq(entities.id, secrets.entityId))
-    .orderBy(asc(entities.name), asc(secrets.name))
-    .all();
-}
-
 /** How a refusal names a secret: never by value. */
-const label = (row: SecretRow): string => `${row.entityName}/${row.name}`;
+const label = (row: LabelledSecret): string => `${row.entityName}/${row.name}`;
 
 /** Labels of the rows `box` cannot open. */
-function unopenable(box: SecretBox, rows: readonly SecretRow[]): string[] {
+function unopenable(box: SecretBox, rows: readonly LabelledSecret[]): string[] {
   return rows.flatMap((row) => {
     try {
       box.open(row.ciphertext, row.id);
@@ -86,53 +63,35 @@ function refusal(
 }
 
 /**
- * Re-encrypts every secret from `from` to `to` in one immediate transaction and returns how many
- * there were. All or nothing: when any secret does not open with `from`, it throws a
+ * Re-encrypts every secret from `from` to `to` in one transaction and returns how many there
+ * were. All or nothing: when any secret does not open with `from`, it throws a
  * MasterKeyRotationError naming how many failed (`keyLabel` says where `from` came from) and
  * writes nothing. `beforeCommit` runs after every secret has been resealed in memory and before
- * the commit; whatever it throws rolls the transaction back. The commit is made durable
- * (`synchronous = FULL`) before this returns, so a caller may act on it, e.g. swap key files.
- * Each row keeps its id as associated data; `rotatedAt` is untouched because the values are.
+ * the commit; whatever it throws rolls the transaction back. The commit is durable before this
+ * resolves, so a caller may act on it, e.g. swap key files. Each secret keeps its id as
+ * associated data; `rotatedAt` is untouched because the values are.
  */
-export function reencryptSecrets(
-  db: Db,
+export async function reencryptSecrets(
+  secrets: SecretStore,
   options: { from: SecretBox; to: SecretBox; keyLabel: string; beforeCommit?: () => void },
-): number {
-  const previous = db.get<{ synchronous: number }>(sql`PRAGMA synchronous`)?.synchronous ?? 1;
-  // WAL with synchronous=NORMAL may lose the last commit on power failure; the key swap that
-  // follows must never outlive the data it describes.
-  db.run(sql`PRAGMA synchronous = FULL`);
-  try {
-    return db.transaction(
-      (tx) => {
-        const rows = allSecrets(tx);
-        const failed: string[] = [];
-        const resealed: { id: string; ciphertext: string }[] = [];
-        for (const row of rows) {
-          let plaintext: string;
-          try {
-            plaintext = options.from.open(row.ciphertext, row.id);
-          } catch {
-            failed.push(label(row));
-            continue;
-          }
-          resealed.push({ id: row.id, ciphertext: options.to.seal(plaintext, row.id) });
-        }
-        if (failed.length > 0) throw refusal(options.keyLabel, rows.length, failed);
-        options.beforeCommit?.();
-        for (const row of resealed) {
-          tx.update(secrets)
-            .set({ ciphertext: row.ciphertext })
-            .where(eq(secrets.id, row.id))
-            .run();
-        }
-        return rows.length;
-      },
-      { behavior: 'immediate' },
-    );
-  } finally {
-    db.run(sql.raw(`PRAGMA synchronous = ${Number(previous)}`));
-  }
+): Promise<number> {
+  return secrets.resealAll((rows) => {
+    const failed: string[] = [];
+    const resealed = new Map<string, string>();
+    for (const row of rows) {
+      let plaintext: string;
+      try {
+        plaintext = options.from.open(row.ciphertext, row.id);
+      } catch {
+        failed.push(label(row));
+        continue;
+      }
+      resealed.set(row.id, options.to.seal(plaintext, row.id));
+    }
+    if (failed.length > 0) throw refusal(options.keyLabel, rows.length, failed);
+    options.beforeCommit?.();
+    return resealed;
+  });
 }
 
 /** Writes `text` to a new file (never over an existing one) with mode 0600 and flushes it to disk. */
@@ -175,7 +134,8 @@ function writeBackup(keyFile: string, key: Buffer, clock: Clock): string {
 export const nextKeyFileOf = (keyFile: string): string => `${keyFile}.next`;
 
 export interface MasterKeyRotationOptions {
-  db: Db;
+  /** Where the secrets are. */
+  storage: { secrets: SecretStore };
   /** The server's configuration: the current key is loaded from it as the server loads it. */
   config: Config;
   clock: Clock;
@@ -234,8 +194,11 @@ export type MasterKeyRotation =
  * key opens none of the secrets, any secret fails to open, the new key is malformed or equals the
  * current one, or a key file cannot be written.
  */
-export function rotateMasterKey(options: MasterKeyRotationOptions): MasterKeyRotation {
-  const { db, config, clock } = options;
+export async function rotateMasterKey(
+  options: MasterKeyRotationOptions,
+): Promise<MasterKeyRotation> {
+  const { config, clock } = options;
+  const { secrets } = options.storage;
   const fromEnv = config.encryptionKey !== undefined;
   const keyFile = config.encryptionKeyFile;
   if (!fromEnv && !existsSync(keyFile)) {
@@ -255,7 +218,7 @@ export function rotateMasterKey(options: MasterKeyRotationOptions): MasterKeyRot
   const from = createSecretBox(current);
 
   if (!fromEnv) {
-    const resumed = settleInterruptedRotation(db, keyFile, current, clock);
+    const resumed = await settleInterruptedRotation(secrets, keyFile, current, clock);
     if (resumed) return resumed;
   }
 
@@ -282,7 +245,7 @@ export function rotateMasterKey(options: MasterKeyRotationOptions): MasterKeyRot
     const generated = options.newKey === undefined;
     const reveal = options.revealNewKey;
     if (generated && !reveal) throw new Error('revealNewKey is required in environment mode');
-    const reencrypted = reencryptSecrets(db, {
+    const reencrypted = await reencryptSecrets(secrets, {
       from,
       to,
       keyLabel,
@@ -299,7 +262,7 @@ export function rotateMasterKey(options: MasterKeyRotationOptions): MasterKeyRot
 
   const nextFile = nextKeyFileOf(keyFile);
   let oldKeyFile = '';
-  const reencrypted = reencryptSecrets(db, {
+  const reencrypted = await reencryptSecrets(secrets, {
     from,
     to,
     keyLabel,
@@ -335,15 +298,15 @@ function besideKeyFile(keyFile: string, write: () => void): void {
  * opens them instead, that run committed but did not rename: the rename is finished (after a
  * fresh backup of the current key) and its result returned. Anything else is refused.
  */
-function settleInterruptedRotation(
-  db: Db,
+async function settleInterruptedRotation(
+  secrets: SecretStore,
   keyFile: string,
   current: Buffer,
   clock: Clock,
-): MasterKeyRotation | undefined {
+): Promise<MasterKeyRotation | undefined> {
   const nextFile = nextKeyFileOf(keyFile);
   if (!existsSync(nextFile)) return undefined;
-  const rows = allSecrets(db);
+  const rows = await secrets.everySecret();
   if (unopenable(createSecretBox(current), rows).length === 0) {
     besideKeyFile(keyFile, () => unlinkSync(nextFile));
     return undefined;

@@ -1,19 +1,17 @@
 import { builder } from '../../builder.js';
-import { keysetConnection } from '../connection.js';
+import { connection } from '../connection.js';
 import { hasRole } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
 import { UserRef } from '../users/schema.js';
 import { findUser } from '../users/service.js';
 import {
-  countSecrets,
   createSecret,
   deleteSecret,
   getSecret,
-  listSecrets,
   rotateSecret,
-  SECRET_ORDER,
   type Secret,
   type SecretUsers,
+  secretList,
   secretUsers,
 } from './service.js';
 
@@ -34,8 +32,8 @@ export const SecretRef = builder.node(builder.objectRef<Secret>('Secret'), {
   description:
     'A named, write-only value, encrypted at rest. Its value is never readable through the API; actions and templates reference it by name.',
   id: { resolve: (row) => row.id },
-  loadOne: (id, ctx) => {
-    const row = getSecret(ctx.deps, id);
+  loadOne: async (id, ctx) => {
+    const row = await getSecret(ctx.deps, id);
     return row && hasRole(ctx.viewer, row.entityId) ? row : null;
   },
   fields: (t) => ({
@@ -76,11 +74,7 @@ builder.objectField(EntityRef, 'secrets', (t) =>
   t.connection({
     type: SecretRef,
     description: "The entity's secrets, by name. Names and history only, never values.",
-    resolve: (entity, args, ctx) =>
-      keysetConnection(args, SECRET_ORDER, {
-        total: () => countSecrets(ctx.deps, entity.id),
-        fetch: (page) => listSecrets(ctx.deps, entity.id, page),
-      }),
+    resolve: (entity, args, ctx) => connection(args, secretList(ctx.deps, entity.id)),
   }),
 );
 

@@ -1,33 +1,23 @@
-import { and, asc, count, eq, inArray, or } from 'drizzle-orm';
 import type { AppDeps, Context } from '../../context.js';
 import { slackWebhookUrlProblem } from '../../delivery/slack.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { newId } from '../../ids.js';
-import {
-  actions,
-  automationSecretRefs,
-  automations,
-  secrets,
-} from '../../storage/sqlite/schema.js';
-import { type AuditAction, recordAudit } from '../audit/service.js';
+import type { AuditAction, AuditRecord } from '../../storage/audit.js';
+import type { SecretRecord, SecretUsers } from '../../storage/config.js';
+import { DuplicateError } from '../../storage/errors.js';
 import { SECRET_NAME_PATTERN } from '../automations/template.js';
-import { byName, type Page, type SortOrder } from '../connection.js';
+import type { StoredList } from '../connection.js';
 import { requireEntity } from '../entities/access.js';
 import { MAX_NAME_LENGTH } from '../names.js';
 
 /**
- * A stored secret. `ciphertext` is the SecretBox envelope sealed with the row's id as associated
- * data, so an envelope copied onto another row does not open.
+ * A stored secret. `ciphertext` is the SecretBox envelope sealed with the secret's id as
+ * associated data, so an envelope copied onto another secret does not open.
  */
-export type Secret = typeof secrets.$inferSelect;
+export type Secret = SecretRecord;
+export type { SecretUsers };
 
 export const MAX_SECRET_VALUE_BYTES = 16 * 1024;
-
-/** Who references a secret, by name; a secret with any user cannot be deleted. */
-export interface SecretUsers {
-  actions: string[];
-  automations: string[];
-}
 
 /**
  * Checks a secret name: UPPER_SNAKE_CASE, at most 64 characters, as templates reference it
@@ -57,33 +47,32 @@ function checkSecretValue(value: string, field: string): void {
   }
 }
 
-export function findSecretByName(
-  deps: Pick<AppDeps, 'db'>,
+export async function findSecretByName(
+  deps: Pick<AppDeps, 'storage'>,
   entityId: string,
   name: string,
-): Secret | undefined {
-  return deps.db
-    .select()
-    .from(secrets)
-    .where(and(eq(secrets.entityId, entityId), eq(secrets.name, name)))
-    .get();
+): Promise<Secret | undefined> {
+  return deps.storage.secrets.findByName(entityId, name);
 }
 
-export function getSecret(deps: Pick<AppDeps, 'db'>, id: string): Secret | undefined {
-  return deps.db.select().from(secrets).where(eq(secrets.id, id)).get();
+export async function getSecret(
+  deps: Pick<AppDeps, 'storage'>,
+  id: string,
+): Promise<Secret | undefined> {
+  return deps.storage.secrets.find(id);
 }
 
 /**
  * Finds a secret by name in the entity, or throws NotFoundError on `field` telling the caller to
  * create it first.
  */
-export function requireSecretByName(
-  deps: Pick<AppDeps, 'db'>,
+export async function requireSecretByName(
+  deps: Pick<AppDeps, 'storage'>,
   entityId: string,
   name: string,
   field: string,
-): Secret {
-  const row = findSecretByName(deps, entityId, name);
+): Promise<Secret> {
+  const row = await findSecretByName(deps, entityId, name);
   if (!row) {
     throw new NotFoundError(
       field,
@@ -94,77 +83,80 @@ export function requireSecretByName(
 }
 
 /** The names of every secret in the entity; templates check their `${SECRET}` references against it. */
-export function secretNamesOf(deps: Pick<AppDeps, 'db'>, entityId: string): Set<string> {
-  return new Set(
-    deps.db
-      .select({ name: secrets.name })
-      .from(secrets)
-      .where(eq(secrets.entityId, entityId))
-      .all()
-      .map((row) => row.name),
-  );
+export async function secretNamesOf(
+  deps: Pick<AppDeps, 'storage'>,
+  entityId: string,
+): Promise<Set<string>> {
+  return new Set((await deps.storage.secrets.namesIn(entityId)).keys());
 }
 
 /**
- * Decrypts a secret for delivery. The plaintext must go only where it is used (a request to the
- * action's destination): never into a log line, an error message or a stored response. Throws if
+ * Decrypts a secret with the box itself, past the cache of decrypted values. The plaintext must go
+ * only where it is used: never into a log line, an error message or a stored response. Throws if
  * the envelope was tampered with or sealed under another master key.
  */
 export function openSecret(deps: Pick<AppDeps, 'secretBox'>, row: Secret): string {
   return deps.secretBox.open(row.ciphertext, row.id);
 }
 
+/** Records a change to a secret by its name only: the value never reaches the audit log. */
+function secretAudit(
+  action: Extract<AuditAction, `secret.${string}`>,
+  secret: Pick<Secret, 'id' | 'entityId' | 'name'>,
+  actorId: string | null,
+): AuditRecord {
+  return {
+    entityId: secret.entityId,
+    actorId,
+    action,
+    targetType: 'Secret',
+    targetId: secret.id,
+    details: { name: secret.name },
+  };
+}
+
 /**
- * Stores a new secret, encrypted. Checks the name and value (ValidationError on `input.name` /
- * `input.value`) and throws ConflictError on `input.name` when the entity already has a secret of
- * that name. No access check: callers have done it. Records `secret.created` (by name) in the
- * same transaction. Returns the stored row.
+ * A new secret sealed under a fresh id, and its audit entry. Checks the name and value
+ * (ValidationError on `input.name` / `input.value`).
  */
-export function insertSecret(
-  deps: Pick<AppDeps, 'db' | 'secretBox' | 'clock'>,
+export function sealNewSecret(
+  deps: Pick<AppDeps, 'secretBox' | 'clock'>,
   input: { entityId: string; name: string; value: string; actorId: string | null },
-): Secret {
+): { secret: Omit<Secret, 'rotatedAt' | 'rotatedById'>; audit: AuditRecord } {
   checkSecretName(input.name, 'input.name');
   checkSecretValue(input.value, 'input.value');
-  if (findSecretByName(deps, input.entityId, input.name)) {
+  const id = newId();
+  const secret = {
+    id,
+    entityId: input.entityId,
+    name: input.name,
+    ciphertext: deps.secretBox.seal(input.value, id),
+    createdAt: deps.clock.now(),
+    createdById: input.actorId,
+  };
+  return { secret, audit: secretAudit('secret.created', secret, input.actorId) };
+}
+
+/**
+ * Stores a new secret, encrypted, and records `secret.created` (by name) with it. Checks the name
+ * and value (ValidationError on `input.name` / `input.value`) and throws ConflictError on
+ * `input.name` when the entity already has a secret of that name. No access check: callers have
+ * done it.
+ */
+export async function insertSecret(
+  deps: Pick<AppDeps, 'storage' | 'secretBox' | 'clock'>,
+  input: { entityId: string; name: string; value: string; actorId: string | null },
+): Promise<Secret> {
+  const { secret, audit } = sealNewSecret(deps, input);
+  try {
+    return await deps.storage.secrets.create(secret, audit);
+  } catch (error) {
+    if (!(error instanceof DuplicateError)) throw error;
     throw new ConflictError(
       'input.name',
       `This entity already has a secret named "${input.name}"; use rotateSecret to change its value.`,
     );
   }
-  const id = newId();
-  return deps.db.transaction(() => {
-    const row = deps.db
-      .insert(secrets)
-      .values({
-        id,
-        entityId: input.entityId,
-        name: input.name,
-        ciphertext: deps.secretBox.seal(input.value, id),
-        createdById: input.actorId,
-      })
-      .returning()
-      .get();
-    auditSecret(deps, 'secret.created', row, input.actorId);
-    return row;
-  });
-}
-
-/** Records a change to a secret by its name only: the value never reaches the audit log. */
-function auditSecret(
-  deps: Pick<AppDeps, 'db' | 'clock'>,
-  action: Extract<AuditAction, `secret.${string}`>,
-  row: Secret,
-  actorId: string | null,
-): void {
-  recordAudit(deps, {
-    entityId: row.entityId,
-    actorId,
-    action,
-    targetType: 'Secret',
-    targetId: row.id,
-    details: { name: row.name },
-  });
 }
 
 /** Creates a secret in an entity. Admins only; see {@link insertSecret} for the checks. */
@@ -173,7 +165,7 @@ export async function createSecret(
   input: { entity: string; name: string; value: string },
 ): Promise<Secret> {
   const entity = await requireEntity(ctx, input.entity, 'ADMIN');
-  const row = insertSecret(ctx.deps, {
+  const row = await insertSecret(ctx.deps, {
     entityId: entity.id,
     name: input.name,
     value: input.value,
@@ -191,21 +183,15 @@ export async function createSecret(
  * were saved under ({@link slackWebhookUrlProblem}), or every later delivery would fail. Throws
  * ValidationError on `field` naming the actions; the message never quotes the value.
  */
-function checkSlackUrlUsers(
-  deps: Pick<AppDeps, 'db'>,
+async function checkSlackUrlUsers(
+  deps: Pick<AppDeps, 'storage'>,
   secret: Secret,
   value: string,
   field: string,
-): void {
+): Promise<void> {
   const problem = slackWebhookUrlProblem(value);
   if (problem === undefined) return;
-  const users = deps.db
-    .select({ name: actions.name })
-    .from(actions)
-    .where(eq(actions.slackUrlSecretId, secret.id))
-    .orderBy(asc(actions.name))
-    .all()
-    .map((row) => row.name);
+  const users = await deps.storage.actions.slackActionsPostingTo(secret.id);
   if (users.length === 0) return;
   throw new ValidationError(
     field,
@@ -213,35 +199,39 @@ function checkSlackUrlUsers(
   );
 }
 
+const notFound = (name: string) =>
+  new NotFoundError(
+    'input.name',
+    `No secret named "${name.slice(0, MAX_NAME_LENGTH)}" in this entity; create it first with createSecret.`,
+  );
+
 /**
  * Replaces a secret's value; everything that references it uses the new value from the next
- * delivery on. Admins only. Throws NotFoundError on `input.name` for an unknown secret and
- * ValidationError on `input.value` for an empty or oversized value, or for one that Slack actions
- * using the secret could not post to.
+ * delivery on, and this process forgets the old value at once. Admins only. Throws NotFoundError
+ * on `input.name` for an unknown secret and ValidationError on `input.value` for an empty or
+ * oversized value, or for one that Slack actions using the secret could not post to.
  */
 export async function rotateSecret(
   ctx: Context,
   input: { entity: string; name: string; value: string },
 ): Promise<Secret> {
+  const { deps } = ctx;
   const entity = await requireEntity(ctx, input.entity, 'ADMIN');
-  const row = requireSecretByName(ctx.deps, entity.id, input.name, 'input.name');
+  const row = await requireSecretByName(deps, entity.id, input.name, 'input.name');
   checkSecretValue(input.value, 'input.value');
-  checkSlackUrlUsers(ctx.deps, row, input.value, 'input.value');
-  const rotated = ctx.deps.db.transaction(() => {
-    const updated = ctx.deps.db
-      .update(secrets)
-      .set({
-        ciphertext: ctx.deps.secretBox.seal(input.value, row.id),
-        rotatedAt: ctx.deps.clock.now(),
-        rotatedById: ctx.viewer.user.id,
-      })
-      .where(eq(secrets.id, row.id))
-      .returning()
-      .get();
-    auditSecret(ctx.deps, 'secret.rotated', updated, ctx.viewer.user.id);
-    return updated;
-  });
-  ctx.deps.logger.info(
+  await checkSlackUrlUsers(deps, row, input.value, 'input.value');
+  const rotated = await deps.storage.secrets.replaceValue(
+    row.id,
+    {
+      ciphertext: deps.secretBox.seal(input.value, row.id),
+      rotatedAt: deps.clock.now(),
+      rotatedById: ctx.viewer.user.id,
+    },
+    secretAudit('secret.rotated', row, ctx.viewer.user.id),
+  );
+  deps.decrypted.forget(row.id);
+  if (!rotated) throw notFound(input.name);
+  deps.logger.info(
     { entity: entity.name, secret: row.name, actor: ctx.viewer.user.id },
     'secret rotated',
   );
@@ -249,36 +239,44 @@ export async function rotateSecret(
 }
 
 /**
- * Deletes a secret. Admins only. Throws NotFoundError on `input.name` for an unknown secret, and
- * ConflictError naming the actions and automations that still reference it. Returns the deleted
- * row.
+ * Deletes a secret, and this process forgets its value. Admins only. Throws NotFoundError on
+ * `input.name` for an unknown secret, and ConflictError naming the actions and automations that
+ * still reference it. Returns the deleted secret.
  */
 export async function deleteSecret(
   ctx: Context,
   input: { entity: string; name: string },
 ): Promise<Secret> {
+  const { deps } = ctx;
   const entity = await requireEntity(ctx, input.entity, 'ADMIN');
-  const row = requireSecretByName(ctx.deps, entity.id, input.name, 'input.name');
-  const users = secretUsers(ctx.deps, row.id);
-  if (users.actions.length > 0 || users.automations.length > 0) {
-    const parts = [
-      users.actions.length > 0 ? `actions ${quoteList(users.actions)}` : null,
-      users.automations.length > 0 ? `automations ${quoteList(users.automations)}` : null,
-    ].filter((part) => part !== null);
-    throw new ConflictError(
-      'input.name',
-      `Secret "${row.name}" is used by ${parts.join(' and ')}; point them at another secret or delete them first.`,
-    );
-  }
-  ctx.deps.db.transaction(() => {
-    ctx.deps.db.delete(secrets).where(eq(secrets.id, row.id)).run();
-    auditSecret(ctx.deps, 'secret.deleted', row, ctx.viewer.user.id);
-  });
-  ctx.deps.logger.info(
-    { entity: entity.name, secret: row.name, actor: ctx.viewer.user.id },
-    'secret deleted',
+  const row = await requireSecretByName(deps, entity.id, input.name, 'input.name');
+  const result = await deps.storage.secrets.delete(
+    row.id,
+    secretAudit('secret.deleted', row, ctx.viewer.user.id),
+    deps.clock.now(),
   );
-  return row;
+  switch (result.outcome) {
+    case 'deleted':
+      deps.decrypted.forget(row.id);
+      deps.logger.info(
+        { entity: entity.name, secret: row.name, actor: ctx.viewer.user.id },
+        'secret deleted',
+      );
+      return result.secret;
+    case 'inUse': {
+      const { users } = result;
+      const parts = [
+        users.actions.length > 0 ? `actions ${quoteList(users.actions)}` : null,
+        users.automations.length > 0 ? `automations ${quoteList(users.automations)}` : null,
+      ].filter((part) => part !== null);
+      throw new ConflictError(
+        'input.name',
+        `Secret "${row.name}" is used by ${parts.join(' and ')}; point them at another secret or delete them first.`,
+      );
+    }
+    case 'missing':
+      throw notFound(input.name);
+  }
 }
 
 const quoteList = (names: string[]): string => names.map((name) => `"${name}"`).join(', ');
@@ -287,55 +285,19 @@ const quoteList = (names: string[]): string => names.map((name) => `"${name}"`).
  * The actions (as access token, signing secret or Slack URL) and automations (in a template) that
  * reference the secret, each list by name.
  */
-export function secretUsers(deps: Pick<AppDeps, 'db'>, secretId: string): SecretUsers {
-  const actionRows = deps.db
-    .select({ name: actions.name })
-    .from(actions)
-    .where(
-      or(
-        eq(actions.accessTokenSecretId, secretId),
-        eq(actions.signingSecretId, secretId),
-        eq(actions.slackUrlSecretId, secretId),
-      ),
-    )
-    .orderBy(asc(actions.name))
-    .all();
-  const automationRows = deps.db
-    .select({ name: automations.name })
-    .from(automations)
-    .where(
-      inArray(
-        automations.id,
-        deps.db
-          .select({ id: automationSecretRefs.automationId })
-          .from(automationSecretRefs)
-          .where(eq(automationSecretRefs.secretId, secretId)),
-      ),
-    )
-    .orderBy(asc(automations.name))
-    .all();
+export async function secretUsers(
+  deps: Pick<AppDeps, 'storage'>,
+  secretId: string,
+): Promise<SecretUsers> {
+  return deps.storage.secrets.usersOf(secretId);
+}
+
+/** The entity's secrets, by name (unique in the entity). */
+export function secretList(deps: Pick<AppDeps, 'storage'>, entityId: string): StoredList<Secret> {
   return {
-    actions: actionRows.map((row) => row.name),
-    automations: automationRows.map((row) => row.name),
+    keyOf: (secret) => [secret.name],
+    keyTypes: ['string'],
+    fetch: (request) => deps.storage.secrets.pageSecrets(entityId, request),
+    count: () => deps.storage.secrets.countSecrets(entityId),
   };
-}
-
-/** The order of secret lists: by name, unique in the entity. */
-export const SECRET_ORDER: SortOrder<Secret> = byName(secrets.name);
-
-/** A page of the entity's secrets, in {@link SECRET_ORDER}. */
-export function listSecrets(deps: Pick<AppDeps, 'db'>, entityId: string, page: Page): Secret[] {
-  return deps.db
-    .select()
-    .from(secrets)
-    .where(and(eq(secrets.entityId, entityId), page.where))
-    .orderBy(...page.orderBy)
-    .limit(page.limit)
-    .all();
-}
-
-export function countSecrets(deps: Pick<AppDeps, 'db'>, entityId: string): number {
-  return (
-    deps.db.select({ n: count() }).from(secrets).where(eq(secrets.entityId, entityId)).get()?.n ?? 0
-  );
 }

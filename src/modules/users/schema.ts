@@ -1,16 +1,14 @@
 import { builder } from '../../builder.js';
 import type { Context } from '../../context.js';
-import { type ConnectionArgs, keysetConnection } from '../connection.js';
+import { type ConnectionArgs, connection } from '../connection.js';
 import { decodeId } from '../global-id.js';
 import {
-  API_KEY_ORDER,
   type ApiKey,
-  countApiKeys,
+  apiKeysOf,
   createApiKey,
   findUser,
   getApiKey,
   isVisibleTo,
-  listApiKeys,
   mayOverseeKeysOf,
   revokeApiKey,
   type User,
@@ -40,9 +38,9 @@ export const UserKindEnum = builder.enumType('UserKind', {
 export const ApiKeyRef = builder.node(builder.objectRef<ApiKey>('ApiKey'), {
   description: 'An API key. Only its prefix is ever shown after creation.',
   id: { resolve: (key) => key.id },
-  loadOne: (id, ctx) => {
-    const key = getApiKey(ctx.deps, id);
-    return key && mayOverseeKeysOf(ctx.deps, ctx.viewer, key.userId) ? key : null;
+  loadOne: async (id, ctx) => {
+    const key = await getApiKey(ctx.deps, id);
+    return key && (await mayOverseeKeysOf(ctx.deps, ctx.viewer, key.userId)) ? key : null;
   },
   fields: (t) => ({
     name: t.exposeString('name', { description: 'What the key is for.' }),
@@ -68,18 +66,15 @@ export const ApiKeyRef = builder.node(builder.objectRef<ApiKey>('ApiKey'), {
 
 /** A page of the user's API keys; callers check access first. */
 export function apiKeyConnection(ctx: Context, userId: string, args: ConnectionArgs) {
-  return keysetConnection(args, API_KEY_ORDER, {
-    total: () => countApiKeys(ctx.deps, userId),
-    fetch: (page) => listApiKeys(ctx.deps, userId, page),
-  });
+  return connection(args, apiKeysOf(ctx.deps, userId));
 }
 
 export const UserRef = builder.node(builder.objectRef<User>('User'), {
   description: 'A person or service account.',
   id: { resolve: (user) => user.id },
-  loadOne: (id, ctx) => {
-    if (!isVisibleTo(ctx.deps, ctx.viewer, id)) return null;
-    return findUser(ctx.deps, id) ?? null;
+  loadOne: async (id, ctx) => {
+    if (!(await isVisibleTo(ctx.deps, ctx.viewer, id))) return null;
+    return (await findUser(ctx.deps, id)) ?? null;
   },
   fields: (t) => ({
     name: t.exposeString('name', { description: 'Display name.' }),
@@ -97,8 +92,8 @@ export const UserRef = builder.node(builder.objectRef<User>('User'), {
       nullable: true,
       description:
         "The account's API keys, revoked ones included, newest first: yours, or a service account's in any entity you administer; null otherwise.",
-      resolve: (user, args, ctx) =>
-        mayOverseeKeysOf(ctx.deps, ctx.viewer, user.id)
+      resolve: async (user, args, ctx) =>
+        (await mayOverseeKeysOf(ctx.deps, ctx.viewer, user.id))
           ? apiKeyConnection(ctx, user.id, args)
           : null,
     }),
@@ -144,7 +139,7 @@ builder.mutationField('createApiKey', (t) =>
       }),
     },
     resolve: (_root, { input }, ctx) =>
-      createApiKey(ctx.deps, ctx.viewer, {
+      createApiKey(ctx, {
         name: input.name,
         userId: input.userId && decodeId(input.userId, 'User', 'input.userId'),
       }),
@@ -158,7 +153,6 @@ builder.mutationField('revokeApiKey', (t) =>
       "Revokes an API key at once: yours, or a service account's in any entity you administer. Revoking a revoked key changes nothing.",
     errors: {},
     args: { id: t.arg.id({ description: 'Global ID of the key.' }) },
-    resolve: (_root, { id }, ctx) =>
-      revokeApiKey(ctx.deps, ctx.viewer, decodeId(id, 'ApiKey', 'id')),
+    resolve: (_root, { id }, ctx) => revokeApiKey(ctx, decodeId(id, 'ApiKey', 'id')),
   }),
 );

@@ -26,7 +26,8 @@ const Database: typeof BetterSqlite3 = createRequire(import.meta.url)(
   Number(process.versions.napi) >= 10 ? 'better-sqlite3-napi' : 'better-sqlite3',
 );
 
-const migrationsFolder = join(
+/** Where drizzle-kit writes the migrations, with their journal in `meta/_journal.json`. */
+export const migrationsFolder = join(
   dirname(fileURLToPath(import.meta.url)),
   '..',
   '..',
@@ -36,11 +37,19 @@ const migrationsFolder = join(
 );
 
 /**
- * Opens (creating if needed) the SQLite database at `file`, in WAL mode with foreign keys on,
- * and applies every pending migration from `drizzle/`. Throws if a migration fails; the
- * database is then left as the failed migration's transaction found it.
+ * Applies, in one transaction, every migration in `drizzle/sqlite/` newer than the newest one the
+ * database records. Throws if one fails; the database is then left as it was.
  */
-export function openDatabase(file: string): SqliteDatabase {
+export function applyMigrations(db: Db): void {
+  migrate(db, { migrationsFolder });
+}
+
+/**
+ * Opens (creating if needed) the SQLite database at `file`, in WAL mode with foreign keys on,
+ * and applies every pending migration from `drizzle/sqlite/` unless `options.migrate` is false. Throws
+ * if a migration fails; the database is then left as the failed migration's transaction found it.
+ */
+export function openDatabase(file: string, options: { migrate?: boolean } = {}): SqliteDatabase {
   mkdirSync(dirname(file), { recursive: true });
   const sqlite = new Database(file);
   sqlite.pragma('journal_mode = WAL');
@@ -48,7 +57,7 @@ export function openDatabase(file: string): SqliteDatabase {
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('synchronous = NORMAL');
   const db = drizzle(sqlite, { schema });
-  migrate(db, { migrationsFolder });
+  if (options.migrate !== false) applyMigrations(db);
   return {
     db,
     sqlite,

@@ -1,6 +1,450 @@
-import type { DeliveryStore } from '../delivery.js';
+import { newId } from '../../ids.js';
+import {
+  type AttemptOutcome,
+  type ClaimedRun,
+  type DeliveryAction,
+  type DeliveryStore,
+  INTERRUPTED_ATTEMPT_MESSAGE,
+  type Lease,
+  type QueueDepth,
+  type SealedSecret,
+  type SlackSeverity,
+} from '../delivery.js';
+import { insertAudit } from './audit.js';
 import type { SqliteHandle } from './support.js';
 
-export function createDeliveryStore(_h: SqliteHandle): DeliveryStore {
-  return {};
+// The statements are written as SQL: each is prepared once and run thousands of times a second
+// while a backlog drains, and reading rows as arrays skips every per-row mapping.
+
+/** Holds while the run is leased to the claim's owner. */
+const LEASED = `id = @runId AND status = 'RUNNING' AND lease_owner = @owner`;
+
+/**
+ * Takes the oldest due runs (equal times in insertion order). `due_at` is computed from status,
+ * next attempt and lease expiry (see the schema); the inner select walks its partial index in
+ * order and stops after `limit` rows, so nothing is sorted. Runs of the actions in `passOver` (a
+ * JSON array of ids) are stepped over. The update's RETURNING comes in table order, so it returns
+ * what orders the runs again: the time they were due to be tried (an expired lease's run was due
+ * before that) and the rowid.
+ */
+const CLAIM = (passOver: boolean) => `
+  UPDATE triggered_runs
+  SET status = 'RUNNING', lease_owner = @owner, lease_expires_at = @leaseExpiresAt, updated_at = @now
+  WHERE rowid IN (
+    SELECT rowid FROM triggered_runs
+    WHERE due_at <= @now${
+      passOver
+        ? ` AND (action_id IS NULL OR action_id NOT IN (SELECT value FROM json_each(@passOver)))`
+        : ''
+    }
+    ORDER BY due_at, rowid
+    LIMIT @limit
+  )
+  RETURNING id, coalesce(next_attempt_at, 0), rowid`;
+
+/**
+ * Everything the attempts of claimed runs need, one row per run (`ids`: a JSON array): the run, its event with the names of its entity and project or registry, its automation
+ * and action as they are now, how many of its attempts were left open, and the sealed secrets of
+ * the action and of the automation's templates (as a JSON array of [id, name, ciphertext]).
+ */
+const LOAD = `
+  SELECT
+    r.id, r.attempt_count, r.action_id,
+    (SELECT count(*) FROM delivery_attempts d
+      WHERE d.run_id = r.id AND d.duration_ms IS NULL AND d.error_class IS NULL),
+    e.id, e.event_type, e.collection_name, e.artifact_type, e.version_index, e.alias, e.author,
+    e.metadata, en.name, p.name, rg.name,
+    au.id, au.name, au.enabled, au.payload_template, au.slack_title, au.slack_message,
+    au.slack_severity,
+    a.id, a.entity_id, a.kind, a.name, a.enabled, a.disabled_reason, a.url, a.headers, a.channel,
+    a.access_token_secret_id, a.signing_secret_id, a.slack_url_secret_id,
+    (SELECT json_group_array(json_array(s.id, s.name, s.ciphertext)) FROM secrets s
+      WHERE s.id IN (
+        SELECT a.access_token_secret_id UNION SELECT a.signing_secret_id
+        UNION SELECT a.slack_url_secret_id
+        UNION SELECT ref.secret_id FROM automation_secret_refs ref WHERE ref.automation_id = au.id))
+  FROM json_each(@ids) claimed
+  JOIN triggered_runs r ON r.id = claimed.value
+  LEFT JOIN artifact_events e ON e.id = r.event_id
+  LEFT JOIN entities en ON en.id = e.entity_id
+  LEFT JOIN projects p ON p.id = e.project_id
+  LEFT JOIN registries rg ON rg.id = e.registry_id
+  LEFT JOIN automations au ON au.id = r.automation_id
+  LEFT JOIN actions a ON a.id = r.action_id`;
+
+const UNCLAIM = `
+  UPDATE triggered_runs
+  SET status = CASE WHEN attempt_count = 0 THEN 'QUEUED' ELSE 'RETRYING' END,
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
+  WHERE id IN (SELECT value FROM json_each(@runIds)) AND status = 'RUNNING' AND lease_owner = @owner`;
+
+const CLOSE_OPEN_ATTEMPTS = `
+  UPDATE delivery_attempts SET error_class = 'INTERRUPTED', error_message = @message
+  WHERE run_id = @runId AND duration_ms IS NULL AND error_class IS NULL`;
+
+const COUNT_ATTEMPT = `
+  UPDATE triggered_runs SET attempt_count = attempt_count + 1, updated_at = @now
+  WHERE ${LEASED}
+  RETURNING attempt_count`;
+
+const INSERT_ATTEMPT = `
+  INSERT INTO delivery_attempts (id, run_id, attempt_number, started_at)
+  SELECT @id, @runId, coalesce(max(attempt_number), 0) + 1, @startedAt
+  FROM delivery_attempts WHERE run_id = @runId
+  RETURNING attempt_number`;
+
+const RECORD_OUTCOME = `
+  UPDATE delivery_attempts
+  SET duration_ms = @durationMs, status_code = @statusCode, error_class = @errorClass,
+    error_message = @errorMessage, response_body = @responseBody
+  WHERE id = @id`;
+
+const SETTLE_RUN = `
+  UPDATE triggered_runs
+  SET status = @status, result = @result, next_attempt_at = @nextAttemptAt, lease_owner = NULL,
+    lease_expires_at = NULL, updated_at = @now, finished_at = @finishedAt
+  WHERE ${LEASED}`;
+
+const RELEASE_RUN = `
+  UPDATE triggered_runs
+  SET status = CASE WHEN attempt_count - 1 <= 0 THEN 'QUEUED' ELSE 'RETRYING' END,
+    attempt_count = attempt_count - 1, result = @result, next_attempt_at = @now, lease_owner = NULL,
+    lease_expires_at = NULL, updated_at = @now
+  WHERE ${LEASED}`;
+
+const DISABLE_ACTION = `
+  UPDATE actions SET enabled = 0, disabled_reason = @reason, updated_at = @now
+  WHERE id = @actionId AND enabled = 1`;
+
+/**
+ * The live runs are exactly those with a due time, so the partial due index lists them. A run is
+ * due at its next attempt time, or at its creation when it has none.
+ */
+const QUEUE_DEPTH = `
+  SELECT status, count(*),
+    sum(coalesce(next_attempt_at, created_at) <= @now),
+    min(CASE WHEN coalesce(next_attempt_at, created_at) <= @now
+      THEN coalesce(next_attempt_at, created_at) END),
+    sum(coalesce(lease_expires_at, 0) <= @now)
+  FROM triggered_runs
+  WHERE due_at IS NOT NULL
+  GROUP BY status`;
+
+const FIND_SECRETS = `
+  SELECT id, name, ciphertext FROM secrets
+  WHERE entity_id = @entityId
+    AND (id IN (SELECT value FROM json_each(@ids)) OR name IN (SELECT value FROM json_each(@names)))`;
+
+type Row = unknown[];
+
+const bool = (value: unknown): boolean => value === 1;
+
+function parseJson<T>(value: unknown): T | null {
+  return typeof value === 'string' ? (JSON.parse(value) as T) : null;
+}
+
+function claimedRun(row: Row): ClaimedRun {
+  const [id, attemptCount, actionId, openAttempts] = row as [string, number, string | null, number];
+  const event =
+    row[4] === null
+      ? null
+      : {
+          id: row[4] as string,
+          eventType: row[5] as 'CREATE_ARTIFACT' | 'LINK_ARTIFACT' | 'ADD_ARTIFACT_ALIAS',
+          collectionName: row[6] as string,
+          artifactType: row[7] as string,
+          versionIndex: row[8] as number,
+          alias: row[9] as string | null,
+          author: row[10] as string,
+          metadata: parseJson<Record<string, unknown>>(row[11]),
+          entityName: row[12] as string,
+          projectName: row[13] as string | null,
+          registryName: row[14] as string | null,
+        };
+  const automation =
+    row[15] === null
+      ? null
+      : {
+          id: row[15] as string,
+          name: row[16] as string,
+          enabled: bool(row[17]),
+          payloadTemplate: row[18] as string | null,
+          slackTitle: row[19] as string | null,
+          slackMessage: row[20] as string | null,
+          slackSeverity: row[21] as SlackSeverity | null,
+        };
+  const action: DeliveryAction | null =
+    row[22] === null
+      ? null
+      : {
+          id: row[22] as string,
+          entityId: row[23] as string,
+          kind: row[24] as 'WEBHOOK' | 'SLACK',
+          name: row[25] as string,
+          enabled: bool(row[26]),
+          disabledReason: row[27] as string | null,
+          url: row[28] as string | null,
+          headers: parseJson<Record<string, string>>(row[29]),
+          channel: row[30] as string | null,
+          accessTokenSecretId: row[31] as string | null,
+          signingSecretId: row[32] as string | null,
+          slackUrlSecretId: row[33] as string | null,
+        };
+  const secrets = (parseJson<[string, string, string][]>(row[34]) ?? []).map(
+    ([secretId, name, ciphertext]): SealedSecret => ({ id: secretId, name, ciphertext }),
+  );
+  return { id, attemptCount, openAttempts, actionId, event, automation, action, secrets };
+}
+
+const time = (date: Date | null): number | null => (date === null ? null : date.getTime());
+
+interface Queued {
+  body: () => unknown;
+  resolve: (value: never) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Group commit: write operations requested close together run in one transaction, and each
+ * promise settles once that transaction has committed. While a backlog drains, dozens of attempts
+ * start and end per turn of the event loop; a commit costs far more than the statements in it
+ * (its pages go to the WAL), and the attempts of one turn share most of their pages.
+ *
+ * A write that something waits on before it can go on (a claim, the start of an attempt) is
+ * `urgent`: it commits as soon as the code that asked for it yields (a microtask), together with
+ * everything asked for until then, such as the other starts of one claim. Other writes (the end of
+ * an attempt) wait for the end of the turn (`setImmediate`), so the results of every response
+ * that arrived in one turn commit together, or go along with an urgent one.
+ *
+ * Should any operation throw, the batch is rolled back and each operation runs again in a
+ * transaction of its own, so one failure fails only its own operation. (Not a savepoint per
+ * operation: rolling back to one needs a copy of every page it changes, which costs more than
+ * the changes.)
+ */
+function createGroupCommit(h: SqliteHandle) {
+  let queue: Queued[] = [];
+  let soon = false;
+  let later = false;
+  const settle = (operation: Queued, run: () => unknown): void => {
+    let value: unknown;
+    try {
+      value = run();
+    } catch (error) {
+      operation.reject(error);
+      return;
+    }
+    operation.resolve(value as never);
+  };
+  const flush = (): void => {
+    const batch = queue;
+    if (batch.length === 0) return;
+    queue = [];
+    let values: unknown[];
+    try {
+      values = h.transaction(() => batch.map((operation) => operation.body()));
+    } catch {
+      for (const operation of batch) settle(operation, () => h.transaction(operation.body));
+      return;
+    }
+    for (const [index, operation] of batch.entries()) operation.resolve(values[index] as never);
+  };
+  return <T>(body: () => T, urgent = false): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      queue.push({ body, resolve: resolve as (value: never) => void, reject });
+      if (urgent && !soon) {
+        soon = true;
+        queueMicrotask(() => {
+          soon = false;
+          flush();
+        });
+      } else if (!urgent && !later) {
+        later = true;
+        setImmediate(() => {
+          later = false;
+          flush();
+        });
+      }
+    });
+}
+
+/** For {@link createGroupCommit}: something waits on this write to go on. */
+const URGENT = true;
+
+export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
+  const write = createGroupCommit(h);
+  const statement = (key: string, text: string) =>
+    h.prepared(`delivery.${key}`, () => h.sqlite.prepare(text));
+  const rows = (key: string, text: string) =>
+    h.prepared(`delivery.${key}`, () => h.sqlite.prepare(text).raw(true));
+
+  /** Closes the run's open attempts; call only inside a transaction that checked the lease. */
+  const closeOpenAttempts = (runId: string): void => {
+    statement('closeOpenAttempts', CLOSE_OPEN_ATTEMPTS).run({
+      runId,
+      message: INTERRUPTED_ATTEMPT_MESSAGE,
+    });
+  };
+
+  const recordOutcome = (id: string, outcome: AttemptOutcome): void => {
+    statement('recordOutcome', RECORD_OUTCOME).run({ id, ...outcome });
+  };
+
+  /** Sets a leased run's final or retry state; false when the lease no longer holds. */
+  const settleRun = (
+    lease: Lease,
+    change: { status: string; result: string; nextAttemptAt: Date | null },
+    now: Date,
+  ): boolean =>
+    statement('settleRun', SETTLE_RUN).run({
+      ...lease,
+      status: change.status,
+      result: change.result,
+      nextAttemptAt: time(change.nextAttemptAt),
+      now: now.getTime(),
+      finishedAt: change.status === 'RETRYING' ? null : now.getTime(),
+    }).changes > 0;
+
+  return {
+    claimDue(request) {
+      if (request.limit <= 0) return Promise.resolve([]);
+      const passOver = request.passOver.length > 0;
+      return write(() => {
+        const claimed = rows(passOver ? 'claim:passOver' : 'claim', CLAIM(passOver)).all({
+          owner: request.owner,
+          leaseExpiresAt: request.leaseExpiresAt.getTime(),
+          now: request.now.getTime(),
+          limit: request.limit,
+          ...(passOver ? { passOver: JSON.stringify(request.passOver) } : {}),
+        }) as [string, number, number][];
+        if (claimed.length === 0) return [];
+        claimed.sort((a, b) => a[1] - b[1] || a[2] - b[2]);
+        const ids = claimed.map((row) => row[0]);
+        const loaded = new Map<string, ClaimedRun>();
+        for (const row of rows('load', LOAD).all({ ids: JSON.stringify(ids) }) as Row[]) {
+          const run = claimedRun(row);
+          loaded.set(run.id, run);
+        }
+        // Oldest due first; a run deleted meanwhile (with its event) is left out.
+        return ids.flatMap((id) => loaded.get(id) ?? []);
+      }, URGENT);
+    },
+
+    async unclaim(owner, runIds, now) {
+      if (runIds.length === 0) return;
+      await write(
+        () =>
+          statement('unclaim', UNCLAIM).run({
+            runIds: JSON.stringify(runIds),
+            owner,
+            now: now.getTime(),
+          }),
+        URGENT,
+      );
+    },
+
+    startAttempt(lease, startedAt) {
+      return write(() => {
+        const counted = rows('countAttempt', COUNT_ATTEMPT).get({
+          ...lease,
+          now: startedAt.getTime(),
+        }) as Row | undefined;
+        if (counted === undefined) return null;
+        closeOpenAttempts(lease.runId);
+        const id = newId();
+        const inserted = rows('insertAttempt', INSERT_ATTEMPT).get({
+          id,
+          runId: lease.runId,
+          startedAt: startedAt.getTime(),
+        }) as Row;
+        return {
+          id,
+          attemptNumber: inserted[0] as number,
+          startedAt,
+          attemptCount: counted[0] as number,
+        };
+      }, URGENT);
+    },
+
+    finishAttempt(lease, attemptId, outcome, verdict, now, disable) {
+      return write(() => {
+        if (!settleRun(lease, verdict, now)) return false;
+        recordOutcome(attemptId, outcome);
+        if (disable !== undefined) {
+          const disabled = statement('disableAction', DISABLE_ACTION).run({
+            actionId: disable.actionId,
+            reason: disable.reason,
+            now: now.getTime(),
+          });
+          if (disabled.changes > 0) insertAudit(h, disable.audit, now);
+        }
+        return true;
+      });
+    },
+
+    finishRun(lease, change, now) {
+      return write(() => {
+        if (!settleRun(lease, { ...change, nextAttemptAt: null }, now)) return false;
+        closeOpenAttempts(lease.runId);
+        return true;
+      });
+    },
+
+    releaseAttempt(lease, attemptId, outcome, result, now) {
+      return write(() => {
+        const released = statement('releaseRun', RELEASE_RUN).run({
+          ...lease,
+          result,
+          now: now.getTime(),
+        });
+        if (released.changes === 0) return false;
+        recordOutcome(attemptId, outcome);
+        return true;
+      });
+    },
+
+    async queueDepth(now) {
+      const depth: QueueDepth = {
+        byStatus: { QUEUED: 0, RUNNING: 0, RETRYING: 0 },
+        dueNow: 0,
+        scheduled: 0,
+        oldestDueAgeSeconds: 0,
+        leaseExpired: 0,
+      };
+      let oldest: number | null = null;
+      const groups = rows('queueDepth', QUEUE_DEPTH).all({ now: now.getTime() }) as [
+        string,
+        number,
+        number,
+        number | null,
+        number,
+      ][];
+      for (const [status, total, due, oldestDue, leaseExpired] of groups) {
+        if (status === 'RUNNING') {
+          depth.byStatus.RUNNING = total;
+          depth.leaseExpired = leaseExpired;
+        } else if (status === 'QUEUED' || status === 'RETRYING') {
+          depth.byStatus[status] = total;
+          depth.dueNow += due;
+          depth.scheduled += total - due;
+          if (oldestDue !== null && (oldest === null || oldestDue < oldest)) oldest = oldestDue;
+        }
+      }
+      if (oldest !== null) depth.oldestDueAgeSeconds = Math.max(0, (now.getTime() - oldest) / 1000);
+      return depth;
+    },
+
+    async findSecrets(entityId, wanted) {
+      if (wanted.ids.length === 0 && wanted.names.length === 0) return [];
+      const found = rows('findSecrets', FIND_SECRETS).all({
+        entityId,
+        ids: JSON.stringify(wanted.ids),
+        names: JSON.stringify(wanted.names),
+      }) as Row[];
+      return found.map(([id, name, ciphertext]) => ({
+        id: id as string,
+        name: name as string,
+        ciphertext: ciphertext as string,
+      }));
+    },
+  };
 }

@@ -1,10 +1,635 @@
-import type { EventStore, RunStore } from '../events.js';
-import type { SqliteHandle } from './support.js';
+import { and, asc, count, eq, inArray, type SQL, sql } from 'drizzle-orm';
+import { newId } from '../../ids.js';
+import type {
+  ArtifactEvent,
+  EventFilter,
+  EventStore,
+  EventType,
+  MatchCandidate,
+  NewArtifactEvent,
+  RecordedEvent,
+  RunFilter,
+  RunOwner,
+  RunStatus,
+  RunStore,
+  TriggeredRun,
+} from '../events.js';
+import { FINISHED_STATUSES } from '../events.js';
+import type { Bound, KeyValue, PageRequest } from '../paging.js';
+import {
+  artifactCollections,
+  artifactEvents,
+  automations,
+  deliveryAttempts,
+  type EventType as StoredEventType,
+  type RunStatus as StoredRunStatus,
+  triggeredRuns,
+} from './schema.js';
+import { keyset, type SqliteHandle, type SqlOrder, uniqueViolation } from './support.js';
 
-export function createEventStore(_h: SqliteHandle): EventStore {
-  return {};
+// The layer's unions name exactly the values the tables accept: a drift fails to compile.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
+true satisfies Same<EventType, StoredEventType>;
+true satisfies Same<RunStatus, StoredRunStatus>;
+
+/**
+ * Runs inserted by one statement at most. A smaller remainder has its own statement, prepared
+ * on first use, so at most this many insert shapes are ever prepared.
+ */
+export const RUNS_PER_INSERT = 64;
+
+/** The columns of a {@link TriggeredRun}: what every run query reads. */
+const RUN_COLUMNS = {
+  id: triggeredRuns.id,
+  entityId: triggeredRuns.entityId,
+  eventId: triggeredRuns.eventId,
+  automationId: triggeredRuns.automationId,
+  automationName: triggeredRuns.automationName,
+  actionId: triggeredRuns.actionId,
+  projectId: triggeredRuns.projectId,
+  registryId: triggeredRuns.registryId,
+  status: triggeredRuns.status,
+  attemptCount: triggeredRuns.attemptCount,
+  nextAttemptAt: triggeredRuns.nextAttemptAt,
+  leaseOwner: triggeredRuns.leaseOwner,
+  leaseExpiresAt: triggeredRuns.leaseExpiresAt,
+  result: triggeredRuns.result,
+  createdAt: triggeredRuns.createdAt,
+  updatedAt: triggeredRuns.updatedAt,
+  finishedAt: triggeredRuns.finishedAt,
+} satisfies Record<keyof TriggeredRun, unknown>;
+
+/** Newest first; the id orders runs (and events) of the same millisecond. */
+const RUN_ORDER: SqlOrder = {
+  direction: 'desc',
+  columns: [triggeredRuns.createdAt, triggeredRuns.id],
+};
+const EVENT_ORDER: SqlOrder = {
+  direction: 'desc',
+  columns: [artifactEvents.createdAt, artifactEvents.id],
+};
+
+export function createEventStore(h: SqliteHandle): EventStore {
+  const collectionOf = (kind: 'project' | 'registry') =>
+    h.prepared(`events.collection:${kind}`, () =>
+      h.db
+        .select({
+          id: artifactCollections.id,
+          name: artifactCollections.name,
+          artifactType: artifactCollections.artifactType,
+        })
+        .from(artifactCollections)
+        .where(
+          and(
+            eq(
+              kind === 'project' ? artifactCollections.projectId : artifactCollections.registryId,
+              sql.placeholder('ownerId'),
+            ),
+            eq(artifactCollections.name, sql.placeholder('name')),
+          ),
+        )
+        .prepare(),
+    );
+
+  /** The collection of the event's owner by name, created with the event's type if missing. */
+  function findOrCreateCollection(input: NewArtifactEvent) {
+    const find = collectionOf(input.owner.kind);
+    const key = { ownerId: input.owner.id, name: input.collectionName };
+    const found = find.get(key);
+    if (found) return found;
+    h.prepared('events.collection.insert', () =>
+      h.db
+        .insert(artifactCollections)
+        .values({
+          id: sql.placeholder('id'),
+          entityId: sql.placeholder('entityId'),
+          projectId: sql.placeholder('projectId'),
+          registryId: sql.placeholder('registryId'),
+          name: sql.placeholder('name'),
+          artifactType: sql.placeholder('artifactType'),
+        })
+        // Another writer may have created it since the read: its row wins, read below.
+        .onConflictDoNothing()
+        .prepare(),
+    ).run({
+      id: newId(),
+      entityId: input.entityId,
+      projectId: input.owner.kind === 'project' ? input.owner.id : null,
+      registryId: input.owner.kind === 'registry' ? input.owner.id : null,
+      name: input.collectionName,
+      artifactType: input.artifactType,
+    });
+    const created = find.get(key);
+    if (!created) throw new Error('The collection was neither found nor created.');
+    return created;
+  }
+
+  function insertEvent(event: ArtifactEvent): void {
+    h.prepared('events.insert', () =>
+      h.db
+        .insert(artifactEvents)
+        .values({
+          id: sql.placeholder('id'),
+          entityId: sql.placeholder('entityId'),
+          eventType: sql.placeholder('eventType'),
+          projectId: sql.placeholder('projectId'),
+          registryId: sql.placeholder('registryId'),
+          collectionId: sql.placeholder('collectionId'),
+          collectionName: sql.placeholder('collectionName'),
+          artifactType: sql.placeholder('artifactType'),
+          versionIndex: sql.placeholder('versionIndex'),
+          alias: sql.placeholder('alias'),
+          author: sql.placeholder('author'),
+          // Wrapped, so the JSON encoder is skipped: null must stay SQL NULL, not the text 'null'.
+          metadata: sql`${sql.placeholder('metadata')}`,
+          idempotencyKey: sql.placeholder('idempotencyKey'),
+          createdById: sql.placeholder('createdById'),
+          createdAt: sql.placeholder('createdAt'),
+        })
+        .prepare(),
+    ).run({
+      ...event,
+      metadata: event.metadata === null ? null : JSON.stringify(event.metadata),
+    });
+  }
+
+  /**
+   * The enabled automations watching `eventType` on either scope id, oldest first, with the
+   * entity to check. One statement through `automations_match_idx`, whatever the number of
+   * automations; the entity is checked in code, because an `entity_id = ?` term tempts SQLite
+   * into the name index, which scans every automation of the entity (scope ids are unique anyway).
+   */
+  const candidates = () =>
+    h.prepared('events.candidates', () =>
+      h.db
+        .select({
+          id: automations.id,
+          entityId: automations.entityId,
+          name: automations.name,
+          actionId: automations.actionId,
+          filterCollectionName: automations.filterCollectionName,
+          filterArtifactType: automations.filterArtifactType,
+          filterAliasPattern: automations.filterAliasPattern,
+        })
+        .from(automations)
+        .where(
+          and(
+            inArray(automations.scopeId, [
+              sql.placeholder('ownerId'),
+              sql.placeholder('collectionId'),
+            ]),
+            eq(automations.eventType, sql.placeholder('eventType')),
+            eq(automations.enabled, true),
+          ),
+        )
+        .orderBy(asc(automations.createdAt), asc(automations.id))
+        .prepare(),
+    );
+
+  /** Inserts `runs` (all of one event, all QUEUED at `now`) with one statement per chunk. */
+  function insertRuns(event: ArtifactEvent, runs: readonly TriggeredRun[]): void {
+    const shared = {
+      entityId: event.entityId,
+      eventId: event.id,
+      projectId: event.projectId,
+      registryId: event.registryId,
+      now: event.createdAt.getTime(),
+    };
+    for (let start = 0; start < runs.length; start += RUNS_PER_INSERT) {
+      const chunk = runs.slice(start, start + RUNS_PER_INSERT);
+      const values: (string | null)[] = [];
+      for (const run of chunk)
+        values.push(run.id, run.automationId, run.automationName, run.actionId);
+      insertRunsStatement(chunk.length).run(...values, shared);
+    }
+  }
+
+  const insertRunsStatement = (rows: number) =>
+    h.prepared(`events.insertRuns:${rows}`, () =>
+      h.sqlite.prepare(
+        `insert into triggered_runs (id, entity_id, event_id, automation_id, automation_name,
+          action_id, project_id, registry_id, status, attempt_count, next_attempt_at, created_at,
+          updated_at) values ${Array.from(
+            { length: rows },
+            () =>
+              "(?, @entityId, @eventId, ?, ?, ?, @projectId, @registryId, 'QUEUED', 0, @now, @now, @now)",
+          ).join(', ')}`,
+      ),
+    );
+
+  const eventByKey = () =>
+    h.prepared('events.byIdempotencyKey', () =>
+      h.db
+        .select()
+        .from(artifactEvents)
+        .where(
+          and(
+            eq(artifactEvents.entityId, sql.placeholder('entityId')),
+            eq(artifactEvents.idempotencyKey, sql.placeholder('key')),
+          ),
+        )
+        .prepare(),
+    );
+
+  /** An event's runs in the order they were queued (rowid order), as recording returned them. */
+  const runsOfEvent = () =>
+    h.prepared('events.runs', () =>
+      h.db
+        .select(RUN_COLUMNS)
+        .from(triggeredRuns)
+        .where(eq(triggeredRuns.eventId, sql.placeholder('eventId')))
+        .orderBy(sql`rowid`)
+        .prepare(),
+    );
+
+  function findByKey(entityId: string, key: string): RecordedEvent | null {
+    const event = eventByKey().get({ entityId, key });
+    if (!event) return null;
+    return { event, runs: runsOfEvent().all({ eventId: event.id }) };
+  }
+
+  const eventConditions = (filter: EventFilter): SQL | undefined =>
+    and(
+      eq(artifactEvents.entityId, sql.placeholder('entityId')),
+      filter.eventType ? eq(artifactEvents.eventType, sql.placeholder('eventType')) : undefined,
+    );
+  const eventParams = (filter: EventFilter) => ({
+    entityId: filter.entityId,
+    ...(filter.eventType ? { eventType: filter.eventType } : {}),
+  });
+
+  return {
+    async recordEvent(input, accepts) {
+      try {
+        return h.transaction(() => {
+          const collection = findOrCreateCollection(input);
+          if (collection.artifactType !== input.artifactType) {
+            return {
+              outcome: 'artifactTypeMismatch' as const,
+              storedArtifactType: collection.artifactType,
+            };
+          }
+          const event: ArtifactEvent = {
+            id: newId(),
+            entityId: input.entityId,
+            eventType: input.eventType,
+            projectId: input.owner.kind === 'project' ? input.owner.id : null,
+            registryId: input.owner.kind === 'registry' ? input.owner.id : null,
+            collectionId: collection.id,
+            collectionName: collection.name,
+            artifactType: collection.artifactType,
+            versionIndex: input.versionIndex,
+            alias: input.alias,
+            author: input.author,
+            metadata: input.metadata,
+            idempotencyKey: input.idempotencyKey,
+            createdById: input.createdById,
+            createdAt: input.createdAt,
+          };
+          insertEvent(event);
+          const matched: MatchCandidate[] = candidates()
+            .all({
+              ownerId: input.owner.id,
+              collectionId: collection.id,
+              eventType: input.eventType,
+            })
+            .filter((row) => row.entityId === input.entityId && accepts(row));
+          const runs = matched.map(
+            (automation): TriggeredRun => ({
+              id: newId(),
+              entityId: event.entityId,
+              eventId: event.id,
+              automationId: automation.id,
+              automationName: automation.name,
+              actionId: automation.actionId,
+              projectId: event.projectId,
+              registryId: event.registryId,
+              status: 'QUEUED',
+              attemptCount: 0,
+              nextAttemptAt: event.createdAt,
+              leaseOwner: null,
+              leaseExpiresAt: null,
+              result: null,
+              createdAt: event.createdAt,
+              updatedAt: event.createdAt,
+              finishedAt: null,
+            }),
+          );
+          insertRuns(event, runs);
+          return { outcome: 'recorded' as const, event, runs };
+        });
+      } catch (error) {
+        // Two calls with one key raced, and the other committed first: its result is the answer.
+        const key = input.idempotencyKey;
+        if (key !== null && uniqueViolation(error)?.includes('idempotency_key')) {
+          const first = findByKey(input.entityId, key);
+          if (first) return { outcome: 'replayed', ...first };
+        }
+        throw error;
+      }
+    },
+
+    async findByIdempotencyKey(entityId, key) {
+      return findByKey(entityId, key);
+    },
+
+    async getEvent(id) {
+      return (
+        h
+          .prepared('events.get', () =>
+            h.db
+              .select()
+              .from(artifactEvents)
+              .where(eq(artifactEvents.id, sql.placeholder('id')))
+              .prepare(),
+          )
+          .get({ id }) ?? null
+      );
+    },
+
+    async pageEvents(filter, request) {
+      const page = keyset(EVENT_ORDER, request);
+      return h
+        .prepared(`events.page:${filter.eventType ? 't' : '-'}:${page.shape}`, () =>
+          h.db
+            .select()
+            .from(artifactEvents)
+            .where(and(eventConditions(filter), page.where))
+            .orderBy(...page.orderBy)
+            .limit(sql.placeholder('limit'))
+            .prepare(),
+        )
+        .all({ ...eventParams(filter), ...page.params });
+    },
+
+    async countEvents(filter) {
+      return (
+        h
+          .prepared(`events.count:${filter.eventType ? 't' : '-'}`, () =>
+            h.db
+              .select({ n: count() })
+              .from(artifactEvents)
+              .where(eventConditions(filter))
+              .prepare(),
+          )
+          .get(eventParams(filter))?.n ?? 0
+      );
+    },
+  };
 }
 
-export function createRunStore(_h: SqliteHandle): RunStore {
-  return {};
+const OWNER_COLUMN = {
+  entity: triggeredRuns.entityId,
+  project: triggeredRuns.projectId,
+  registry: triggeredRuns.registryId,
+  automation: triggeredRuns.automationId,
+  event: triggeredRuns.eventId,
+} as const;
+type OwnerKind = keyof typeof OWNER_COLUMN;
+
+/** Owners from the one with the fewest runs to the one with the most, as a rule of thumb. */
+const NARROWEST_FIRST: readonly OwnerKind[] = [
+  'event',
+  'automation',
+  'project',
+  'registry',
+  'entity',
+];
+
+/**
+ * A history query in a form that names its SQL: which owner column leads (its index answers the
+ * query), which other owner columns are checked on the rows found, and how many statuses.
+ */
+interface RunQuery {
+  lead: OwnerKind;
+  checked: OwnerKind[];
+  statuses: RunStatus[];
+  params: Record<string, string | number>;
+}
+
+/** The query for `owner` and `filter`; null when no run can match. Time bounds are left out. */
+function runQuery(owner: RunOwner, filter: RunFilter): RunQuery | null {
+  const ids = new Map<OwnerKind, string>([[owner.kind, owner.id]]);
+  if (filter.automationId) {
+    const other = ids.get('automation');
+    if (other !== undefined && other !== filter.automationId) return null;
+    ids.set('automation', filter.automationId);
+  }
+  const [lead, ...checked] = NARROWEST_FIRST.filter((kind) => ids.has(kind)) as [
+    OwnerKind,
+    ...OwnerKind[],
+  ];
+  const statuses = [...new Set(filter.statuses ?? [])].sort();
+  const params: Record<string, string | number> = {};
+  for (const [kind, id] of ids) params[kind] = id;
+  statuses.forEach((status, i) => {
+    params[`s${i}`] = status;
+  });
+  return { lead, checked, statuses, params };
+}
+
+const runShape = (q: RunQuery): string => `${q.lead}:${q.checked.join(',')}:${q.statuses.length}`;
+
+/**
+ * The owner conditions of `q`. Checked owners are written `+column = ?`: the unary plus keeps
+ * SQLite from answering them from their own index, so the lead owner's index is the one used,
+ * whatever SQLite guesses about the data.
+ */
+function ownerConditions(q: RunQuery): SQL[] {
+  const conditions: SQL[] = [eq(OWNER_COLUMN[q.lead], sql.placeholder(q.lead))];
+  for (const kind of q.checked) {
+    conditions.push(sql`+${OWNER_COLUMN[kind]} = ${sql.placeholder(kind)}`);
+  }
+  return conditions;
+}
+
+/**
+ * `status = ?` for the query's status number `i`, marked as narrowing an owner's runs a lot.
+ * Without statistics, SQLite otherwise takes the owner's creation index for a page bounded on both
+ * sides (`before` and `after`, or a time filter) and filters every run by status there.
+ */
+const statusIs = (i: number): SQL =>
+  sql`likelihood(${eq(triggeredRuns.status, sql.placeholder(`s${i}`))}, 0.05)`;
+
+/** Compares two positions of a list key, value by value, as SQLite compares row values. */
+function compareKeys(a: readonly KeyValue[], b: readonly KeyValue[]): number {
+  for (let i = 0; i < a.length; i += 1) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return 0;
+}
+
+/** Of two bounds on one side, the one that lets fewer rows through. */
+function tighter(a: Bound | null, b: Bound, keepSmaller: boolean): Bound {
+  if (a === null) return b;
+  const order = compareKeys(a.position, b.position);
+  if (order === 0) return a.inclusive ? b : a;
+  return order < 0 === keepSmaller ? a : b;
+}
+
+/**
+ * The request narrowed to the filter's time bounds, so they become keyset bounds on
+ * `[createdAt, id]`: as range conditions beside the keyset they lead SQLite to an owner's
+ * creation index rather than its status index. Newest first, `createdBefore` T bounds the start
+ * of the list (keys below `[T + 1, '']`) and `createdAfter` T its end (keys from `[T, '']`); the
+ * empty id sorts before every id.
+ */
+function withinTimes(request: PageRequest, filter: RunFilter): PageRequest {
+  let { after, before } = request;
+  if (filter.createdBefore) {
+    const bound = { position: [filter.createdBefore.getTime() + 1, ''], inclusive: false };
+    after = tighter(after, bound, true);
+  }
+  if (filter.createdAfter) {
+    const bound = { position: [filter.createdAfter.getTime(), ''], inclusive: true };
+    before = tighter(before, bound, false);
+  }
+  return { ...request, after, before };
+}
+
+/** The filter's time bounds as conditions, for counting. */
+function timeConditions(filter: RunFilter): {
+  conditions: SQL[];
+  shape: string;
+  params: Record<string, number>;
+} {
+  const conditions: SQL[] = [];
+  const params: Record<string, number> = {};
+  if (filter.createdAfter) {
+    conditions.push(sql`${triggeredRuns.createdAt} >= ${sql.placeholder('createdAfter')}`);
+    params.createdAfter = filter.createdAfter.getTime();
+  }
+  if (filter.createdBefore) {
+    conditions.push(sql`${triggeredRuns.createdAt} <= ${sql.placeholder('createdBefore')}`);
+    params.createdBefore = filter.createdBefore.getTime();
+  }
+  const shape = `${filter.createdAfter ? 'a' : '-'}${filter.createdBefore ? 'b' : '-'}`;
+  return { conditions, shape, params };
+}
+
+export function createRunStore(h: SqliteHandle): RunStore {
+  const getRun = () =>
+    h.prepared('runs.get', () =>
+      h.db
+        .select(RUN_COLUMNS)
+        .from(triggeredRuns)
+        .where(eq(triggeredRuns.id, sql.placeholder('id')))
+        .prepare(),
+    );
+
+  return {
+    async getRun(id) {
+      return getRun().get({ id }) ?? null;
+    },
+
+    async pageRuns(owner, filter, request) {
+      const q = runQuery(owner, filter);
+      if (q === null) return [];
+      const page = keyset(RUN_ORDER, withinTimes(request, filter));
+      const statement = h.prepared(`runs.page:${runShape(q)}:${page.shape}`, () => {
+        const select = (status: number | null) =>
+          h.db
+            .select(RUN_COLUMNS)
+            .from(triggeredRuns)
+            .where(
+              and(
+                ...ownerConditions(q),
+                status === null ? undefined : statusIs(status),
+                page.where,
+              ),
+            );
+        if (q.statuses.length <= 1) {
+          return select(q.statuses.length === 1 ? 0 : null)
+            .orderBy(...page.orderBy)
+            .limit(sql.placeholder('limit'))
+            .prepare();
+        }
+        // One arm per status, each read from the (owner, status, created_at, id) index in list
+        // order; SQLite merges them and stops at the limit, so nothing is sorted. `status IN`
+        // would read every matching run and sort them.
+        const [first, second, ...rest] = q.statuses.map((_, i) => select(i));
+        let union = first!.unionAll(second!);
+        for (const arm of rest) union = union.unionAll(arm);
+        return union
+          .orderBy(...page.orderBy)
+          .limit(sql.placeholder('limit'))
+          .prepare();
+      });
+      return statement.all({ ...q.params, ...page.params });
+    },
+
+    async countRuns(owner, filter) {
+      const q = runQuery(owner, filter);
+      if (q === null) return 0;
+      const times = timeConditions(filter);
+      return (
+        h
+          .prepared(`runs.count:${runShape(q)}:${times.shape}`, () =>
+            h.db
+              .select({ n: count() })
+              .from(triggeredRuns)
+              .where(
+                and(
+                  ...ownerConditions(q),
+                  ...times.conditions,
+                  q.statuses.length === 0
+                    ? undefined
+                    : inArray(
+                        triggeredRuns.status,
+                        q.statuses.map((_, i) => sql.placeholder(`s${i}`)),
+                      ),
+                ),
+              )
+              .prepare(),
+          )
+          .get({ ...q.params, ...times.params })?.n ?? 0
+      );
+    },
+
+    async listAttempts(runId) {
+      return h
+        .prepared('runs.attempts', () =>
+          h.db
+            .select()
+            .from(deliveryAttempts)
+            .where(eq(deliveryAttempts.runId, sql.placeholder('runId')))
+            .orderBy(asc(deliveryAttempts.attemptNumber))
+            .prepare(),
+        )
+        .all({ runId });
+    },
+
+    async requeueRun(id, now, result) {
+      return (
+        h
+          .prepared('runs.requeue', () =>
+            h.db
+              .update(triggeredRuns)
+              .set({
+                status: 'QUEUED',
+                // The retry budget starts afresh; attempt numbers keep counting from the stored ones.
+                attemptCount: 0,
+                // Wrapped placeholders (`set` takes no bare one): values go in as stored.
+                nextAttemptAt: sql`${sql.placeholder('now')}`,
+                updatedAt: sql`${sql.placeholder('now')}`,
+                finishedAt: sql`NULL`,
+                leaseOwner: sql`NULL`,
+                leaseExpiresAt: sql`NULL`,
+                result: sql`${sql.placeholder('result')}`,
+              })
+              .where(
+                and(
+                  eq(triggeredRuns.id, sql.placeholder('id')),
+                  inArray(triggeredRuns.status, [...FINISHED_STATUSES]),
+                ),
+              )
+              .returning(RUN_COLUMNS)
+              .prepare(),
+          )
+          .get({ id, now: now.getTime(), result }) ?? null
+      );
+    },
+  };
 }

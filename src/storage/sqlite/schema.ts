@@ -8,6 +8,7 @@ import {
   text,
   uniqueIndex,
 } from 'drizzle-orm/sqlite-core';
+import { ACTION_KINDS, EVENT_TYPES, SCOPE_TYPES, SLACK_SEVERITIES } from '../config.js';
 
 const createdAt = () =>
   integer('created_at', { mode: 'timestamp_ms' })
@@ -142,7 +143,7 @@ export const actions = sqliteTable(
     entityId: text('entity_id')
       .notNull()
       .references(() => entities.id, { onDelete: 'cascade' }),
-    kind: text('kind', { enum: ['WEBHOOK', 'SLACK'] }).notNull(),
+    kind: text('kind', { enum: ACTION_KINDS }).notNull(),
     name: text('name').notNull(),
     enabled: integer('enabled', { mode: 'boolean' }).notNull().default(true),
     /** Webhook: destination URL. */
@@ -170,19 +171,7 @@ export const actions = sqliteTable(
   ],
 );
 
-export const EVENT_TYPES = ['CREATE_ARTIFACT', 'LINK_ARTIFACT', 'ADD_ARTIFACT_ALIAS'] as const;
-export type EventType = (typeof EVENT_TYPES)[number];
-
-export const SCOPE_TYPES = [
-  'PROJECT',
-  'REGISTRY',
-  'PROJECT_COLLECTION',
-  'REGISTRY_COLLECTION',
-] as const;
-export type ScopeType = (typeof SCOPE_TYPES)[number];
-
-export const SLACK_SEVERITIES = ['INFO', 'WARN', 'ERROR'] as const;
-export type SlackSeverity = (typeof SLACK_SEVERITIES)[number];
+export type { EventType, ScopeType, SlackSeverity } from '../config.js';
 
 export const automations = sqliteTable(
   'automations',
@@ -302,19 +291,38 @@ export const triggeredRuns = sqliteTable(
     nextAttemptAt: integer('next_attempt_at', { mode: 'timestamp_ms' }),
     leaseOwner: text('lease_owner'),
     leaseExpiresAt: integer('lease_expires_at', { mode: 'timestamp_ms' }),
+    /**
+     * When the delivery engine may take the run next: the next attempt time of a QUEUED or
+     * RETRYING run (at once when unset), the lease expiry of a RUNNING one (a crashed worker's run
+     * is taken again then), null once the run is finished. Computed by SQLite from the columns
+     * above, so no writer can let it drift, and indexed for claims (see `triggered_runs_due_idx`).
+     */
+    dueAt: integer('due_at', { mode: 'timestamp_ms' }).generatedAlwaysAs(
+      sql`CASE WHEN "status" IN ('QUEUED', 'RETRYING') THEN coalesce("next_attempt_at", 0) WHEN "status" = 'RUNNING' THEN coalesce("lease_expires_at", 0) END`,
+      { mode: 'virtual' },
+    ),
     result: text('result'),
     createdAt: createdAt(),
     updatedAt: integer('updated_at', { mode: 'timestamp_ms' }),
     finishedAt: integer('finished_at', { mode: 'timestamp_ms' }),
   },
   (t) => [
-    index('triggered_runs_due_idx').on(t.status, t.nextAttemptAt),
-    index('triggered_runs_lease_idx').on(t.status, t.leaseExpiresAt),
-    index('triggered_runs_entity_idx').on(t.entityId, t.createdAt),
-    index('triggered_runs_automation_idx').on(t.automationId, t.createdAt),
-    index('triggered_runs_event_idx').on(t.eventId),
-    index('triggered_runs_project_idx').on(t.projectId, t.createdAt),
-    index('triggered_runs_registry_idx').on(t.registryId, t.createdAt),
+    // Claims read due runs oldest first straight from this index, the action beside the time so
+    // runs of destinations without a free slot are passed over without reading the table.
+    index('triggered_runs_due_idx').on(t.dueAt, t.actionId).where(sql`${t.dueAt} IS NOT NULL`),
+    // History: each owner's runs newest first, and the same narrowed to a status.
+    ...(
+      [
+        ['entity', t.entityId],
+        ['project', t.projectId],
+        ['registry', t.registryId],
+        ['automation', t.automationId],
+        ['event', t.eventId],
+      ] as const
+    ).flatMap(([owner, column]) => [
+      index(`triggered_runs_${owner}_created_idx`).on(column, t.createdAt, t.id),
+      index(`triggered_runs_${owner}_status_created_idx`).on(column, t.status, t.createdAt, t.id),
+    ]),
   ],
 );
 

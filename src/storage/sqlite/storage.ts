@@ -26,10 +26,14 @@ export interface SqliteStorage extends Storage {
 
 /**
  * Opens (creating if needed) the SQLite database at `file`, applies pending migrations from
- * `drizzle/sqlite/`, and returns the storage layer over it. Throws if a migration fails.
+ * `drizzle/sqlite/` (unless `options.migrate` is false), and returns the storage layer over it.
+ * Throws if a migration fails.
  */
-export function openSqliteStorage(file: string): SqliteStorage {
-  const database = openDatabase(file);
+export function openSqliteStorage(
+  file: string,
+  options: { migrate?: boolean } = {},
+): SqliteStorage {
+  const database = openDatabase(file, options);
   const handle = createSqliteHandle(database.db, database.sqlite);
   return {
     handle,
