@@ -307,9 +307,10 @@ export const triggeredRuns = sqliteTable(
     finishedAt: integer('finished_at', { mode: 'timestamp_ms' }),
   },
   (t) => [
-    // Claims read due runs oldest first straight from this index, the action beside the time so
-    // runs of destinations without a free slot are passed over without reading the table.
-    index('triggered_runs_due_idx').on(t.dueAt, t.actionId).where(sql`${t.dueAt} IS NOT NULL`),
+    // Claims read due runs oldest first straight from this index; equal times in insertion order
+    // (the rowid, which the index holds), so the backlog is never sorted. Migration 0003 took the
+    // action out of it: as a second column it made SQLite sort for the rowid.
+    index('triggered_runs_due_idx').on(t.dueAt).where(sql`${t.dueAt} IS NOT NULL`),
     // History: each owner's runs newest first, and the same narrowed to a status.
     ...(
       [
