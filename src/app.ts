@@ -129,7 +129,7 @@ export function createApp(given: AppDeps, options: AppOptions = {}): App {
 
   const engine = createDeliveryEngine({
     store: deps.storage.delivery,
-    secretBox: deps.secretBox,
+    decrypted: deps.decrypted,
     clock: deps.clock,
     logger: deps.logger,
     config: deps.config.delivery,

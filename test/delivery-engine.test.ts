@@ -1,7 +1,9 @@
+import { eq } from 'drizzle-orm';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { createDeliveryEngine } from '../src/delivery/engine.js';
 import { publicId } from '../src/ids.js';
-import { triggeredRuns } from '../src/storage/sqlite/schema.js';
+import { createDecryptedSecrets } from '../src/modules/secrets/decrypted.js';
+import { secrets as secretsTable, triggeredRuns } from '../src/storage/sqlite/schema.js';
 import { openSqliteStorage } from '../src/storage/sqlite/storage.js';
 import { deliveryConfig, useDeliveryTestbed } from './support/delivery-fixtures.js';
 import { startReceiver } from './support/receiver.js';
@@ -91,7 +93,7 @@ describe('claiming', () => {
       const first = tb.fx.engine({ workerId: 'a', config: deliveryConfig({ concurrency: 3 }) });
       const second = createDeliveryEngine({
         store: other.delivery,
-        secretBox: tb.fx.secretBox,
+        decrypted: createDecryptedSecrets(tb.fx.secretBox),
         clock: tb.fx.clock,
         logger: tb.fx.logger,
         config: deliveryConfig({ concurrency: 3 }),
@@ -304,5 +306,49 @@ describe('stop', () => {
     await engine.drain();
     expect(tb.fx.run(second).status).toBe('QUEUED');
     expect(engine.stop(0)).toBe(stopped);
+  });
+});
+
+describe('secrets', () => {
+  it('opens each secret version once across deliveries, and a resealed secret anew', async () => {
+    const opened: string[] = [];
+    const box = tb.fx.secretBox;
+    const decrypted = createDecryptedSecrets({
+      seal: (value, id) => box.seal(value, id),
+      open: (ciphertext, id) => {
+        opened.push(id);
+        return box.open(ciphertext, id);
+      },
+    });
+    const actionId = tb.fx.addWebhookAction({
+      url: `${tb.receiver.url}/hook`,
+      accessToken: 'token-one',
+      signingSecret: 'whsec_c2lnbmluZy1zZWNyZXQtb25lLWZvci10ZXN0cw==',
+    });
+    const automationId = tb.fx.addAutomation({ actionId });
+    for (let i = 0; i < 5; i++) tb.fx.queueRun({ automationId });
+    await tb.fx.engine({ decrypted }).drain();
+    expect(tb.receiver.requests).toHaveLength(5);
+    // Two secrets (access token and signing secret), each opened once for five deliveries.
+    expect(opened).toHaveLength(2);
+    expect(new Set(opened).size).toBe(2);
+
+    // A rotation elsewhere (another process) writes a new envelope: the cache misses it.
+    const [tokenId] = tb.fx.db
+      .select({ id: secretsTable.id })
+      .from(secretsTable)
+      .where(eq(secretsTable.name, 'ACCESS_TOKEN_1'))
+      .all()
+      .map((row) => row.id);
+    if (!tokenId) throw new Error('no access token secret');
+    tb.fx.db
+      .update(secretsTable)
+      .set({ ciphertext: box.seal('token-two', tokenId) })
+      .where(eq(secretsTable.id, tokenId))
+      .run();
+    tb.fx.queueRun({ automationId });
+    await tb.fx.engine({ decrypted }).drain();
+    expect(opened).toHaveLength(3);
+    expect(tb.receiver.requests.at(-1)?.headers.authorization).toBe('Bearer token-two');
   });
 });

@@ -253,14 +253,16 @@ describe('rotateMasterKey with a key file', () => {
       collectionOwner: 'PROJECT',
       webhookId: 'w1',
     } as const;
-    const request = buildDeliveryRequest(newBox, input);
+    const request = buildDeliveryRequest(createDecryptedSecrets(newBox), input);
     expect(request.target).toMatchObject({
       kind: 'WEBHOOK',
       accessToken: world.values.get('API_TOKEN'),
       signingSecret: world.values.get('DEPLOY_SIGNING_SECRET'),
     });
     expect(request.secrets.get('UNICODE_VALUE')).toBe(world.values.get('UNICODE_VALUE'));
-    expect(() => buildDeliveryRequest(world.box, input)).toThrow(DeliveryConfigurationError);
+    expect(() => buildDeliveryRequest(createDecryptedSecrets(world.box), input)).toThrow(
+      DeliveryConfigurationError,
+    );
 
     // A second rotation in the same millisecond keeps both old keys.
     const firstNewKeyText = readFileSync(keyFile, 'utf8');
@@ -601,7 +603,7 @@ describe('tripline rotate-master-key', () => {
       const action = storage.db.select().from(actions).where(eq(actions.name, 'deploy')).get();
       if (!action) throw new Error('no deploy action');
       const sealed = storage.db.select().from(secrets).all();
-      const request = buildDeliveryRequest(newBox, {
+      const request = buildDeliveryRequest(createDecryptedSecrets(newBox), {
         action,
         secrets: sealed,
         content: {

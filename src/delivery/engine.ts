@@ -5,7 +5,7 @@ import type { DeliveryConfig } from '../config.js';
 import { newId, publicId } from '../ids.js';
 import type { Logger } from '../logger.js';
 import { ACTION_NOUNS } from '../modules/actions/service.js';
-import type { SecretBox } from '../modules/secrets/box.js';
+import type { DecryptedSecrets } from '../modules/secrets/decrypted.js';
 import type { Telemetry } from '../observability/telemetry.js';
 import type {
   AttemptOutcome,
@@ -28,7 +28,8 @@ import { createAddressGuard, createGuardedAgent, type Lookup } from './ssrf.js';
 export interface DeliveryEngineDeps {
   /** Claims, leases and attempt records. */
   store: DeliveryStore;
-  secretBox: SecretBox;
+  /** Decrypted secret values, cached per secret version (see decrypted.ts). */
+  decrypted: DecryptedSecrets;
   /** Every stored timestamp and every due-time comparison uses this clock. */
   clock: Clock;
   logger: Logger;
@@ -186,7 +187,7 @@ const attemptOutcome = (outcome: DeliveryOutcome): AttemptOutcome => ({
  * deliver the run too, and the late result is dropped.
  */
 export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
-  const { store, secretBox, clock, config } = deps;
+  const { store, decrypted, clock, config } = deps;
   const logger = deps.logger.child({ component: 'delivery' });
   const workerId = deps.workerId ?? `${hostname()}:${process.pid}:${newId().slice(0, 8)}`;
   const random = deps.random ?? Math.random;
@@ -355,7 +356,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     publish(run.id, 'RUNNING');
     const lease: Lease = { runId: run.id, owner: workerId };
     if (run.openAttempts > 0) deps.telemetry?.leaseExpired();
-    const plan = planDelivery(secretBox, run);
+    const plan = planDelivery(decrypted, run);
     if (plan.kind === 'missing') return;
     if (plan.kind === 'skip') {
       await finish(lease, { status: 'SKIPPED', result: plan.reason });

@@ -1,6 +1,11 @@
 import { publicId } from '../ids.js';
 import type { TemplateContext } from '../modules/automations/template.js';
-import type { SecretBox } from '../modules/secrets/box.js';
+import {
+  type DecryptedSecrets,
+  type OpenedSecrets,
+  openSecrets,
+  SecretUnreadableError,
+} from '../modules/secrets/decrypted.js';
 import type { ClaimedRun, DeliveryAction, SealedSecret } from '../storage/delivery.js';
 import type { DeliveryContent, DeliveryRequest, DeliveryTarget } from './send.js';
 import type { CollectionOwner } from './slack.js';
@@ -25,21 +30,6 @@ export type RunDelivery =
   /** The run cannot be delivered as configured; fail it with this message. */
   | { kind: 'misconfigured'; message: string }
   | { kind: 'deliver'; request: DeliveryRequest };
-
-/**
- * Decrypts one secret for a delivery: the only place delivery opens secrets. The plaintext goes
- * only into the request to the action's destination, never into a log line, an error or a
- * stored response.
- */
-function openSecret(secretBox: SecretBox, secret: SealedSecret): string {
-  try {
-    return secretBox.open(secret.ciphertext, secret.id);
-  } catch {
-    throw new DeliveryConfigurationError(
-      `Secret ${secret.name} could not be decrypted; was the master key changed?`,
-    );
-  }
-}
 
 /**
  * Decrypts what `action` needs to be reached: URL, access token and signing secret for a
@@ -85,23 +75,24 @@ export interface BuildDeliveryRequestInput {
 /**
  * Assembles a {@link DeliveryRequest}: the action's target and the plaintext of every given
  * secret, by name, for the templates. Shared by the engine and `testAction`, which passes a
- * sample context. Throws DeliveryConfigurationError when a secret the action needs is missing or
- * a secret cannot be decrypted.
+ * sample context. Secrets open through the cache of decrypted values. Throws
+ * DeliveryConfigurationError when a secret the action needs is missing or a secret cannot be
+ * decrypted.
  */
 export function buildDeliveryRequest(
-  secretBox: SecretBox,
+  decrypted: DecryptedSecrets,
   input: BuildDeliveryRequestInput,
 ): DeliveryRequest {
-  const plaintexts = new Map<string, string>();
-  const byName = new Map<string, string>();
-  for (const secret of input.secrets) {
-    const value = openSecret(secretBox, secret);
-    plaintexts.set(secret.id, value);
-    byName.set(secret.name, value);
+  let opened: OpenedSecrets;
+  try {
+    opened = openSecrets(decrypted, input.secrets);
+  } catch (error) {
+    if (error instanceof SecretUnreadableError) throw new DeliveryConfigurationError(error.message);
+    throw error;
   }
   const target = actionTarget(input.action, (id, role) => {
     if (id === null) return null;
-    const value = plaintexts.get(id);
+    const value = opened.byId.get(id);
     if (value === undefined) {
       throw new DeliveryConfigurationError(`The action's ${role} secret no longer exists`);
     }
@@ -113,7 +104,7 @@ export function buildDeliveryRequest(
     content: input.content,
     context: input.context,
     collectionOwner: input.collectionOwner,
-    secrets: byName,
+    secrets: opened.byName,
   };
 }
 
@@ -123,7 +114,7 @@ export function buildDeliveryRequest(
  * names, and the sealed secrets. Never throws for expected states: a deleted or disabled
  * automation or action is `skip`, an undeliverable configuration is `misconfigured`.
  */
-export function planDelivery(secretBox: SecretBox, run: ClaimedRun): RunDelivery {
+export function planDelivery(decrypted: DecryptedSecrets, run: ClaimedRun): RunDelivery {
   const { event, automation, action } = run;
   if (event === null) return { kind: 'missing' };
   if (automation === null) return { kind: 'skip', reason: 'Skipped: the automation was deleted' };
@@ -149,7 +140,7 @@ export function planDelivery(secretBox: SecretBox, run: ClaimedRun): RunDelivery
   try {
     return {
       kind: 'deliver',
-      request: buildDeliveryRequest(secretBox, {
+      request: buildDeliveryRequest(decrypted, {
         action,
         secrets: run.secrets,
         content: {

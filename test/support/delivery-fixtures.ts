@@ -20,6 +20,7 @@ import {
   type TemplateContext,
 } from '../../src/modules/automations/template.js';
 import { createSecretBox, type SecretBox } from '../../src/modules/secrets/box.js';
+import { createDecryptedSecrets } from '../../src/modules/secrets/decrypted.js';
 import type { Db } from '../../src/storage/sqlite/database.js';
 import {
   actions,
@@ -373,7 +374,7 @@ export function createDeliveryFixture(): DeliveryFixture {
     engine(deps = {}) {
       const engine = createDeliveryEngine({
         store: storage.delivery,
-        secretBox,
+        decrypted: createDecryptedSecrets(secretBox),
         clock,
         logger,
         config: deliveryConfig(),

@@ -76,7 +76,7 @@ export async function testAction(ctx: Context, input: TestActionInput): Promise<
   });
   let request: ReturnType<typeof buildDeliveryRequest>;
   try {
-    request = buildDeliveryRequest(deps.secretBox, {
+    request = buildDeliveryRequest(deps.decrypted, {
       action,
       secrets,
       content: {
