@@ -18,6 +18,9 @@ import { startTracing, traceLogFields } from './observability/tracing.js';
 import { createTriplinePubSub } from './pubsub.js';
 import { openSqliteStorage } from './storage/sqlite/storage.js';
 
+/** How often the WAL is copied into the database file, off the server's thread. */
+const BACKGROUND_CHECKPOINT_INTERVAL_MS = 250;
+
 function readConfig(): Config {
   try {
     return loadConfig();
@@ -119,7 +122,13 @@ async function main(): Promise<void> {
       `took over the data directory from ${describeHolder(lock.takenOverFrom)}, which is no longer running`,
     );
   }
-  const storage = openSqliteStorage(config.databaseFile);
+  const storage = openSqliteStorage(config.databaseFile, {
+    // The WAL goes into the database file from a worker thread, not inside the server's commits.
+    backgroundCheckpoints: {
+      intervalMs: BACKGROUND_CHECKPOINT_INTERVAL_MS,
+      onError: (message) => logger.warn({ err: message }, 'background WAL checkpoint failed'),
+    },
+  });
   const master = loadMasterKey(config);
   if (master.generatedFile) {
     logger.warn(

@@ -22,9 +22,12 @@ export interface SqliteDatabase {
  * (nodejs/node#65446; not fixed in 12.x). better-sqlite3 13 is built on Node-API and ships its
  * binaries, but needs Node-API 10 (Node 22.14 and later) and crashes on Node 20.
  */
-const Database: typeof BetterSqlite3 = createRequire(import.meta.url)(
+const require = createRequire(import.meta.url);
+/** The resolved path of that driver, for a worker thread's connection (see checkpointer.ts). */
+export const driverModule = require.resolve(
   Number(process.versions.napi) >= 10 ? 'better-sqlite3-napi' : 'better-sqlite3',
 );
+const Database: typeof BetterSqlite3 = require(driverModule);
 
 /** Where drizzle-kit writes the migrations, with their journal in `meta/_journal.json`. */
 export const migrationsFolder = join(

@@ -1,6 +1,7 @@
 import type { Storage } from '../storage.js';
+import { type CheckpointResult, startCheckpointer } from './checkpointer.js';
 import { createActionStore, createAutomationStore, createSecretStore } from './config.js';
-import { openDatabase } from './database.js';
+import { driverModule, openDatabase } from './database.js';
 import { createDeliveryStore } from './delivery.js';
 import { createEventStore, createRunStore } from './events.js';
 import {
@@ -24,16 +25,38 @@ export interface SqliteStorage extends Storage {
   readonly sqlite: SqliteHandle['sqlite'];
 }
 
+export interface SqliteStorageOptions {
+  /** Apply pending migrations (true by default). */
+  migrate?: boolean;
+  /**
+   * Checkpoint the WAL from a worker thread every `intervalMs` instead of in the commits of the
+   * server's thread (see checkpointer.ts). Off by default; the server turns it on.
+   */
+  backgroundCheckpoints?: {
+    intervalMs: number;
+    onCheckpoint?: (result: CheckpointResult) => void;
+    onError?: (message: string) => void;
+  };
+}
+
+/**
+ * The WAL size, in pages, at which the server's own connection checkpoints when background
+ * checkpoints are on: a safety net should the worker fall behind (SQLite's default is 1,000).
+ */
+export const FALLBACK_AUTOCHECKPOINT_PAGES = 20_000;
+
 /**
  * Opens (creating if needed) the SQLite database at `file`, applies pending migrations from
  * `drizzle/sqlite/` (unless `options.migrate` is false), and returns the storage layer over it.
  * Throws if a migration fails.
  */
-export function openSqliteStorage(
-  file: string,
-  options: { migrate?: boolean } = {},
-): SqliteStorage {
+export function openSqliteStorage(file: string, options: SqliteStorageOptions = {}): SqliteStorage {
   const database = openDatabase(file, options);
+  const background = options.backgroundCheckpoints;
+  if (background) database.sqlite.pragma(`wal_autocheckpoint = ${FALLBACK_AUTOCHECKPOINT_PAGES}`);
+  const checkpointer = background
+    ? startCheckpointer({ file, driver: driverModule, ...background })
+    : undefined;
   const handle = createSqliteHandle(database.db, database.sqlite);
   return {
     handle,
@@ -52,6 +75,9 @@ export function openSqliteStorage(
     ping: async () => {
       handle.prepared('ping', () => handle.sqlite.prepare('select 1')).get();
     },
-    close: async () => database.close(),
+    close: async () => {
+      await checkpointer?.stop();
+      database.close();
+    },
   };
 }
