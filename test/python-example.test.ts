@@ -279,7 +279,10 @@ out(**{name: dict(event_id=r.event_id, replayed=r.replayed, key=r.idempotency_ke
     expect(other.key).not.toBe(first.key);
     expect(other.event_id).not.toBe(first.event_id);
     expect(await eventCount()).toBe(2);
-    const stored = await t.gql('query($id: ID!) { node(id: $id) { ... on ArtifactEvent { idempotencyKey metadata triggeredRuns { totalCount } } } }', { id: first.event_id });
+    const stored = await t.gql(
+      'query($id: ID!) { node(id: $id) { ... on ArtifactEvent { idempotencyKey metadata triggeredRuns { totalCount } } } }',
+      { id: first.event_id },
+    );
     expect(stored.data.node).toEqual({
       idempotencyKey: first.key,
       metadata: { accuracy: 0.91 },
@@ -396,7 +399,11 @@ out(event_id=r.event_id, replayed=r.replayed, key=r.idempotency_key, runs=r.run_
       { status: 503 },
       { status: 502 },
       { status: 503 },
-      { status: 400, headers: { 'content-type': 'application/json' }, body: '{"errors":[{"message":"No."}]}' },
+      {
+        status: 400,
+        headers: { 'content-type': 'application/json' },
+        body: '{"errors":[{"message":"No."}]}',
+      },
       RATE_LIMITED(120),
       RATE_LIMITED(1),
       RATE_LIMITED(1),
@@ -427,7 +434,14 @@ for case in ("5xx", "400", "429 too long", "429 throughout"):
         retry_after: null,
         sleeps: [expect.any(Number), expect.any(Number)],
       },
-      { case: '400', raised: 'RequestError', status: 400, attempts: null, retry_after: null, sleeps: [] },
+      {
+        case: '400',
+        raised: 'RequestError',
+        status: 400,
+        attempts: null,
+        retry_after: null,
+        sleeps: [],
+      },
       {
         case: '429 too long',
         raised: 'RateLimitedError',
@@ -571,11 +585,28 @@ check("vector", headers={"webhook-id": v["id"], "webhook-timestamp": str(v["time
 
   it('runs emit_example.py: stores the event, follows its run to SUCCEEDED, and replays with the same key', async () => {
     t.app.start();
-    const args = ['--project', 'p', '--collection', 'my-model', '--type', 'model', '--version', '4'];
+    const args = [
+      '--project',
+      'p',
+      '--collection',
+      'my-model',
+      '--type',
+      'model',
+      '--version',
+      '4',
+    ];
     const example = (more: string[]) =>
       startPython({ file: 'emit_example.py', args: [...args, ...more] }, env).exited;
 
-    const first = await example(['--key', 'build-42-my-model-v4', '--metadata', '{"accuracy": 0.9}', '--watch', '--timeout', '30']);
+    const first = await example([
+      '--key',
+      'build-42-my-model-v4',
+      '--metadata',
+      '{"accuracy": 0.9}',
+      '--watch',
+      '--timeout',
+      '30',
+    ]);
     expect(first.code, first.stderr).toBe(0);
     expect(first.stdout).toMatch(/^event evt_\S+ \(stored\), key build-42-my-model-v4$/m);
     expect(first.stdout).toMatch(/^run run_\S+ notify: SUCCEEDED \(.*200.*\)$/m);

@@ -39,8 +39,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
-# The GraphQL documents. The emit result is a union of the payload and the typed errors; the
-# payload type is named in exactly one place, `fragment TriplineEmitted on …` below.
+# The GraphQL documents. The emit result is a union of the payload and the typed errors (any
+# member whose __typename ends in "Error" and has a message); the payload type is named in this one
+# place only, `fragment TriplineEmitted on …`: rename it here when the schema renames it.
 EMIT_ARTIFACT_EVENT = """
 mutation TriplineEmitArtifactEvent($input: EmitArtifactEventInput!) {
   emitArtifactEvent(input: $input) {
@@ -535,7 +536,8 @@ class Tripline:
         current states are read and yielded first, so changes made before the stream opened are
         not missed; an update older than one already yielded is skipped. With ``until_final``
         (and ``event_id`` or ``run_id``), iteration ends once every one of those runs is final
-        (SUCCEEDED, FAILED or SKIPPED); otherwise it goes on until the caller stops.
+        (SUCCEEDED, FAILED or SKIPPED) — with ``event_id`` alone that takes ``catch_up``, which
+        lists the event's runs; otherwise it goes on until the caller stops.
 
         ``timeout`` bounds the whole watch in seconds (``WatchTimeoutError``); ``idle_timeout``
         how long the stream may stay silent (the server pings every 12 s) before it counts as
@@ -683,7 +685,10 @@ class RunWatch:
         self.close()
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except Exception:
+            pass
 
 
 # --- Webhook signatures ------------------------------------------------------------------------
@@ -860,7 +865,8 @@ def _sse_events(
     """Yields (event, data) per server-sent event. Each read may wait until the deadline, or
     ``idle_timeout`` at most: a socket that timed out cannot be read again, so either ends the
     stream."""
-    kind, data = "message", []  # type: Tuple[str, List[str]]
+    kind: str = "message"
+    data: List[str] = []
     while True:
         wait = idle_timeout if deadline is None else min(idle_timeout, deadline - time.monotonic())
         if wait <= 0:
