@@ -368,7 +368,7 @@ class Tripline:
             raise ValueError("max_attempts must be at least 1.")
         self._scheme = parts.scheme
         self._host = parts.hostname
-        self._port = parts.port
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self._path = (parts.path or "/graphql") + (f"?{parts.query}" if parts.query else "")
         self.timeout = timeout
         self.max_attempts = max_attempts
