@@ -7,11 +7,11 @@ import { automations } from '../src/storage/sqlite/schema.js';
 import { createTestApp, fakeClock, type TestApp } from './support/app.js';
 
 const ERROR = `__typename
-  ... on Error { message }
+  ... on Error { message
   ... on ValidationError { field }
   ... on NotFoundError { field }
   ... on ConflictError { field }
-  ... on PermissionDeniedError { requiredRole }`;
+  ... on PermissionDeniedError { requiredRole } }`;
 
 const ACTION_FIELDS = `__typename id name kind enabled disabledReason createdAt updatedAt usedBy
   ... on WebhookAction { url accessTokenSecret signingSecret headers { name value } }

@@ -42,9 +42,9 @@ const LOG = `query($entity: String!, $action: String, $targetType: String, $sinc
     totalCount pageInfo { hasNextPage hasPreviousPage endCursor startCursor }
     edges { cursor node { ${ENTRY} } } } } }`;
 
-const ERRORS = `__typename ... on Error { message } ... on ValidationError { field }
+const ERRORS = `__typename ... on Error { message ... on ValidationError { field }
   ... on NotFoundError { field } ... on ConflictError { field }
-  ... on PermissionDeniedError { requiredRole }`;
+  ... on PermissionDeniedError { requiredRole } }`;
 
 /** The entity's audit log as `key` sees it (the bootstrap admin by default), newest first. */
 async function auditLog(

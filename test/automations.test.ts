@@ -11,8 +11,8 @@ let clock: ReturnType<typeof fakeClock>;
 /** Global IDs of the fixtures every test starts with. */
 let ids: { webhook: string; slack: string; foreignWebhook: string };
 
-const ERRORS = `... on Error { message } ... on ValidationError { field } ... on NotFoundError { field }
-  ... on ConflictError { field } ... on PermissionDeniedError { requiredRole }`;
+const ERRORS = `... on Error { message ... on ValidationError { field } ... on NotFoundError { field }
+  ... on ConflictError { field } ... on PermissionDeniedError { requiredRole } }`;
 const AUTOMATION = `id name description enabled eventType createdAt updatedAt
   createdBy { name }
   entity { name }

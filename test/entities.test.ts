@@ -15,10 +15,10 @@ const VIEWER = `{ viewer { user { id name kind apiKeys { edges { node { name pre
 
 const CREATE_USER = `mutation($input: CreateUserInput!) { createUser(input: $input) {
   __typename ... on CreatedUser { secret user { id name kind } apiKey { id prefix } }
-  ... on Error { message } ... on ValidationError { field } ... on PermissionDeniedError { requiredRole } } }`;
+  ... on Error { message ... on ValidationError { field } ... on PermissionDeniedError { requiredRole } } } }`;
 
-const MEMBERSHIP = `__typename ... on Membership { role entity { name } } ... on Error { message }
-  ... on ConflictError { field } ... on NotFoundError { field } ... on PermissionDeniedError { requiredRole }`;
+const MEMBERSHIP = `__typename ... on Membership { role entity { name } } ... on Error { message
+  ... on ConflictError { field } ... on NotFoundError { field } ... on PermissionDeniedError { requiredRole } }`;
 
 async function userId(key: string): Promise<string> {
   return (await t.gql(VIEWER, {}, key)).data.viewer.user.id;

@@ -54,7 +54,7 @@ async function postRaw(app: TestApp, query: string, variablesJson: string) {
   return { status: response.status, ...((await response.json()) as object) } as GraphQLResponse;
 }
 
-const RESULT = '{ __typename ... on Error { message } ... on ValidationError { field } }';
+const RESULT = '{ __typename ... on Error { message ... on ValidationError { field } } }';
 const EMIT_WITH = (metadata: string) => `mutation { emitArtifactEvent(input: {
   entity: "default", eventType: CREATE_ARTIFACT, project: "p", collection: "c",
   artifactType: "model", versionIndex: 1, metadata: ${metadata} }) ${RESULT} }`;

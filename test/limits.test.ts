@@ -39,7 +39,7 @@ const projectCount = async (app: TestApp): Promise<number> =>
     .totalCount;
 
 const CREATE_PROJECT = `mutation($i: CreateProjectInput!) { createProject(input: $i) {
-  __typename ... on Error { message } ... on ValidationError { field } } }`;
+  __typename ... on Error { message ... on ValidationError { field } } } }`;
 
 /**
  * A query nested exactly `depth` levels (counted as graphql-armor does: `viewer` is 1), walking
@@ -466,7 +466,7 @@ describe('field input limits answer a typed error and store nothing', () => {
       a
         .gql(
           `mutation($i: CreateWebhookActionInput!) { createWebhookAction(input: $i) {
-          __typename ... on Error { message } ... on ValidationError { field } } }`,
+          __typename ... on Error { message ... on ValidationError { field } } } }`,
           { i: { entity: 'default', name, url: 'https://example.com/hook' } },
         )
         .then((r) => r.data.createWebhookAction);
@@ -481,7 +481,7 @@ describe('field input limits answer a typed error and store nothing', () => {
   });
 
   const CREATE_AUTOMATION = `mutation($i: CreateAutomationInput!) { createAutomation(input: $i) {
-    __typename ... on Error { message } ... on ValidationError { field } } }`;
+    __typename ... on Error { message ... on ValidationError { field } } } }`;
   const automationCount = async (a: TestApp): Promise<number> =>
     (await a.gql('{ entity(name: "default") { automations { totalCount } } }')).data.entity
       .automations.totalCount;
@@ -552,7 +552,7 @@ describe('field input limits answer a typed error and store nothing', () => {
     const metadata = (bytes: number) => ({ blob: 'x'.repeat(bytes - 11) });
     const res = await a.gql(
       `mutation($i: EmitArtifactEventInput!) { emitArtifactEvent(input: $i) {
-        __typename ... on Error { message } ... on ValidationError { field } } }`,
+        __typename ... on Error { message ... on ValidationError { field } } } }`,
       {
         i: {
           entity: 'default',

@@ -7,8 +7,8 @@ beforeEach(async () => {
 });
 afterEach(() => t.close());
 
-const RESULT = `__typename ... on Node { id } ... on Error { message } ... on ValidationError { field }
-  ... on NotFoundError { field } ... on ConflictError { field } ... on PermissionDeniedError { requiredRole }`;
+const RESULT = `__typename ... on Node { id } ... on Error { message ... on ValidationError { field }
+  ... on NotFoundError { field } ... on ConflictError { field } ... on PermissionDeniedError { requiredRole } }`;
 const CREATE_PROJECT = `mutation($i: CreateProjectInput!) { createProject(input: $i) { ${RESULT} ... on Project { name description } } }`;
 const CREATE_REGISTRY = `mutation($i: CreateRegistryInput!) { createRegistry(input: $i) { ${RESULT} ... on Registry { name } } }`;
 const CREATE_COLLECTION = `mutation($i: CreateArtifactCollectionInput!) { createArtifactCollection(input: $i) { ${RESULT} ... on ArtifactCollection { name artifactType } } }`;

@@ -6,11 +6,11 @@ import { automationSecretRefs, automations } from '../src/storage/sqlite/schema.
 import { createTestApp, fakeClock, type TestApp } from './support/app.js';
 
 const ERROR = `__typename
-  ... on Error { message }
+  ... on Error { message
   ... on ValidationError { field }
   ... on NotFoundError { field }
   ... on ConflictError { field }
-  ... on PermissionDeniedError { requiredRole }`;
+  ... on PermissionDeniedError { requiredRole } }`;
 
 const SECRET_FIELDS = `id name createdAt rotatedAt
   createdBy { name } rotatedBy { name }

@@ -21,11 +21,11 @@ let svc: string;
 const CREATE_USER = `mutation($v: CreateUserInput!) { createUser(input: $v) {
   __typename ... on CreatedUser { secret user { id } } ... on Error { message } } }`;
 const ADD_MEMBER = `mutation($v: MemberInput!) { addMember(input: $v) {
-  __typename ... on Error { message } ... on NotFoundError { field }
-  ... on PermissionDeniedError { requiredRole } } }`;
+  __typename ... on Error { message ... on NotFoundError { field }
+  ... on PermissionDeniedError { requiredRole } } } }`;
 const CREATE_KEY = `mutation($userId: ID) { createApiKey(input: { name: "x", userId: $userId }) {
-  __typename ... on CreatedApiKey { secret apiKey { id } } ... on Error { message }
-  ... on PermissionDeniedError { requiredRole } } }`;
+  __typename ... on CreatedApiKey { secret apiKey { id } } ... on Error { message
+  ... on PermissionDeniedError { requiredRole } } } }`;
 const REVOKE_KEY = `mutation($id: ID!) { revokeApiKey(id: $id) {
   __typename ... on ApiKey { revokedAt } ... on Error { message } } }`;
 const KEYS_OF =

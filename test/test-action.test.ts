@@ -14,7 +14,7 @@ afterEach(async () => {
 
 const TEST = `mutation($i: TestActionInput!) { testAction(input: $i) {
   __typename ... on ActionTestResponse { success statusCode errorClass errorMessage responseBody durationMs }
-  ... on Error { message } ... on ValidationError { field } ... on NotFoundError { field } ... on PermissionDeniedError { requiredRole } } }`;
+  ... on Error { message ... on ValidationError { field } ... on NotFoundError { field } ... on PermissionDeniedError { requiredRole } } } }`;
 
 describe('testAction', () => {
   it('sends a signed sample payload without creating a run, and redacts secrets the receiver echoes', async () => {
