@@ -62,7 +62,7 @@ async function createPerson(role: string, name: string): Promise<{ id: string; k
 }
 
 const TYPENAME = '{ __typename }';
-const REVOKE = 'mutation($id: ID!) { revokeApiKey(id: $id) { __typename } }';
+const REVOKE = 'mutation($id: ID!) { revokeApiKey(input: { id: $id }) { __typename } }';
 const CREATE_PROJECT = `mutation($i: CreateProjectInput!) { createProject(input: $i) {
   __typename ... on PermissionDeniedError { requiredRole } } }`;
 const setRole = (userId: string, role: string) =>

@@ -94,7 +94,7 @@ const ADD_MEMBER = `mutation($i: MemberInput!) { addMember(input: $i) { ${ERRORS
 const REMOVE_MEMBER = `mutation($i: RemoveMemberInput!) { removeMember(input: $i) { ${ERRORS} } }`;
 const CREATE_KEY = `mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) {
   ${ERRORS} ... on CreatedApiKey { secret apiKey { id prefix } } } }`;
-const REVOKE_KEY = `mutation($id: ID!) { revokeApiKey(id: $id) { ${ERRORS} } }`;
+const REVOKE_KEY = `mutation($id: ID!) { revokeApiKey(input: { id: $id }) { ${ERRORS} } }`;
 const CREATE_SECRET = `mutation($i: CreateSecretInput!) { createSecret(input: $i) { ${ERRORS} } }`;
 const ROTATE_SECRET = `mutation($i: RotateSecretInput!) { rotateSecret(input: $i) { ${ERRORS} } }`;
 const DELETE_SECRET = `mutation($i: DeleteSecretInput!) { deleteSecret(input: $i) { ${ERRORS} } }`;

@@ -51,7 +51,7 @@ describe('runs delivered by the app', () => {
 
     const retried = await mutate(
       t,
-      'mutation($id: ID!) { retryTriggeredRun(id: $id) { __typename ... on TriggeredRun { status } } }',
+      'mutation($id: ID!) { retryTriggeredRun(input: { id: $id }) { __typename ... on TriggeredRun { status } } }',
       { id: runId },
     );
     expect(retried).toEqual({ __typename: 'TriggeredRun', status: 'QUEUED' });
@@ -69,7 +69,7 @@ describe('runs delivered by the app', () => {
     expect(
       await mutate(
         t,
-        'mutation($id: ID!) { retryTriggeredRun(id: $id) { __typename } }',
+        'mutation($id: ID!) { retryTriggeredRun(input: { id: $id }) { __typename } }',
         { id: runId },
         await t.member('VIEWER'),
       ),

@@ -111,7 +111,7 @@ describe('API keys', () => {
     expect(JSON.stringify(keys)).not.toContain(secret);
 
     const revoked = await t.gql(
-      `mutation($id: ID!) { revokeApiKey(id: $id) { __typename ... on ApiKey { revokedAt } } }`,
+      `mutation($id: ID!) { revokeApiKey(input: { id: $id }) { __typename ... on ApiKey { revokedAt } } }`,
       { id: apiKey.id },
     );
     expect(revoked.data.revokeApiKey.revokedAt).toBeTruthy();

@@ -299,7 +299,7 @@ describe('run history', () => {
     });
     const r = await emit(t);
     const retry = await t.gql(
-      'mutation($id: ID!) { retryTriggeredRun(id: $id) { __typename ... on ConflictError { field message } } }',
+      'mutation($id: ID!) { retryTriggeredRun(input: { id: $id }) { __typename ... on ConflictError { field message } } }',
       { id: r.triggeredRuns[0].id },
     );
     expect(retry.data.retryTriggeredRun).toMatchObject({
@@ -325,7 +325,7 @@ describe('run history', () => {
     );
     expect(seen.data).toEqual({ triggeredRun: null, node: null });
     const retry = await t.gql(
-      'mutation($id: ID!) { retryTriggeredRun(id: $id) { __typename } }',
+      'mutation($id: ID!) { retryTriggeredRun(input: { id: $id }) { __typename } }',
       { id: runId },
       outsider,
     );

@@ -114,7 +114,7 @@ describe('sharing executions', () => {
     const before = await emitRun(1);
     for (const collected of Object.values(subscribed)) expect(await collected.first).toBe(before);
 
-    const revoked = await t.gql(`mutation($id: ID!) { revokeApiKey(id: $id) { __typename } }`, {
+    const revoked = await t.gql(`mutation($id: ID!) { revokeApiKey(input: { id: $id }) { __typename } }`, {
       id: apiKey.id,
     });
     expect(revoked.data.revokeApiKey.__typename).toBe('ApiKey');

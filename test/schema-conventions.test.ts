@@ -1,4 +1,5 @@
 import {
+  type GraphQLArgument,
   type GraphQLNamedType,
   type GraphQLObjectType,
   getNamedType,
@@ -115,7 +116,7 @@ describe('schema conventions', () => {
       for (const field of Object.values(type.getFields())) {
         const typed = [
           { name: `${type.name}.${field.name}`, key: field.name, type: field.type },
-          ...('args' in field ? field.args : []).map((arg) => ({
+          ...('args' in field ? field.args : []).map((arg: GraphQLArgument) => ({
             name: `${type.name}.${field.name}(${arg.name})`,
             key: arg.name,
             type: arg.type,

@@ -62,7 +62,7 @@ describe('secrets', () => {
         ... on CreatedApiKey { secret apiKey { id } } } }`,
     );
     const { secret, apiKey } = created.data.createApiKey;
-    const revoked = await t.gql(`mutation($id: ID!) { revokeApiKey(id: $id) { __typename } }`, {
+    const revoked = await t.gql(`mutation($id: ID!) { revokeApiKey(input: { id: $id }) { __typename } }`, {
       id: apiKey.id,
     });
     expect(revoked.data.revokeApiKey.__typename).toBe('ApiKey');

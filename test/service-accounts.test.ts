@@ -26,7 +26,7 @@ const ADD_MEMBER = `mutation($v: MemberInput!) { addMember(input: $v) {
 const CREATE_KEY = `mutation($userId: ID) { createApiKey(input: { name: "x", userId: $userId }) {
   __typename ... on CreatedApiKey { secret apiKey { id } } ... on Error { message
   ... on PermissionDeniedError { requiredRole } } } }`;
-const REVOKE_KEY = `mutation($id: ID!) { revokeApiKey(id: $id) {
+const REVOKE_KEY = `mutation($id: ID!) { revokeApiKey(input: { id: $id }) {
   __typename ... on ApiKey { revokedAt } ... on Error { message } } }`;
 const KEYS_OF =
   'query($id: ID!) { node(id: $id) { ... on User { apiKeys { edges { node { id } } } } } }';
