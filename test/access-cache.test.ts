@@ -55,7 +55,7 @@ async function createPerson(role: string, name: string): Promise<{ id: string; k
   const r = await mutate(
     t,
     `mutation($i: CreateUserInput!) { createUser(input: $i) {
-      ... on CreatedUser { secret user { id } } } }`,
+      ... on CreateUserPayload { secret: plaintextKey user { id } } } }`,
     { i: { entity: 'default', name, kind: 'USER', role } },
   );
   return { id: r.user.id, key: r.secret };

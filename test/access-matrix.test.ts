@@ -833,7 +833,12 @@ describe("the stranger's own operations", () => {
     const updated = await t.gql(
       `mutation($v: UpdateAutomationInput!) { updateAutomation(input: $v) {
         __typename ... on NotFoundError { field } } }`,
-      { v: { id: own.data.createAutomation.automation.id, action: { actionId: fx.webhookActionId } } },
+      {
+        v: {
+          id: own.data.createAutomation.automation.id,
+          action: { actionId: fx.webhookActionId },
+        },
+      },
       fx.keys.stranger,
     );
     expect(updated.data.updateAutomation).toEqual({

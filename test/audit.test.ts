@@ -93,7 +93,7 @@ const UPDATE_ROLE = `mutation($i: MemberInput!) { updateMemberRole(input: $i) { 
 const ADD_MEMBER = `mutation($i: MemberInput!) { addMember(input: $i) { ${ERRORS} } }`;
 const REMOVE_MEMBER = `mutation($i: RemoveMemberInput!) { removeMember(input: $i) { ${ERRORS} } }`;
 const CREATE_KEY = `mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) {
-  ${ERRORS} ... on CreatedApiKey { secret apiKey { id prefix } } } }`;
+  ${ERRORS} ... on CreateApiKeyPayload { secret: plaintextKey apiKey { id prefix } } } }`;
 const REVOKE_KEY = `mutation($id: ID!) { revokeApiKey(input: { id: $id }) { ${ERRORS} } }`;
 const CREATE_SECRET = `mutation($i: CreateSecretInput!) { createSecret(input: $i) { ${ERRORS} } }`;
 const ROTATE_SECRET = `mutation($i: RotateSecretInput!) { rotateSecret(input: $i) { ${ERRORS} } }`;
@@ -199,7 +199,7 @@ describe('recording changes', () => {
   it('records API keys created and revoked by id and prefix, never the key', async () => {
     const viewerKey = await t.member('VIEWER', 'vera');
     const made = await run(CREATE_KEY, { i: { name: 'laptop' } }, viewerKey);
-    expect(made.__typename).toBe('CreatedApiKey');
+    expect(made.__typename).toBe('CreateApiKeyPayload');
     const entry = await latest('apiKey.created');
     expect(entry).toMatchObject({
       targetType: 'ApiKey',
@@ -209,7 +209,9 @@ describe('recording changes', () => {
     });
 
     clock.advance(5);
-    expect((await run(REVOKE_KEY, { id: made.apiKey.id }, viewerKey)).__typename).toBe('ApiKey');
+    expect((await run(REVOKE_KEY, { id: made.apiKey.id }, viewerKey)).__typename).toBe(
+      'RevokeApiKeyPayload',
+    );
     expect(await latest('apiKey.revoked')).toMatchObject({
       targetId: made.apiKey.id,
       actor: { name: 'vera' },
@@ -229,7 +231,7 @@ describe('recording changes', () => {
   it('records a service account key made by an admin in the entity of that account', async () => {
     const created = await run(
       `mutation($i: CreateUserInput!) { createUser(input: $i) { ${ERRORS}
-        ... on CreatedUser { secret user { id } } } }`,
+        ... on CreateUserPayload { secret: plaintextKey user { id } } } }`,
       { i: { entity: 'default', name: 'ci-bot', kind: 'SERVICE_ACCOUNT', role: 'MEMBER' } },
     );
     expect(await latest('user.created')).toMatchObject({
@@ -324,7 +326,7 @@ describe('recording changes', () => {
         accessTokenSecret: null,
       },
     });
-    expect(updated.__typename).toBe('UpdatedAction');
+    expect(updated.__typename).toBe('UpdateActionPayload');
     expect((await latest('action.updated')).details).toEqual({
       name: 'hook',
       changed: ['url', 'accessTokenSecret', 'headers'],
@@ -390,7 +392,7 @@ describe('recording changes', () => {
       details: { name: 'alerts', kind: 'SLACK', channel: '#ml', webhookUrlSecret: 'SLACK_URL' },
     });
 
-    expect((await run(DELETE_ACTION, { i: { id } })).__typename).toBe('DeletedAction');
+    expect((await run(DELETE_ACTION, { i: { id } })).__typename).toBe('DeleteActionPayload');
     expect(await latest('action.deleted')).toMatchObject({
       targetType: 'WebhookAction',
       targetId: id,

@@ -42,7 +42,7 @@ function holdAt<Operation extends string, Store extends Record<Operation, Hookab
 type Hookable = (...args: never[]) => Promise<unknown>;
 
 const CREATE_WEBHOOK = `mutation($i: CreateWebhookActionInput!) { createWebhookAction(input: $i) {
-  __typename ... on CreatedWebhookAction { action { name signingSecret } }
+  __typename ... on CreateWebhookActionPayload { action { name signingSecret } }
   ... on ConflictError { field message } ... on Error { message } } }`;
 const CREATE_AUTOMATION = `mutation($i: CreateAutomationInput!) { createAutomation(input: $i) {
   __typename ... on Automation { id } ... on ConflictError { field } ... on Error { message } } }`;
@@ -74,8 +74,8 @@ describe('names written concurrently', () => {
       ),
     );
     const outcomes = results.map((r) => r.data.createWebhookAction);
-    expect(outcomes.filter((o) => o.__typename === 'CreatedWebhookAction')).toHaveLength(1);
-    for (const refused of outcomes.filter((o) => o.__typename !== 'CreatedWebhookAction')) {
+    expect(outcomes.filter((o) => o.__typename === 'CreateWebhookActionPayload')).toHaveLength(1);
+    for (const refused of outcomes.filter((o) => o.__typename !== 'CreateWebhookActionPayload')) {
       expect(refused).toEqual({
         __typename: 'ConflictError',
         field: 'input.name',
@@ -95,7 +95,7 @@ describe('names written concurrently', () => {
       ['deploy hook', 'deploy-hook', 'Deploy Hook'].map((name) =>
         t.gql(
           `mutation($i: CreateWebhookActionInput!) { createWebhookAction(input: $i) {
-            __typename ... on CreatedWebhookAction { action { ... on WebhookAction { signingSecret } } }
+            __typename ... on CreateWebhookActionPayload { action { ... on WebhookAction { signingSecret } } }
             ... on Error { message } } }`,
           { i: { entity: 'default', name, url: 'https://example.com/hook' } },
         ),

@@ -153,7 +153,7 @@ describe('the app’s cache of decrypted secrets', () => {
     const hook = await mutate(
       t,
       `mutation($i: CreateWebhookActionInput!) { createWebhookAction(input: $i) {
-        __typename ... on CreatedWebhookAction { signingSecret action { id } } } }`,
+        __typename ... on CreateWebhookActionPayload { signingSecret action { id } } } }`,
       {
         i: {
           entity: 'default',

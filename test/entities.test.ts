@@ -14,7 +14,7 @@ const VIEWER = `{ viewer { user { id name kind apiKeys { edges { node { name pre
   entities { role entity { name viewerRole } } apiKeys { totalCount edges { node { id name } } } } }`;
 
 const CREATE_USER = `mutation($input: CreateUserInput!) { createUser(input: $input) {
-  __typename ... on CreatedUser { secret user { id name kind } apiKey { id prefix } }
+  __typename ... on CreateUserPayload { secret: plaintextKey user { id name kind } apiKey { id prefix } }
   ... on Error { message ... on ValidationError { field } ... on PermissionDeniedError { requiredRole } } } }`;
 
 const MEMBERSHIP = `__typename ... on Membership { role entity { name } } ... on Error { message
@@ -98,7 +98,7 @@ describe('API keys', () => {
 
   it('creates a key shown once, which then works, and revokes it', async () => {
     const created = await t.gql(
-      `mutation { createApiKey(input: { name: "ci" }) { __typename ... on CreatedApiKey { secret apiKey { id name prefix } } } }`,
+      `mutation { createApiKey(input: { name: "ci" }) { __typename ... on CreateApiKeyPayload { secret: plaintextKey apiKey { id name prefix } } } }`,
     );
     const { secret, apiKey } = created.data.createApiKey;
     expect(secret).toMatch(/^tl_/);
@@ -126,10 +126,10 @@ describe('API keys', () => {
     });
     const saId = sa.data.createUser.user.id;
     const forSa = await t.gql(
-      `mutation($u: ID!) { createApiKey(input: { name: "second", userId: $u }) { __typename ... on CreatedApiKey { secret } } }`,
+      `mutation($u: ID!) { createApiKey(input: { name: "second", userId: $u }) { __typename ... on CreateApiKeyPayload { secret: plaintextKey } } }`,
       { u: saId },
     );
-    expect(forSa.data.createApiKey.__typename).toBe('CreatedApiKey');
+    expect(forSa.data.createApiKey.__typename).toBe('CreateApiKeyPayload');
 
     const person = await t.member('MEMBER');
     const personId = await userId(person);

@@ -53,7 +53,7 @@ describe('arbitrary input never crashes the server', () => {
           const res = await t.gql(EMIT, { i: { entity: 'default', ...input } });
           expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
           const typename = res.data.emitArtifactEvent.__typename;
-          expect(['EmittedArtifactEvent', ...EXPECTED]).toContain(typename);
+          expect(['EmitArtifactEventPayload', ...EXPECTED]).toContain(typename);
         },
       ),
       { numRuns: 60 },
@@ -116,7 +116,7 @@ describe('arbitrary input never crashes the server', () => {
         expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
         expect(['Project', ...EXPECTED]).toContain(res.data.createProject.__typename);
         expect(['Secret', ...EXPECTED]).toContain(res.data.createSecret.__typename);
-        expect(['CreatedWebhookAction', ...EXPECTED]).toContain(
+        expect(['CreateWebhookActionPayload', ...EXPECTED]).toContain(
           res.data.createWebhookAction.__typename,
         );
       }),

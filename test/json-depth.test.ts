@@ -89,7 +89,7 @@ describe('event metadata', () => {
   it(`takes ${LIMIT} levels and refuses ${LIMIT + 1}, as a variable and as a literal`, async () => {
     const a = await app();
     const ok = await postRaw(a, EMIT, `{"v":{${EMIT_INPUT},"metadata":${nestedJson(LIMIT)}}}`);
-    expect(ok.data.emitArtifactEvent.__typename).toBe('EmittedArtifactEvent');
+    expect(ok.data.emitArtifactEvent.__typename).toBe('EmitArtifactEventPayload');
     const over = await postRaw(
       a,
       EMIT,
@@ -98,7 +98,7 @@ describe('event metadata', () => {
     expectTooDeep(over.data.emitArtifactEvent, 'input.metadata');
 
     const literal = await a.gql(EMIT_WITH(nestedLiteral(LIMIT)));
-    expect(literal.data.emitArtifactEvent.__typename).toBe('EmittedArtifactEvent');
+    expect(literal.data.emitArtifactEvent.__typename).toBe('EmitArtifactEventPayload');
     const deeper = await a.gql(EMIT_WITH(nestedLiteral(LIMIT + 1)));
     expect(deeper.errors).toBeUndefined();
     expectTooDeep(deeper.data.emitArtifactEvent, 'input.metadata');
@@ -117,7 +117,7 @@ describe('event metadata', () => {
       { loss: 0.25 },
     );
     expect(res.errors).toBeUndefined();
-    expect(res.data.emitArtifactEvent.__typename).toBe('EmittedArtifactEvent');
+    expect(res.data.emitArtifactEvent.__typename).toBe('EmitArtifactEventPayload');
     const read = await a.gql(
       '{ entity(name: "default") { events { edges { node { metadata } } } } }',
     );

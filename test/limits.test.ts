@@ -477,7 +477,7 @@ describe('field input limits answer a typed error and store nothing', () => {
     });
     const actions = await a.gql('{ entity(name: "default") { actions { totalCount } } }');
     expect(actions.data.entity.actions.totalCount).toBe(0);
-    expect((await action('a'.repeat(64))).__typename).toBe('CreatedWebhookAction');
+    expect((await action('a'.repeat(64))).__typename).toBe('CreateWebhookActionPayload');
   });
 
   const CREATE_AUTOMATION = `mutation($i: CreateAutomationInput!) { createAutomation(input: $i) {
@@ -572,6 +572,8 @@ describe('field input limits answer a typed error and store nothing', () => {
     });
     const events = await a.gql('{ entity(name: "default") { events { totalCount } } }');
     expect(events.data.entity.events.totalCount).toBe(0);
-    expect((await emit(a, { metadata: metadata(65_536) })).__typename).toBe('EmittedArtifactEvent');
+    expect((await emit(a, { metadata: metadata(65_536) })).__typename).toBe(
+      'EmitArtifactEventPayload',
+    );
   });
 });

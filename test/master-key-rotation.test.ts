@@ -83,7 +83,7 @@ async function gql(app: App, key: string, query: string, variables: Record<strin
 
 const CREATE_SECRET = `mutation($i: CreateSecretInput!) { createSecret(input: $i) { __typename } }`;
 const CREATE_WEBHOOK = `mutation($i: CreateWebhookActionInput!) { createWebhookAction(input: $i) {
-  __typename ... on CreatedWebhookAction { signingSecret action { id } } } }`;
+  __typename ... on CreateWebhookActionPayload { signingSecret action { id } } } }`;
 
 /**
  * Secrets of every shape, made through the GraphQL API (and one through the service in a second
@@ -132,7 +132,7 @@ async function openWorld(env: Record<string, string> = {}): Promise<World> {
       accessTokenSecret: 'API_TOKEN',
     },
   });
-  expect(webhook.__typename).toBe('CreatedWebhookAction');
+  expect(webhook.__typename).toBe('CreateWebhookActionPayload');
   values.set('DEPLOY_SIGNING_SECRET', String(webhook.signingSecret));
 
   const admin = await deps.access.authenticate(first.apiKey);

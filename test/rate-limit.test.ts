@@ -139,7 +139,7 @@ describe('mutation rate limits per API key', () => {
     await createProject(a, 'p');
     for (const i of [0, 1, 2]) {
       const ok = await send(a, EMIT, event(i), a.adminKey);
-      expect(ok.data.emitArtifactEvent.__typename).toBe('EmittedArtifactEvent');
+      expect(ok.data.emitArtifactEvent.__typename).toBe('EmitArtifactEventPayload');
     }
     const refused = await send(a, EMIT, event(3), a.adminKey);
     expect(refused.status).toBe(429);

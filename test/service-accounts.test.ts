@@ -19,12 +19,12 @@ const keys: Record<'aAdmin' | 'bAdmin' | 'aViewer' | 'outsider', string> = {
 let svc: string;
 
 const CREATE_USER = `mutation($v: CreateUserInput!) { createUser(input: $v) {
-  __typename ... on CreatedUser { secret user { id } } ... on Error { message } } }`;
+  __typename ... on CreateUserPayload { secret: plaintextKey user { id } } ... on Error { message } } }`;
 const ADD_MEMBER = `mutation($v: MemberInput!) { addMember(input: $v) {
   __typename ... on Error { message ... on NotFoundError { field }
   ... on PermissionDeniedError { requiredRole } } } }`;
 const CREATE_KEY = `mutation($userId: ID) { createApiKey(input: { name: "x", userId: $userId }) {
-  __typename ... on CreatedApiKey { secret apiKey { id } } ... on Error { message
+  __typename ... on CreateApiKeyPayload { secret: plaintextKey apiKey { id } } ... on Error { message
   ... on PermissionDeniedError { requiredRole } } } }`;
 const REVOKE_KEY = `mutation($id: ID!) { revokeApiKey(input: { id: $id }) {
   __typename ... on ApiKey { revokedAt } ... on Error { message } } }`;
@@ -39,7 +39,7 @@ async function createAccount(
   role: 'ADMIN' | 'MEMBER' | 'VIEWER',
 ): Promise<{ id: string; secret: string }> {
   const r = await mutate(t, CREATE_USER, { v: { entity, name, kind, role } });
-  expect(r.__typename, r.message).toBe('CreatedUser');
+  expect(r.__typename, r.message).toBe('CreateUserPayload');
   return { id: r.user.id, secret: r.secret };
 }
 
@@ -52,7 +52,7 @@ async function keyIdsOf(userId: string, key?: string): Promise<string[] | null> 
 /** A fresh key of `svc`, minted by the fixture admin, who administers both entities. */
 async function svcKey(): Promise<{ id: string; secret: string }> {
   const r = await mutate(t, CREATE_KEY, { userId: svc });
-  expect(r.__typename, r.message).toBe('CreatedApiKey');
+  expect(r.__typename, r.message).toBe('CreateApiKeyPayload');
   return { id: r.apiKey.id, secret: r.secret };
 }
 
@@ -141,7 +141,9 @@ describe('a service account in two entities', () => {
     for (const key of [keys.aAdmin, keys.bAdmin]) {
       const svcKeyNow = await svcKey();
       const res = await t.gql(REVOKE_KEY, { id: svcKeyNow.id }, key);
-      expect(res.data.revokeApiKey.__typename, res.data.revokeApiKey.message).toBe('ApiKey');
+      expect(res.data.revokeApiKey.__typename, res.data.revokeApiKey.message).toBe(
+        'RevokeApiKeyPayload',
+      );
       expect((await t.gql('{ __typename }', {}, svcKeyNow.secret)).status).toBe(401);
     }
     const kept = await svcKey();
@@ -164,7 +166,7 @@ describe('a service account in two entities', () => {
     );
     expect(removed.data.removeMember.__typename).toBe('Membership');
     const allowed = await t.gql(CREATE_KEY, { userId: lone.id }, keys.aAdmin);
-    expect(allowed.data.createApiKey.__typename).toBe('CreatedApiKey');
+    expect(allowed.data.createApiKey.__typename).toBe('CreateApiKeyPayload');
   });
 });
 

@@ -151,3 +151,18 @@ export async function emit(
     key,
   );
 }
+
+/**
+ * The answer with each `…Payload` that holds one object replaced by that object, for tests about
+ * the object rather than the payload's shape (test/schema-conventions.test.ts checks that).
+ */
+export function payloadObjects<T extends GraphQLResponse>(res: T): T {
+  const data = res.data as Record<string, unknown> | undefined;
+  for (const [field, value] of Object.entries(data ?? {})) {
+    const payload = value as { __typename?: string } | null;
+    if (!payload?.__typename?.endsWith('Payload')) continue;
+    const keys = Object.keys(payload).filter((key) => key !== '__typename');
+    if (keys.length === 1 && data) data[field] = (payload as Record<string, unknown>)[keys[0]!];
+  }
+  return res;
+}
