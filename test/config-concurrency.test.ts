@@ -177,8 +177,8 @@ describe('changes made concurrently', () => {
         },
       }),
     ]);
-    expect(renamed.data.updateAutomation.__typename).toBe('Automation');
-    expect(disabled.data.updateAutomation.__typename).toBe('Automation');
+    expect(renamed.data.updateAutomation.__typename).toBe('UpdateAutomationPayload');
+    expect(disabled.data.updateAutomation.__typename).toBe('UpdateAutomationPayload');
     const row = t.storage.sqlite
       .prepare('select name, enabled, payload_template from automations')
       .get();

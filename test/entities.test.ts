@@ -194,7 +194,7 @@ describe('entities and members', () => {
     expect(members.data.entity.members.totalCount).toBe(2);
 
     const promoted = await t.gql(
-      `mutation($i: MemberInput!) { updateMemberRole(input: $i) { ${MEMBERSHIP} } }`,
+      `mutation($i: UpdateMemberRoleInput!) { updateMemberRole(input: $i) { ${MEMBERSHIP} } }`,
       {
         i: { entity: 'default', userId: ada.user.id, role: 'ADMIN' },
       },
@@ -208,7 +208,7 @@ describe('entities and members', () => {
       `mutation($i: RemoveMemberInput!) { removeMember(input: $i) { ${MEMBERSHIP} } }`,
       { i: { entity: 'default', userId: ada.user.id } },
     );
-    expect(removed.data.removeMember.__typename).toBe('Membership');
+    expect(removed.data.removeMember.__typename).toBe('RemoveMemberPayload');
     const gone = await t.gql(`{ entity(name: "default") { name } }`, {}, ada.secret);
     expect(gone.data.entity).toBeNull();
   });
@@ -216,7 +216,7 @@ describe('entities and members', () => {
   it('keeps at least one admin', async () => {
     const me = await userId(t.adminKey);
     const demote = await t.gql(
-      `mutation($i: MemberInput!) { updateMemberRole(input: $i) { ${MEMBERSHIP} } }`,
+      `mutation($i: UpdateMemberRoleInput!) { updateMemberRole(input: $i) { ${MEMBERSHIP} } }`,
       {
         i: { entity: 'default', userId: me, role: 'MEMBER' },
       },
@@ -238,7 +238,7 @@ describe('entities and members', () => {
     await t.gql(`mutation { createEntity(input: { name: "nlp" }) { __typename } }`);
     const memberKey = await t.member('MEMBER');
     const memberId = await userId(memberKey);
-    const add = `mutation($i: MemberInput!) { addMember(input: $i) { ${MEMBERSHIP} } }`;
+    const add = `mutation($i: AddMemberInput!) { addMember(input: $i) { ${MEMBERSHIP} } }`;
     const first = await t.gql(add, { i: { entity: 'nlp', userId: memberId, role: 'VIEWER' } });
     expect(first.data.addMember).toMatchObject({
       __typename: 'Membership',

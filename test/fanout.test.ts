@@ -125,7 +125,7 @@ describe('sharing executions', () => {
       `mutation($i: RemoveMemberInput!) { removeMember(input: $i) { __typename } }`,
       { i: { entity: 'default', userId: viewerId } },
     );
-    expect(removed.data.removeMember.__typename).toBe('Membership');
+    expect(removed.data.removeMember.__typename).toBe('RemoveMemberPayload');
 
     const after = await emitRun(2);
     await vi.waitFor(() => expect(subscribed.admin?.runIds).toEqual([before, after]));

@@ -247,7 +247,7 @@ describe('webhook payload templates', () => {
     expectTooDeep(created.data.createAutomation, 'input.action.payloadTemplate');
 
     const ok = await a.gql(AUTOMATION, { v: automation(nestedTemplate(LIMIT)) });
-    expect(ok.data.createAutomation.__typename).toBe('Automation');
+    expect(ok.data.createAutomation.__typename).toBe('CreateAutomationPayload');
     const id = (
       await a.gql('{ entity(name: "default") { automations { edges { node { id } } } } }')
     ).data.entity.automations.edges[0].node.id;

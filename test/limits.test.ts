@@ -91,7 +91,7 @@ describe('request body size', () => {
     expect(Buffer.byteLength(exact)).toBe(2048);
     const ok = await post(a, exact);
     expect(ok.status).toBe(200);
-    expect(ok.data.createProject.__typename).toBe('Project');
+    expect(ok.data.createProject.__typename).toBe('CreateProjectPayload');
   });
 
   it('stops reading a body without Content-Length once it passes the limit', async () => {

@@ -107,7 +107,9 @@ describe('artifact collections', () => {
     const inRegistry = await t.gql(CREATE_COLLECTION, {
       i: { entity: 'default', registry: 'r', name: 'my-model', artifactType: 'model' },
     });
-    expect(inRegistry.data.createArtifactCollection.__typename).toBe('ArtifactCollection');
+    expect(inRegistry.data.createArtifactCollection.__typename).toBe(
+      'CreateArtifactCollectionPayload',
+    );
     const node = await t.gql(
       `query($id: ID!) { node(id: $id) { ... on ArtifactCollection { name } } }`,
       { id: inProject.data.createArtifactCollection.id },

@@ -88,7 +88,7 @@ describe('mutation rate limits per API key', () => {
     expect(early.status).toBe(429);
     expect(early.errors?.[0]?.extensions.retryAfterSeconds).toBe(1);
     clock.advance(1_000);
-    expect((await project(a, 'd')).data.createProject.__typename).toBe('Project');
+    expect((await project(a, 'd')).data.createProject.__typename).toBe('CreateProjectPayload');
     expect((await project(a, 'e')).status).toBe(429);
   });
 

@@ -20,7 +20,7 @@ let svc: string;
 
 const CREATE_USER = `mutation($v: CreateUserInput!) { createUser(input: $v) {
   __typename ... on CreateUserPayload { secret: plaintextKey user { id } } ... on Error { message } } }`;
-const ADD_MEMBER = `mutation($v: MemberInput!) { addMember(input: $v) {
+const ADD_MEMBER = `mutation($v: AddMemberInput!) { addMember(input: $v) {
   __typename ... on Error { message ... on NotFoundError { field }
   ... on PermissionDeniedError { requiredRole } } } }`;
 const CREATE_KEY = `mutation($userId: ID) { createApiKey(input: { name: "x", userId: $userId }) {
@@ -164,7 +164,7 @@ describe('a service account in two entities', () => {
       { v: { entity: 'beta', userId: lone.id } },
       keys.bAdmin,
     );
-    expect(removed.data.removeMember.__typename).toBe('Membership');
+    expect(removed.data.removeMember.__typename).toBe('RemoveMemberPayload');
     const allowed = await t.gql(CREATE_KEY, { userId: lone.id }, keys.aAdmin);
     expect(allowed.data.createApiKey.__typename).toBe('CreateApiKeyPayload');
   });
@@ -177,7 +177,7 @@ describe('a service account in no entity', () => {
       `mutation($v: RemoveMemberInput!) { removeMember(input: $v) { __typename } }`,
       { v: { entity: 'alpha', userId: orphan.id } },
     );
-    expect(removed.data.removeMember.__typename).toBe('Membership');
+    expect(removed.data.removeMember.__typename).toBe('RemoveMemberPayload');
     for (const key of [t.adminKey, keys.aAdmin, keys.outsider]) {
       const res = await t.gql(CREATE_KEY, { userId: orphan.id }, key);
       expect(res.data.createApiKey.__typename).toBe('NotFoundError');
@@ -216,7 +216,7 @@ describe('sharing a service account with another entity', () => {
       {},
       keys.aAdmin,
     );
-    expect(created.data.createEntity.__typename).toBe('Entity');
+    expect(created.data.createEntity.__typename).toBe('CreateEntityPayload');
     const res = await t.gql(
       ADD_MEMBER,
       { v: { entity: 'gamma', userId: svc, role: 'VIEWER' } },
@@ -231,7 +231,7 @@ describe('sharing a service account with another entity', () => {
   it('is allowed to an admin of the target and of every entity the account is in', async () => {
     const bot = await createAccount('alpha', 'shared-bot', 'SERVICE_ACCOUNT', 'VIEWER');
     const res = await t.gql(ADD_MEMBER, { v: { entity: 'beta', userId: bot.id, role: 'MEMBER' } });
-    expect(res.data.addMember.__typename).toBe('Membership');
+    expect(res.data.addMember.__typename).toBe('AddMemberPayload');
   });
 
   it('leaves adding people unchanged: a person manages only their own keys', async () => {
@@ -241,7 +241,7 @@ describe('sharing a service account with another entity', () => {
       { v: { entity: 'beta', userId: person.id, role: 'VIEWER' } },
       keys.bAdmin,
     );
-    expect(added.data.addMember.__typename).toBe('Membership');
+    expect(added.data.addMember.__typename).toBe('AddMemberPayload');
     for (const key of [keys.aAdmin, keys.bAdmin]) {
       const res = await t.gql(CREATE_KEY, { userId: person.id }, key);
       expect(res.data.createApiKey.__typename).toBe('NotFoundError');
