@@ -68,7 +68,7 @@ const CREATE_PROJECT = `mutation($i: CreateProjectInput!) { createProject(input:
 const setRole = (userId: string, role: string) =>
   mutate(
     t,
-    `mutation($i: UpdateMemberRoleInput!) { updateMemberRole(input: $i) { __typename ... on Membership { role } } }`,
+    `mutation($i: UpdateMemberRoleInput!) { updateMemberRole(input: $i) { __typename ... on UpdateMemberRolePayload { membership { role } } } }`,
     { i: { entity: 'default', userId, role } },
   );
 const removeMember = (userId: string) =>
@@ -345,7 +345,7 @@ describe('last admin', () => {
       demote(second.id, second.key),
     ]);
     const outcomes = results.map((r) => r.data.updateMemberRole.__typename).sort();
-    expect(outcomes).toEqual(['ConflictError', 'Membership']);
+    expect(outcomes).toEqual(['ConflictError', 'UpdateMemberRolePayload']);
     const members = await t.gql(
       '{ entity(name: "default") { members { edges { node { role } } } } }',
     );
