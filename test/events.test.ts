@@ -306,7 +306,7 @@ describe('run history', () => {
     );
     expect(retry.data.retryTriggeredRun).toMatchObject({
       __typename: 'ConflictError',
-      field: 'id',
+      field: 'input.id',
     });
   });
 

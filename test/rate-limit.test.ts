@@ -195,7 +195,9 @@ describe('mutation rate limits per API key', () => {
           { next: resolve, error: reject, complete: () => {} },
         );
       });
-    expect((await run('a')).data).toEqual({ createProject: { __typename: 'Project' } });
+    expect((await run('a')).data).toEqual({
+      createProject: { __typename: 'CreateProjectPayload' },
+    });
     const refused = await run('b');
     expect(refused.errors?.[0]?.extensions).toMatchObject({
       code: 'RATE_LIMITED',

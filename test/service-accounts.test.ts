@@ -27,7 +27,7 @@ const CREATE_KEY = `mutation($userId: ID) { createApiKey(input: { name: "x", use
   __typename ... on CreateApiKeyPayload { secret: plaintextKey apiKey { id } } ... on Error { message
   ... on PermissionDeniedError { requiredRole } } } }`;
 const REVOKE_KEY = `mutation($id: ID!) { revokeApiKey(input: { id: $id }) {
-  __typename ... on ApiKey { revokedAt } ... on Error { message } } }`;
+  __typename ... on RevokeApiKeyPayload { apiKey { revokedAt } } ... on Error { message } } }`;
 const KEYS_OF =
   'query($id: ID!) { node(id: $id) { ... on User { apiKeys { edges { node { id } } } } } }';
 
@@ -69,7 +69,7 @@ beforeAll(async () => {
       `mutation { createEntity(input: { name: "${name}" }) { __typename } }`,
       {},
     );
-    expect(r.__typename).toBe('Entity');
+    expect(r.__typename).toBe('CreateEntityPayload');
   }
   keys.aAdmin = (await createAccount('alpha', 'a-admin', 'USER', 'ADMIN')).secret;
   keys.aViewer = (await createAccount('alpha', 'a-viewer', 'USER', 'VIEWER')).secret;
@@ -77,7 +77,7 @@ beforeAll(async () => {
   keys.outsider = (await createAccount('default', 'outsider', 'USER', 'ADMIN')).secret;
   svc = (await createAccount('alpha', 'svc', 'SERVICE_ACCOUNT', 'VIEWER')).id;
   const shared = await mutate(t, ADD_MEMBER, { v: { entity: 'beta', userId: svc, role: 'ADMIN' } });
-  expect(shared.__typename, shared.message).toBe('Membership');
+  expect(shared.__typename, shared.message).toBe('AddMemberPayload');
 });
 
 afterAll(async () => {
