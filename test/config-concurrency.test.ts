@@ -45,7 +45,7 @@ const CREATE_WEBHOOK = `mutation($i: CreateWebhookActionInput!) { createWebhookA
   __typename ... on CreateWebhookActionPayload { action { name signingSecret } }
   ... on ConflictError { field message } ... on Error { message } } }`;
 const CREATE_AUTOMATION = `mutation($i: CreateAutomationInput!) { createAutomation(input: $i) {
-  __typename ... on Automation { id } ... on ConflictError { field } ... on Error { message } } }`;
+  __typename ... on CreateAutomationPayload { automation { id } } ... on Error { message ... on ConflictError { field } } } }`;
 
 let t: TestApp;
 const clock = fakeClock();
@@ -128,7 +128,12 @@ describe('names written concurrently', () => {
       ),
     );
     const types = results.map((r) => r.data.createAutomation.__typename).sort();
-    expect(types).toEqual(['Automation', 'ConflictError', 'ConflictError', 'ConflictError']);
+    expect(types).toEqual([
+      'ConflictError',
+      'ConflictError',
+      'ConflictError',
+      'CreateAutomationPayload',
+    ]);
     expect(count('automations')).toBe(1);
   });
 
@@ -144,7 +149,7 @@ describe('names written concurrently', () => {
       ),
     );
     const types = results.map((r) => r.data.createSecret.__typename).sort();
-    expect(types).toEqual(['ConflictError', 'ConflictError', 'Secret']);
+    expect(types).toEqual(['ConflictError', 'ConflictError', 'CreateSecretPayload']);
     expect(count('secrets')).toBe(1);
   });
 });
@@ -162,7 +167,7 @@ describe('changes made concurrently', () => {
         scope: { type: 'PROJECT', project: 'p' },
         action: { actionId: action.id },
       },
-    }).then((r) => r.id as string);
+    }).then((r) => r.automation.id as string);
     clock.advance(1000);
     holdAt(t.storage.secrets, 'namesIn', 2);
     const UPDATE = `mutation($i: UpdateAutomationInput!) { updateAutomation(input: $i) {

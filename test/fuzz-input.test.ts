@@ -91,7 +91,9 @@ describe('arbitrary input never crashes the server', () => {
             },
           );
           expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
-          expect(['Automation', ...EXPECTED]).toContain(res.data.createAutomation.__typename);
+          expect(['CreateAutomationPayload', ...EXPECTED]).toContain(
+            res.data.createAutomation.__typename,
+          );
         },
       ),
       { numRuns: 60 },
@@ -114,8 +116,8 @@ describe('arbitrary input never crashes the server', () => {
           },
         );
         expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
-        expect(['Project', ...EXPECTED]).toContain(res.data.createProject.__typename);
-        expect(['Secret', ...EXPECTED]).toContain(res.data.createSecret.__typename);
+        expect(['CreateProjectPayload', ...EXPECTED]).toContain(res.data.createProject.__typename);
+        expect(['CreateSecretPayload', ...EXPECTED]).toContain(res.data.createSecret.__typename);
         expect(['CreateWebhookActionPayload', ...EXPECTED]).toContain(
           res.data.createWebhookAction.__typename,
         );

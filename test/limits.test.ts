@@ -157,10 +157,10 @@ describe('query limits', () => {
   it('refuses a query deeper than TRIPLINE_MAX_QUERY_DEPTH (default 12) and allows exactly the limit', async () => {
     const a = await app();
     await createProject(a, 'p');
-    // Fragments add no level: createProject is 1, totalCount 13.
+    // Fragments add no level: createProject is 1, the last name 13.
     const res = await a.gql(`mutation { createProject(input: { entity: "default", name: "q" }) {
-      ... on Project { triggeredRuns { edges { node { event { project { triggeredRuns { edges {
-      node { event { project { triggeredRuns { totalCount } } } } } } } } } } } } } }`);
+      ... on CreateProjectPayload { project { triggeredRuns { edges { node { event { project {
+      triggeredRuns { edges { node { event { project { name } } } } } } } } } } } } } }`);
     expect(res.status).toBe(400);
     expectRefused(res, 'QUERY_TOO_DEEP', 12);
     expect(res.errors?.[0]?.message).toBe(
@@ -318,8 +318,8 @@ describe('query cost with variables (issue 7, item 5)', () => {
   it('refuses a costly mutation before it runs or spends a rate-limit token', async () => {
     const a = await app({ TRIPLINE_RATE_LIMIT_MUTATIONS_PER_MINUTE: '1' });
     const costly = `mutation($n: Int) { createProject(input: { entity: "default", name: "p" }) {
-      ... on Project { triggeredRuns(first: $n) { edges { node { event {
-        triggeredRuns(first: $n) { edges { node { id } } } } } } } } } }`;
+      ... on CreateProjectPayload { project { triggeredRuns(first: $n) { edges { node { event {
+        triggeredRuns(first: $n) { edges { node { id } } } } } } } } } } }`;
     expectRefused(await a.gql(costly, { n: 100 }), 'QUERY_TOO_COMPLEX', 50_000);
     expect(await projectCount(a)).toBe(0);
     const cheap = await a.gql(costly, { n: 1 });
@@ -398,7 +398,9 @@ describe('batched requests', () => {
     });
     expect(response.status).toBe(200);
     const results = (await response.json()) as GraphQLResponse[];
-    expect(results.map((r) => r.data.createProject.__typename)).toEqual(Array(10).fill('Project'));
+    expect(results.map((r) => r.data.createProject.__typename)).toEqual(
+      Array(10).fill('CreateProjectPayload'),
+    );
     expect(await projectCount(a)).toBe(10);
   });
 
@@ -460,7 +462,7 @@ describe('field input limits answer a typed error and store nothing', () => {
       message: expect.stringMatching(/1 to 64/),
     });
     expect(await projectCount(a)).toBe(0);
-    expect((await project('p'.repeat(64))).__typename).toBe('Project');
+    expect((await project('p'.repeat(64))).__typename).toBe('CreateProjectPayload');
 
     const action = (name: string) =>
       a
@@ -513,7 +515,7 @@ describe('field input limits answer a typed error and store nothing', () => {
       message: 'The template is 65537 bytes; the limit is 65536 bytes',
     });
     expect(await automationCount(a)).toBe(0);
-    expect((await create('fits', template(65_536))).__typename).toBe('Automation');
+    expect((await create('fits', template(65_536))).__typename).toBe('CreateAutomationPayload');
   });
 
   it('alias patterns: 256 characters', async () => {
@@ -542,7 +544,7 @@ describe('field input limits answer a typed error and store nothing', () => {
       message: expect.stringMatching(/257 characters; the limit is 256/),
     });
     expect(await automationCount(a)).toBe(0);
-    expect((await create('fits', 'a'.repeat(256))).__typename).toBe('Automation');
+    expect((await create('fits', 'a'.repeat(256))).__typename).toBe('CreateAutomationPayload');
   });
 
   it('event metadata: 64 KiB of JSON', async () => {

@@ -122,7 +122,7 @@ async function openWorld(env: Record<string, string> = {}): Promise<World> {
     const created = await gql(app, first.apiKey, CREATE_SECRET, {
       i: { entity: 'default', name, value },
     });
-    expect(created.__typename).toBe('Secret');
+    expect(created.__typename).toBe('CreateSecretPayload');
   }
   const webhook = await gql(app, first.apiKey, CREATE_WEBHOOK, {
     i: {
@@ -558,7 +558,7 @@ describe('tripline rotate-master-key', () => {
           i: { entity: 'default', name: 'API_TOKEN', value: 'tok-xyz' },
         })
       ).__typename,
-    ).toBe('Secret');
+    ).toBe('CreateSecretPayload');
     const created = await call(url, CREATE_WEBHOOK, {
       i: {
         entity: 'default',
@@ -636,10 +636,10 @@ describe('tripline rotate-master-key', () => {
     const tested = await call(
       url,
       `mutation($i: TestActionInput!) { testAction(input: $i) { __typename
-        ... on ActionTestResponse { success statusCode errorMessage } } }`,
+        ... on TestActionPayload { response { __typename success statusCode errorMessage } } } }`,
       { i: { id: actionId } },
     );
-    expect(tested).toMatchObject({
+    expect(tested.response).toMatchObject({
       __typename: 'ActionTestResponse',
       success: true,
       statusCode: 200,

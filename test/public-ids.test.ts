@@ -142,7 +142,7 @@ describe('public ids', () => {
         'mutation($id: ID!) { retryTriggeredRun(input: { id: $id }) { __typename ... on NotFoundError { field } } }',
         { id },
       );
-      expect(res).toEqual({ __typename: 'NotFoundError', field: 'id' });
+      expect(res).toEqual({ __typename: 'NotFoundError', field: 'input.id' });
     }
   });
 });
