@@ -321,7 +321,7 @@ describe('the commands beside a running server', () => {
       const audit = await gql(
         url,
         key,
-        `{ entity(name: "default") { auditLog(first: 5, action: "apiKey.created") { edges { node {
+        `{ entity(name: "default") { auditLog(first: 5, action: API_KEY_CREATED) { edges { node {
         actor { name } details } } } } }`,
       );
       const entries = (

@@ -79,7 +79,7 @@ async function setUp(url: string, receiverUrl: string, events: number): Promise<
       scope: { type: PROJECT, project: "p" }, action: { actionId: $a } }) { __typename } }`,
     { a: actionId },
   );
-  expect(automation.createAutomation?.__typename).toBe('Automation');
+  expect(automation.createAutomation?.__typename).toBe('CreateAutomationPayload');
   const runIds: string[] = [];
   for (let version = 0; version < events; version += 1) {
     const emitted = await gql(
