@@ -21,7 +21,6 @@ import {
   documentedOutcome,
   expectOutcome,
   mutationOf,
-  RESULT,
   type Row,
   roundTrip,
   rowName,

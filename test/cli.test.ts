@@ -341,7 +341,7 @@ describe('the commands beside a running server', () => {
         `mutation { createUser(input: { entity: "default", name: "second-admin", kind: USER, role: ADMIN }) {
         __typename } }`,
       );
-      expect(created.body).toEqual({ data: { createUser: { __typename: 'CreatedUser' } } });
+      expect(created.body).toEqual({ data: { createUser: { __typename: 'CreateUserPayload' } } });
       const ambiguous = await runCli(['admin-key'], { TRIPLINE_DATA_DIR: dir });
       expect(ambiguous.code).toBe(1);
       expect(ambiguous.stdout).toBe('');
