@@ -3,7 +3,6 @@ import ErrorsPlugin from '@pothos/plugin-errors';
 import RelayPlugin, { resolveNodes } from '@pothos/plugin-relay';
 import { GraphQLError, Kind, type ValueNode } from 'graphql';
 import type { Context } from './context.js';
-import { ConflictError, NotFoundError, PermissionDeniedError, ValidationError } from './errors.js';
 import { decodeGlobalId, encodeGlobalId } from './modules/global-id.js';
 
 /**
@@ -42,7 +41,6 @@ export const builder: PothosSchemaTypes.SchemaBuilder<PothosSchemaTypes.ExtendDe
     defaultFieldNullability: false,
     defaultInputFieldRequiredness: true,
     errors: {
-      defaultTypes: [ValidationError, NotFoundError, ConflictError, PermissionDeniedError],
       directResult: true,
       defaultUnionOptions: {
         name: ({ fieldName }) => `${fieldName[0]?.toUpperCase()}${fieldName.slice(1)}Result`,

@@ -55,20 +55,20 @@ async function createPerson(role: string, name: string): Promise<{ id: string; k
   const r = await mutate(
     t,
     `mutation($i: CreateUserInput!) { createUser(input: $i) {
-      ... on CreatedUser { secret user { id } } } }`,
+      ... on CreateUserPayload { secret: plaintextKey user { id } } } }`,
     { i: { entity: 'default', name, kind: 'USER', role } },
   );
   return { id: r.user.id, key: r.secret };
 }
 
 const TYPENAME = '{ __typename }';
-const REVOKE = 'mutation($id: ID!) { revokeApiKey(id: $id) { __typename } }';
+const REVOKE = 'mutation($id: ID!) { revokeApiKey(input: { id: $id }) { __typename } }';
 const CREATE_PROJECT = `mutation($i: CreateProjectInput!) { createProject(input: $i) {
   __typename ... on PermissionDeniedError { requiredRole } } }`;
 const setRole = (userId: string, role: string) =>
   mutate(
     t,
-    `mutation($i: MemberInput!) { updateMemberRole(input: $i) { __typename ... on Membership { role } } }`,
+    `mutation($i: UpdateMemberRoleInput!) { updateMemberRole(input: $i) { __typename ... on UpdateMemberRolePayload { membership { role } } } }`,
     { i: { entity: 'default', userId, role } },
   );
 const removeMember = (userId: string) =>
@@ -76,7 +76,7 @@ const removeMember = (userId: string) =>
     i: { entity: 'default', userId },
   });
 const addMember = (userId: string, role: string) =>
-  mutate(t, `mutation($i: MemberInput!) { addMember(input: $i) { __typename } }`, {
+  mutate(t, `mutation($i: AddMemberInput!) { addMember(input: $i) { __typename } }`, {
     i: { entity: 'default', userId, role },
   });
 
@@ -146,7 +146,7 @@ describe('authentication from the access cache', () => {
       { i: { entity: 'default', name: 'a' } },
       person.key,
     );
-    expect(created.data.createProject.__typename).toBe('Project');
+    expect(created.data.createProject.__typename).toBe('CreateProjectPayload');
 
     await setRole(person.id, 'VIEWER');
     const refused = await t.gql(
@@ -181,7 +181,7 @@ describe('authentication from the access cache', () => {
       '{ entity(name: "default") { auditLog(first: 1) { edges { node { action details } } } } }',
     );
     expect(log.data.entity.auditLog.edges[0].node).toEqual({
-      action: 'apiKey.created',
+      action: 'API_KEY_CREATED',
       details: { prefix: issued.apiKey.prefix, name: 'from the command line', user: 'cli' },
     });
   });
@@ -336,7 +336,7 @@ describe('last admin', () => {
     const admin = await t.gql('{ viewer { user { id } } }');
     const demote = (userId: string, key?: string) =>
       t.gql(
-        `mutation($i: MemberInput!) { updateMemberRole(input: $i) { __typename } }`,
+        `mutation($i: UpdateMemberRoleInput!) { updateMemberRole(input: $i) { __typename } }`,
         { i: { entity: 'default', userId, role: 'MEMBER' } },
         key,
       );
@@ -345,7 +345,7 @@ describe('last admin', () => {
       demote(second.id, second.key),
     ]);
     const outcomes = results.map((r) => r.data.updateMemberRole.__typename).sort();
-    expect(outcomes).toEqual(['ConflictError', 'Membership']);
+    expect(outcomes).toEqual(['ConflictError', 'UpdateMemberRolePayload']);
     const members = await t.gql(
       '{ entity(name: "default") { members { edges { node { role } } } } }',
     );

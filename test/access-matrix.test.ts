@@ -21,7 +21,6 @@ import {
   documentedOutcome,
   expectOutcome,
   mutationOf,
-  RESULT,
   type Row,
   roundTrip,
   rowName,
@@ -72,17 +71,17 @@ async function newUser(
   const r = await mutate(
     t,
     `mutation($v: CreateUserInput!) { createUser(input: $v) {
-      __typename ... on CreatedUser { secret user { id } apiKey { id } } ... on Error { message } } }`,
+      __typename ... on CreateUserPayload { plaintextKey user { id } apiKey { id } } ... on Error { message } } }`,
     { v: { entity, name: `user-${next()}`, kind, role: 'VIEWER' } },
   );
-  expect(r.__typename, r.message).toBe('CreatedUser');
-  return { userId: r.user.id, keyId: r.apiKey.id, secret: r.secret };
+  expect(r.__typename, r.message).toBe('CreateUserPayload');
+  return { userId: r.user.id, keyId: r.apiKey.id, secret: r.plaintextKey };
 }
 
 async function ownKeyId(key: string): Promise<string> {
   const r = await mutate(
     t,
-    `mutation { createApiKey(input: { name: "extra" }) { ... on CreatedApiKey { apiKey { id } } } }`,
+    `mutation { createApiKey(input: { name: "extra" }) { ... on CreateApiKeyPayload { apiKey { id } } } }`,
     {},
     key,
   );
@@ -122,11 +121,11 @@ async function strangerAction(): Promise<string> {
   const r = await mutate(
     t,
     `mutation($v: CreateWebhookActionInput!) { createWebhookAction(input: $v) {
-      __typename ... on CreatedWebhookAction { action { id } } ... on Error { message } } }`,
+      __typename ... on CreateWebhookActionPayload { action { id } } ... on Error { message } } }`,
     { v: { entity: 'other', name: `theirs-${next()}`, url: URL } },
     fx.keys.stranger as string,
   );
-  expect(r.__typename, r.message).toBe('CreatedWebhookAction');
+  expect(r.__typename, r.message).toBe('CreateWebhookActionPayload');
   return r.action.id;
 }
 
@@ -152,11 +151,11 @@ async function sharedServiceKey(): Promise<{ id: string; secret: string }> {
   const r = await mutate(
     t,
     `mutation($u: ID!) { createApiKey(input: { name: "shared", userId: $u }) {
-      __typename ... on CreatedApiKey { secret apiKey { id } } ... on Error { message } } }`,
+      __typename ... on CreateApiKeyPayload { plaintextKey apiKey { id } } ... on Error { message } } }`,
     { u: fx.sharedServiceId },
   );
-  expect(r.__typename, r.message).toBe('CreatedApiKey');
-  return { id: r.apiKey.id, secret: r.secret };
+  expect(r.__typename, r.message).toBe('CreateApiKeyPayload');
+  return { id: r.apiKey.id, secret: r.plaintextKey };
 }
 
 async function keyNames(userId: string): Promise<string[]> {
@@ -327,16 +326,16 @@ const ROWS: Row[] = [
     variables: async () => ({
       v: { entity: 'default', name: `user-${next()}`, kind: 'USER', role: 'VIEWER' },
     }),
-    okType: 'CreatedUser',
+    okType: 'CreateUserPayload',
   },
   {
     field: 'addMember',
     needs: 'ADMIN',
-    document: mutationOf('addMember', 'MemberInput'),
+    document: mutationOf('addMember', 'AddMemberInput'),
     variables: async () => ({
       v: { entity: 'default', userId: (await newUser('pool')).userId, role: 'VIEWER' },
     }),
-    okType: 'Membership',
+    okType: 'AddMemberPayload',
     untouched: async (v) => expect(await roleIn(inputOf(v).userId!)).toBeUndefined(),
   },
   {
@@ -345,7 +344,7 @@ const ROWS: Row[] = [
     needs: 'ADMIN',
     // Default's admin cannot see it. Adding it would let them issue keys that act in `other`.
     outcomes: { ADMIN: 'notFound' },
-    document: mutationOf('addMember', 'MemberInput'),
+    document: mutationOf('addMember', 'AddMemberInput'),
     variables: async () => ({
       v: {
         entity: 'default',
@@ -353,7 +352,7 @@ const ROWS: Row[] = [
         role: 'VIEWER',
       },
     }),
-    okType: 'Membership',
+    okType: 'AddMemberPayload',
     untouched: async (v) => expect(await roleIn(inputOf(v).userId!)).toBeUndefined(),
   },
   {
@@ -362,7 +361,7 @@ const ROWS: Row[] = [
     needs: 'ADMIN',
     // The stranger administers `other` but cannot see default's account; no one else is in `other`.
     outcomes: { ADMIN: 'notFound', MEMBER: 'notFound', VIEWER: 'notFound' },
-    document: mutationOf('addMember', 'MemberInput'),
+    document: mutationOf('addMember', 'AddMemberInput'),
     variables: async () => ({
       v: {
         entity: 'other',
@@ -370,17 +369,17 @@ const ROWS: Row[] = [
         role: 'VIEWER',
       },
     }),
-    okType: 'Membership',
+    okType: 'AddMemberPayload',
     untouched: async (v) => expect(await roleIn(inputOf(v).userId!, 'other')).toBeUndefined(),
   },
   {
     field: 'updateMemberRole',
     needs: 'ADMIN',
-    document: mutationOf('updateMemberRole', 'MemberInput'),
+    document: mutationOf('updateMemberRole', 'UpdateMemberRoleInput'),
     variables: async () => ({
       v: { entity: 'default', userId: (await newUser('default')).userId, role: 'MEMBER' },
     }),
-    okType: 'Membership',
+    okType: 'UpdateMemberRolePayload',
     untouched: async (v) => expect(await roleIn(inputOf(v).userId!)).toBe('VIEWER'),
   },
   {
@@ -390,7 +389,7 @@ const ROWS: Row[] = [
     variables: async () => ({
       v: { entity: 'default', userId: (await newUser('default')).userId },
     }),
-    okType: 'Membership',
+    okType: 'RemoveMemberPayload',
     untouched: async (v) => expect(await roleIn(inputOf(v).userId!)).toBe('VIEWER'),
   },
   {
@@ -398,7 +397,7 @@ const ROWS: Row[] = [
     needs: 'ANY',
     document: mutationOf('createEntity', 'CreateEntityInput'),
     variables: async () => ({ v: { name: `team-${next()}` } }),
-    okType: 'Entity',
+    okType: 'CreateEntityPayload',
   },
   {
     field: 'createApiKey',
@@ -406,7 +405,7 @@ const ROWS: Row[] = [
     needs: 'ANY',
     document: mutationOf('createApiKey', 'CreateApiKeyInput'),
     variables: async () => ({ v: { name: 'mine' } }),
-    okType: 'CreatedApiKey',
+    okType: 'CreateApiKeyPayload',
   },
   {
     field: 'createApiKey',
@@ -416,7 +415,7 @@ const ROWS: Row[] = [
     variables: async () => ({
       v: { name: 'for ci', userId: (await newUser('default', 'SERVICE_ACCOUNT')).userId },
     }),
-    okType: 'CreatedApiKey',
+    okType: 'CreateApiKeyPayload',
   },
   {
     field: 'createApiKey',
@@ -426,7 +425,7 @@ const ROWS: Row[] = [
     outcomes: { ADMIN: 'denied', stranger: 'denied' },
     document: mutationOf('createApiKey', 'CreateApiKeyInput'),
     variables: async () => ({ v: { name: `takeover-${next()}`, userId: fx.sharedServiceId } }),
-    okType: 'CreatedApiKey',
+    okType: 'CreateApiKeyPayload',
     untouched: async (v) =>
       expect(await keyNames(fx.sharedServiceId)).not.toContain(inputOf(v).name),
   },
@@ -434,20 +433,20 @@ const ROWS: Row[] = [
     field: 'revokeApiKey',
     variant: 'own',
     needs: 'ANY',
-    document: `mutation($id: ID!) { result: revokeApiKey(id: $id) ${RESULT} }`,
-    variables: async (_caller, key) => ({ id: await ownKeyIdOrRevoked(key) }),
-    okType: 'ApiKey',
+    document: mutationOf('revokeApiKey', 'RevokeApiKeyInput'),
+    variables: async (_caller, key) => ({ v: { id: await ownKeyIdOrRevoked(key) } }),
+    okType: 'RevokeApiKeyPayload',
   },
   {
     field: 'revokeApiKey',
     variant: "a service account's in default",
     needs: 'ADMIN',
-    document: `mutation($id: ID!) { result: revokeApiKey(id: $id) ${RESULT} }`,
+    document: mutationOf('revokeApiKey', 'RevokeApiKeyInput'),
     variables: async () => {
       const account = await newUser('default', 'SERVICE_ACCOUNT');
-      return { id: account.keyId, secret: account.secret };
+      return { v: { id: account.keyId }, secret: account.secret };
     },
-    okType: 'ApiKey',
+    okType: 'RevokeApiKeyPayload',
     // The key still authenticates.
     untouched: async (v) =>
       expect((await t.gql('{ viewer { user { id } } }', {}, v.secret as string)).status).toBe(200),
@@ -458,12 +457,12 @@ const ROWS: Row[] = [
     needs: 'ADMIN',
     // Revoking grants nothing, and the key opens the stranger's entity too.
     outcomes: { stranger: 'ok' },
-    document: `mutation($id: ID!) { result: revokeApiKey(id: $id) ${RESULT} }`,
+    document: mutationOf('revokeApiKey', 'RevokeApiKeyInput'),
     variables: async () => {
       const key = await sharedServiceKey();
-      return { id: key.id, secret: key.secret };
+      return { v: { id: key.id }, secret: key.secret };
     },
-    okType: 'ApiKey',
+    okType: 'RevokeApiKeyPayload',
     untouched: async (v) =>
       expect((await t.gql('{ viewer { user { id } } }', {}, v.secret as string)).status).toBe(200),
   },
@@ -474,14 +473,14 @@ const ROWS: Row[] = [
     needs: 'MEMBER',
     document: mutationOf('createProject', 'CreateProjectInput'),
     variables: async () => ({ v: { entity: 'default', name: `proj-${next()}` } }),
-    okType: 'Project',
+    okType: 'CreateProjectPayload',
   },
   {
     field: 'createRegistry',
     needs: 'MEMBER',
     document: mutationOf('createRegistry', 'CreateRegistryInput'),
     variables: async () => ({ v: { entity: 'default', name: `reg-${next()}` } }),
-    okType: 'Registry',
+    okType: 'CreateRegistryPayload',
   },
   {
     field: 'createArtifactCollection',
@@ -490,7 +489,7 @@ const ROWS: Row[] = [
     variables: async () => ({
       v: { entity: 'default', project: 'p', name: `coll-${next()}`, artifactType: 'model' },
     }),
-    okType: 'ArtifactCollection',
+    okType: 'CreateArtifactCollectionPayload',
   },
 
   // Secrets.
@@ -499,7 +498,7 @@ const ROWS: Row[] = [
     needs: 'ADMIN',
     document: mutationOf('createSecret', 'CreateSecretInput'),
     variables: async () => ({ v: { entity: 'default', name: `NEW_${next()}`, value: 'v' } }),
-    okType: 'Secret',
+    okType: 'CreateSecretPayload',
     untouched: async (v) => expect(await secretNames()).not.toContain(inputOf(v).name),
   },
   {
@@ -507,7 +506,7 @@ const ROWS: Row[] = [
     needs: 'ADMIN',
     document: mutationOf('rotateSecret', 'RotateSecretInput'),
     variables: async () => ({ v: { entity: 'default', name: await freshSecret(), value: 'new' } }),
-    okType: 'Secret',
+    okType: 'RotateSecretPayload',
     untouched: async (v) => {
       const data = await read(
         '{ entity(name: "default") { secrets(first: 100) { edges { node { name rotatedAt } } } } }',
@@ -523,7 +522,7 @@ const ROWS: Row[] = [
     needs: 'ADMIN',
     document: mutationOf('deleteSecret', 'DeleteSecretInput'),
     variables: async () => ({ v: { entity: 'default', name: await freshSecret() } }),
-    okType: 'Secret',
+    okType: 'DeleteSecretPayload',
     untouched: async (v) => expect(await secretNames()).toContain(inputOf(v).name),
   },
 
@@ -533,7 +532,7 @@ const ROWS: Row[] = [
     needs: 'ADMIN',
     document: mutationOf('createWebhookAction', 'CreateWebhookActionInput'),
     variables: async () => ({ v: { entity: 'default', name: `hook-${next()}`, url: URL } }),
-    okType: 'CreatedWebhookAction',
+    okType: 'CreateWebhookActionPayload',
   },
   {
     field: 'createSlackAction',
@@ -547,14 +546,14 @@ const ROWS: Row[] = [
         webhookUrlSecret: 'SLACK_URL',
       },
     }),
-    okType: 'SlackAction',
+    okType: 'CreateSlackActionPayload',
   },
   {
     field: 'updateAction',
     needs: 'ADMIN',
     document: mutationOf('updateAction', 'UpdateActionInput'),
     variables: async () => ({ v: { id: await freshWebhook(), enabled: false } }),
-    okType: 'UpdatedAction',
+    okType: 'UpdateActionPayload',
     untouched: async (v) => {
       const data = await read('query($id: ID!) { node(id: $id) { ... on Action { enabled } } }', {
         id: inputOf(v).id,
@@ -567,7 +566,7 @@ const ROWS: Row[] = [
     needs: 'ADMIN',
     document: mutationOf('deleteAction', 'DeleteActionInput'),
     variables: async () => ({ v: { id: await freshWebhook() } }),
-    okType: 'DeletedAction',
+    okType: 'DeleteActionPayload',
     untouched: async (v) => {
       const data = await read('query($id: ID!) { node(id: $id) { id } }', { id: inputOf(v).id });
       expect(data.node).not.toBeNull();
@@ -578,7 +577,7 @@ const ROWS: Row[] = [
     needs: 'MEMBER',
     document: mutationOf('testAction', 'TestActionInput'),
     variables: async () => ({ v: { id: fx.webhookActionId } }),
-    okType: 'ActionTestResponse',
+    okType: 'TestActionPayload',
   },
 
   // Automations.
@@ -595,14 +594,14 @@ const ROWS: Row[] = [
         action: { actionId: fx.webhookActionId },
       },
     }),
-    okType: 'Automation',
+    okType: 'CreateAutomationPayload',
   },
   {
     field: 'updateAutomation',
     needs: 'MEMBER',
     document: mutationOf('updateAutomation', 'UpdateAutomationInput'),
     variables: async () => ({ v: { id: await freshAutomation(), enabled: false } }),
-    okType: 'Automation',
+    okType: 'UpdateAutomationPayload',
     untouched: async (v) => {
       const data = await read('query($id: ID!) { automation(id: $id) { enabled } }', {
         id: inputOf(v).id,
@@ -615,7 +614,7 @@ const ROWS: Row[] = [
     needs: 'MEMBER',
     document: mutationOf('deleteAutomation', 'DeleteAutomationInput'),
     variables: async () => ({ v: { id: await freshAutomation() } }),
-    okType: 'Automation',
+    okType: 'DeleteAutomationPayload',
     untouched: async (v) => {
       const data = await read('query($id: ID!) { automation(id: $id) { id } }', {
         id: inputOf(v).id,
@@ -639,16 +638,16 @@ const ROWS: Row[] = [
         versionIndex: next(),
       },
     }),
-    okType: 'EmittedArtifactEvent',
+    okType: 'EmitArtifactEventPayload',
   },
   {
     field: 'retryTriggeredRun',
     needs: 'MEMBER',
-    document: `mutation($id: ID!) { result: retryTriggeredRun(id: $id) ${RESULT} }`,
-    variables: async () => ({ id: (await finishedRun()).runId }),
-    okType: 'TriggeredRun',
+    document: mutationOf('retryTriggeredRun', 'RetryTriggeredRunInput'),
+    variables: async () => ({ v: { id: (await finishedRun()).runId } }),
+    okType: 'RetryTriggeredRunPayload',
     untouched: async (v) => {
-      const data = await read('query($id: ID!) { triggeredRun(id: $id) { status } }', v);
+      const data = await read('query($id: ID!) { triggeredRun(id: $id) { status } }', inputOf(v));
       expect(data.triggeredRun).toEqual({ status: 'FAILED' });
     },
   },
@@ -657,7 +656,7 @@ const ROWS: Row[] = [
 const SUBSCRIPTION_FIELDS = ['triggeredRunUpdated'];
 
 const EMIT_IN_OTHER = `mutation($v: EmitArtifactEventInput!) { emitArtifactEvent(input: $v) {
-  ... on EmittedArtifactEvent { triggeredRuns { id } } } }`;
+  ... on EmitArtifactEventPayload { triggeredRuns { id } } } }`;
 
 beforeAll(async () => {
   t = await createTestApp();
@@ -673,11 +672,11 @@ beforeAll(async () => {
   const revokedKeyId: string = own.data.viewer.apiKeys.edges[0].node.id;
   const revocation = await mutate(
     t,
-    'mutation($id: ID!) { revokeApiKey(id: $id) { __typename } }',
-    { id: revokedKeyId },
+    'mutation($i: RevokeApiKeyInput!) { revokeApiKey(input: $i) { __typename } }',
+    { i: { id: revokedKeyId } },
     revoked,
   );
-  expect(revocation.__typename).toBe('ApiKey');
+  expect(revocation.__typename).toBe('RevokeApiKeyPayload');
 
   await mutate(t, 'mutation { createEntity(input: { name: "pool" }) { __typename } }', {});
   for (const name of ['p', 'quiet', 'emits']) await createProject(t, name);
@@ -701,10 +700,10 @@ beforeAll(async () => {
   const shared = await newUser('default', 'SERVICE_ACCOUNT');
   const sharing = await mutate(
     t,
-    `mutation($v: MemberInput!) { addMember(input: $v) { __typename ... on Error { message } } }`,
+    `mutation($v: AddMemberInput!) { addMember(input: $v) { __typename ... on Error { message } } }`,
     { v: { entity: 'other', userId: shared.userId, role: 'ADMIN' } },
   );
-  expect(sharing.__typename, sharing.message).toBe('Membership');
+  expect(sharing.__typename, sharing.message).toBe('AddMemberPayload');
   const ids = await read(`{ entity(name: "default") {
     id
     projects(first: 10) { edges { node { id name collections { edges { node { id } } } } } }
@@ -826,14 +825,19 @@ describe("the stranger's own operations", () => {
 
     const own = await t.gql(
       `mutation($v: CreateAutomationInput!) { createAutomation(input: $v) {
-        __typename ... on Automation { id } } }`,
+        __typename ... on CreateAutomationPayload { automation { id } } } }`,
       { v: { ...input, action: { actionId: await strangerAction() } } },
       fx.keys.stranger,
     );
     const updated = await t.gql(
       `mutation($v: UpdateAutomationInput!) { updateAutomation(input: $v) {
         __typename ... on NotFoundError { field } } }`,
-      { v: { id: own.data.createAutomation.id, action: { actionId: fx.webhookActionId } } },
+      {
+        v: {
+          id: own.data.createAutomation.automation.id,
+          action: { actionId: fx.webhookActionId },
+        },
+      },
       fx.keys.stranger,
     );
     expect(updated.data.updateAutomation).toEqual({
@@ -933,10 +937,10 @@ describe('triggeredRunUpdated', () => {
 
     const retried = await mutate(
       t,
-      `mutation($id: ID!) { retryTriggeredRun(id: $id) { __typename } }`,
-      { id: runId },
+      `mutation($i: RetryTriggeredRunInput!) { retryTriggeredRun(input: $i) { __typename } }`,
+      { i: { id: runId } },
     );
-    expect(retried.__typename).toBe('TriggeredRun');
+    expect(retried.__typename).toBe('RetryTriggeredRunPayload');
     for (const owner of owners) expect(await owner.first).toBe(runId);
 
     const theirs = await mutate(

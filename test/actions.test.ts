@@ -7,11 +7,11 @@ import { automations } from '../src/storage/sqlite/schema.js';
 import { createTestApp, fakeClock, type TestApp } from './support/app.js';
 
 const ERROR = `__typename
-  ... on Error { message }
+  ... on Error { message
   ... on ValidationError { field }
   ... on NotFoundError { field }
   ... on ConflictError { field }
-  ... on PermissionDeniedError { requiredRole }`;
+  ... on PermissionDeniedError { requiredRole } }`;
 
 const ACTION_FIELDS = `__typename id name kind enabled disabledReason createdAt updatedAt usedBy
   ... on WebhookAction { url accessTokenSecret signingSecret headers { name value } }
@@ -19,15 +19,16 @@ const ACTION_FIELDS = `__typename id name kind enabled disabledReason createdAt 
 
 const CREATE_WEBHOOK = `mutation($input: CreateWebhookActionInput!) {
   createWebhookAction(input: $input) { ${ERROR}
-    ... on CreatedWebhookAction { signingSecret action { ... on Action { ${ACTION_FIELDS} } } } } }`;
+    ... on CreateWebhookActionPayload { signingSecret action { ... on Action { ${ACTION_FIELDS} } } } } }`;
 const CREATE_SLACK = `mutation($input: CreateSlackActionInput!) {
-  createSlackAction(input: $input) { ${ERROR} ... on Action { ${ACTION_FIELDS} } } }`;
+  createSlackAction(input: $input) { ${ERROR}
+    ... on CreateSlackActionPayload { action { ... on Action { ${ACTION_FIELDS} } } } } }`;
 const UPDATE = `mutation($input: UpdateActionInput!) {
-  updateAction(input: $input) { ${ERROR} ... on UpdatedAction { action { ${ACTION_FIELDS} } } } }`;
+  updateAction(input: $input) { ${ERROR} ... on UpdateActionPayload { action { ${ACTION_FIELDS} } } } }`;
 const DELETE = `mutation($input: DeleteActionInput!) {
-  deleteAction(input: $input) { ${ERROR} ... on DeletedAction { action { ${ACTION_FIELDS} } } } }`;
+  deleteAction(input: $input) { ${ERROR} ... on DeleteActionPayload { action { ${ACTION_FIELDS} } } } }`;
 const CREATE_SECRET = `mutation($input: CreateSecretInput!) {
-  createSecret(input: $input) { ${ERROR} ... on Secret { name } } }`;
+  createSecret(input: $input) { ${ERROR} ... on CreateSecretPayload { secret { name } } } }`;
 const LIST = `query($kind: ActionKind, $enabled: Boolean, $first: Int) {
   entity(name: "default") { actions(kind: $kind, enabled: $enabled, first: $first) {
     totalCount pageInfo { hasNextPage } edges { node { ${ACTION_FIELDS} } } } } }`;
@@ -49,7 +50,7 @@ describe('actions', () => {
       ['NOT_A_KEY', 'just some words'],
     ]) {
       const created = await t.gql(CREATE_SECRET, { input: { entity: 'default', name, value } });
-      expect(created.data.createSecret.name).toBe(name);
+      expect(created.data.createSecret.secret.name).toBe(name);
     }
   });
   afterEach(() => t.close());
@@ -76,6 +77,10 @@ describe('actions', () => {
       },
       key,
     );
+  /** The created Slack action, or the error in its place. */
+  // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary response shapes
+  const slackOutcome = (res: any) =>
+    res.data.createSlackAction.action ?? res.data.createSlackAction;
   const update = (input: Record<string, unknown>, key?: string | null) =>
     t.gql(UPDATE, { input }, key);
 
@@ -83,7 +88,7 @@ describe('actions', () => {
     const response = await webhook(input);
     if (!response.data) throw new Error(JSON.stringify(response.errors));
     const result = response.data.createWebhookAction;
-    expect(result.__typename).toBe('CreatedWebhookAction');
+    expect(result.__typename).toBe('CreateWebhookActionPayload');
     return result.action;
   }
 
@@ -114,10 +119,12 @@ describe('actions', () => {
   async function revokedKey(): Promise<string> {
     const created = await t.gql(
       `mutation { createApiKey(input: { name: "soon revoked" }) {
-        ... on CreatedApiKey { secret apiKey { id } } } }`,
+        ... on CreateApiKeyPayload { plaintextKey apiKey { id } } } }`,
     );
-    const { secret, apiKey } = created.data.createApiKey;
-    await t.gql(`mutation($id: ID!) { revokeApiKey(id: $id) { __typename } }`, { id: apiKey.id });
+    const { plaintextKey: secret, apiKey } = created.data.createApiKey;
+    await t.gql(`mutation($id: ID!) { revokeApiKey(input: { id: $id }) { __typename } }`, {
+      id: apiKey.id,
+    });
     return secret;
   }
 
@@ -335,7 +342,7 @@ describe('actions', () => {
 
   describe('createSlackAction', () => {
     it('creates a Slack action', async () => {
-      const result = (await slack({})).data.createSlackAction;
+      const result = slackOutcome(await slack({}));
       expect(result).toMatchObject({
         __typename: 'SlackAction',
         kind: 'SLACK',
@@ -349,37 +356,37 @@ describe('actions', () => {
     });
 
     it('refuses a missing secret, one without an https URL, and a bad channel or name', async () => {
-      const missing = (await slack({ webhookUrlSecret: 'NOPE' })).data.createSlackAction;
+      const missing = slackOutcome(await slack({ webhookUrlSecret: 'NOPE' }));
       expect(missing).toMatchObject({
         __typename: 'NotFoundError',
         field: 'input.webhookUrlSecret',
       });
-      const notUrl = (await slack({ webhookUrlSecret: 'NOT_A_KEY' })).data.createSlackAction;
+      const notUrl = slackOutcome(await slack({ webhookUrlSecret: 'NOT_A_KEY' }));
       expect(notUrl).toMatchObject({
         __typename: 'ValidationError',
         field: 'input.webhookUrlSecret',
       });
       expect(notUrl.message).not.toContain('just some words');
       for (const channel of ['', 'x'.repeat(65)]) {
-        const bad = (await slack({ channel })).data.createSlackAction;
+        const bad = slackOutcome(await slack({ channel }));
         expect(bad).toMatchObject({ __typename: 'ValidationError', field: 'input.channel' });
       }
-      const badName = (await slack({ name: '' })).data.createSlackAction;
+      const badName = slackOutcome(await slack({ name: '' }));
       expect(badName).toMatchObject({ __typename: 'ValidationError', field: 'input.name' });
       await slack({});
-      const taken = (await slack({})).data.createSlackAction;
+      const taken = slackOutcome(await slack({}));
       expect(taken).toMatchObject({ __typename: 'ConflictError', field: 'input.name' });
     });
 
     it('is for admins of the entity only', async () => {
       for (const role of ['MEMBER', 'VIEWER'] as const) {
-        const result = (await slack({}, await t.member(role))).data.createSlackAction;
+        const result = slackOutcome(await slack({}, await t.member(role)));
         expect(result).toMatchObject({
           __typename: 'PermissionDeniedError',
           requiredRole: 'ADMIN',
         });
       }
-      const foreign = (await slack({}, await t.stranger())).data.createSlackAction;
+      const foreign = slackOutcome(await slack({}, await t.stranger()));
       expect(foreign).toMatchObject({ __typename: 'NotFoundError', field: 'input.entity' });
       for (const key of [null, await revokedKey()]) {
         expect((await slack({}, key)).status).toBe(401);
@@ -425,7 +432,7 @@ describe('actions', () => {
     });
 
     it('changes Slack fields', async () => {
-      const created = (await slack({})).data.createSlackAction;
+      const created = slackOutcome(await slack({}));
       await t.gql(CREATE_SECRET, {
         input: { entity: 'default', name: 'OTHER_SLACK', value: `${SLACK_URL}/2` },
       });
@@ -455,7 +462,7 @@ describe('actions', () => {
 
     it('refuses fields of the other kind, and nulls for required fields', async () => {
       const hook = await createdWebhook();
-      const chat = (await slack({})).data.createSlackAction;
+      const chat = slackOutcome(await slack({}));
       const cases: [string, Record<string, unknown>, string, RegExp][] = [
         [hook.id, { channel: '#x' }, 'input.channel', /applies to Slack actions only/],
         [hook.id, { webhookUrlSecret: 'SLACK_URL' }, 'input.webhookUrlSecret', /Slack/],
@@ -611,7 +618,7 @@ describe('actions', () => {
 
     it('loads actions by id for members and hides them from others', async () => {
       const hook = await createdWebhook({ accessTokenSecret: 'TOKEN' });
-      const chat = (await slack({})).data.createSlackAction;
+      const chat = slackOutcome(await slack({}));
       const viewer = await t.member('VIEWER');
       expect((await t.gql(NODE, { id: hook.id }, viewer)).data.node).toEqual(hook);
       expect((await t.gql(NODE, { id: chat.id }, viewer)).data.node).toEqual(chat);

@@ -35,16 +35,16 @@ interface Entry {
 }
 
 const ENTRY = 'action targetType targetId actor { name } details createdAt';
-const LOG = `query($entity: String!, $action: String, $targetType: String, $since: DateTime,
+const LOG = `query($entity: String!, $action: AuditAction, $targetType: AuditTargetType, $since: DateTime,
     $first: Int, $after: String, $last: Int, $before: String) {
   entity(name: $entity) { auditLog(action: $action, targetType: $targetType, since: $since,
       first: $first, after: $after, last: $last, before: $before) {
     totalCount pageInfo { hasNextPage hasPreviousPage endCursor startCursor }
     edges { cursor node { ${ENTRY} } } } } }`;
 
-const ERRORS = `__typename ... on Error { message } ... on ValidationError { field }
+const ERRORS = `__typename ... on Error { message ... on ValidationError { field }
   ... on NotFoundError { field } ... on ConflictError { field }
-  ... on PermissionDeniedError { requiredRole }`;
+  ... on PermissionDeniedError { requiredRole } }`;
 
 /** The entity's audit log as `key` sees it (the bootstrap admin by default), newest first. */
 async function auditLog(
@@ -89,19 +89,19 @@ async function run(query: string, variables: Record<string, unknown>, key?: stri
   return mutate(t, query, variables, key);
 }
 
-const UPDATE_ROLE = `mutation($i: MemberInput!) { updateMemberRole(input: $i) { ${ERRORS} } }`;
-const ADD_MEMBER = `mutation($i: MemberInput!) { addMember(input: $i) { ${ERRORS} } }`;
+const UPDATE_ROLE = `mutation($i: UpdateMemberRoleInput!) { updateMemberRole(input: $i) { ${ERRORS} } }`;
+const ADD_MEMBER = `mutation($i: AddMemberInput!) { addMember(input: $i) { ${ERRORS} } }`;
 const REMOVE_MEMBER = `mutation($i: RemoveMemberInput!) { removeMember(input: $i) { ${ERRORS} } }`;
 const CREATE_KEY = `mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) {
-  ${ERRORS} ... on CreatedApiKey { secret apiKey { id prefix } } } }`;
-const REVOKE_KEY = `mutation($id: ID!) { revokeApiKey(id: $id) { ${ERRORS} } }`;
+  ${ERRORS} ... on CreateApiKeyPayload { secret: plaintextKey apiKey { id prefix } } } }`;
+const REVOKE_KEY = `mutation($id: ID!) { revokeApiKey(input: { id: $id }) { ${ERRORS} } }`;
 const CREATE_SECRET = `mutation($i: CreateSecretInput!) { createSecret(input: $i) { ${ERRORS} } }`;
 const ROTATE_SECRET = `mutation($i: RotateSecretInput!) { rotateSecret(input: $i) { ${ERRORS} } }`;
 const DELETE_SECRET = `mutation($i: DeleteSecretInput!) { deleteSecret(input: $i) { ${ERRORS} } }`;
 const UPDATE_ACTION = `mutation($i: UpdateActionInput!) { updateAction(input: $i) { ${ERRORS} } }`;
 const DELETE_ACTION = `mutation($i: DeleteActionInput!) { deleteAction(input: $i) { ${ERRORS} } }`;
 const CREATE_AUTOMATION = `mutation($i: CreateAutomationInput!) { createAutomation(input: $i) {
-  ${ERRORS} ... on Automation { id } } }`;
+  ${ERRORS} ... on CreateAutomationPayload { automation { id } } } }`;
 const UPDATE_AUTOMATION = `mutation($i: UpdateAutomationInput!) { updateAutomation(input: $i) { ${ERRORS} } }`;
 const DELETE_AUTOMATION = `mutation($i: DeleteAutomationInput!) { deleteAutomation(input: $i) { ${ERRORS} } }`;
 
@@ -110,16 +110,16 @@ describe('recording changes', () => {
     const bobKey = await t.member('MEMBER', 'bob');
     const bobId = await userIdOf(bobKey);
 
-    const created = await latest('user.created');
+    const created = await latest('USER_CREATED');
     expect(created).toMatchObject({
-      targetType: 'User',
+      targetType: 'USER',
       targetId: bobId,
       actor: { name: 'admin' },
       details: { name: 'bob', kind: 'USER', role: 'MEMBER' },
       createdAt: clock.now().toISOString(),
     });
-    const firstKey = await latest('apiKey.created');
-    expect(firstKey).toMatchObject({ targetType: 'ApiKey', actor: { name: 'admin' } });
+    const firstKey = await latest('API_KEY_CREATED');
+    expect(firstKey).toMatchObject({ targetType: 'API_KEY', actor: { name: 'admin' } });
     expect(firstKey.details).toEqual({
       prefix: bobKey.slice(0, 9),
       name: 'first key',
@@ -130,9 +130,9 @@ describe('recording changes', () => {
     expect(
       (await run(UPDATE_ROLE, { i: { entity: 'default', userId: bobId, role: 'ADMIN' } }))
         .__typename,
-    ).toBe('Membership');
-    expect(await latest('member.roleChanged')).toMatchObject({
-      targetType: 'User',
+    ).toBe('UpdateMemberRolePayload');
+    expect(await latest('MEMBER_ROLE_CHANGED')).toMatchObject({
+      targetType: 'USER',
       targetId: bobId,
       actor: { name: 'admin' },
       details: { user: 'bob', from: 'MEMBER', to: 'ADMIN' },
@@ -148,8 +148,8 @@ describe('recording changes', () => {
     const adminId = await userIdOf(t.adminKey);
     expect(
       (await run(REMOVE_MEMBER, { i: { entity: 'default', userId: adminId } }, bobKey)).__typename,
-    ).toBe('Membership');
-    const removed = (await auditLog({ action: 'member.removed' }, bobKey)).entries[0];
+    ).toBe('RemoveMemberPayload');
+    const removed = (await auditLog({ action: 'MEMBER_REMOVED' }, bobKey)).entries[0];
     expect(removed).toMatchObject({
       targetId: adminId,
       actor: { name: 'bob' },
@@ -159,9 +159,9 @@ describe('recording changes', () => {
     expect(
       (await run(ADD_MEMBER, { i: { entity: 'default', userId: adminId, role: 'VIEWER' } }, bobKey))
         .__typename,
-    ).toBe('Membership');
-    expect((await auditLog({ action: 'member.added' }, bobKey)).entries[0]).toMatchObject({
-      targetType: 'User',
+    ).toBe('AddMemberPayload');
+    expect((await auditLog({ action: 'MEMBER_ADDED' }, bobKey)).entries[0]).toMatchObject({
+      targetType: 'USER',
       targetId: adminId,
       actor: { name: 'bob' },
       details: { user: 'admin', role: 'VIEWER' },
@@ -171,8 +171,8 @@ describe('recording changes', () => {
   it('records the first start: the default entity and the admin key', async () => {
     const { entries } = await auditLog({ since: null });
     expect(entries.map((e) => [e.action, e.actor?.name, e.details.name])).toEqual([
-      ['apiKey.created', 'admin', 'bootstrap admin key'],
-      ['entity.created', 'admin', 'default'],
+      ['API_KEY_CREATED', 'admin', 'bootstrap admin key'],
+      ['ENTITY_CREATED', 'admin', 'default'],
     ]);
     expect(JSON.stringify(entries)).not.toContain(t.adminKey);
   });
@@ -181,36 +181,38 @@ describe('recording changes', () => {
     expect(
       (await run(`mutation { createEntity(input: { name: "research" }) { ${ERRORS} } }`, {}))
         .__typename,
-    ).toBe('Entity');
+    ).toBe('CreateEntityPayload');
     const { entries } = await auditLog({ entity: 'research' });
     expect(entries).toHaveLength(1);
     expect(entries[0]).toMatchObject({
-      action: 'entity.created',
-      targetType: 'Entity',
+      action: 'ENTITY_CREATED',
+      targetType: 'ENTITY',
       actor: { name: 'admin' },
       details: { name: 'research' },
     });
     const id = entries[0]?.targetId ?? '';
     expect(parsePublicId(id)?.kind).toBe('entity');
     expect((await t.gql('query($id: ID!) { node(id: $id) { id } }', { id })).data.node.id).toBe(id);
-    expect((await auditLog({ action: 'entity.created' })).entries).toEqual([]);
+    expect((await auditLog({ action: 'ENTITY_CREATED' })).entries).toEqual([]);
   });
 
   it('records API keys created and revoked by id and prefix, never the key', async () => {
     const viewerKey = await t.member('VIEWER', 'vera');
     const made = await run(CREATE_KEY, { i: { name: 'laptop' } }, viewerKey);
-    expect(made.__typename).toBe('CreatedApiKey');
-    const entry = await latest('apiKey.created');
+    expect(made.__typename).toBe('CreateApiKeyPayload');
+    const entry = await latest('API_KEY_CREATED');
     expect(entry).toMatchObject({
-      targetType: 'ApiKey',
+      targetType: 'API_KEY',
       targetId: made.apiKey.id,
       actor: { name: 'vera' },
       details: { prefix: made.apiKey.prefix, name: 'laptop', user: 'vera' },
     });
 
     clock.advance(5);
-    expect((await run(REVOKE_KEY, { id: made.apiKey.id }, viewerKey)).__typename).toBe('ApiKey');
-    expect(await latest('apiKey.revoked')).toMatchObject({
+    expect((await run(REVOKE_KEY, { id: made.apiKey.id }, viewerKey)).__typename).toBe(
+      'RevokeApiKeyPayload',
+    );
+    expect(await latest('API_KEY_REVOKED')).toMatchObject({
       targetId: made.apiKey.id,
       actor: { name: 'vera' },
       details: { prefix: made.apiKey.prefix },
@@ -229,14 +231,14 @@ describe('recording changes', () => {
   it('records a service account key made by an admin in the entity of that account', async () => {
     const created = await run(
       `mutation($i: CreateUserInput!) { createUser(input: $i) { ${ERRORS}
-        ... on CreatedUser { secret user { id } } } }`,
+        ... on CreateUserPayload { secret: plaintextKey user { id } } } }`,
       { i: { entity: 'default', name: 'ci-bot', kind: 'SERVICE_ACCOUNT', role: 'MEMBER' } },
     );
-    expect(await latest('user.created')).toMatchObject({
+    expect(await latest('USER_CREATED')).toMatchObject({
       details: { name: 'ci-bot', kind: 'SERVICE_ACCOUNT', role: 'MEMBER' },
     });
     const made = await run(CREATE_KEY, { i: { name: 'pipeline', userId: created.user.id } });
-    expect(await latest('apiKey.created')).toMatchObject({
+    expect(await latest('API_KEY_CREATED')).toMatchObject({
       targetId: made.apiKey.id,
       actor: { name: 'admin' },
       details: { name: 'pipeline', user: 'ci-bot' },
@@ -251,8 +253,8 @@ describe('recording changes', () => {
       'secret',
       (await findSecretByName(t.deps, await defaultEntityId(), 'API_TOKEN'))?.id ?? '',
     );
-    expect(await latest('secret.created')).toMatchObject({
-      targetType: 'Secret',
+    expect(await latest('SECRET_CREATED')).toMatchObject({
+      targetType: 'SECRET',
       targetId: secretId,
       actor: { name: 'admin' },
       details: { name: 'API_TOKEN' },
@@ -265,8 +267,8 @@ describe('recording changes', () => {
           i: { entity: 'default', name: 'API_TOKEN', value: 'second-value-77c1' },
         })
       ).__typename,
-    ).toBe('Secret');
-    expect(await latest('secret.rotated')).toMatchObject({
+    ).toBe('RotateSecretPayload');
+    expect(await latest('SECRET_ROTATED')).toMatchObject({
       targetId: secretId,
       details: { name: 'API_TOKEN' },
       createdAt: clock.now().toISOString(),
@@ -274,8 +276,8 @@ describe('recording changes', () => {
 
     expect(
       (await run(DELETE_SECRET, { i: { entity: 'default', name: 'API_TOKEN' } })).__typename,
-    ).toBe('Secret');
-    expect(await latest('secret.deleted')).toMatchObject({
+    ).toBe('DeleteSecretPayload');
+    expect(await latest('SECRET_DELETED')).toMatchObject({
       targetId: secretId,
       actor: { name: 'admin' },
       details: { name: 'API_TOKEN' },
@@ -295,11 +297,11 @@ describe('recording changes', () => {
       headers: [{ name: 'X-Api-Key', value: 'header-credential-1' }],
     });
     // The generated signing secret is itself a new secret.
-    expect(await latest('secret.created')).toMatchObject({
+    expect(await latest('SECRET_CREATED')).toMatchObject({
       details: { name: 'HOOK_SIGNING_SECRET' },
     });
-    expect(await latest('action.created')).toMatchObject({
-      targetType: 'WebhookAction',
+    expect(await latest('ACTION_CREATED')).toMatchObject({
+      targetType: 'WEBHOOK_ACTION',
       targetId: id,
       actor: { name: 'admin' },
       details: {
@@ -324,8 +326,8 @@ describe('recording changes', () => {
         accessTokenSecret: null,
       },
     });
-    expect(updated.__typename).toBe('UpdatedAction');
-    expect((await latest('action.updated')).details).toEqual({
+    expect(updated.__typename).toBe('UpdateActionPayload');
+    expect((await latest('ACTION_UPDATED')).details).toEqual({
       name: 'hook',
       changed: ['url', 'accessTokenSecret', 'headers'],
       from: {
@@ -350,7 +352,7 @@ describe('recording changes', () => {
         ],
       },
     });
-    expect((await latest('action.updated')).details).toMatchObject({
+    expect((await latest('ACTION_UPDATED')).details).toMatchObject({
       changed: ['headers'],
       from: { headerNames: ['X-Api-Key', 'X-Team'] },
       to: { headerNames: ['X-Api-Key', 'X-Team'] },
@@ -361,14 +363,14 @@ describe('recording changes', () => {
     await run(UPDATE_ACTION, { i: { id, enabled: false, name: 'hook-2' } });
     const { entries, totalCount } = await auditLog();
     expect(totalCount).toBe(before + 2);
-    expect(entries.slice(0, 2).map((e) => e.action)).toEqual(['action.disabled', 'action.updated']);
+    expect(entries.slice(0, 2).map((e) => e.action)).toEqual(['ACTION_DISABLED', 'ACTION_UPDATED']);
     expect(entries[1]?.details).toMatchObject({
       changed: ['name'],
       from: { name: 'hook' },
       to: { name: 'hook-2' },
     });
     await run(UPDATE_ACTION, { i: { id, enabled: true } });
-    expect(await latest('action.enabled')).toMatchObject({
+    expect(await latest('ACTION_ENABLED')).toMatchObject({
       targetId: id,
       details: { name: 'hook-2' },
     });
@@ -384,15 +386,15 @@ describe('recording changes', () => {
       channel: '#ml',
       webhookUrlSecret: 'SLACK_URL',
     });
-    expect(await latest('action.created')).toMatchObject({
-      targetType: 'SlackAction',
+    expect(await latest('ACTION_CREATED')).toMatchObject({
+      targetType: 'SLACK_ACTION',
       targetId: slack,
       details: { name: 'alerts', kind: 'SLACK', channel: '#ml', webhookUrlSecret: 'SLACK_URL' },
     });
 
-    expect((await run(DELETE_ACTION, { i: { id } })).__typename).toBe('DeletedAction');
-    expect(await latest('action.deleted')).toMatchObject({
-      targetType: 'WebhookAction',
+    expect((await run(DELETE_ACTION, { i: { id } })).__typename).toBe('DeleteActionPayload');
+    expect(await latest('ACTION_DELETED')).toMatchObject({
+      targetType: 'WEBHOOK_ACTION',
       targetId: id,
       actor: { name: 'admin' },
       details: { name: 'hook-2', kind: 'WEBHOOK' },
@@ -431,10 +433,10 @@ describe('recording changes', () => {
       },
       memberKey,
     );
-    expect(created.__typename).toBe('Automation');
-    const id = created.id;
-    expect(await latest('automation.created')).toMatchObject({
-      targetType: 'Automation',
+    expect(created.__typename).toBe('CreateAutomationPayload');
+    const id = created.automation.id;
+    expect(await latest('AUTOMATION_CREATED')).toMatchObject({
+      targetType: 'AUTOMATION',
       targetId: id,
       actor: { name: 'mia' },
       details: {
@@ -458,7 +460,7 @@ describe('recording changes', () => {
       },
       memberKey,
     );
-    expect(await latest('automation.updated')).toMatchObject({
+    expect(await latest('AUTOMATION_UPDATED')).toMatchObject({
       targetId: id,
       actor: { name: 'mia' },
       details: { name: 'notify-2', changed: ['name', 'enabled', 'config.payloadTemplate'] },
@@ -468,8 +470,10 @@ describe('recording changes', () => {
     await run(UPDATE_AUTOMATION, { i: { id, enabled: false } }, memberKey);
     expect(rowCount()).toBe(unchanged);
 
-    expect((await run(DELETE_AUTOMATION, { i: { id } }, memberKey)).__typename).toBe('Automation');
-    expect(await latest('automation.deleted')).toMatchObject({
+    expect((await run(DELETE_AUTOMATION, { i: { id } }, memberKey)).__typename).toBe(
+      'DeleteAutomationPayload',
+    );
+    expect(await latest('AUTOMATION_DELETED')).toMatchObject({
       targetId: id,
       actor: { name: 'mia' },
       details: { name: 'notify-2' },
@@ -680,9 +684,9 @@ describe('reading the log', () => {
 
     const own = await auditLog({ entity: 'other' }, strangerKey);
     expect(own.entries.map((e) => e.action).sort()).toEqual([
-      'apiKey.created',
-      'entity.created',
-      'user.created',
+      'API_KEY_CREATED',
+      'ENTITY_CREATED',
+      'USER_CREATED',
     ]);
     expect(JSON.stringify(own.entries)).not.toContain('DEFAULT_ONLY');
   });
@@ -709,32 +713,32 @@ describe('reading the log', () => {
 
     const all = await auditLog();
     expect(all.entries.map((e) => [e.action, e.details.name])).toEqual([
-      ['apiKey.created', 'first key'],
-      ['user.created', 'vic'],
-      ['secret.rotated', 'A'],
-      ['secret.created', 'B'],
-      ['secret.created', 'A'],
+      ['API_KEY_CREATED', 'first key'],
+      ['USER_CREATED', 'vic'],
+      ['SECRET_ROTATED', 'A'],
+      ['SECRET_CREATED', 'B'],
+      ['SECRET_CREATED', 'A'],
     ]);
     expect(all.totalCount).toBe(5);
 
-    const created = await auditLog({ action: 'secret.created' });
+    const created = await auditLog({ action: 'SECRET_CREATED' });
     expect(created.totalCount).toBe(2);
     expect(created.entries.map((e) => e.details.name)).toEqual(['B', 'A']);
 
-    const secrets = await auditLog({ targetType: 'Secret' });
+    const secrets = await auditLog({ targetType: 'SECRET' });
     expect(secrets.totalCount).toBe(3);
-    expect(secrets.entries.every((e) => e.targetType === 'Secret')).toBe(true);
+    expect(secrets.entries.every((e) => e.targetType === 'SECRET')).toBe(true);
 
-    const since = await auditLog({ since: middle.toISOString(), targetType: 'Secret' });
+    const since = await auditLog({ since: middle.toISOString(), targetType: 'SECRET' });
     expect(since.entries.map((e) => [e.action, e.details.name])).toEqual([
-      ['secret.rotated', 'A'],
-      ['secret.created', 'B'],
+      ['SECRET_ROTATED', 'A'],
+      ['SECRET_CREATED', 'B'],
     ]);
     expect((await auditLog({ since: start.toISOString() })).totalCount).toBe(5);
     expect(
       (await auditLog({ since: new Date(clock.now().getTime() + 1).toISOString() })).totalCount,
     ).toBe(0);
-    expect((await auditLog({ action: 'no.such' })).entries).toEqual([]);
+    expect((await auditLog({ action: 'SECRET_DELETED' })).entries).toEqual([]);
   });
 
   it('pages with first/after and last/before, keeping totalCount', async () => {

@@ -11,8 +11,8 @@ let clock: ReturnType<typeof fakeClock>;
 /** Global IDs of the fixtures every test starts with. */
 let ids: { webhook: string; slack: string; foreignWebhook: string };
 
-const ERRORS = `... on Error { message } ... on ValidationError { field } ... on NotFoundError { field }
-  ... on ConflictError { field } ... on PermissionDeniedError { requiredRole }`;
+const ERRORS = `... on Error { message ... on ValidationError { field } ... on NotFoundError { field }
+  ... on ConflictError { field } ... on PermissionDeniedError { requiredRole } }`;
 const AUTOMATION = `id name description enabled eventType createdAt updatedAt
   createdBy { name }
   entity { name }
@@ -20,10 +20,11 @@ const AUTOMATION = `id name description enabled eventType createdAt updatedAt
   filter { collectionName artifactType aliasPattern }
   action { id name kind }
   config { payloadTemplate slackTitle slackMessage slackSeverity }`;
-const RESULT = `__typename ${ERRORS} ... on Automation { ${AUTOMATION} }`;
-const CREATE = `mutation($i: CreateAutomationInput!) { createAutomation(input: $i) { ${RESULT} } }`;
-const UPDATE = `mutation($i: UpdateAutomationInput!) { updateAutomation(input: $i) { ${RESULT} } }`;
-const DELETE = `mutation($i: DeleteAutomationInput!) { deleteAutomation(input: $i) { ${RESULT} } }`;
+const RESULT = (payload: string) =>
+  `__typename ${ERRORS} ... on ${payload} { automation { __typename ${AUTOMATION} } }`;
+const CREATE = `mutation($i: CreateAutomationInput!) { createAutomation(input: $i) { ${RESULT('CreateAutomationPayload')} } }`;
+const UPDATE = `mutation($i: UpdateAutomationInput!) { updateAutomation(input: $i) { ${RESULT('UpdateAutomationPayload')} } }`;
+const DELETE = `mutation($i: DeleteAutomationInput!) { deleteAutomation(input: $i) { ${RESULT('DeleteAutomationPayload')} } }`;
 const GET = `query($id: ID!) { automation(id: $id) { id name } node(id: $id) { id } }`;
 
 async function must(query: string, variables: Record<string, unknown>, key?: string) {
@@ -56,11 +57,13 @@ beforeEach(async () => {
   ids = {
     webhook: await createWebhook('default', 'hook'),
     slack: (
-      await must(
-        `mutation($i: CreateSlackActionInput!) { createSlackAction(input: $i) { __typename ${ERRORS} ... on SlackAction { id } } }`,
-        { i: { entity, name: 'alerts', channel: '#ml', webhookUrlSecret: 'SLACK_URL' } },
-      )
-    ).id as string,
+      (
+        await must(
+          `mutation($i: CreateSlackActionInput!) { createSlackAction(input: $i) { __typename ${ERRORS} ... on CreateSlackActionPayload { action { id } } } }`,
+          { i: { entity, name: 'alerts', channel: '#ml', webhookUrlSecret: 'SLACK_URL' } },
+        )
+      ).action as { id: string }
+    ).id,
     foreignWebhook: '',
   };
   const stranger = await t.stranger();
@@ -79,7 +82,7 @@ async function createSecret(entity: string, name: string, value: string, key?: s
 async function createWebhook(entity: string, name: string, key?: string): Promise<string> {
   const created = await must(
     `mutation($i: CreateWebhookActionInput!) { createWebhookAction(input: $i) { __typename ${ERRORS}
-      ... on CreatedWebhookAction { action { id } } } }`,
+      ... on CreateWebhookActionPayload { action { id } } } }`,
     { i: { entity, name, url: 'https://example.com/hook' } },
     key,
   );
@@ -98,12 +101,20 @@ function input(overrides: Record<string, unknown> = {}): Record<string, unknown>
   };
 }
 
+/** The automation of a payload, or the error in its place. */
+// biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary response shapes
+const outcome = (result: any) => result.automation ?? result;
+
 async function create(i: Record<string, unknown>, key?: string) {
-  return (await t.gql(CREATE, { i }, key)).data.createAutomation;
+  return outcome((await t.gql(CREATE, { i }, key)).data.createAutomation);
 }
 
 async function update(i: Record<string, unknown>, key?: string) {
-  return (await t.gql(UPDATE, { i }, key)).data.updateAutomation;
+  return outcome((await t.gql(UPDATE, { i }, key)).data.updateAutomation);
+}
+
+async function remove(i: Record<string, unknown>, key?: string) {
+  return outcome((await t.gql(DELETE, { i }, key)).data.deleteAutomation);
 }
 
 const stored = (globalId: string) => parsePublicId(globalId)?.id ?? '';
@@ -516,10 +527,10 @@ describe('deleteAutomation', () => {
     const created = await create(
       input({ action: { actionId: ids.webhook, payloadTemplate: '{"t": "${API_TOKEN}"}' } }),
     );
-    const deleted = (await t.gql(DELETE, { i: { id: created.id } })).data.deleteAutomation;
+    const deleted = await remove({ id: created.id });
     expect(deleted).toMatchObject({ __typename: 'Automation', id: created.id, name: 'on-create' });
     expect((await t.gql(GET, { id: created.id })).data).toEqual({ automation: null, node: null });
-    expect((await t.gql(DELETE, { i: { id: created.id } })).data.deleteAutomation).toMatchObject({
+    expect(await remove({ id: created.id })).toMatchObject({
       __typename: 'NotFoundError',
       field: 'input.id',
     });
@@ -610,9 +621,9 @@ describe('secrets named by templates', () => {
 
     // Updating the templates away from a secret releases it.
     await update({ id: hook.id, action: { actionId: ids.webhook } });
-    expect((await deleteSecret('API_TOKEN')).__typename).toBe('Secret');
+    expect((await deleteSecret('API_TOKEN')).__typename).toBe('DeleteSecretPayload');
     await t.gql(DELETE, { i: { id: slack.id } });
-    expect((await deleteSecret('TITLE_WORD')).__typename).toBe('Secret');
+    expect((await deleteSecret('TITLE_WORD')).__typename).toBe('DeleteSecretPayload');
   });
 });
 
@@ -633,9 +644,9 @@ describe('access', () => {
     expect(await update({ id: mine.id, enabled: true }, viewer)).toMatchObject({
       __typename: 'PermissionDeniedError',
     });
-    expect(
-      (await t.gql(DELETE, { i: { id: mine.id } }, viewer)).data.deleteAutomation,
-    ).toMatchObject({ __typename: 'PermissionDeniedError' });
+    expect(await remove({ id: mine.id }, viewer)).toMatchObject({
+      __typename: 'PermissionDeniedError',
+    });
     expect((await t.gql(GET, { id: mine.id }, viewer)).data.automation.name).toBe('by-member');
     const listed = await t.gql(
       `{ entity(name: "default") { automations { totalCount } } }`,
@@ -644,9 +655,7 @@ describe('access', () => {
     );
     expect(listed.data.entity.automations.totalCount).toBe(2);
 
-    expect(
-      (await t.gql(DELETE, { i: { id: mine.id } }, member)).data.deleteAutomation.__typename,
-    ).toBe('Automation');
+    expect((await remove({ id: mine.id }, member)).__typename).toBe('Automation');
   });
 
   it('hides automations from other entities', async () => {
@@ -660,9 +669,10 @@ describe('access', () => {
       __typename: 'NotFoundError',
       field: 'input.id',
     });
-    expect(
-      (await t.gql(DELETE, { i: { id: ours.id } }, stranger)).data.deleteAutomation,
-    ).toMatchObject({ __typename: 'NotFoundError', field: 'input.id' });
+    expect(await remove({ id: ours.id }, stranger)).toMatchObject({
+      __typename: 'NotFoundError',
+      field: 'input.id',
+    });
     expect((await t.gql(GET, { id: ours.id }, stranger)).data).toEqual({
       automation: null,
       node: null,
@@ -700,7 +710,7 @@ describe('access', () => {
     const keys = await t.gql(`{ viewer { apiKeys { edges { node { id } } } } }`, {}, member);
     const keyId = keys.data.viewer.apiKeys.edges[0].node.id;
     await t.gql(
-      `mutation($id: ID!) { revokeApiKey(id: $id) { __typename } }`,
+      `mutation($id: ID!) { revokeApiKey(input: { id: $id }) { __typename } }`,
       { id: keyId },
       member,
     );

@@ -321,7 +321,7 @@ describe('the commands beside a running server', () => {
       const audit = await gql(
         url,
         key,
-        `{ entity(name: "default") { auditLog(first: 5, action: "apiKey.created") { edges { node {
+        `{ entity(name: "default") { auditLog(first: 5, action: API_KEY_CREATED) { edges { node {
         actor { name } details } } } } }`,
       );
       const entries = (
@@ -341,7 +341,7 @@ describe('the commands beside a running server', () => {
         `mutation { createUser(input: { entity: "default", name: "second-admin", kind: USER, role: ADMIN }) {
         __typename } }`,
       );
-      expect(created.body).toEqual({ data: { createUser: { __typename: 'CreatedUser' } } });
+      expect(created.body).toEqual({ data: { createUser: { __typename: 'CreateUserPayload' } } });
       const ambiguous = await runCli(['admin-key'], { TRIPLINE_DATA_DIR: dir });
       expect(ambiguous.code).toBe(1);
       expect(ambiguous.stdout).toBe('');

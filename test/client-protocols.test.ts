@@ -208,7 +208,7 @@ describe('automatic persisted queries', () => {
       mutation,
       variables: { input: { entity: 'default', name: 'from-apollo' } },
     });
-    expect(created.data).toEqual({ createProject: { __typename: 'Project' } });
+    expect(created.data).toEqual({ createProject: { __typename: 'CreateProjectPayload' } });
     // Mutations never go over GET: the hash alone, then the text, both POSTed.
     expect(sent.slice(3).map((s) => [s.method, s.withQuery])).toEqual([
       ['POST', false],

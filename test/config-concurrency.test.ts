@@ -42,10 +42,10 @@ function holdAt<Operation extends string, Store extends Record<Operation, Hookab
 type Hookable = (...args: never[]) => Promise<unknown>;
 
 const CREATE_WEBHOOK = `mutation($i: CreateWebhookActionInput!) { createWebhookAction(input: $i) {
-  __typename ... on CreatedWebhookAction { action { name signingSecret } }
+  __typename ... on CreateWebhookActionPayload { action { name signingSecret } }
   ... on ConflictError { field message } ... on Error { message } } }`;
 const CREATE_AUTOMATION = `mutation($i: CreateAutomationInput!) { createAutomation(input: $i) {
-  __typename ... on Automation { id } ... on ConflictError { field } ... on Error { message } } }`;
+  __typename ... on CreateAutomationPayload { automation { id } } ... on Error { message ... on ConflictError { field } } } }`;
 
 let t: TestApp;
 const clock = fakeClock();
@@ -74,8 +74,8 @@ describe('names written concurrently', () => {
       ),
     );
     const outcomes = results.map((r) => r.data.createWebhookAction);
-    expect(outcomes.filter((o) => o.__typename === 'CreatedWebhookAction')).toHaveLength(1);
-    for (const refused of outcomes.filter((o) => o.__typename !== 'CreatedWebhookAction')) {
+    expect(outcomes.filter((o) => o.__typename === 'CreateWebhookActionPayload')).toHaveLength(1);
+    for (const refused of outcomes.filter((o) => o.__typename !== 'CreateWebhookActionPayload')) {
       expect(refused).toEqual({
         __typename: 'ConflictError',
         field: 'input.name',
@@ -95,7 +95,7 @@ describe('names written concurrently', () => {
       ['deploy hook', 'deploy-hook', 'Deploy Hook'].map((name) =>
         t.gql(
           `mutation($i: CreateWebhookActionInput!) { createWebhookAction(input: $i) {
-            __typename ... on CreatedWebhookAction { action { ... on WebhookAction { signingSecret } } }
+            __typename ... on CreateWebhookActionPayload { action { ... on WebhookAction { signingSecret } } }
             ... on Error { message } } }`,
           { i: { entity: 'default', name, url: 'https://example.com/hook' } },
         ),
@@ -128,7 +128,12 @@ describe('names written concurrently', () => {
       ),
     );
     const types = results.map((r) => r.data.createAutomation.__typename).sort();
-    expect(types).toEqual(['Automation', 'ConflictError', 'ConflictError', 'ConflictError']);
+    expect(types).toEqual([
+      'ConflictError',
+      'ConflictError',
+      'ConflictError',
+      'CreateAutomationPayload',
+    ]);
     expect(count('automations')).toBe(1);
   });
 
@@ -144,7 +149,7 @@ describe('names written concurrently', () => {
       ),
     );
     const types = results.map((r) => r.data.createSecret.__typename).sort();
-    expect(types).toEqual(['ConflictError', 'ConflictError', 'Secret']);
+    expect(types).toEqual(['ConflictError', 'ConflictError', 'CreateSecretPayload']);
     expect(count('secrets')).toBe(1);
   });
 });
@@ -162,7 +167,7 @@ describe('changes made concurrently', () => {
         scope: { type: 'PROJECT', project: 'p' },
         action: { actionId: action.id },
       },
-    }).then((r) => r.id as string);
+    }).then((r) => r.automation.id as string);
     clock.advance(1000);
     holdAt(t.storage.secrets, 'namesIn', 2);
     const UPDATE = `mutation($i: UpdateAutomationInput!) { updateAutomation(input: $i) {
@@ -177,8 +182,8 @@ describe('changes made concurrently', () => {
         },
       }),
     ]);
-    expect(renamed.data.updateAutomation.__typename).toBe('Automation');
-    expect(disabled.data.updateAutomation.__typename).toBe('Automation');
+    expect(renamed.data.updateAutomation.__typename).toBe('UpdateAutomationPayload');
+    expect(disabled.data.updateAutomation.__typename).toBe('UpdateAutomationPayload');
     const row = t.storage.sqlite
       .prepare('select name, enabled, payload_template from automations')
       .get();

@@ -69,7 +69,7 @@ async function setUp(url: string, receiverUrl: string, events: number): Promise<
   const action = await gql(
     url,
     `mutation($url: String!) { createWebhookAction(input: { entity: "default", name: "slow", url: $url }) {
-      __typename ... on CreatedWebhookAction { action { id } } } }`,
+      __typename ... on CreateWebhookActionPayload { action { id } } } }`,
     { url: `${receiverUrl}/hook` },
   );
   const actionId = (action.createWebhookAction as { action: { id: string } }).action.id;
@@ -79,14 +79,14 @@ async function setUp(url: string, receiverUrl: string, events: number): Promise<
       scope: { type: PROJECT, project: "p" }, action: { actionId: $a } }) { __typename } }`,
     { a: actionId },
   );
-  expect(automation.createAutomation?.__typename).toBe('Automation');
+  expect(automation.createAutomation?.__typename).toBe('CreateAutomationPayload');
   const runIds: string[] = [];
   for (let version = 0; version < events; version += 1) {
     const emitted = await gql(
       url,
       `mutation($v: Int!) { emitArtifactEvent(input: { entity: "default", eventType: CREATE_ARTIFACT, project: "p",
         collection: "m", artifactType: "model", versionIndex: $v }) {
-        ... on EmittedArtifactEvent { triggeredRuns { id } } } }`,
+        ... on EmitArtifactEventPayload { triggeredRuns { id } } } }`,
       { v: version },
     );
     const runs = (emitted.emitArtifactEvent as { triggeredRuns: { id: string }[] }).triggeredRuns;

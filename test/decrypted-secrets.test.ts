@@ -128,13 +128,13 @@ describe('the app’s cache of decrypted secrets', () => {
 
     expect(
       await mutate(t, ROTATE, { i: { entity: 'default', name: 'TOKEN', value: 'tok-new' } }),
-    ).toMatchObject({ __typename: 'Secret' });
+    ).toMatchObject({ __typename: 'RotateSecretPayload' });
     expect(t.deps.decrypted.size).toBe(1);
     expect(await deliver('TOKEN')).toBe('tok-new');
     expect(t.deps.decrypted.size).toBe(2);
 
     expect(await mutate(t, DELETE, { i: { entity: 'default', name: 'TOKEN' } })).toMatchObject({
-      __typename: 'Secret',
+      __typename: 'DeleteSecretPayload',
     });
     expect(t.deps.decrypted.size).toBe(1);
     // The Slack URL is still held: only the secret that changed is dropped.
@@ -153,7 +153,7 @@ describe('the app’s cache of decrypted secrets', () => {
     const hook = await mutate(
       t,
       `mutation($i: CreateWebhookActionInput!) { createWebhookAction(input: $i) {
-        __typename ... on CreatedWebhookAction { signingSecret action { id } } } }`,
+        __typename ... on CreateWebhookActionPayload { signingSecret action { id } } } }`,
       {
         i: {
           entity: 'default',
@@ -171,10 +171,10 @@ describe('the app’s cache of decrypted secrets', () => {
     });
     const tested = await mutate(
       t,
-      `mutation($i: TestActionInput!) { testAction(input: $i) { __typename ... on ActionTestResponse { success } } }`,
+      `mutation($i: TestActionInput!) { testAction(input: $i) { __typename ... on TestActionPayload { response { success } } } }`,
       { i: { id: hook.action.id, payloadTemplate: '{"t":"${TOKEN}"}' } },
     );
-    expect(tested).toMatchObject({ __typename: 'ActionTestResponse', success: true });
+    expect(tested).toMatchObject({ __typename: 'TestActionPayload', response: { success: true } });
     expect(await deliver('TOKEN')).toBe('tok-log-check-1');
     await mutate(t, ROTATE, { i: { entity: 'default', name: 'TOKEN', value: 'tok-log-check-2' } });
     // A value that cannot go to the Slack action using the secret is refused without quoting it.

@@ -51,10 +51,10 @@ describe('runs delivered by the app', () => {
 
     const retried = await mutate(
       t,
-      'mutation($id: ID!) { retryTriggeredRun(id: $id) { __typename ... on TriggeredRun { status } } }',
+      'mutation($id: ID!) { retryTriggeredRun(input: { id: $id }) { __typename ... on RetryTriggeredRunPayload { run { status } } } }',
       { id: runId },
     );
-    expect(retried).toEqual({ __typename: 'TriggeredRun', status: 'QUEUED' });
+    expect(retried).toEqual({ __typename: 'RetryTriggeredRunPayload', run: { status: 'QUEUED' } });
     await t.app.engine.drain();
     expect(await run(runId)).toMatchObject({
       status: 'SUCCEEDED',
@@ -69,7 +69,7 @@ describe('runs delivered by the app', () => {
     expect(
       await mutate(
         t,
-        'mutation($id: ID!) { retryTriggeredRun(id: $id) { __typename } }',
+        'mutation($id: ID!) { retryTriggeredRun(input: { id: $id }) { __typename } }',
         { id: runId },
         await t.member('VIEWER'),
       ),
@@ -110,7 +110,7 @@ describe('runs delivered by the app', () => {
     expect(action.data.node.enabled).toBe(false);
     expect(action.data.node.disabledReason).toMatch(/410/);
     const audit = await t.gql(
-      '{ entity(name: "default") { auditLog(action: "action.disabled") { edges { node { actor { name } details } } } } }',
+      '{ entity(name: "default") { auditLog(action: ACTION_DISABLED) { edges { node { actor { name } details } } } } }',
     );
     expect(audit.data.entity.auditLog.edges).toHaveLength(1);
     expect(audit.data.entity.auditLog.edges[0].node.actor).toBeNull();

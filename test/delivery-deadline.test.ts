@@ -87,10 +87,10 @@ describe('the delivery deadline', () => {
     const result = await mutate(
       t,
       `mutation($i: TestActionInput!) { testAction(input: $i) {
-        __typename ... on ActionTestResponse { success statusCode errorClass errorMessage } } }`,
+        __typename ... on TestActionPayload { response { __typename success statusCode errorClass errorMessage } } } }`,
       { i: { id: action.id } },
     );
-    expect(result).toEqual({
+    expect(result.response).toEqual({
       __typename: 'ActionTestResponse',
       success: false,
       statusCode: null,

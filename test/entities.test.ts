@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { bootstrap } from '../src/bootstrap.js';
 import { createTestApp, fakeClock, type TestApp } from './support/app.js';
+import { payloadObjects } from './support/fixtures.js';
 
 let t: TestApp;
 beforeEach(async () => {
@@ -14,11 +15,15 @@ const VIEWER = `{ viewer { user { id name kind apiKeys { edges { node { name pre
   entities { role entity { name viewerRole } } apiKeys { totalCount edges { node { id name } } } } }`;
 
 const CREATE_USER = `mutation($input: CreateUserInput!) { createUser(input: $input) {
-  __typename ... on CreatedUser { secret user { id name kind } apiKey { id prefix } }
-  ... on Error { message } ... on ValidationError { field } ... on PermissionDeniedError { requiredRole } } }`;
+  __typename ... on CreateUserPayload { secret: plaintextKey user { id name kind } apiKey { id prefix } }
+  ... on Error { message ... on ValidationError { field } ... on PermissionDeniedError { requiredRole } } } }`;
 
-const MEMBERSHIP = `__typename ... on Membership { role entity { name } } ... on Error { message }
-  ... on ConflictError { field } ... on NotFoundError { field } ... on PermissionDeniedError { requiredRole }`;
+const MEMBERSHIP = (payload: string) => `__typename
+  ... on ${payload} { membership { __typename role entity { name } } } ... on Error { message
+  ... on ConflictError { field } ... on NotFoundError { field } ... on PermissionDeniedError { requiredRole } }`;
+
+const gqlObjects = async (...args: Parameters<TestApp['gql']>) =>
+  payloadObjects(await t.gql(...args));
 
 async function userId(key: string): Promise<string> {
   return (await t.gql(VIEWER, {}, key)).data.viewer.user.id;
@@ -98,7 +103,7 @@ describe('API keys', () => {
 
   it('creates a key shown once, which then works, and revokes it', async () => {
     const created = await t.gql(
-      `mutation { createApiKey(input: { name: "ci" }) { __typename ... on CreatedApiKey { secret apiKey { id name prefix } } } }`,
+      `mutation { createApiKey(input: { name: "ci" }) { __typename ... on CreateApiKeyPayload { secret: plaintextKey apiKey { id name prefix } } } }`,
     );
     const { secret, apiKey } = created.data.createApiKey;
     expect(secret).toMatch(/^tl_/);
@@ -111,10 +116,10 @@ describe('API keys', () => {
     expect(JSON.stringify(keys)).not.toContain(secret);
 
     const revoked = await t.gql(
-      `mutation($id: ID!) { revokeApiKey(id: $id) { __typename ... on ApiKey { revokedAt } } }`,
+      `mutation($id: ID!) { revokeApiKey(input: { id: $id }) { __typename ... on RevokeApiKeyPayload { apiKey { revokedAt } } } }`,
       { id: apiKey.id },
     );
-    expect(revoked.data.revokeApiKey.revokedAt).toBeTruthy();
+    expect(revoked.data.revokeApiKey.apiKey.revokedAt).toBeTruthy();
     const after = await t.gql('{ __typename }', {}, secret);
     expect(after.status).toBe(401);
     expect(after.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
@@ -126,10 +131,10 @@ describe('API keys', () => {
     });
     const saId = sa.data.createUser.user.id;
     const forSa = await t.gql(
-      `mutation($u: ID!) { createApiKey(input: { name: "second", userId: $u }) { __typename ... on CreatedApiKey { secret } } }`,
+      `mutation($u: ID!) { createApiKey(input: { name: "second", userId: $u }) { __typename ... on CreateApiKeyPayload { secret: plaintextKey } } }`,
       { u: saId },
     );
-    expect(forSa.data.createApiKey.__typename).toBe('CreatedApiKey');
+    expect(forSa.data.createApiKey.__typename).toBe('CreateApiKeyPayload');
 
     const person = await t.member('MEMBER');
     const personId = await userId(person);
@@ -164,8 +169,8 @@ describe('API keys', () => {
 
 describe('entities and members', () => {
   it('creates an entity with the caller as admin, and refuses a taken or invalid name', async () => {
-    const ok = await t.gql(
-      `mutation { createEntity(input: { name: "vision" }) { __typename ... on Entity { name viewerRole } } }`,
+    const ok = await gqlObjects(
+      `mutation { createEntity(input: { name: "vision" }) { __typename ... on CreateEntityPayload { entity { __typename name viewerRole } } } }`,
     );
     expect(ok.data.createEntity).toEqual({
       __typename: 'Entity',
@@ -193,8 +198,8 @@ describe('entities and members', () => {
     );
     expect(members.data.entity.members.totalCount).toBe(2);
 
-    const promoted = await t.gql(
-      `mutation($i: MemberInput!) { updateMemberRole(input: $i) { ${MEMBERSHIP} } }`,
+    const promoted = await gqlObjects(
+      `mutation($i: UpdateMemberRoleInput!) { updateMemberRole(input: $i) { ${MEMBERSHIP('UpdateMemberRolePayload')} } }`,
       {
         i: { entity: 'default', userId: ada.user.id, role: 'ADMIN' },
       },
@@ -204,8 +209,8 @@ describe('entities and members', () => {
       role: 'ADMIN',
     });
 
-    const removed = await t.gql(
-      `mutation($i: RemoveMemberInput!) { removeMember(input: $i) { ${MEMBERSHIP} } }`,
+    const removed = await gqlObjects(
+      `mutation($i: RemoveMemberInput!) { removeMember(input: $i) { ${MEMBERSHIP('RemoveMemberPayload')} } }`,
       { i: { entity: 'default', userId: ada.user.id } },
     );
     expect(removed.data.removeMember.__typename).toBe('Membership');
@@ -215,8 +220,8 @@ describe('entities and members', () => {
 
   it('keeps at least one admin', async () => {
     const me = await userId(t.adminKey);
-    const demote = await t.gql(
-      `mutation($i: MemberInput!) { updateMemberRole(input: $i) { ${MEMBERSHIP} } }`,
+    const demote = await gqlObjects(
+      `mutation($i: UpdateMemberRoleInput!) { updateMemberRole(input: $i) { ${MEMBERSHIP('UpdateMemberRolePayload')} } }`,
       {
         i: { entity: 'default', userId: me, role: 'MEMBER' },
       },
@@ -225,8 +230,8 @@ describe('entities and members', () => {
       __typename: 'ConflictError',
       field: 'input.userId',
     });
-    const remove = await t.gql(
-      `mutation($i: RemoveMemberInput!) { removeMember(input: $i) { ${MEMBERSHIP} } }`,
+    const remove = await gqlObjects(
+      `mutation($i: RemoveMemberInput!) { removeMember(input: $i) { ${MEMBERSHIP('RemoveMemberPayload')} } }`,
       {
         i: { entity: 'default', userId: me },
       },
@@ -238,8 +243,8 @@ describe('entities and members', () => {
     await t.gql(`mutation { createEntity(input: { name: "nlp" }) { __typename } }`);
     const memberKey = await t.member('MEMBER');
     const memberId = await userId(memberKey);
-    const add = `mutation($i: MemberInput!) { addMember(input: $i) { ${MEMBERSHIP} } }`;
-    const first = await t.gql(add, { i: { entity: 'nlp', userId: memberId, role: 'VIEWER' } });
+    const add = `mutation($i: AddMemberInput!) { addMember(input: $i) { ${MEMBERSHIP('AddMemberPayload')} } }`;
+    const first = await gqlObjects(add, { i: { entity: 'nlp', userId: memberId, role: 'VIEWER' } });
     expect(first.data.addMember).toMatchObject({
       __typename: 'Membership',
       role: 'VIEWER',

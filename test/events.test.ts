@@ -25,7 +25,7 @@ const names = (result: { triggeredRuns: { automationName: string }[] }) =>
 describe('emitArtifactEvent', () => {
   it('stores the event and returns it without runs when nothing watches', async () => {
     const r = await emit(t, { metadata: { accuracy: 0.9 } });
-    expect(r.__typename).toBe('EmittedArtifactEvent');
+    expect(r.__typename).toBe('EmitArtifactEventPayload');
     expect(r.event).toMatchObject({
       eventType: 'CREATE_ARTIFACT',
       versionString: 'default/p/my-model:v0',
@@ -214,7 +214,9 @@ describe('emitArtifactEvent', () => {
   });
 
   it('lets members emit and refuses viewers', async () => {
-    expect((await emit(t, {}, await t.member('MEMBER'))).__typename).toBe('EmittedArtifactEvent');
+    expect((await emit(t, {}, await t.member('MEMBER'))).__typename).toBe(
+      'EmitArtifactEventPayload',
+    );
     expect(await emit(t, {}, await t.member('VIEWER'))).toMatchObject({
       __typename: 'PermissionDeniedError',
       requiredRole: 'MEMBER',
@@ -299,12 +301,12 @@ describe('run history', () => {
     });
     const r = await emit(t);
     const retry = await t.gql(
-      'mutation($id: ID!) { retryTriggeredRun(id: $id) { __typename ... on ConflictError { field message } } }',
+      'mutation($id: ID!) { retryTriggeredRun(input: { id: $id }) { __typename ... on ConflictError { field message } } }',
       { id: r.triggeredRuns[0].id },
     );
     expect(retry.data.retryTriggeredRun).toMatchObject({
       __typename: 'ConflictError',
-      field: 'id',
+      field: 'input.id',
     });
   });
 
@@ -325,7 +327,7 @@ describe('run history', () => {
     );
     expect(seen.data).toEqual({ triggeredRun: null, node: null });
     const retry = await t.gql(
-      'mutation($id: ID!) { retryTriggeredRun(id: $id) { __typename } }',
+      'mutation($id: ID!) { retryTriggeredRun(input: { id: $id }) { __typename } }',
       { id: runId },
       outsider,
     );

@@ -98,7 +98,7 @@ describe('sharing executions', () => {
 
   it('stops a revoked key and a removed member at their next update, and no one else', async () => {
     const created = await t.gql(
-      `mutation { createApiKey(input: { name: "second" }) { ... on CreatedApiKey { secret apiKey { id } } } }`,
+      `mutation { createApiKey(input: { name: "second" }) { ... on CreateApiKeyPayload { secret: plaintextKey apiKey { id } } } }`,
     );
     const { secret: secondKey, apiKey } = created.data.createApiKey;
     const viewerKey = await t.member('VIEWER');
@@ -114,15 +114,18 @@ describe('sharing executions', () => {
     const before = await emitRun(1);
     for (const collected of Object.values(subscribed)) expect(await collected.first).toBe(before);
 
-    const revoked = await t.gql(`mutation($id: ID!) { revokeApiKey(id: $id) { __typename } }`, {
-      id: apiKey.id,
-    });
-    expect(revoked.data.revokeApiKey.__typename).toBe('ApiKey');
+    const revoked = await t.gql(
+      `mutation($id: ID!) { revokeApiKey(input: { id: $id }) { __typename } }`,
+      {
+        id: apiKey.id,
+      },
+    );
+    expect(revoked.data.revokeApiKey.__typename).toBe('RevokeApiKeyPayload');
     const removed = await t.gql(
       `mutation($i: RemoveMemberInput!) { removeMember(input: $i) { __typename } }`,
       { i: { entity: 'default', userId: viewerId } },
     );
-    expect(removed.data.removeMember.__typename).toBe('Membership');
+    expect(removed.data.removeMember.__typename).toBe('RemoveMemberPayload');
 
     const after = await emitRun(2);
     await vi.waitFor(() => expect(subscribed.admin?.runIds).toEqual([before, after]));

@@ -53,7 +53,7 @@ describe('arbitrary input never crashes the server', () => {
           const res = await t.gql(EMIT, { i: { entity: 'default', ...input } });
           expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
           const typename = res.data.emitArtifactEvent.__typename;
-          expect(['EmittedArtifactEvent', ...EXPECTED]).toContain(typename);
+          expect(['EmitArtifactEventPayload', ...EXPECTED]).toContain(typename);
         },
       ),
       { numRuns: 60 },
@@ -91,7 +91,9 @@ describe('arbitrary input never crashes the server', () => {
             },
           );
           expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
-          expect(['Automation', ...EXPECTED]).toContain(res.data.createAutomation.__typename);
+          expect(['CreateAutomationPayload', ...EXPECTED]).toContain(
+            res.data.createAutomation.__typename,
+          );
         },
       ),
       { numRuns: 60 },
@@ -114,9 +116,9 @@ describe('arbitrary input never crashes the server', () => {
           },
         );
         expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
-        expect(['Project', ...EXPECTED]).toContain(res.data.createProject.__typename);
-        expect(['Secret', ...EXPECTED]).toContain(res.data.createSecret.__typename);
-        expect(['CreatedWebhookAction', ...EXPECTED]).toContain(
+        expect(['CreateProjectPayload', ...EXPECTED]).toContain(res.data.createProject.__typename);
+        expect(['CreateSecretPayload', ...EXPECTED]).toContain(res.data.createSecret.__typename);
+        expect(['CreateWebhookActionPayload', ...EXPECTED]).toContain(
           res.data.createWebhookAction.__typename,
         );
       }),

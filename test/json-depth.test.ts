@@ -54,7 +54,7 @@ async function postRaw(app: TestApp, query: string, variablesJson: string) {
   return { status: response.status, ...((await response.json()) as object) } as GraphQLResponse;
 }
 
-const RESULT = '{ __typename ... on Error { message } ... on ValidationError { field } }';
+const RESULT = '{ __typename ... on Error { message ... on ValidationError { field } } }';
 const EMIT_WITH = (metadata: string) => `mutation { emitArtifactEvent(input: {
   entity: "default", eventType: CREATE_ARTIFACT, project: "p", collection: "c",
   artifactType: "model", versionIndex: 1, metadata: ${metadata} }) ${RESULT} }`;
@@ -89,7 +89,7 @@ describe('event metadata', () => {
   it(`takes ${LIMIT} levels and refuses ${LIMIT + 1}, as a variable and as a literal`, async () => {
     const a = await app();
     const ok = await postRaw(a, EMIT, `{"v":{${EMIT_INPUT},"metadata":${nestedJson(LIMIT)}}}`);
-    expect(ok.data.emitArtifactEvent.__typename).toBe('EmittedArtifactEvent');
+    expect(ok.data.emitArtifactEvent.__typename).toBe('EmitArtifactEventPayload');
     const over = await postRaw(
       a,
       EMIT,
@@ -98,7 +98,7 @@ describe('event metadata', () => {
     expectTooDeep(over.data.emitArtifactEvent, 'input.metadata');
 
     const literal = await a.gql(EMIT_WITH(nestedLiteral(LIMIT)));
-    expect(literal.data.emitArtifactEvent.__typename).toBe('EmittedArtifactEvent');
+    expect(literal.data.emitArtifactEvent.__typename).toBe('EmitArtifactEventPayload');
     const deeper = await a.gql(EMIT_WITH(nestedLiteral(LIMIT + 1)));
     expect(deeper.errors).toBeUndefined();
     expectTooDeep(deeper.data.emitArtifactEvent, 'input.metadata');
@@ -117,7 +117,7 @@ describe('event metadata', () => {
       { loss: 0.25 },
     );
     expect(res.errors).toBeUndefined();
-    expect(res.data.emitArtifactEvent.__typename).toBe('EmittedArtifactEvent');
+    expect(res.data.emitArtifactEvent.__typename).toBe('EmitArtifactEventPayload');
     const read = await a.gql(
       '{ entity(name: "default") { events { edges { node { metadata } } } } }',
     );
@@ -247,7 +247,7 @@ describe('webhook payload templates', () => {
     expectTooDeep(created.data.createAutomation, 'input.action.payloadTemplate');
 
     const ok = await a.gql(AUTOMATION, { v: automation(nestedTemplate(LIMIT)) });
-    expect(ok.data.createAutomation.__typename).toBe('Automation');
+    expect(ok.data.createAutomation.__typename).toBe('CreateAutomationPayload');
     const id = (
       await a.gql('{ entity(name: "default") { automations { edges { node { id } } } } }')
     ).data.entity.automations.edges[0].node.id;

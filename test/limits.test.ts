@@ -39,7 +39,7 @@ const projectCount = async (app: TestApp): Promise<number> =>
     .totalCount;
 
 const CREATE_PROJECT = `mutation($i: CreateProjectInput!) { createProject(input: $i) {
-  __typename ... on Error { message } ... on ValidationError { field } } }`;
+  __typename ... on Error { message ... on ValidationError { field } } } }`;
 
 /**
  * A query nested exactly `depth` levels (counted as graphql-armor does: `viewer` is 1), walking
@@ -91,7 +91,7 @@ describe('request body size', () => {
     expect(Buffer.byteLength(exact)).toBe(2048);
     const ok = await post(a, exact);
     expect(ok.status).toBe(200);
-    expect(ok.data.createProject.__typename).toBe('Project');
+    expect(ok.data.createProject.__typename).toBe('CreateProjectPayload');
   });
 
   it('stops reading a body without Content-Length once it passes the limit', async () => {
@@ -157,10 +157,10 @@ describe('query limits', () => {
   it('refuses a query deeper than TRIPLINE_MAX_QUERY_DEPTH (default 12) and allows exactly the limit', async () => {
     const a = await app();
     await createProject(a, 'p');
-    // Fragments add no level: createProject is 1, totalCount 13.
+    // Fragments add no level: createProject is 1, the last name 13.
     const res = await a.gql(`mutation { createProject(input: { entity: "default", name: "q" }) {
-      ... on Project { triggeredRuns { edges { node { event { project { triggeredRuns { edges {
-      node { event { project { triggeredRuns { totalCount } } } } } } } } } } } } } }`);
+      ... on CreateProjectPayload { project { triggeredRuns { edges { node { event { project {
+      triggeredRuns { edges { node { event { project { name } } } } } } } } } } } } } }`);
     expect(res.status).toBe(400);
     expectRefused(res, 'QUERY_TOO_DEEP', 12);
     expect(res.errors?.[0]?.message).toBe(
@@ -318,8 +318,8 @@ describe('query cost with variables (issue 7, item 5)', () => {
   it('refuses a costly mutation before it runs or spends a rate-limit token', async () => {
     const a = await app({ TRIPLINE_RATE_LIMIT_MUTATIONS_PER_MINUTE: '1' });
     const costly = `mutation($n: Int) { createProject(input: { entity: "default", name: "p" }) {
-      ... on Project { triggeredRuns(first: $n) { edges { node { event {
-        triggeredRuns(first: $n) { edges { node { id } } } } } } } } } }`;
+      ... on CreateProjectPayload { project { triggeredRuns(first: $n) { edges { node { event {
+        triggeredRuns(first: $n) { edges { node { id } } } } } } } } } } }`;
     expectRefused(await a.gql(costly, { n: 100 }), 'QUERY_TOO_COMPLEX', 50_000);
     expect(await projectCount(a)).toBe(0);
     const cheap = await a.gql(costly, { n: 1 });
@@ -398,7 +398,9 @@ describe('batched requests', () => {
     });
     expect(response.status).toBe(200);
     const results = (await response.json()) as GraphQLResponse[];
-    expect(results.map((r) => r.data.createProject.__typename)).toEqual(Array(10).fill('Project'));
+    expect(results.map((r) => r.data.createProject.__typename)).toEqual(
+      Array(10).fill('CreateProjectPayload'),
+    );
     expect(await projectCount(a)).toBe(10);
   });
 
@@ -460,13 +462,13 @@ describe('field input limits answer a typed error and store nothing', () => {
       message: expect.stringMatching(/1 to 64/),
     });
     expect(await projectCount(a)).toBe(0);
-    expect((await project('p'.repeat(64))).__typename).toBe('Project');
+    expect((await project('p'.repeat(64))).__typename).toBe('CreateProjectPayload');
 
     const action = (name: string) =>
       a
         .gql(
           `mutation($i: CreateWebhookActionInput!) { createWebhookAction(input: $i) {
-          __typename ... on Error { message } ... on ValidationError { field } } }`,
+          __typename ... on Error { message ... on ValidationError { field } } } }`,
           { i: { entity: 'default', name, url: 'https://example.com/hook' } },
         )
         .then((r) => r.data.createWebhookAction);
@@ -477,11 +479,11 @@ describe('field input limits answer a typed error and store nothing', () => {
     });
     const actions = await a.gql('{ entity(name: "default") { actions { totalCount } } }');
     expect(actions.data.entity.actions.totalCount).toBe(0);
-    expect((await action('a'.repeat(64))).__typename).toBe('CreatedWebhookAction');
+    expect((await action('a'.repeat(64))).__typename).toBe('CreateWebhookActionPayload');
   });
 
   const CREATE_AUTOMATION = `mutation($i: CreateAutomationInput!) { createAutomation(input: $i) {
-    __typename ... on Error { message } ... on ValidationError { field } } }`;
+    __typename ... on Error { message ... on ValidationError { field } } } }`;
   const automationCount = async (a: TestApp): Promise<number> =>
     (await a.gql('{ entity(name: "default") { automations { totalCount } } }')).data.entity
       .automations.totalCount;
@@ -513,7 +515,7 @@ describe('field input limits answer a typed error and store nothing', () => {
       message: 'The template is 65537 bytes; the limit is 65536 bytes',
     });
     expect(await automationCount(a)).toBe(0);
-    expect((await create('fits', template(65_536))).__typename).toBe('Automation');
+    expect((await create('fits', template(65_536))).__typename).toBe('CreateAutomationPayload');
   });
 
   it('alias patterns: 256 characters', async () => {
@@ -542,7 +544,7 @@ describe('field input limits answer a typed error and store nothing', () => {
       message: expect.stringMatching(/257 characters; the limit is 256/),
     });
     expect(await automationCount(a)).toBe(0);
-    expect((await create('fits', 'a'.repeat(256))).__typename).toBe('Automation');
+    expect((await create('fits', 'a'.repeat(256))).__typename).toBe('CreateAutomationPayload');
   });
 
   it('event metadata: 64 KiB of JSON', async () => {
@@ -552,7 +554,7 @@ describe('field input limits answer a typed error and store nothing', () => {
     const metadata = (bytes: number) => ({ blob: 'x'.repeat(bytes - 11) });
     const res = await a.gql(
       `mutation($i: EmitArtifactEventInput!) { emitArtifactEvent(input: $i) {
-        __typename ... on Error { message } ... on ValidationError { field } } }`,
+        __typename ... on Error { message ... on ValidationError { field } } } }`,
       {
         i: {
           entity: 'default',
@@ -572,6 +574,8 @@ describe('field input limits answer a typed error and store nothing', () => {
     });
     const events = await a.gql('{ entity(name: "default") { events { totalCount } } }');
     expect(events.data.entity.events.totalCount).toBe(0);
-    expect((await emit(a, { metadata: metadata(65_536) })).__typename).toBe('EmittedArtifactEvent');
+    expect((await emit(a, { metadata: metadata(65_536) })).__typename).toBe(
+      'EmitArtifactEventPayload',
+    );
   });
 });

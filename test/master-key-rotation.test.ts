@@ -83,7 +83,7 @@ async function gql(app: App, key: string, query: string, variables: Record<strin
 
 const CREATE_SECRET = `mutation($i: CreateSecretInput!) { createSecret(input: $i) { __typename } }`;
 const CREATE_WEBHOOK = `mutation($i: CreateWebhookActionInput!) { createWebhookAction(input: $i) {
-  __typename ... on CreatedWebhookAction { signingSecret action { id } } } }`;
+  __typename ... on CreateWebhookActionPayload { signingSecret action { id } } } }`;
 
 /**
  * Secrets of every shape, made through the GraphQL API (and one through the service in a second
@@ -122,7 +122,7 @@ async function openWorld(env: Record<string, string> = {}): Promise<World> {
     const created = await gql(app, first.apiKey, CREATE_SECRET, {
       i: { entity: 'default', name, value },
     });
-    expect(created.__typename).toBe('Secret');
+    expect(created.__typename).toBe('CreateSecretPayload');
   }
   const webhook = await gql(app, first.apiKey, CREATE_WEBHOOK, {
     i: {
@@ -132,7 +132,7 @@ async function openWorld(env: Record<string, string> = {}): Promise<World> {
       accessTokenSecret: 'API_TOKEN',
     },
   });
-  expect(webhook.__typename).toBe('CreatedWebhookAction');
+  expect(webhook.__typename).toBe('CreateWebhookActionPayload');
   values.set('DEPLOY_SIGNING_SECRET', String(webhook.signingSecret));
 
   const admin = await deps.access.authenticate(first.apiKey);
@@ -560,7 +560,7 @@ describe('tripline rotate-master-key', () => {
           i: { entity: 'default', name: 'API_TOKEN', value: 'tok-xyz' },
         })
       ).__typename,
-    ).toBe('Secret');
+    ).toBe('CreateSecretPayload');
     const created = await call(url, CREATE_WEBHOOK, {
       i: {
         entity: 'default',
@@ -638,10 +638,10 @@ describe('tripline rotate-master-key', () => {
     const tested = await call(
       url,
       `mutation($i: TestActionInput!) { testAction(input: $i) { __typename
-        ... on ActionTestResponse { success statusCode errorMessage } } }`,
+        ... on TestActionPayload { response { __typename success statusCode errorMessage } } } }`,
       { i: { id: actionId } },
     );
-    expect(tested).toMatchObject({
+    expect(tested.response).toMatchObject({
       __typename: 'ActionTestResponse',
       success: true,
       statusCode: 200,

@@ -138,7 +138,7 @@ async function specs(): Promise<ListSpec[]> {
             'mutation($id: ID!) { deleteAutomation(input: { id: $id }) { __typename } }',
             { id: node.id },
           )
-        ).__typename === 'Automation',
+        ).__typename === 'DeleteAutomationPayload',
       key: byId,
     },
     {
@@ -157,7 +157,7 @@ async function specs(): Promise<ListSpec[]> {
             'mutation($id: ID!) { deleteAction(input: { id: $id }) { __typename } }',
             { id: node.id },
           )
-        ).__typename === 'DeletedAction',
+        ).__typename === 'DeleteActionPayload',
       key: byId,
     },
     {
@@ -171,7 +171,7 @@ async function specs(): Promise<ListSpec[]> {
             'mutation($n: String!) { deleteSecret(input: { entity: "default", name: $n }) { __typename } }',
             { n: node.name },
           )
-        ).__typename === 'Secret',
+        ).__typename === 'DeleteSecretPayload',
       key: byId,
     },
     {
@@ -188,7 +188,7 @@ async function specs(): Promise<ListSpec[]> {
             'mutation($u: ID!) { removeMember(input: { entity: "default", userId: $u }) { __typename } }',
             { u: (node.user as { id: string }).id },
           )
-        ).__typename === 'Membership',
+        ).__typename === 'RemoveMemberPayload',
       key: (edge) => (edge.node.user as { id: string }).id,
     },
     {

@@ -1,22 +1,25 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from './support/app.js';
+import { payloadObjects } from './support/fixtures.js';
 
 let t: TestApp;
 beforeEach(async () => {
   t = await createTestApp();
 });
+const gqlObjects = async (...args: Parameters<TestApp['gql']>) =>
+  payloadObjects(await t.gql(...args));
 afterEach(() => t.close());
 
-const RESULT = `__typename ... on Node { id } ... on Error { message } ... on ValidationError { field }
-  ... on NotFoundError { field } ... on ConflictError { field } ... on PermissionDeniedError { requiredRole }`;
-const CREATE_PROJECT = `mutation($i: CreateProjectInput!) { createProject(input: $i) { ${RESULT} ... on Project { name description } } }`;
-const CREATE_REGISTRY = `mutation($i: CreateRegistryInput!) { createRegistry(input: $i) { ${RESULT} ... on Registry { name } } }`;
-const CREATE_COLLECTION = `mutation($i: CreateArtifactCollectionInput!) { createArtifactCollection(input: $i) { ${RESULT} ... on ArtifactCollection { name artifactType } } }`;
+const RESULT = `__typename ... on Error { message ... on ValidationError { field }
+  ... on NotFoundError { field } ... on ConflictError { field } ... on PermissionDeniedError { requiredRole } }`;
+const CREATE_PROJECT = `mutation($i: CreateProjectInput!) { createProject(input: $i) { ${RESULT} ... on CreateProjectPayload { project { __typename id name description } } } }`;
+const CREATE_REGISTRY = `mutation($i: CreateRegistryInput!) { createRegistry(input: $i) { ${RESULT} ... on CreateRegistryPayload { registry { __typename id name } } } }`;
+const CREATE_COLLECTION = `mutation($i: CreateArtifactCollectionInput!) { createArtifactCollection(input: $i) { ${RESULT} ... on CreateArtifactCollectionPayload { collection { __typename id name artifactType } } } }`;
 
 describe('projects and registries', () => {
   it('creates projects and registries and lists them with totalCount', async () => {
     for (const name of ['b-proj', 'a-proj']) {
-      const res = await t.gql(CREATE_PROJECT, {
+      const res = await gqlObjects(CREATE_PROJECT, {
         i: { entity: 'default', name, description: 'runs' },
       });
       expect(res.data.createProject).toMatchObject({
@@ -26,7 +29,7 @@ describe('projects and registries', () => {
       });
     }
     expect(
-      (await t.gql(CREATE_REGISTRY, { i: { entity: 'default', name: 'models' } })).data
+      (await gqlObjects(CREATE_REGISTRY, { i: { entity: 'default', name: 'models' } })).data
         .createRegistry.__typename,
     ).toBe('Registry');
     const list = await t.gql(`{ entity(name: "default") {
@@ -51,25 +54,27 @@ describe('projects and registries', () => {
   });
 
   it('refuses a taken name, a bad name, a long description and an unknown entity', async () => {
-    await t.gql(CREATE_PROJECT, { i: { entity: 'default', name: 'p' } });
+    await gqlObjects(CREATE_PROJECT, { i: { entity: 'default', name: 'p' } });
     expect(
-      (await t.gql(CREATE_PROJECT, { i: { entity: 'default', name: 'p' } })).data.createProject,
+      (await gqlObjects(CREATE_PROJECT, { i: { entity: 'default', name: 'p' } })).data
+        .createProject,
     ).toMatchObject({ __typename: 'ConflictError', field: 'input.name' });
     expect(
-      (await t.gql(CREATE_PROJECT, { i: { entity: 'default', name: '-p' } })).data.createProject,
+      (await gqlObjects(CREATE_PROJECT, { i: { entity: 'default', name: '-p' } })).data
+        .createProject,
     ).toMatchObject({ __typename: 'ValidationError', field: 'input.name' });
     expect(
       (
-        await t.gql(CREATE_PROJECT, {
+        await gqlObjects(CREATE_PROJECT, {
           i: { entity: 'default', name: 'q', description: 'x'.repeat(2000) },
         })
       ).data.createProject,
     ).toMatchObject({ __typename: 'ValidationError', field: 'input.description' });
     expect(
-      (await t.gql(CREATE_PROJECT, { i: { entity: 'nope', name: 'q' } })).data.createProject,
+      (await gqlObjects(CREATE_PROJECT, { i: { entity: 'nope', name: 'q' } })).data.createProject,
     ).toMatchObject({ __typename: 'NotFoundError', field: 'input.entity' });
     expect(
-      (await t.gql(CREATE_REGISTRY, { i: { entity: 'default', name: 'x'.repeat(65) } })).data
+      (await gqlObjects(CREATE_REGISTRY, { i: { entity: 'default', name: 'x'.repeat(65) } })).data
         .createRegistry.__typename,
     ).toBe('ValidationError');
   });
@@ -78,11 +83,11 @@ describe('projects and registries', () => {
     const member = await t.member('MEMBER');
     const viewer = await t.member('VIEWER');
     expect(
-      (await t.gql(CREATE_PROJECT, { i: { entity: 'default', name: 'm' } }, member)).data
+      (await gqlObjects(CREATE_PROJECT, { i: { entity: 'default', name: 'm' } }, member)).data
         .createProject.__typename,
     ).toBe('Project');
     expect(
-      (await t.gql(CREATE_PROJECT, { i: { entity: 'default', name: 'v' } }, viewer)).data
+      (await gqlObjects(CREATE_PROJECT, { i: { entity: 'default', name: 'v' } }, viewer)).data
         .createProject,
     ).toMatchObject({ __typename: 'PermissionDeniedError', requiredRole: 'MEMBER' });
     expect(
@@ -94,9 +99,9 @@ describe('projects and registries', () => {
 
 describe('artifact collections', () => {
   it('creates collections in a project or a registry and reaches them by node id', async () => {
-    await t.gql(CREATE_PROJECT, { i: { entity: 'default', name: 'p' } });
-    await t.gql(CREATE_REGISTRY, { i: { entity: 'default', name: 'r' } });
-    const inProject = await t.gql(CREATE_COLLECTION, {
+    await gqlObjects(CREATE_PROJECT, { i: { entity: 'default', name: 'p' } });
+    await gqlObjects(CREATE_REGISTRY, { i: { entity: 'default', name: 'r' } });
+    const inProject = await gqlObjects(CREATE_COLLECTION, {
       i: { entity: 'default', project: 'p', name: 'my-model', artifactType: 'model' },
     });
     expect(inProject.data.createArtifactCollection).toMatchObject({
@@ -104,7 +109,7 @@ describe('artifact collections', () => {
       name: 'my-model',
       artifactType: 'model',
     });
-    const inRegistry = await t.gql(CREATE_COLLECTION, {
+    const inRegistry = await gqlObjects(CREATE_COLLECTION, {
       i: { entity: 'default', registry: 'r', name: 'my-model', artifactType: 'model' },
     });
     expect(inRegistry.data.createArtifactCollection.__typename).toBe('ArtifactCollection');
@@ -120,36 +125,36 @@ describe('artifact collections', () => {
   });
 
   it('refuses ambiguous owners, unknown owners and duplicates', async () => {
-    await t.gql(CREATE_PROJECT, { i: { entity: 'default', name: 'p' } });
-    const both = await t.gql(CREATE_COLLECTION, {
+    await gqlObjects(CREATE_PROJECT, { i: { entity: 'default', name: 'p' } });
+    const both = await gqlObjects(CREATE_COLLECTION, {
       i: { entity: 'default', project: 'p', registry: 'r', name: 'c', artifactType: 'model' },
     });
     expect(both.data.createArtifactCollection).toMatchObject({
       __typename: 'ValidationError',
       field: 'input.project',
     });
-    const neither = await t.gql(CREATE_COLLECTION, {
+    const neither = await gqlObjects(CREATE_COLLECTION, {
       i: { entity: 'default', name: 'c', artifactType: 'model' },
     });
     expect(neither.data.createArtifactCollection.__typename).toBe('ValidationError');
-    const unknown = await t.gql(CREATE_COLLECTION, {
+    const unknown = await gqlObjects(CREATE_COLLECTION, {
       i: { entity: 'default', registry: 'r', name: 'c', artifactType: 'model' },
     });
     expect(unknown.data.createArtifactCollection).toMatchObject({
       __typename: 'NotFoundError',
       field: 'input.registry',
     });
-    await t.gql(CREATE_COLLECTION, {
+    await gqlObjects(CREATE_COLLECTION, {
       i: { entity: 'default', project: 'p', name: 'c', artifactType: 'model' },
     });
-    const dup = await t.gql(CREATE_COLLECTION, {
+    const dup = await gqlObjects(CREATE_COLLECTION, {
       i: { entity: 'default', project: 'p', name: 'c', artifactType: 'model' },
     });
     expect(dup.data.createArtifactCollection).toMatchObject({
       __typename: 'ConflictError',
       field: 'input.name',
     });
-    const badType = await t.gql(CREATE_COLLECTION, {
+    const badType = await gqlObjects(CREATE_COLLECTION, {
       i: { entity: 'default', project: 'p', name: 'd', artifactType: 'a b' },
     });
     expect(badType.data.createArtifactCollection).toMatchObject({
@@ -161,7 +166,7 @@ describe('artifact collections', () => {
   it('keeps another entity’s projects out of reach', async () => {
     const outsider = await t.member('ADMIN', 'outsider');
     await t.gql(`mutation { createEntity(input: { name: "other" }) { __typename } }`, {}, outsider);
-    const theirs = await t.gql(
+    const theirs = await gqlObjects(
       CREATE_PROJECT,
       { i: { entity: 'other', name: 'hidden' } },
       outsider,
@@ -174,7 +179,7 @@ describe('artifact collections', () => {
       ).data.node,
     ).toBeNull();
     expect(
-      (await t.gql(CREATE_PROJECT, { i: { entity: 'other', name: 'x' } })).data.createProject,
+      (await gqlObjects(CREATE_PROJECT, { i: { entity: 'other', name: 'x' } })).data.createProject,
     ).toMatchObject({ __typename: 'NotFoundError' });
   });
 });

@@ -79,7 +79,7 @@ describe('public ids', () => {
     const emitted = await emit(t);
     const runId = emitted.triggeredRuns[0].id;
     await t.app.engine.drain();
-    await mutate(t, 'mutation($id: ID!) { retryTriggeredRun(id: $id) { __typename } }', {
+    await mutate(t, 'mutation($id: ID!) { retryTriggeredRun(input: { id: $id }) { __typename } }', {
       id: runId,
     });
     await t.app.engine.drain();
@@ -139,10 +139,10 @@ describe('public ids', () => {
     for (const id of ['nonsense', 'run_', `auto_${uuid}`]) {
       const res = await mutate(
         t,
-        'mutation($id: ID!) { retryTriggeredRun(id: $id) { __typename ... on NotFoundError { field } } }',
+        'mutation($id: ID!) { retryTriggeredRun(input: { id: $id }) { __typename ... on NotFoundError { field } } }',
         { id },
       );
-      expect(res).toEqual({ __typename: 'NotFoundError', field: 'id' });
+      expect(res).toEqual({ __typename: 'NotFoundError', field: 'input.id' });
     }
   });
 });

@@ -88,7 +88,7 @@ describe('mutation rate limits per API key', () => {
     expect(early.status).toBe(429);
     expect(early.errors?.[0]?.extensions.retryAfterSeconds).toBe(1);
     clock.advance(1_000);
-    expect((await project(a, 'd')).data.createProject.__typename).toBe('Project');
+    expect((await project(a, 'd')).data.createProject.__typename).toBe('CreateProjectPayload');
     expect((await project(a, 'e')).status).toBe(429);
   });
 
@@ -139,7 +139,7 @@ describe('mutation rate limits per API key', () => {
     await createProject(a, 'p');
     for (const i of [0, 1, 2]) {
       const ok = await send(a, EMIT, event(i), a.adminKey);
-      expect(ok.data.emitArtifactEvent.__typename).toBe('EmittedArtifactEvent');
+      expect(ok.data.emitArtifactEvent.__typename).toBe('EmitArtifactEventPayload');
     }
     const refused = await send(a, EMIT, event(3), a.adminKey);
     expect(refused.status).toBe(429);
@@ -195,7 +195,9 @@ describe('mutation rate limits per API key', () => {
           { next: resolve, error: reject, complete: () => {} },
         );
       });
-    expect((await run('a')).data).toEqual({ createProject: { __typename: 'Project' } });
+    expect((await run('a')).data).toEqual({
+      createProject: { __typename: 'CreateProjectPayload' },
+    });
     const refused = await run('b');
     expect(refused.errors?.[0]?.extensions).toMatchObject({
       code: 'RATE_LIMITED',

@@ -4,33 +4,38 @@ import { newId } from '../src/ids.js';
 import { findSecretByName, openSecret, secretNamesOf } from '../src/modules/secrets/service.js';
 import { automationSecretRefs, automations } from '../src/storage/sqlite/schema.js';
 import { createTestApp, fakeClock, type TestApp } from './support/app.js';
+import { payloadObjects } from './support/fixtures.js';
 
 const ERROR = `__typename
-  ... on Error { message }
+  ... on Error { message
   ... on ValidationError { field }
   ... on NotFoundError { field }
   ... on ConflictError { field }
-  ... on PermissionDeniedError { requiredRole }`;
+  ... on PermissionDeniedError { requiredRole } }`;
 
 const SECRET_FIELDS = `id name createdAt rotatedAt
   createdBy { name } rotatedBy { name }
   usedBy { actions automations }`;
 
 const CREATE = `mutation($input: CreateSecretInput!) {
-  createSecret(input: $input) { ${ERROR} ... on Secret { ${SECRET_FIELDS} } } }`;
+  createSecret(input: $input) { ${ERROR}
+    ... on CreateSecretPayload { secret { __typename ${SECRET_FIELDS} } } } }`;
 const ROTATE = `mutation($input: RotateSecretInput!) {
-  rotateSecret(input: $input) { ${ERROR} ... on Secret { ${SECRET_FIELDS} } } }`;
+  rotateSecret(input: $input) { ${ERROR}
+    ... on RotateSecretPayload { secret { __typename ${SECRET_FIELDS} } } } }`;
 const DELETE = `mutation($input: DeleteSecretInput!) {
-  deleteSecret(input: $input) { ${ERROR} ... on Secret { ${SECRET_FIELDS} } } }`;
+  deleteSecret(input: $input) { ${ERROR}
+    ... on DeleteSecretPayload { secret { __typename ${SECRET_FIELDS} } } } }`;
 const LIST = `query($entity: String!, $first: Int, $after: String) {
   entity(name: $entity) { secrets(first: $first, after: $after) {
     totalCount pageInfo { hasNextPage endCursor }
     edges { node { ${SECRET_FIELDS} } } } } }`;
 const SLACK_ACTION = `mutation($input: CreateSlackActionInput!) {
-  createSlackAction(input: $input) { ${ERROR} ... on SlackAction { id name } } }`;
+  createSlackAction(input: $input) { ${ERROR}
+    ... on CreateSlackActionPayload { action { id name } } } }`;
 const WEBHOOK_ACTION = `mutation($input: CreateWebhookActionInput!) {
   createWebhookAction(input: $input) { ${ERROR}
-    ... on CreatedWebhookAction { signingSecret action { id name } } } }`;
+    ... on CreateWebhookActionPayload { signingSecret action { id name } } } }`;
 
 /** Every readable field that could conceivably carry a secret value. */
 const EVERYTHING = `query($id: ID!) {
@@ -53,19 +58,24 @@ describe('secrets', () => {
   });
   afterEach(() => t.close());
 
-  const create = (name: string, value: string, key?: string | null, entity = 'default') =>
-    t.gql(CREATE, { input: { entity, name, value } }, key);
+  const gqlObjects = async (...args: Parameters<TestApp['gql']>) =>
+    payloadObjects(await t.gql(...args));
+  const create = async (name: string, value: string, key?: string | null, entity = 'default') =>
+    payloadObjects(await t.gql(CREATE, { input: { entity, name, value } }, key));
 
   async function revokedKey(): Promise<string> {
     const created = await t.gql(
       `mutation { createApiKey(input: { name: "soon revoked" }) {
-        ... on CreatedApiKey { secret apiKey { id } } } }`,
+        ... on CreateApiKeyPayload { secret: plaintextKey apiKey { id } } } }`,
     );
     const { secret, apiKey } = created.data.createApiKey;
-    const revoked = await t.gql(`mutation($id: ID!) { revokeApiKey(id: $id) { __typename } }`, {
-      id: apiKey.id,
-    });
-    expect(revoked.data.revokeApiKey.__typename).toBe('ApiKey');
+    const revoked = await t.gql(
+      `mutation($id: ID!) { revokeApiKey(input: { id: $id }) { __typename } }`,
+      {
+        id: apiKey.id,
+      },
+    );
+    expect(revoked.data.revokeApiKey.__typename).toBe('RevokeApiKeyPayload');
     return secret;
   }
 
@@ -203,7 +213,7 @@ describe('secrets', () => {
       clock.advance(60_000);
       const rotator = await t.member('ADMIN', 'rotator');
       const result = (
-        await t.gql(
+        await gqlObjects(
           ROTATE,
           { input: { entity: 'default', name: 'TOKEN', value: 'new-value' } },
           rotator,
@@ -218,7 +228,7 @@ describe('secrets', () => {
 
     it('refuses an unknown secret', async () => {
       const result = (
-        await t.gql(ROTATE, { input: { entity: 'default', name: 'NOPE', value: 'v' } })
+        await gqlObjects(ROTATE, { input: { entity: 'default', name: 'NOPE', value: 'v' } })
       ).data.rotateSecret;
       expect(result).toMatchObject({ __typename: 'NotFoundError', field: 'input.name' });
       expect(result.message).toMatch(/create it first/);
@@ -227,8 +237,9 @@ describe('secrets', () => {
     it('refuses an empty or oversized value and keeps the old one', async () => {
       await create('TOKEN', 'kept');
       for (const value of ['', 'x'.repeat(16 * 1024 + 1)]) {
-        const result = (await t.gql(ROTATE, { input: { entity: 'default', name: 'TOKEN', value } }))
-          .data.rotateSecret;
+        const result = (
+          await gqlObjects(ROTATE, { input: { entity: 'default', name: 'TOKEN', value } })
+        ).data.rotateSecret;
         expect(result).toMatchObject({ __typename: 'ValidationError', field: 'input.value' });
       }
       const row = await findSecretByName(t.deps, entityIdOfDefault(), 'TOKEN');
@@ -240,10 +251,10 @@ describe('secrets', () => {
       const slack = await t.gql(SLACK_ACTION, {
         input: { entity: 'default', name: 'alerts', channel: '#ml', webhookUrlSecret: 'SLACK_URL' },
       });
-      expect(slack.data.createSlackAction.__typename).toBe('SlackAction');
+      expect(slack.data.createSlackAction.__typename).toBe('CreateSlackActionPayload');
       for (const value of ['http://hooks.slack.com/services/T/B/y', 'not a url']) {
         const result = (
-          await t.gql(ROTATE, { input: { entity: 'default', name: 'SLACK_URL', value } })
+          await gqlObjects(ROTATE, { input: { entity: 'default', name: 'SLACK_URL', value } })
         ).data.rotateSecret;
         expect(result).toMatchObject({ __typename: 'ValidationError', field: 'input.value' });
         expect(result.message).toMatch(/Slack action "alerts"/);
@@ -253,7 +264,7 @@ describe('secrets', () => {
       const row = await findSecretByName(t.deps, entityIdOfDefault(), 'SLACK_URL');
       expect(row && openSecret(t.deps, row)).toBe('https://hooks.slack.com/services/T/B/x');
       const ok = (
-        await t.gql(ROTATE, {
+        await gqlObjects(ROTATE, {
           input: {
             entity: 'default',
             name: 'SLACK_URL',
@@ -268,16 +279,17 @@ describe('secrets', () => {
       await create('TOKEN', 'kept');
       const input = { entity: 'default', name: 'TOKEN', value: 'changed' };
       for (const role of ['MEMBER', 'VIEWER'] as const) {
-        const result = (await t.gql(ROTATE, { input }, await t.member(role))).data.rotateSecret;
+        const result = (await gqlObjects(ROTATE, { input }, await t.member(role))).data
+          .rotateSecret;
         expect(result).toMatchObject({
           __typename: 'PermissionDeniedError',
           requiredRole: 'ADMIN',
         });
       }
-      const foreign = (await t.gql(ROTATE, { input }, await t.stranger())).data.rotateSecret;
+      const foreign = (await gqlObjects(ROTATE, { input }, await t.stranger())).data.rotateSecret;
       expect(foreign).toMatchObject({ __typename: 'NotFoundError', field: 'input.entity' });
       for (const key of [null, await revokedKey()]) {
-        expect((await t.gql(ROTATE, { input }, key)).status).toBe(401);
+        expect((await gqlObjects(ROTATE, { input }, key)).status).toBe(401);
       }
       const row = await findSecretByName(t.deps, entityIdOfDefault(), 'TOKEN');
       expect(row && openSecret(t.deps, row)).toBe('kept');
@@ -287,8 +299,8 @@ describe('secrets', () => {
   describe('deleteSecret', () => {
     it('deletes an unused secret and returns it as it was', async () => {
       await create('TOKEN', 'v');
-      const result = (await t.gql(DELETE, { input: { entity: 'default', name: 'TOKEN' } })).data
-        .deleteSecret;
+      const result = (await gqlObjects(DELETE, { input: { entity: 'default', name: 'TOKEN' } }))
+        .data.deleteSecret;
       expect(result).toMatchObject({ __typename: 'Secret', name: 'TOKEN' });
       expect((await secretNamesOf(t.deps, entityIdOfDefault())).has('TOKEN')).toBe(false);
       const node = await t.gql(`query($id: ID!) { node(id: $id) { id } }`, { id: result.id });
@@ -296,7 +308,7 @@ describe('secrets', () => {
     });
 
     it('refuses an unknown secret', async () => {
-      const result = (await t.gql(DELETE, { input: { entity: 'default', name: 'NOPE' } })).data
+      const result = (await gqlObjects(DELETE, { input: { entity: 'default', name: 'NOPE' } })).data
         .deleteSecret;
       expect(result).toMatchObject({ __typename: 'NotFoundError', field: 'input.name' });
     });
@@ -315,23 +327,24 @@ describe('secrets', () => {
           accessTokenSecret: 'TOKEN',
         },
       });
-      expect(slack.data.createSlackAction.name).toBe('alerts');
+      expect(slack.data.createSlackAction.action.name).toBe('alerts');
       expect(hook.data.createWebhookAction.action.name).toBe('deploy');
       await automationUsing('TOKEN', 'nightly');
 
-      const slackUse = (await t.gql(DELETE, { input: { entity: 'default', name: 'SLACK_URL' } }))
-        .data.deleteSecret;
+      const slackUse = (
+        await gqlObjects(DELETE, { input: { entity: 'default', name: 'SLACK_URL' } })
+      ).data.deleteSecret;
       expect(slackUse).toMatchObject({ __typename: 'ConflictError', field: 'input.name' });
       expect(slackUse.message).toBe(
         'Secret "SLACK_URL" is used by actions "alerts"; point them at another secret or delete them first.',
       );
-      const tokenUse = (await t.gql(DELETE, { input: { entity: 'default', name: 'TOKEN' } })).data
-        .deleteSecret;
+      const tokenUse = (await gqlObjects(DELETE, { input: { entity: 'default', name: 'TOKEN' } }))
+        .data.deleteSecret;
       expect(tokenUse.message).toBe(
         'Secret "TOKEN" is used by actions "deploy" and automations "nightly"; point them at another secret or delete them first.',
       );
       const signing = (
-        await t.gql(DELETE, { input: { entity: 'default', name: 'DEPLOY_SIGNING_SECRET' } })
+        await gqlObjects(DELETE, { input: { entity: 'default', name: 'DEPLOY_SIGNING_SECRET' } })
       ).data.deleteSecret;
       expect(signing.message).toMatch(/used by actions "deploy"/);
 
@@ -353,16 +366,17 @@ describe('secrets', () => {
       await create('TOKEN', 'v');
       const input = { entity: 'default', name: 'TOKEN' };
       for (const role of ['MEMBER', 'VIEWER'] as const) {
-        const result = (await t.gql(DELETE, { input }, await t.member(role))).data.deleteSecret;
+        const result = (await gqlObjects(DELETE, { input }, await t.member(role))).data
+          .deleteSecret;
         expect(result).toMatchObject({
           __typename: 'PermissionDeniedError',
           requiredRole: 'ADMIN',
         });
       }
-      const foreign = (await t.gql(DELETE, { input }, await t.stranger())).data.deleteSecret;
+      const foreign = (await gqlObjects(DELETE, { input }, await t.stranger())).data.deleteSecret;
       expect(foreign).toMatchObject({ __typename: 'NotFoundError', field: 'input.entity' });
       for (const key of [null, await revokedKey()]) {
-        expect((await t.gql(DELETE, { input }, key)).status).toBe(401);
+        expect((await gqlObjects(DELETE, { input }, key)).status).toBe(401);
       }
       expect((await secretNamesOf(t.deps, entityIdOfDefault())).has('TOKEN')).toBe(true);
     });

@@ -19,15 +19,15 @@ const keys: Record<'aAdmin' | 'bAdmin' | 'aViewer' | 'outsider', string> = {
 let svc: string;
 
 const CREATE_USER = `mutation($v: CreateUserInput!) { createUser(input: $v) {
-  __typename ... on CreatedUser { secret user { id } } ... on Error { message } } }`;
-const ADD_MEMBER = `mutation($v: MemberInput!) { addMember(input: $v) {
-  __typename ... on Error { message } ... on NotFoundError { field }
-  ... on PermissionDeniedError { requiredRole } } }`;
+  __typename ... on CreateUserPayload { secret: plaintextKey user { id } } ... on Error { message } } }`;
+const ADD_MEMBER = `mutation($v: AddMemberInput!) { addMember(input: $v) {
+  __typename ... on Error { message ... on NotFoundError { field }
+  ... on PermissionDeniedError { requiredRole } } } }`;
 const CREATE_KEY = `mutation($userId: ID) { createApiKey(input: { name: "x", userId: $userId }) {
-  __typename ... on CreatedApiKey { secret apiKey { id } } ... on Error { message }
-  ... on PermissionDeniedError { requiredRole } } }`;
-const REVOKE_KEY = `mutation($id: ID!) { revokeApiKey(id: $id) {
-  __typename ... on ApiKey { revokedAt } ... on Error { message } } }`;
+  __typename ... on CreateApiKeyPayload { secret: plaintextKey apiKey { id } } ... on Error { message
+  ... on PermissionDeniedError { requiredRole } } } }`;
+const REVOKE_KEY = `mutation($id: ID!) { revokeApiKey(input: { id: $id }) {
+  __typename ... on RevokeApiKeyPayload { apiKey { revokedAt } } ... on Error { message } } }`;
 const KEYS_OF =
   'query($id: ID!) { node(id: $id) { ... on User { apiKeys { edges { node { id } } } } } }';
 
@@ -39,7 +39,7 @@ async function createAccount(
   role: 'ADMIN' | 'MEMBER' | 'VIEWER',
 ): Promise<{ id: string; secret: string }> {
   const r = await mutate(t, CREATE_USER, { v: { entity, name, kind, role } });
-  expect(r.__typename, r.message).toBe('CreatedUser');
+  expect(r.__typename, r.message).toBe('CreateUserPayload');
   return { id: r.user.id, secret: r.secret };
 }
 
@@ -52,7 +52,7 @@ async function keyIdsOf(userId: string, key?: string): Promise<string[] | null> 
 /** A fresh key of `svc`, minted by the fixture admin, who administers both entities. */
 async function svcKey(): Promise<{ id: string; secret: string }> {
   const r = await mutate(t, CREATE_KEY, { userId: svc });
-  expect(r.__typename, r.message).toBe('CreatedApiKey');
+  expect(r.__typename, r.message).toBe('CreateApiKeyPayload');
   return { id: r.apiKey.id, secret: r.secret };
 }
 
@@ -69,7 +69,7 @@ beforeAll(async () => {
       `mutation { createEntity(input: { name: "${name}" }) { __typename } }`,
       {},
     );
-    expect(r.__typename).toBe('Entity');
+    expect(r.__typename).toBe('CreateEntityPayload');
   }
   keys.aAdmin = (await createAccount('alpha', 'a-admin', 'USER', 'ADMIN')).secret;
   keys.aViewer = (await createAccount('alpha', 'a-viewer', 'USER', 'VIEWER')).secret;
@@ -77,7 +77,7 @@ beforeAll(async () => {
   keys.outsider = (await createAccount('default', 'outsider', 'USER', 'ADMIN')).secret;
   svc = (await createAccount('alpha', 'svc', 'SERVICE_ACCOUNT', 'VIEWER')).id;
   const shared = await mutate(t, ADD_MEMBER, { v: { entity: 'beta', userId: svc, role: 'ADMIN' } });
-  expect(shared.__typename, shared.message).toBe('Membership');
+  expect(shared.__typename, shared.message).toBe('AddMemberPayload');
 });
 
 afterAll(async () => {
@@ -141,7 +141,9 @@ describe('a service account in two entities', () => {
     for (const key of [keys.aAdmin, keys.bAdmin]) {
       const svcKeyNow = await svcKey();
       const res = await t.gql(REVOKE_KEY, { id: svcKeyNow.id }, key);
-      expect(res.data.revokeApiKey.__typename, res.data.revokeApiKey.message).toBe('ApiKey');
+      expect(res.data.revokeApiKey.__typename, res.data.revokeApiKey.message).toBe(
+        'RevokeApiKeyPayload',
+      );
       expect((await t.gql('{ __typename }', {}, svcKeyNow.secret)).status).toBe(401);
     }
     const kept = await svcKey();
@@ -162,9 +164,9 @@ describe('a service account in two entities', () => {
       { v: { entity: 'beta', userId: lone.id } },
       keys.bAdmin,
     );
-    expect(removed.data.removeMember.__typename).toBe('Membership');
+    expect(removed.data.removeMember.__typename).toBe('RemoveMemberPayload');
     const allowed = await t.gql(CREATE_KEY, { userId: lone.id }, keys.aAdmin);
-    expect(allowed.data.createApiKey.__typename).toBe('CreatedApiKey');
+    expect(allowed.data.createApiKey.__typename).toBe('CreateApiKeyPayload');
   });
 });
 
@@ -175,7 +177,7 @@ describe('a service account in no entity', () => {
       `mutation($v: RemoveMemberInput!) { removeMember(input: $v) { __typename } }`,
       { v: { entity: 'alpha', userId: orphan.id } },
     );
-    expect(removed.data.removeMember.__typename).toBe('Membership');
+    expect(removed.data.removeMember.__typename).toBe('RemoveMemberPayload');
     for (const key of [t.adminKey, keys.aAdmin, keys.outsider]) {
       const res = await t.gql(CREATE_KEY, { userId: orphan.id }, key);
       expect(res.data.createApiKey.__typename).toBe('NotFoundError');
@@ -214,7 +216,7 @@ describe('sharing a service account with another entity', () => {
       {},
       keys.aAdmin,
     );
-    expect(created.data.createEntity.__typename).toBe('Entity');
+    expect(created.data.createEntity.__typename).toBe('CreateEntityPayload');
     const res = await t.gql(
       ADD_MEMBER,
       { v: { entity: 'gamma', userId: svc, role: 'VIEWER' } },
@@ -229,7 +231,7 @@ describe('sharing a service account with another entity', () => {
   it('is allowed to an admin of the target and of every entity the account is in', async () => {
     const bot = await createAccount('alpha', 'shared-bot', 'SERVICE_ACCOUNT', 'VIEWER');
     const res = await t.gql(ADD_MEMBER, { v: { entity: 'beta', userId: bot.id, role: 'MEMBER' } });
-    expect(res.data.addMember.__typename).toBe('Membership');
+    expect(res.data.addMember.__typename).toBe('AddMemberPayload');
   });
 
   it('leaves adding people unchanged: a person manages only their own keys', async () => {
@@ -239,7 +241,7 @@ describe('sharing a service account with another entity', () => {
       { v: { entity: 'beta', userId: person.id, role: 'VIEWER' } },
       keys.bAdmin,
     );
-    expect(added.data.addMember.__typename).toBe('Membership');
+    expect(added.data.addMember.__typename).toBe('AddMemberPayload');
     for (const key of [keys.aAdmin, keys.bAdmin]) {
       const res = await t.gql(CREATE_KEY, { userId: person.id }, key);
       expect(res.data.createApiKey.__typename).toBe('NotFoundError');

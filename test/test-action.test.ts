@@ -13,8 +13,14 @@ afterEach(async () => {
 });
 
 const TEST = `mutation($i: TestActionInput!) { testAction(input: $i) {
-  __typename ... on ActionTestResponse { success statusCode errorClass errorMessage responseBody durationMs }
-  ... on Error { message } ... on ValidationError { field } ... on NotFoundError { field } ... on PermissionDeniedError { requiredRole } } }`;
+  __typename ... on TestActionPayload { response { __typename success statusCode errorClass errorMessage responseBody durationMs } }
+  ... on Error { message ... on ValidationError { field } ... on NotFoundError { field } ... on PermissionDeniedError { requiredRole } } } }`;
+
+/** testAction's response, or the error in its place. */
+async function sendTest(variables: Record<string, unknown>, key?: string) {
+  const result = await mutate(t, TEST, variables, key);
+  return result.response ?? result;
+}
 
 describe('testAction', () => {
   it('sends a signed sample payload without creating a run, and redacts secrets the receiver echoes', async () => {
@@ -30,7 +36,7 @@ describe('testAction', () => {
       accessTokenSecret: 'HOOK_TOKEN',
     });
 
-    const r = await mutate(t, TEST, {
+    const r = await sendTest({
       i: {
         id: action.id,
         payloadTemplate: '{"who":"${event_author}","token":"${HOOK_TOKEN}","event":"${event_id}"}',
@@ -70,21 +76,21 @@ describe('testAction', () => {
     t = await createTestApp({ env: { TRIPLINE_OUTBOUND_ALLOW: '127.0.0.1' } });
     receiver = await startReceiver(() => ({ status: 500, body: 'boom' }));
     const action = await createWebhookAction(t, { name: 'hook', url: `${receiver.url}/hook` });
-    expect(await mutate(t, TEST, { i: { id: action.id } })).toMatchObject({
+    expect(await sendTest({ i: { id: action.id } })).toMatchObject({
       success: false,
       statusCode: 500,
       responseBody: 'boom',
     });
     expect(
-      await mutate(t, TEST, { i: { id: action.id, payloadTemplate: '{"x": "${nope}"}' } }),
+      await sendTest({ i: { id: action.id, payloadTemplate: '{"x": "${nope}"}' } }),
     ).toMatchObject({
       __typename: 'ValidationError',
       field: 'input.payloadTemplate',
     });
-    expect(await mutate(t, TEST, { i: { id: action.id } }, await t.member('VIEWER'))).toMatchObject(
-      { __typename: 'PermissionDeniedError' },
-    );
-    expect(await mutate(t, TEST, { i: { id: action.id } }, await t.stranger())).toMatchObject({
+    expect(await sendTest({ i: { id: action.id } }, await t.member('VIEWER'))).toMatchObject({
+      __typename: 'PermissionDeniedError',
+    });
+    expect(await sendTest({ i: { id: action.id } }, await t.stranger())).toMatchObject({
       __typename: 'NotFoundError',
       field: 'input.id',
     });
@@ -94,7 +100,7 @@ describe('testAction', () => {
     t = await createTestApp();
     receiver = await startReceiver();
     const action = await createWebhookAction(t, { name: 'hook', url: `${receiver.url}/hook` });
-    const r = await mutate(t, TEST, { i: { id: action.id } });
+    const r = await sendTest({ i: { id: action.id } });
     expect(r).toMatchObject({ success: false, statusCode: null, errorClass: 'SSRF_BLOCKED' });
     expect(receiver.requests).toHaveLength(0);
   });

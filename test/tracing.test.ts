@@ -156,7 +156,7 @@ describe('tracing over OTLP/HTTP', () => {
       );
       const action = await gql(
         url,
-        'mutation($i: CreateWebhookActionInput!) { createWebhookAction(input: $i) { ... on CreatedWebhookAction { action { id } } } }',
+        'mutation($i: CreateWebhookActionInput!) { createWebhookAction(input: $i) { ... on CreateWebhookActionPayload { action { id } } } }',
         { i: { entity: 'default', name: 'hook', url: `${receiver.url}/hook` } },
       );
       await gql(
@@ -177,7 +177,7 @@ describe('tracing over OTLP/HTTP', () => {
       const emitted = await gql(
         url,
         `mutation Report { emitArtifactEvent(input: { entity: "default", eventType: CREATE_ARTIFACT, project: "p", collection: "m", artifactType: "model", versionIndex: 0 }) {
-        ... on EmittedArtifactEvent { event { id } triggeredRuns { id } } } }`,
+        ... on EmitArtifactEventPayload { event { id } triggeredRuns { id } } } }`,
         {},
         { traceparent: `00-${callerTrace}-${callerSpan}-01` },
       );

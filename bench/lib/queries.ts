@@ -6,7 +6,7 @@ export const TYPENAME = '{ __typename }';
 export const EMIT = `mutation($entity: String!, $project: String!, $v: Int!) {
   emitArtifactEvent(input: { entity: $entity, eventType: CREATE_ARTIFACT, project: $project,
     collection: "model", artifactType: "model", versionIndex: $v }) {
-    __typename ... on EmittedArtifactEvent { event { id } triggeredRuns { id status } }
+    __typename ... on EmitArtifactEventPayload { event { id } triggeredRuns { id status } }
     ... on Error { message } } }`;
 
 export interface EmitAnswer {

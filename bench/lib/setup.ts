@@ -25,7 +25,7 @@ const CREATE_ENTITY = `mutation($name: String!) {
 
 const CREATE_ACTION = `mutation($entity: String!, $name: String!, $url: String!) {
   createWebhookAction(input: { entity: $entity, name: $name, url: $url }) {
-    __typename ... on CreatedWebhookAction { signingSecret action { id } } ... on Error { message } } }`;
+    __typename ... on CreateWebhookActionPayload { signingSecret action { id } } ... on Error { message } } }`;
 
 const CREATE_AUTOMATION = `mutation($entity: String!, $name: String!, $project: String!, $action: ID!) {
   createAutomation(input: { entity: $entity, name: $name, eventType: CREATE_ARTIFACT,
@@ -39,14 +39,14 @@ export async function createTemplate(receiverUrl: string): Promise<Template> {
   try {
     const { url, adminKey: key } = server;
     const project = (entity: string, name: string) =>
-      mutate(url, key, CREATE_PROJECT, { entity, name }, 'Project');
+      mutate(url, key, CREATE_PROJECT, { entity, name }, 'CreateProjectPayload');
     const action = (entity: string, name: string, path: string) =>
       mutate<{ signingSecret: string; action: { id: string } }>(
         url,
         key,
         CREATE_ACTION,
         { entity, name, url: `${receiverUrl}${path}` },
-        'CreatedWebhookAction',
+        'CreateWebhookActionPayload',
       );
     const automation = (entity: string, name: string, projectName: string, actionId: string) =>
       mutate(
@@ -54,7 +54,7 @@ export async function createTemplate(receiverUrl: string): Promise<Template> {
         key,
         CREATE_AUTOMATION,
         { entity, name, project: projectName, action: actionId },
-        'Automation',
+        'CreateAutomationPayload',
       );
 
     const fast = await action('default', 'fast', '/ok');
@@ -70,7 +70,7 @@ export async function createTemplate(receiverUrl: string): Promise<Template> {
       await automation('default', `history-${i}`, 'history', fast.action.id);
     }
     for (const entity of ['e1k', 'e10k']) {
-      await mutate(url, key, CREATE_ENTITY, { name: entity }, 'Entity');
+      await mutate(url, key, CREATE_ENTITY, { name: entity }, 'CreateEntityPayload');
       await action(entity, 'hang', '/hang');
       await project(entity, 'watched');
       await project(entity, 'quiet');

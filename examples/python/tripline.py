@@ -47,15 +47,17 @@ mutation TriplineEmitArtifactEvent($input: EmitArtifactEventInput!) {
   emitArtifactEvent(input: $input) {
     __typename
     ...TriplineEmitted
-    ... on Error { message }
-    ... on ValidationError { field }
-    ... on NotFoundError { field }
-    ... on ConflictError { field }
-    ... on PermissionDeniedError { requiredRole }
+    ... on Error {
+      message
+      ... on ValidationError { field }
+      ... on NotFoundError { field }
+      ... on ConflictError { field }
+      ... on PermissionDeniedError { requiredRole }
+    }
   }
 }
 
-fragment TriplineEmitted on EmittedArtifactEvent {
+fragment TriplineEmitted on EmitArtifactEventPayload {
   replayed
   event { id eventType versionString idempotencyKey createdAt }
   triggeredRuns { ...TriplineRun }

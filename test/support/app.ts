@@ -159,10 +159,10 @@ export async function createTestApp(
   const createMember = async (entity: string, role: string, name: string): Promise<string> => {
     const result = await gql(
       `mutation($input: CreateUserInput!) { createUser(input: $input) {
-        __typename ... on CreatedUser { secret } ... on Error { message } } }`,
+        __typename ... on CreateUserPayload { plaintextKey } ... on Error { message } } }`,
       { input: { entity, name, kind: 'USER', role } },
     );
-    const secret = result.data?.createUser?.secret;
+    const secret = result.data?.createUser?.plaintextKey;
     if (!secret) throw new Error(`could not create a ${role}: ${JSON.stringify(result)}`);
     return secret;
   };

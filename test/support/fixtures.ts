@@ -21,7 +21,7 @@ export async function createProject(t: TestApp, name: string, entity = 'default'
       i: { entity, name },
     },
   );
-  expect(r.__typename).toBe('Project');
+  expect(r.__typename).toBe('CreateProjectPayload');
 }
 
 export async function createRegistry(t: TestApp, name: string, entity = 'default'): Promise<void> {
@@ -32,7 +32,7 @@ export async function createRegistry(t: TestApp, name: string, entity = 'default
       i: { entity, name },
     },
   );
-  expect(r.__typename).toBe('Registry');
+  expect(r.__typename).toBe('CreateRegistryPayload');
 }
 
 export async function createSecret(
@@ -48,7 +48,7 @@ export async function createSecret(
       i: { entity, name, value },
     },
   );
-  expect(r.__typename).toBe('Secret');
+  expect(r.__typename).toBe('CreateSecretPayload');
 }
 
 /** Creates a webhook action; returns its global id and the generated signing secret. */
@@ -65,10 +65,10 @@ export async function createWebhookAction(
   const r = await mutate(
     t,
     `mutation($i: CreateWebhookActionInput!) { createWebhookAction(input: $i) {
-      __typename ... on CreatedWebhookAction { signingSecret action { id } } ... on Error { message } } }`,
+      __typename ... on CreateWebhookActionPayload { signingSecret action { id } } ... on Error { message } } }`,
     { i: { entity: 'default', ...input } },
   );
-  expect(r.__typename, r.message).toBe('CreatedWebhookAction');
+  expect(r.__typename, r.message).toBe('CreateWebhookActionPayload');
   return { id: r.action.id, signingSecret: r.signingSecret };
 }
 
@@ -78,11 +78,11 @@ export async function createSlackAction(
 ): Promise<string> {
   const r = await mutate(
     t,
-    `mutation($i: CreateSlackActionInput!) { createSlackAction(input: $i) { __typename ... on SlackAction { id } ... on Error { message } } }`,
+    `mutation($i: CreateSlackActionInput!) { createSlackAction(input: $i) { __typename ... on CreateSlackActionPayload { action { id } } ... on Error { message } } }`,
     { i: { entity: 'default', ...input } },
   );
-  expect(r.__typename, r.message).toBe('SlackAction');
-  return r.id;
+  expect(r.__typename, r.message).toBe('CreateSlackActionPayload');
+  return r.action.id;
 }
 
 /** Creates an automation; returns its global id. */
@@ -101,7 +101,7 @@ export async function createAutomation(
 ): Promise<string> {
   const r = await mutate(
     t,
-    `mutation($i: CreateAutomationInput!) { createAutomation(input: $i) { __typename ... on Automation { id } ... on Error { message } } }`,
+    `mutation($i: CreateAutomationInput!) { createAutomation(input: $i) { __typename ... on CreateAutomationPayload { automation { id } } ... on Error { message } } }`,
     {
       i: {
         entity: input.entity ?? 'default',
@@ -117,16 +117,16 @@ export async function createAutomation(
       },
     },
   );
-  expect(r.__typename, r.message).toBe('Automation');
-  return r.id;
+  expect(r.__typename, r.message).toBe('CreateAutomationPayload');
+  return r.automation.id;
 }
 
 export const EMIT = `mutation($i: EmitArtifactEventInput!) { emitArtifactEvent(input: $i) {
   __typename
-  ... on EmittedArtifactEvent { replayed event { id eventType versionString versionUri alias author collectionName }
+  ... on EmitArtifactEventPayload { replayed event { id eventType versionString versionUri alias author collectionName }
     triggeredRuns { id status automationName automation { name } } }
-  ... on Error { message } ... on ValidationError { field } ... on NotFoundError { field }
-  ... on PermissionDeniedError { requiredRole } } }`;
+  ... on Error { message ... on ValidationError { field } ... on NotFoundError { field }
+  ... on PermissionDeniedError { requiredRole } } } }`;
 
 /** Emits an event in entity `default`; fields default to a CREATE_ARTIFACT of my-model v0 in project `p`. */
 export async function emit(
@@ -150,4 +150,19 @@ export async function emit(
     },
     key,
   );
+}
+
+/**
+ * The answer with each `…Payload` that holds one object replaced by that object, for tests about
+ * the object rather than the payload's shape (test/schema-conventions.test.ts checks that).
+ */
+export function payloadObjects<T extends GraphQLResponse>(res: T): T {
+  const data = res.data as Record<string, unknown> | undefined;
+  for (const [field, value] of Object.entries(data ?? {})) {
+    const payload = value as { __typename?: string } | null;
+    if (!payload?.__typename?.endsWith('Payload')) continue;
+    const keys = Object.keys(payload).filter((key) => key !== '__typename');
+    if (keys.length === 1 && data) data[field] = (payload as Record<string, unknown>)[keys[0]!];
+  }
+  return res;
 }

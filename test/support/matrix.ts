@@ -112,7 +112,7 @@ export function expectOutcome(
 
 /** The selection every mutation row asks for: enough to tell the outcomes apart. */
 export const RESULT =
-  '{ __typename ... on Error { message } ... on PermissionDeniedError { requiredRole } }';
+  '{ __typename ... on Error { message ... on PermissionDeniedError { requiredRole } } }';
 
 /** `mutation { result: <field>(input: $v) … }` for a field taking one `input` argument. */
 export const mutationOf = (field: string, inputType: string): string =>

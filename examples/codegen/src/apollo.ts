@@ -58,7 +58,7 @@ export function createApolloTripline({ url, apiKey, webSocketImpl }: TriplineCli
       const result = data?.emitArtifactEvent;
       if (!result) throw new Error('emitArtifactEvent answered nothing');
       switch (result.__typename) {
-        case 'EmittedArtifactEvent':
+        case 'EmitArtifactEventPayload':
           return result.triggeredRuns;
         case 'ValidationError':
           throw new Error(`${result.field}: ${result.message}`);

@@ -91,7 +91,7 @@ export function createUrqlTripline(
       const result = data?.emitArtifactEvent;
       if (!result) throw new Error('emitArtifactEvent answered nothing');
       switch (result.__typename) {
-        case 'EmittedArtifactEvent':
+        case 'EmitArtifactEventPayload':
           return result.triggeredRuns;
         case 'ValidationError':
           throw new Error(`${result.field}: ${result.message}`);

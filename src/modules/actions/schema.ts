@@ -1,6 +1,11 @@
 import { builder } from '../../builder.js';
 import type { Context } from '../../context.js';
-import { NotFoundError } from '../../errors.js';
+import {
+  ConflictError,
+  NotFoundError,
+  PermissionDeniedError,
+  ValidationError,
+} from '../../errors.js';
 import {
   ACTION_KINDS,
   type SlackActionRecord,
@@ -115,6 +120,16 @@ async function loadAction<Kind extends ActionKind>(
     : null;
 }
 
+/**
+ * The name of a secret an action must reference. A secret cannot be deleted while an action uses
+ * it (deleteSecret answers a ConflictError), so a missing one is a bug, not a value to show.
+ */
+async function referencedSecretName(ctx: Context, secretId: string): Promise<string> {
+  const name = await secretNameOf(ctx.deps, secretId);
+  if (name === null) throw new Error(`Secret ${secretId} referenced by an action does not exist.`);
+  return name;
+}
+
 export const WebhookActionRef = builder.node(
   builder.objectRef<WebhookActionRecord>('WebhookAction'),
   {
@@ -135,8 +150,7 @@ export const WebhookActionRef = builder.node(
       signingSecret: t.string({
         description:
           'Name of the secret holding the `whsec_…` key that signs every delivery (`webhook-signature`).',
-        resolve: async (action, _args, ctx) =>
-          (await secretNameOf(ctx.deps, action.signingSecretId)) ?? '',
+        resolve: (action, _args, ctx) => referencedSecretName(ctx, action.signingSecretId),
       }),
       headers: t.field({
         type: [HeaderRef],
@@ -160,29 +174,36 @@ export const SlackActionRef = builder.node(builder.objectRef<SlackActionRecord>(
     }),
     webhookUrlSecret: t.string({
       description: 'Name of the secret holding the Slack incoming-webhook URL.',
-      resolve: async (action, _args, ctx) =>
-        (await secretNameOf(ctx.deps, action.slackUrlSecretId)) ?? '',
+      resolve: (action, _args, ctx) => referencedSecretName(ctx, action.slackUrlSecretId),
     }),
   }),
 });
 
+export const ActionConnectionRef = builder.connectionObject(
+  { type: ActionRef, name: 'ActionConnection' },
+  { name: 'ActionEdge' },
+);
+
 builder.objectField(EntityRef, 'actions', (t) =>
-  t.connection({
-    type: ActionRef,
-    description: "The entity's actions, by name.",
-    args: {
-      kind: t.arg({
-        type: ActionKindEnum,
-        required: false,
-        description: 'Only actions of this kind.',
-      }),
-      enabled: t.arg.boolean({
-        required: false,
-        description: 'Only enabled (true) or only disabled (false) actions.',
-      }),
+  t.connection(
+    {
+      type: ActionRef,
+      description: "The entity's actions, by name.",
+      args: {
+        kind: t.arg({
+          type: ActionKindEnum,
+          required: false,
+          description: 'Only actions of this kind.',
+        }),
+        enabled: t.arg.boolean({
+          required: false,
+          description: 'Only enabled (true) or only disabled (false) actions.',
+        }),
+      },
+      resolve: (entity, args, ctx) => connection(args, actionList(ctx.deps, entity.id, args)),
     },
-    resolve: (entity, args, ctx) => connection(args, actionList(ctx.deps, entity.id, args)),
-  }),
+    ActionConnectionRef,
+  ),
 );
 
 const HeaderInputRef = builder.inputType('HeaderInput', {
@@ -196,8 +217,10 @@ const HeaderInputRef = builder.inputType('HeaderInput', {
   }),
 });
 
-const CreatedWebhookActionRef = builder
-  .objectRef<{ action: WebhookActionRecord; signingSecret: string | null }>('CreatedWebhookAction')
+const CreateWebhookActionPayload = builder
+  .objectRef<{ action: WebhookActionRecord; signingSecret: string | null }>(
+    'CreateWebhookActionPayload',
+  )
   .implement({
     description:
       'A new webhook action, with its generated signing secret when one was generated. That value is shown only here, once.',
@@ -217,10 +240,10 @@ const CreatedWebhookActionRef = builder
 
 builder.mutationField('createWebhookAction', (t) =>
   t.field({
-    type: CreatedWebhookActionRef,
+    type: CreateWebhookActionPayload,
     description:
       'Creates a webhook action. Without `signingSecret`, a signing secret is generated, stored as the secret `<NAME>_SIGNING_SECRET` and returned once. Admins only.',
-    errors: {},
+    errors: { types: [ValidationError, NotFoundError, ConflictError, PermissionDeniedError] },
     args: {
       input: t.arg({
         description: 'What to do.',
@@ -257,9 +280,18 @@ builder.mutationField('createWebhookAction', (t) =>
 
 builder.mutationField('createSlackAction', (t) =>
   t.field({
-    type: SlackActionRef,
+    type: builder.objectRef<{ action: SlackActionRecord }>('CreateSlackActionPayload').implement({
+      description: 'The created Slack action.',
+      fields: (t) => ({
+        action: t.field({
+          type: SlackActionRef,
+          description: 'The new action.',
+          resolve: (p) => p.action,
+        }),
+      }),
+    }),
     description: 'Creates a Slack action. Admins only.',
-    errors: {},
+    errors: { types: [ValidationError, NotFoundError, ConflictError, PermissionDeniedError] },
     args: {
       input: t.arg({
         description: 'What to do.',
@@ -279,27 +311,27 @@ builder.mutationField('createSlackAction', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) => createSlackAction(ctx, input),
+    resolve: async (_root, { input }, ctx) => ({ action: await createSlackAction(ctx, input) }),
   }),
 );
 
-const UpdatedActionRef = builder.objectRef<Action>('UpdatedAction').implement({
+const UpdateActionPayload = builder.objectRef<{ action: Action }>('UpdateActionPayload').implement({
   description: 'An action after a change.',
   fields: (t) => ({
     action: t.field({
       type: ActionRef,
       description: 'The action as it is now.',
-      resolve: (a) => a,
+      resolve: (p) => p.action,
     }),
   }),
 });
 
 builder.mutationField('updateAction', (t) =>
   t.field({
-    type: UpdatedActionRef,
+    type: UpdateActionPayload,
     description:
       'Changes an action; omitted fields keep their value, and fields must fit its kind. `enabled: false` stops its deliveries; `enabled: true` resumes them and clears `disabledReason`. Admins only.',
-    errors: {},
+    errors: { types: [ValidationError, NotFoundError, ConflictError, PermissionDeniedError] },
     args: {
       input: t.arg({
         description: 'What to do.',
@@ -334,28 +366,29 @@ builder.mutationField('updateAction', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) =>
-      updateAction(ctx, { ...input, id: decodeActionId(input.id, 'input.id') }),
+    resolve: async (_root, { input }, ctx) => ({
+      action: await updateAction(ctx, { ...input, id: decodeActionId(input.id, 'input.id') }),
+    }),
   }),
 );
 
-const DeletedActionRef = builder.objectRef<Action>('DeletedAction').implement({
+const DeleteActionPayload = builder.objectRef<{ action: Action }>('DeleteActionPayload').implement({
   description: 'An action that was deleted.',
   fields: (t) => ({
     action: t.field({
       type: ActionRef,
       description: 'The action as it was; its ID names nothing any more.',
-      resolve: (a) => a,
+      resolve: (p) => p.action,
     }),
   }),
 });
 
 builder.mutationField('deleteAction', (t) =>
   t.field({
-    type: DeletedActionRef,
+    type: DeleteActionPayload,
     description:
       'Deletes an action. Refused with a ConflictError naming them while automations use it. Its secrets are kept. Admins only.',
-    errors: {},
+    errors: { types: [NotFoundError, ConflictError, PermissionDeniedError] },
     args: {
       input: t.arg({
         description: 'What to do.',
@@ -365,7 +398,8 @@ builder.mutationField('deleteAction', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) =>
-      deleteAction(ctx, { id: decodeActionId(input.id, 'input.id') }),
+    resolve: async (_root, { input }, ctx) => ({
+      action: await deleteAction(ctx, { id: decodeActionId(input.id, 'input.id') }),
+    }),
   }),
 );

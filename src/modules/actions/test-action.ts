@@ -2,7 +2,7 @@ import { builder } from '../../builder.js';
 import type { Context } from '../../context.js';
 import { buildDeliveryRequest, DeliveryConfigurationError } from '../../delivery/load.js';
 import { type DeliveryOutcome, deliver } from '../../delivery/send.js';
-import { ValidationError } from '../../errors.js';
+import { NotFoundError, PermissionDeniedError, ValidationError } from '../../errors.js';
 import { newId, publicId } from '../../ids.js';
 import { SlackSeverityEnum } from '../automations/schema.js';
 import {
@@ -67,7 +67,8 @@ export async function testAction(ctx: Context, input: TestActionInput): Promise<
     uses(checkTextTemplate(input.slackTitle, secretNames, 'input.slackTitle'));
   if (input.slackMessage != null)
     uses(checkTextTemplate(input.slackMessage, secretNames, 'input.slackMessage'));
-  const entityName = (await readableEntity(ctx, action.entityId))?.name ?? '';
+  // requireAction checked the viewer's role there, so the entity is readable.
+  const entityName = (await readableEntity(ctx, action.entityId))!.name;
   const secrets = await deps.storage.delivery.findSecrets(action.entityId, {
     ids: [action.accessTokenSecretId, action.signingSecretId, action.slackUrlSecretId].filter(
       (id): id is string => id !== null,
@@ -116,12 +117,25 @@ const ActionTestResponse = builder.objectRef<DeliveryOutcome>('ActionTestRespons
   }),
 });
 
+const TestActionPayload = builder
+  .objectRef<{ response: DeliveryOutcome }>('TestActionPayload')
+  .implement({
+    description: 'The outcome of a test delivery.',
+    fields: (t) => ({
+      response: t.field({
+        type: ActionTestResponse,
+        description: 'What the receiver answered, or why there was no answer.',
+        resolve: (p) => p.response,
+      }),
+    }),
+  });
+
 builder.mutationField('testAction', (t) =>
   t.field({
-    type: ActionTestResponse,
+    type: TestActionPayload,
     description:
       'Sends a sample message through an action, like a "Test webhook" button, and returns the answer. Creates no run. Members and admins.',
-    errors: {},
+    errors: { types: [ValidationError, NotFoundError, PermissionDeniedError] },
     args: {
       input: t.arg({
         description: 'Which action, and optionally the templates to try.',
@@ -145,6 +159,6 @@ builder.mutationField('testAction', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) => testAction(ctx, input),
+    resolve: async (_root, { input }, ctx) => ({ response: await testAction(ctx, input) }),
   }),
 );

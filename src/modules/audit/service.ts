@@ -1,3 +1,8 @@
 /* The audit log's records live with the storage layer, which writes them with their changes. */
-export type { AuditAction, AuditEntry, AuditRecord } from '../../storage/audit.js';
+export {
+  AUDIT_ACTIONS,
+  type AuditAction,
+  type AuditEntry,
+  type AuditRecord,
+} from '../../storage/audit.js';
 export type { AuditFilter } from '../../storage/identity.js';

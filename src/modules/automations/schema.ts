@@ -1,5 +1,10 @@
 import { builder } from '../../builder.js';
-import { NotFoundError } from '../../errors.js';
+import {
+  ConflictError,
+  NotFoundError,
+  PermissionDeniedError,
+  ValidationError,
+} from '../../errors.js';
 import { ActionRef, actionReferenceOf } from '../actions/schema.js';
 import { getAction } from '../actions/service.js';
 import { connection } from '../connection.js';
@@ -192,10 +197,14 @@ export const AutomationRef = builder.node(builder.objectRef<Automation>('Automat
     }),
     action: t.field({
       type: ActionRef,
-      nullable: true,
       description:
-        'The action it runs. An action cannot be deleted while an automation uses it, so this is set.',
-      resolve: async (a, _args, ctx) => (await getAction(ctx.deps, a.actionId)) ?? null,
+        'The action it runs. An action cannot be deleted while an automation uses it (deleteAction answers a ConflictError), so this is always set.',
+      resolve: async (a, _args, ctx) => {
+        const action = await getAction(ctx.deps, a.actionId);
+        // Only a deleted automation's action can be gone (deleted after it, by another request).
+        if (!action) throw new Error(`The action of automation ${a.id} no longer exists.`);
+        return action;
+      },
     }),
     config: t.field({
       type: AutomationConfigRef,
@@ -237,40 +246,48 @@ function decodeActionInput(input: AutomationActionInput): AutomationActionInput 
   return { ...input, actionId };
 }
 
+export const AutomationConnectionRef = builder.connectionObject(
+  { type: AutomationRef, name: 'AutomationConnection' },
+  { name: 'AutomationEdge' },
+);
+
 builder.objectField(EntityRef, 'automations', (t) =>
-  t.connection({
-    type: AutomationRef,
-    description: "The entity's automations, newest first. Each argument narrows the list.",
-    args: {
-      scopeType: t.arg({
-        type: ScopeTypeEnum,
-        required: false,
-        description: 'Only this kind of scope.',
-      }),
-      eventType: t.arg({
-        type: EventTypeEnum,
-        required: false,
-        description: 'Only this event type.',
-      }),
-      actionId: t.arg.id({
-        required: false,
-        description: 'Only automations running this action (its global ID).',
-      }),
-      enabled: t.arg.boolean({
-        required: false,
-        description: 'Only enabled (true) or disabled (false) automations.',
-      }),
+  t.connection(
+    {
+      type: AutomationRef,
+      description: "The entity's automations, newest first. Each argument narrows the list.",
+      args: {
+        scopeType: t.arg({
+          type: ScopeTypeEnum,
+          required: false,
+          description: 'Only this kind of scope.',
+        }),
+        eventType: t.arg({
+          type: EventTypeEnum,
+          required: false,
+          description: 'Only this event type.',
+        }),
+        actionId: t.arg.id({
+          required: false,
+          description: 'Only automations running this action (its global ID).',
+        }),
+        enabled: t.arg.boolean({
+          required: false,
+          description: 'Only enabled (true) or disabled (false) automations.',
+        }),
+      },
+      resolve: (entity, args, ctx) => {
+        const actionId = args.actionId == null ? null : actionIdOf(args.actionId);
+        const list = automationList(ctx.deps, entity.id, { ...args, actionId });
+        // An ID that names no action matches no automation.
+        return connection(
+          args,
+          actionId === undefined ? { ...list, fetch: async () => [], count: async () => 0 } : list,
+        );
+      },
     },
-    resolve: (entity, args, ctx) => {
-      const actionId = args.actionId == null ? null : actionIdOf(args.actionId);
-      const list = automationList(ctx.deps, entity.id, { ...args, actionId });
-      // An ID that names no action matches no automation.
-      return connection(
-        args,
-        actionId === undefined ? { ...list, fetch: async () => [], count: async () => 0 } : list,
-      );
-    },
-  }),
+    AutomationConnectionRef,
+  ),
 );
 
 builder.queryField('automation', (t) =>
@@ -348,12 +365,26 @@ const ActionInput = builder.inputType('AutomationActionInput', {
   }),
 });
 
+/** The result of a mutation that changes one automation. */
+function automationPayload(name: string, description: string) {
+  return builder.objectRef<{ automation: Automation }>(name).implement({
+    description,
+    fields: (t) => ({
+      automation: t.field({
+        type: AutomationRef,
+        description: 'The automation.',
+        resolve: (p) => p.automation,
+      }),
+    }),
+  });
+}
+
 builder.mutationField('createAutomation', (t) =>
   t.field({
-    type: AutomationRef,
+    type: automationPayload('CreateAutomationPayload', 'The created automation.'),
     description:
       'Creates an automation. Its scope, event type, filter and action configuration are checked together now, not at delivery. Members and admins.',
-    errors: {},
+    errors: { types: [ValidationError, NotFoundError, ConflictError, PermissionDeniedError] },
     args: {
       input: t.arg({
         description: 'What to do.',
@@ -379,17 +410,21 @@ builder.mutationField('createAutomation', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) =>
-      createAutomation(ctx, { ...input, action: decodeActionInput(input.action) }),
+    resolve: async (_root, { input }, ctx) => ({
+      automation: await createAutomation(ctx, {
+        ...input,
+        action: decodeActionInput(input.action),
+      }),
+    }),
   }),
 );
 
 builder.mutationField('updateAutomation', (t) =>
   t.field({
-    type: AutomationRef,
+    type: automationPayload('UpdateAutomationPayload', 'The changed automation.'),
     description:
       'Changes an automation, e.g. `enabled: false` to pause it. Fields left out keep their value; `scope`, `filter` and `action` are replaced whole when given. The result is checked as on creation. Members and admins.',
-    errors: {},
+    errors: { types: [ValidationError, NotFoundError, ConflictError, PermissionDeniedError] },
     args: {
       input: t.arg({
         description: 'What to do.',
@@ -426,21 +461,22 @@ builder.mutationField('updateAutomation', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) =>
-      updateAutomation(ctx, {
+    resolve: async (_root, { input }, ctx) => ({
+      automation: await updateAutomation(ctx, {
         ...input,
         id: decodeId(input.id, 'Automation', 'input.id'),
         action: input.action && decodeActionInput(input.action),
       }),
+    }),
   }),
 );
 
 builder.mutationField('deleteAutomation', (t) =>
   t.field({
-    type: AutomationRef,
+    type: automationPayload('DeleteAutomationPayload', 'The deleted automation, as it was.'),
     description:
       'Deletes an automation and returns it as it was. Runs it already triggered keep their history. Members and admins.',
-    errors: {},
+    errors: { types: [NotFoundError, PermissionDeniedError] },
     args: {
       input: t.arg({
         description: 'What to do.',
@@ -450,7 +486,8 @@ builder.mutationField('deleteAutomation', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) =>
-      deleteAutomation(ctx, { id: decodeId(input.id, 'Automation', 'input.id') }),
+    resolve: async (_root, { input }, ctx) => ({
+      automation: await deleteAutomation(ctx, { id: decodeId(input.id, 'Automation', 'input.id') }),
+    }),
   }),
 );

@@ -1,7 +1,20 @@
 import { builder } from '../../builder.js';
+import {
+  ConflictError,
+  NotFoundError,
+  PermissionDeniedError,
+  ValidationError,
+} from '../../errors.js';
 import { connection } from '../connection.js';
 import { decodeId } from '../global-id.js';
-import { ApiKeyRef, apiKeyConnection, RoleEnum, UserKindEnum, UserRef } from '../users/schema.js';
+import {
+  ApiKeyConnectionRef,
+  ApiKeyRef,
+  apiKeyConnection,
+  RoleEnum,
+  UserKindEnum,
+  UserRef,
+} from '../users/schema.js';
 import type { ApiKey, User } from '../users/service.js';
 import { type Entity, hasRole, readableEntity } from './access.js';
 import {
@@ -54,12 +67,20 @@ const MemberRef = builder.objectRef<{ user: User; membership: Membership }>('Mem
   }),
 });
 
+const MemberConnectionRef = builder.connectionObject(
+  { type: MemberRef, name: 'MemberConnection' },
+  { name: 'MemberEdge' },
+);
+
 builder.objectField(EntityRef, 'members', (t) =>
-  t.connection({
-    type: MemberRef,
-    description: 'Members and their roles, oldest first.',
-    resolve: (entity, args, ctx) => connection(args, membersOf(ctx.deps, entity.id)),
-  }),
+  t.connection(
+    {
+      type: MemberRef,
+      description: 'Members and their roles, oldest first.',
+      resolve: (entity, args, ctx) => connection(args, membersOf(ctx.deps, entity.id)),
+    },
+    MemberConnectionRef,
+  ),
 );
 
 const MembershipRef = builder.objectRef<Membership>('Membership').implement({
@@ -83,11 +104,14 @@ const ViewerRef = builder.objectRef<User>('Viewer').implement({
       description: 'The entities the caller belongs to, with its role in each.',
       resolve: (u, _args, ctx) => membershipsOf(ctx.deps, u.id),
     }),
-    apiKeys: t.connection({
-      type: ApiKeyRef,
-      description: "The caller's own API keys, revoked ones included, newest first.",
-      resolve: (u, args, ctx) => apiKeyConnection(ctx, u.id, args),
-    }),
+    apiKeys: t.connection(
+      {
+        type: ApiKeyRef,
+        description: "The caller's own API keys, revoked ones included, newest first.",
+        resolve: (u, args, ctx) => apiKeyConnection(ctx, u.id, args),
+      },
+      ApiKeyConnectionRef,
+    ),
   }),
 });
 
@@ -114,9 +138,18 @@ builder.queryField('entity', (t) =>
 
 builder.mutationField('createEntity', (t) =>
   t.field({
-    type: EntityRef,
+    type: builder.objectRef<{ entity: Entity }>('CreateEntityPayload').implement({
+      description: 'A created entity.',
+      fields: (t) => ({
+        entity: t.field({
+          type: EntityRef,
+          description: 'The new entity.',
+          resolve: (p) => p.entity,
+        }),
+      }),
+    }),
     description: 'Creates an entity (a team) with you as its admin.',
-    errors: {},
+    errors: { types: [ValidationError, ConflictError] },
     args: {
       input: t.arg({
         description: 'What to do.',
@@ -128,27 +161,30 @@ builder.mutationField('createEntity', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) => createEntity(ctx, input.name),
+    resolve: async (_root, { input }, ctx) => ({ entity: await createEntity(ctx, input.name) }),
   }),
 );
 
-const CreatedUser = builder
-  .objectRef<{ user: User; apiKey: ApiKey; secret: string }>('CreatedUser')
+const CreateUserPayload = builder
+  .objectRef<{ user: User; apiKey: ApiKey; plaintextKey: string }>('CreateUserPayload')
   .implement({
     description: 'A new account and its first API key. The key is shown only here, once.',
     fields: (t) => ({
       user: t.field({ type: UserRef, description: 'The account.', resolve: (r) => r.user }),
       apiKey: t.field({ type: ApiKeyRef, description: 'Its first key.', resolve: (r) => r.apiKey }),
-      secret: t.exposeString('secret', { description: 'The first key itself. Never shown again.' }),
+      plaintextKey: t.exposeString('plaintextKey', {
+        description:
+          'The first key itself (`tl_…`), for `Authorization: Bearer <key>`. Only its hash is stored: never shown again.',
+      }),
     }),
   });
 
 builder.mutationField('createUser', (t) =>
   t.field({
-    type: CreatedUser,
+    type: CreateUserPayload,
     description:
       'Creates a person or service account as a member of an entity, with a first API key. Admins only.',
-    errors: {},
+    errors: { types: [ValidationError, NotFoundError, PermissionDeniedError] },
     args: {
       input: t.arg({
         description: 'What to do.',
@@ -163,47 +199,95 @@ builder.mutationField('createUser', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) => createMemberUser(ctx, input),
+    resolve: async (_root, { input }, ctx) => {
+      const { user, apiKey, secret } = await createMemberUser(ctx, input);
+      return { user, apiKey, plaintextKey: secret };
+    },
   }),
 );
 
-const MemberInput = builder.inputType('MemberInput', {
-  description: 'A user and a role in an entity.',
-  fields: (f) => ({
-    entity: f.string({ description: 'Entity name.' }),
-    userId: f.id({ description: 'Global ID of the user.' }),
-    role: f.field({ type: RoleEnum, description: 'The role.' }),
-  }),
-});
+/** A user and a role in an entity: the input of addMember and updateMemberRole. */
+function memberInput(name: string, description: string) {
+  return builder.inputType(name, {
+    description,
+    fields: (f) => ({
+      entity: f.string({ description: 'Entity name.' }),
+      userId: f.id({ description: 'Global ID of the user.' }),
+      role: f.field({ type: RoleEnum, description: 'The role.' }),
+    }),
+  });
+}
+
+/** The result of a mutation that changes one membership. */
+function membershipPayload(name: string, description: string, field: string) {
+  return builder.objectRef<{ membership: Membership }>(name).implement({
+    description,
+    fields: (t) => ({
+      membership: t.field({
+        type: MembershipRef,
+        description: field,
+        resolve: (p) => p.membership,
+      }),
+    }),
+  });
+}
+
+const MEMBER_ERRORS = [NotFoundError, ConflictError, PermissionDeniedError];
 
 builder.mutationField('addMember', (t) =>
   t.field({
-    type: MembershipRef,
+    type: membershipPayload('AddMemberPayload', 'An added member.', 'The new membership.'),
     description:
       'Adds an existing user to an entity. Admins only; a service account only by someone who is also an admin of every entity it already belongs to.',
-    errors: {},
-    args: { input: t.arg({ type: MemberInput, description: 'What to do.' }) },
-    resolve: (_root, { input }, ctx) =>
-      addMember(ctx, { ...input, userId: decodeId(input.userId, 'User', 'input.userId') }),
+    errors: { types: MEMBER_ERRORS },
+    args: {
+      input: t.arg({
+        type: memberInput('AddMemberInput', 'A user to add, and the role to give.'),
+        description: 'What to do.',
+      }),
+    },
+    resolve: async (_root, { input }, ctx) => ({
+      membership: await addMember(ctx, {
+        ...input,
+        userId: decodeId(input.userId, 'User', 'input.userId'),
+      }),
+    }),
   }),
 );
 
 builder.mutationField('updateMemberRole', (t) =>
   t.field({
-    type: MembershipRef,
+    type: membershipPayload(
+      'UpdateMemberRolePayload',
+      'A changed membership.',
+      'The membership with its new role.',
+    ),
     description: "Changes a member's role. An entity always keeps at least one admin. Admins only.",
-    errors: {},
-    args: { input: t.arg({ type: MemberInput, description: 'What to do.' }) },
-    resolve: (_root, { input }, ctx) =>
-      updateMemberRole(ctx, { ...input, userId: decodeId(input.userId, 'User', 'input.userId') }),
+    errors: { types: MEMBER_ERRORS },
+    args: {
+      input: t.arg({
+        type: memberInput('UpdateMemberRoleInput', 'A member and the new role.'),
+        description: 'What to do.',
+      }),
+    },
+    resolve: async (_root, { input }, ctx) => ({
+      membership: await updateMemberRole(ctx, {
+        ...input,
+        userId: decodeId(input.userId, 'User', 'input.userId'),
+      }),
+    }),
   }),
 );
 
 builder.mutationField('removeMember', (t) =>
   t.field({
-    type: MembershipRef,
+    type: membershipPayload(
+      'RemoveMemberPayload',
+      'A removed member.',
+      'The membership as it was.',
+    ),
     description: 'Removes a member from an entity; returns the removed membership. Admins only.',
-    errors: {},
+    errors: { types: MEMBER_ERRORS },
     args: {
       input: t.arg({
         description: 'What to do.',
@@ -216,7 +300,11 @@ builder.mutationField('removeMember', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) =>
-      removeMember(ctx, { ...input, userId: decodeId(input.userId, 'User', 'input.userId') }),
+    resolve: async (_root, { input }, ctx) => ({
+      membership: await removeMember(ctx, {
+        ...input,
+        userId: decodeId(input.userId, 'User', 'input.userId'),
+      }),
+    }),
   }),
 );

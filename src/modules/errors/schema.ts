@@ -5,6 +5,7 @@ import {
   PermissionDeniedError,
   ValidationError,
 } from '../../errors.js';
+import { RoleEnum } from '../users/schema.js';
 
 const ErrorInterface = builder.interfaceRef<Error>('Error').implement({
   description: 'An expected failure. `message` says what went wrong and how to fix it.',
@@ -51,8 +52,10 @@ builder.objectType(PermissionDeniedError, {
   interfaces: [ErrorInterface],
   isTypeOf: (value) => value instanceof PermissionDeniedError,
   fields: (t) => ({
-    requiredRole: t.exposeString('requiredRole', {
+    requiredRole: t.field({
+      type: RoleEnum,
       description: 'The least role that may make this change.',
+      resolve: (error) => error.requiredRole,
     }),
   }),
 });

@@ -1,5 +1,6 @@
 import { builder } from '../../builder.js';
 import type { Context } from '../../context.js';
+import { NotFoundError, PermissionDeniedError, ValidationError } from '../../errors.js';
 import { EventTypeEnum } from '../automations/schema.js';
 import { artifactVersionString, artifactVersionUri } from '../automations/template.js';
 import { connection } from '../connection.js';
@@ -18,11 +19,11 @@ import { type ArtifactEvent, emitArtifactEvent, eventList, getEvent } from './se
 async function versionParts(event: ArtifactEvent, ctx: Context) {
   const owner = await (event.projectId
     ? getContainer(ctx.deps, 'project', event.projectId)
-    : getContainer(ctx.deps, 'registry', event.registryId ?? ''));
-  return {
-    entity: (await readableEntity(ctx, event.entityId))?.name ?? '',
-    owner: owner?.name ?? '',
-  };
+    : getContainer(ctx.deps, 'registry', event.registryId!));
+  // The event was readable, so its entity is; projects and registries are never deleted.
+  const entity = await readableEntity(ctx, event.entityId);
+  if (!entity || !owner) throw new Error(`Event ${event.id} names a missing entity or owner.`);
+  return { entity: entity.name, owner: owner.name };
 }
 
 export const ArtifactEventRef = builder.node(builder.objectRef<ArtifactEvent>('ArtifactEvent'), {
@@ -104,28 +105,36 @@ builder.objectField(
   })),
 );
 
-builder.objectField(EntityRef, 'events', (t) =>
-  t.connection({
-    type: ArtifactEventRef,
-    description: 'Artifact events reported to the entity, newest first.',
-    args: {
-      eventType: t.arg({
-        type: EventTypeEnum,
-        required: false,
-        description: 'Only events of this type.',
-      }),
-    },
-    resolve: (entity, args, ctx) =>
-      connection(
-        args,
-        eventList(ctx.deps, { entityId: entity.id, eventType: args.eventType ?? null }),
-      ),
-  }),
+const ArtifactEventConnectionRef = builder.connectionObject(
+  { type: ArtifactEventRef, name: 'ArtifactEventConnection' },
+  { name: 'ArtifactEventEdge' },
 );
 
-const EmittedEvent = builder
+builder.objectField(EntityRef, 'events', (t) =>
+  t.connection(
+    {
+      type: ArtifactEventRef,
+      description: 'Artifact events reported to the entity, newest first.',
+      args: {
+        eventType: t.arg({
+          type: EventTypeEnum,
+          required: false,
+          description: 'Only events of this type.',
+        }),
+      },
+      resolve: (entity, args, ctx) =>
+        connection(
+          args,
+          eventList(ctx.deps, { entityId: entity.id, eventType: args.eventType ?? null }),
+        ),
+    },
+    ArtifactEventConnectionRef,
+  ),
+);
+
+const EmitArtifactEventPayload = builder
   .objectRef<{ event: ArtifactEvent; runs: TriggeredRun[]; replayed: boolean }>(
-    'EmittedArtifactEvent',
+    'EmitArtifactEventPayload',
   )
   .implement({
     description: 'The stored event and the runs it queued.',
@@ -149,10 +158,10 @@ const EmittedEvent = builder
 
 builder.mutationField('emitArtifactEvent', (t) =>
   t.field({
-    type: EmittedEvent,
+    type: EmitArtifactEventPayload,
     description:
       'Reports an artifact event. Stores it, matches it against the enabled automations and queues one run each, in one transaction; never waits for delivery. Members and admins.',
-    errors: {},
+    errors: { types: [ValidationError, NotFoundError, PermissionDeniedError] },
     args: {
       input: t.arg({
         description: 'The event.',

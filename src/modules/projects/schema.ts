@@ -1,4 +1,10 @@
 import { builder } from '../../builder.js';
+import {
+  ConflictError,
+  NotFoundError,
+  PermissionDeniedError,
+  ValidationError,
+} from '../../errors.js';
 import { connection } from '../connection.js';
 import { hasRole } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
@@ -37,6 +43,11 @@ export const ArtifactCollectionRef = builder.node(
   },
 );
 
+const ArtifactCollectionConnectionRef = builder.connectionObject(
+  { type: ArtifactCollectionRef, name: 'ArtifactCollectionConnection' },
+  { name: 'ArtifactCollectionEdge' },
+);
+
 function containerNode(kind: Kind, name: string, description: string) {
   return builder.node(builder.objectRef<Project | Registry>(name), {
     description,
@@ -55,11 +66,14 @@ function containerNode(kind: Kind, name: string, description: string) {
         type: 'DateTime',
         description: `When the ${kind} was created.`,
       }),
-      collections: t.connection({
-        type: ArtifactCollectionRef,
-        description: 'Its artifact collections, by name.',
-        resolve: (row, args, ctx) => connection(args, collectionsOf(ctx.deps, kind, row.id)),
-      }),
+      collections: t.connection(
+        {
+          type: ArtifactCollectionRef,
+          description: 'Its artifact collections, by name.',
+          resolve: (row, args, ctx) => connection(args, collectionsOf(ctx.deps, kind, row.id)),
+        },
+        ArtifactCollectionConnectionRef,
+      ),
     }),
   });
 }
@@ -75,17 +89,34 @@ export const RegistryRef = containerNode(
   'An entity-wide curated catalogue; artifact versions are linked into its collections.',
 );
 
+const ProjectConnectionRef = builder.connectionObject(
+  { type: ProjectRef, name: 'ProjectConnection' },
+  { name: 'ProjectEdge' },
+);
+const RegistryConnectionRef = builder.connectionObject(
+  { type: RegistryRef, name: 'RegistryConnection' },
+  { name: 'RegistryEdge' },
+);
+
 builder.objectFields(EntityRef, (t) => ({
-  projects: t.connection({
-    type: ProjectRef,
-    description: "The entity's projects, by name.",
-    resolve: (entity, args, ctx) => connection(args, containersOf(ctx.deps, 'project', entity.id)),
-  }),
-  registries: t.connection({
-    type: RegistryRef,
-    description: "The entity's registries, by name.",
-    resolve: (entity, args, ctx) => connection(args, containersOf(ctx.deps, 'registry', entity.id)),
-  }),
+  projects: t.connection(
+    {
+      type: ProjectRef,
+      description: "The entity's projects, by name.",
+      resolve: (entity, args, ctx) =>
+        connection(args, containersOf(ctx.deps, 'project', entity.id)),
+    },
+    ProjectConnectionRef,
+  ),
+  registries: t.connection(
+    {
+      type: RegistryRef,
+      description: "The entity's registries, by name.",
+      resolve: (entity, args, ctx) =>
+        connection(args, containersOf(ctx.deps, 'registry', entity.id)),
+    },
+    RegistryConnectionRef,
+  ),
 }));
 
 const ContainerInput = builder.inputType('CreateProjectInput', {
@@ -108,30 +139,63 @@ const RegistryInput = builder.inputType('CreateRegistryInput', {
 
 builder.mutationField('createProject', (t) =>
   t.field({
-    type: ProjectRef,
+    type: builder.objectRef<{ project: Project }>('CreateProjectPayload').implement({
+      description: 'A created project.',
+      fields: (t) => ({
+        project: t.field({
+          type: ProjectRef,
+          description: 'The new project.',
+          resolve: (p) => p.project,
+        }),
+      }),
+    }),
     description: 'Creates a project. Members and admins.',
-    errors: {},
+    errors: { types: [ValidationError, NotFoundError, ConflictError, PermissionDeniedError] },
     args: { input: t.arg({ type: ContainerInput, description: 'What to do.' }) },
-    resolve: (_root, { input }, ctx) => createContainer(ctx, 'project', input),
+    resolve: async (_root, { input }, ctx) => ({
+      project: await createContainer(ctx, 'project', input),
+    }),
   }),
 );
 
 builder.mutationField('createRegistry', (t) =>
   t.field({
-    type: RegistryRef,
+    type: builder.objectRef<{ registry: Registry }>('CreateRegistryPayload').implement({
+      description: 'A created registry.',
+      fields: (t) => ({
+        registry: t.field({
+          type: RegistryRef,
+          description: 'The new registry.',
+          resolve: (p) => p.registry,
+        }),
+      }),
+    }),
     description: 'Creates a registry. Members and admins.',
-    errors: {},
+    errors: { types: [ValidationError, NotFoundError, ConflictError, PermissionDeniedError] },
     args: { input: t.arg({ type: RegistryInput, description: 'What to do.' }) },
-    resolve: (_root, { input }, ctx) => createContainer(ctx, 'registry', input),
+    resolve: async (_root, { input }, ctx) => ({
+      registry: await createContainer(ctx, 'registry', input),
+    }),
   }),
 );
 
 builder.mutationField('createArtifactCollection', (t) =>
   t.field({
-    type: ArtifactCollectionRef,
+    type: builder
+      .objectRef<{ collection: ArtifactCollection }>('CreateArtifactCollectionPayload')
+      .implement({
+        description: 'A created artifact collection.',
+        fields: (t) => ({
+          collection: t.field({
+            type: ArtifactCollectionRef,
+            description: 'The new collection.',
+            resolve: (p) => p.collection,
+          }),
+        }),
+      }),
     description:
       'Creates an artifact collection in a project or registry, so automations can watch it before its first version. Logging a version with `emitArtifactEvent` creates collections too. Members and admins.',
-    errors: {},
+    errors: { types: [ValidationError, NotFoundError, ConflictError, PermissionDeniedError] },
     args: {
       input: t.arg({
         description: 'What to do.',
@@ -147,6 +211,6 @@ builder.mutationField('createArtifactCollection', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) => createCollection(ctx, input),
+    resolve: async (_root, { input }, ctx) => ({ collection: await createCollection(ctx, input) }),
   }),
 );

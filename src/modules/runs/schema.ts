@@ -1,4 +1,6 @@
 import { builder } from '../../builder.js';
+import type { AttemptErrorClass } from '../../delivery/engine.js';
+import { ConflictError, NotFoundError, PermissionDeniedError } from '../../errors.js';
 import type { RunFilter, RunOwner } from '../../storage/events.js';
 import { AutomationRef } from '../automations/schema.js';
 import { getAutomation } from '../automations/service.js';
@@ -32,6 +34,41 @@ export const RunStatusEnum = builder.enumType('RunStatus', {
   } as const,
 });
 
+export const DeliveryErrorClassEnum = builder.enumType('DeliveryErrorClass', {
+  description: 'Why a delivery request got no HTTP answer.',
+  values: {
+    NETWORK_ERROR: {
+      description: 'DNS failure, or a refused or reset connection. Retried.',
+    },
+    TIMEOUT: {
+      description:
+        'No complete answer, body included, within TRIPLINE_DELIVERY_TIMEOUT_MS; the request was aborted. Retried.',
+    },
+    SSRF_BLOCKED: {
+      description:
+        'The destination is private, loopback, link-local… or not https when https is required. Nothing was sent.',
+    },
+    PAYLOAD_TOO_LARGE: {
+      description: 'The rendered body exceeds TRIPLINE_PAYLOAD_MAX_BYTES. Nothing was sent.',
+    },
+    CONFIGURATION_ERROR: {
+      description:
+        'The action or template cannot be delivered as configured (bad URL, missing secret, a template that no longer renders, a reserved header, a Slack URL that breaks the rules). Nothing was sent.',
+    },
+    INVALID_REQUEST: {
+      description:
+        'The HTTP client refused the request (e.g. an extra header with a newline). Nothing was sent.',
+    },
+    ABORTED: {
+      description: "The server shut down mid-attempt; not counted toward the run's attempts.",
+    },
+    INTERRUPTED: {
+      description:
+        'The attempt started but never ended, because the server crashed or was killed; counted.',
+    },
+  } as const,
+});
+
 /** What one HTTP try produced; attempts of runs and test deliveries share it. */
 interface HttpOutcome {
   statusCode?: number | null;
@@ -53,10 +90,13 @@ export const DeliveryResultRef = builder.interfaceRef<HttpOutcome>('DeliveryResu
       nullable: true,
       description: 'HTTP status of the answer, when there was one.',
     }),
-    errorClass: t.exposeString('errorClass', {
+    errorClass: t.field({
+      type: DeliveryErrorClassEnum,
       nullable: true,
       description:
-        "Kind of failure without an HTTP answer: NETWORK_ERROR; TIMEOUT (no complete answer, body included, within TRIPLINE_DELIVERY_TIMEOUT_MS; the request was aborted); SSRF_BLOCKED; PAYLOAD_TOO_LARGE; CONFIGURATION_ERROR; INVALID_REQUEST; ABORTED (the server shut down mid-attempt; not counted toward the run's attempts); INTERRUPTED (the attempt started but never ended, because the server crashed or was killed; counted). Null for an HTTP answer, and while the attempt is in flight.",
+        'Kind of failure without an HTTP answer. Null for an HTTP answer, and while the attempt is in flight.',
+      // Stored as the enum's value names (see AttemptErrorClass in src/delivery/engine.ts).
+      resolve: (o) => (o.errorClass ?? null) as AttemptErrorClass | null,
     }),
     errorMessage: t.exposeString('errorMessage', {
       nullable: true,
@@ -173,27 +213,35 @@ const runsArgs = builder.args((t) => ({
  * A `triggeredRuns(filter:)` connection, newest first, for any object that owns runs: `owner`
  * says which runs are its own; the caller's filter narrows them.
  */
+const TriggeredRunConnectionRef = builder.connectionObject(
+  { type: TriggeredRunRef, name: 'TriggeredRunConnection' },
+  { name: 'TriggeredRunEdge' },
+);
+
 export function triggeredRunsField<Parent>(
   description: string,
   owner: (parent: Parent) => RunOwner,
 ) {
   return (t: PothosSchemaTypes.ObjectFieldBuilder<typeof builder.$inferSchemaTypes, Parent>) =>
-    t.connection({
-      type: TriggeredRunRef,
-      description,
-      args: runsArgs,
-      resolve: (parent, args, ctx) => {
-        const filter: RunFilter = {
-          statuses: args.filter?.statuses ?? null,
-          createdAfter: args.filter?.createdAfter ?? null,
-          createdBefore: args.filter?.createdBefore ?? null,
-          automationId: args.filter?.automationId
-            ? decodeId(args.filter.automationId, 'Automation', 'filter.automationId')
-            : null,
-        };
-        return connection(args, runList(ctx.deps, owner(parent), filter));
+    t.connection(
+      {
+        type: TriggeredRunRef,
+        description,
+        args: runsArgs,
+        resolve: (parent, args, ctx) => {
+          const filter: RunFilter = {
+            statuses: args.filter?.statuses ?? null,
+            createdAfter: args.filter?.createdAfter ?? null,
+            createdBefore: args.filter?.createdBefore ?? null,
+            automationId: args.filter?.automationId
+              ? decodeId(args.filter.automationId, 'Automation', 'filter.automationId')
+              : null,
+          };
+          return connection(args, runList(ctx.deps, owner(parent), filter));
+        },
       },
-    });
+      TriggeredRunConnectionRef,
+    );
 }
 
 builder.objectField(
@@ -246,11 +294,30 @@ builder.queryField('triggeredRun', (t) =>
 
 builder.mutationField('retryTriggeredRun', (t) =>
   t.field({
-    type: TriggeredRunRef,
+    type: builder.objectRef<{ run: TriggeredRun }>('RetryTriggeredRunPayload').implement({
+      description: 'A run queued again.',
+      fields: (t) => ({
+        run: t.field({
+          type: TriggeredRunRef,
+          description: 'The run, QUEUED again with its id kept.',
+          resolve: (p) => p.run,
+        }),
+      }),
+    }),
     description:
       'Re-delivers a finished run. The run keeps its id, so receivers see the same `webhook-id` and can de-duplicate. Members and admins.',
-    errors: {},
-    args: { id: t.arg.id({ description: 'Global ID of the run.' }) },
-    resolve: (_root, { id }, ctx) => retryRun(ctx, decodeId(id, 'TriggeredRun', 'id')),
+    errors: { types: [NotFoundError, ConflictError, PermissionDeniedError] },
+    args: {
+      input: t.arg({
+        description: 'What to do.',
+        type: builder.inputType('RetryTriggeredRunInput', {
+          description: 'The run to re-deliver.',
+          fields: (f) => ({ id: f.id({ description: 'Global ID of the run.' }) }),
+        }),
+      }),
+    },
+    resolve: async (_root, { input }, ctx) => ({
+      run: await retryRun(ctx, decodeId(input.id, 'TriggeredRun', 'input.id')),
+    }),
   }),
 );

@@ -108,12 +108,12 @@ export async function listAttempts(
 export async function retryRun(ctx: Context, runId: string): Promise<TriggeredRun> {
   const { deps } = ctx;
   const run = await deps.storage.runs.getRun(runId);
-  const notFound = () => new NotFoundError('id', `No triggered run with id "${runId}".`);
+  const notFound = () => new NotFoundError('input.id', `No triggered run with id "${runId}".`);
   if (!run) throw notFound();
   requireRole(ctx.viewer, run.entityId, 'MEMBER', notFound);
   if (!FINISHED_STATUSES.includes(run.status)) {
     throw new ConflictError(
-      'id',
+      'input.id',
       `The run is ${run.status}; only a finished run can be re-delivered.`,
     );
   }
@@ -122,7 +122,7 @@ export async function retryRun(ctx: Context, runId: string): Promise<TriggeredRu
     deps.clock.now(),
     'Re-delivery requested',
   );
-  if (!queued) throw new ConflictError('id', 'The run changed state meanwhile; try again.');
+  if (!queued) throw new ConflictError('input.id', 'The run changed state meanwhile; try again.');
   publishRuns(deps, [runUpdate(queued)]);
   return queued;
 }

@@ -1,4 +1,10 @@
 import { builder } from '../../builder.js';
+import {
+  ConflictError,
+  NotFoundError,
+  PermissionDeniedError,
+  ValidationError,
+} from '../../errors.js';
 import { connection } from '../connection.js';
 import { hasRole } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
@@ -70,23 +76,41 @@ export const SecretRef = builder.node(builder.objectRef<Secret>('Secret'), {
   }),
 });
 
-builder.objectField(EntityRef, 'secrets', (t) =>
-  t.connection({
-    type: SecretRef,
-    description: "The entity's secrets, by name. Names and history only, never values.",
-    resolve: (entity, args, ctx) => connection(args, secretList(ctx.deps, entity.id)),
-  }),
+export const SecretConnectionRef = builder.connectionObject(
+  { type: SecretRef, name: 'SecretConnection' },
+  { name: 'SecretEdge' },
 );
+
+builder.objectField(EntityRef, 'secrets', (t) =>
+  t.connection(
+    {
+      type: SecretRef,
+      description: "The entity's secrets, by name. Names and history only, never values.",
+      resolve: (entity, args, ctx) => connection(args, secretList(ctx.deps, entity.id)),
+    },
+    SecretConnectionRef,
+  ),
+);
+
+/** The result of a mutation that changes one secret. */
+function secretPayload(name: string, description: string, field: string) {
+  return builder.objectRef<{ secret: Secret }>(name).implement({
+    description,
+    fields: (t) => ({
+      secret: t.field({ type: SecretRef, description: field, resolve: (p) => p.secret }),
+    }),
+  });
+}
 
 const nameDescription =
   'UPPER_SNAKE_CASE name: capital letters, digits and underscores, starting with a letter; at most 64 characters.';
 
 builder.mutationField('createSecret', (t) =>
   t.field({
-    type: SecretRef,
+    type: secretPayload('CreateSecretPayload', 'A stored secret.', 'The new secret.'),
     description:
       'Stores a new secret, encrypted. Its value is never returned, logged or shown again. Admins only.',
-    errors: {},
+    errors: { types: [ValidationError, NotFoundError, ConflictError, PermissionDeniedError] },
     args: {
       input: t.arg({
         description: 'What to do.',
@@ -100,16 +124,20 @@ builder.mutationField('createSecret', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) => createSecret(ctx, input),
+    resolve: async (_root, { input }, ctx) => ({ secret: await createSecret(ctx, input) }),
   }),
 );
 
 builder.mutationField('rotateSecret', (t) =>
   t.field({
-    type: SecretRef,
+    type: secretPayload(
+      'RotateSecretPayload',
+      'A secret with a new value.',
+      'The secret, with its rotation time.',
+    ),
     description:
       'Replaces the value of a secret; actions and automations that reference it use the new value from their next delivery. Admins only.',
-    errors: {},
+    errors: { types: [ValidationError, NotFoundError, PermissionDeniedError] },
     args: {
       input: t.arg({
         description: 'What to do.',
@@ -123,16 +151,20 @@ builder.mutationField('rotateSecret', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) => rotateSecret(ctx, input),
+    resolve: async (_root, { input }, ctx) => ({ secret: await rotateSecret(ctx, input) }),
   }),
 );
 
 builder.mutationField('deleteSecret', (t) =>
   t.field({
-    type: SecretRef,
+    type: secretPayload(
+      'DeleteSecretPayload',
+      'A deleted secret.',
+      'The secret as it was; its ID names nothing any more.',
+    ),
     description:
       'Deletes a secret and returns it as it was. Refused with a ConflictError naming them while actions or automations use it. Admins only.',
-    errors: {},
+    errors: { types: [NotFoundError, ConflictError, PermissionDeniedError] },
     args: {
       input: t.arg({
         description: 'What to do.',
@@ -145,6 +177,6 @@ builder.mutationField('deleteSecret', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) => deleteSecret(ctx, input),
+    resolve: async (_root, { input }, ctx) => ({ secret: await deleteSecret(ctx, input) }),
   }),
 );

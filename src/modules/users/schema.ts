@@ -1,5 +1,6 @@
 import { builder } from '../../builder.js';
 import type { Context } from '../../context.js';
+import { NotFoundError, PermissionDeniedError, ValidationError } from '../../errors.js';
 import { type ConnectionArgs, connection } from '../connection.js';
 import { decodeId } from '../global-id.js';
 import {
@@ -69,6 +70,11 @@ export function apiKeyConnection(ctx: Context, userId: string, args: ConnectionA
   return connection(args, apiKeysOf(ctx.deps, userId));
 }
 
+export const ApiKeyConnectionRef = builder.connectionObject(
+  { type: ApiKeyRef, name: 'ApiKeyConnection' },
+  { name: 'ApiKeyEdge' },
+);
+
 export const UserRef = builder.node(builder.objectRef<User>('User'), {
   description: 'A person or service account.',
   id: { resolve: (user) => user.id },
@@ -87,21 +93,24 @@ export const UserRef = builder.node(builder.objectRef<User>('User'), {
       type: 'DateTime',
       description: 'When the account was created.',
     }),
-    apiKeys: t.connection({
-      type: ApiKeyRef,
-      nullable: true,
-      description:
-        "The account's API keys, revoked ones included, newest first: yours, or a service account's in any entity you administer; null otherwise.",
-      resolve: async (user, args, ctx) =>
-        (await mayOverseeKeysOf(ctx.deps, ctx.viewer, user.id))
-          ? apiKeyConnection(ctx, user.id, args)
-          : null,
-    }),
+    apiKeys: t.connection(
+      {
+        type: ApiKeyRef,
+        nullable: true,
+        description:
+          "The account's API keys, revoked ones included, newest first: yours, or a service account's in any entity you administer; null otherwise.",
+        resolve: async (user, args, ctx) =>
+          (await mayOverseeKeysOf(ctx.deps, ctx.viewer, user.id))
+            ? apiKeyConnection(ctx, user.id, args)
+            : null,
+      },
+      ApiKeyConnectionRef,
+    ),
   }),
 });
 
-const CreatedApiKey = builder
-  .objectRef<{ apiKey: ApiKey; secret: string }>('CreatedApiKey')
+const CreateApiKeyPayload = builder
+  .objectRef<{ apiKey: ApiKey; plaintextKey: string }>('CreateApiKeyPayload')
   .implement({
     description: 'A new API key, with its value. The value is shown only here, once: store it now.',
     fields: (t) => ({
@@ -110,18 +119,19 @@ const CreatedApiKey = builder
         description: 'The stored key.',
         resolve: (r) => r.apiKey,
       }),
-      secret: t.exposeString('secret', {
-        description: 'The key itself, for `Authorization: Bearer <secret>`. Never shown again.',
+      plaintextKey: t.exposeString('plaintextKey', {
+        description:
+          'The key itself (`tl_…`), for `Authorization: Bearer <key>`. Only its hash is stored: never shown again.',
       }),
     }),
   });
 
 builder.mutationField('createApiKey', (t) =>
   t.field({
-    type: CreatedApiKey,
+    type: CreateApiKeyPayload,
     description:
       'Creates an API key for yourself, or for a service account when you are an admin of every entity it belongs to (a key acts in all of them).',
-    errors: {},
+    errors: { types: [ValidationError, NotFoundError, PermissionDeniedError] },
     args: {
       input: t.arg({
         required: true,
@@ -138,21 +148,42 @@ builder.mutationField('createApiKey', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) =>
-      createApiKey(ctx, {
+    resolve: async (_root, { input }, ctx) => {
+      const { apiKey, secret } = await createApiKey(ctx, {
         name: input.name,
         userId: input.userId && decodeId(input.userId, 'User', 'input.userId'),
-      }),
+      });
+      return { apiKey, plaintextKey: secret };
+    },
   }),
 );
 
 builder.mutationField('revokeApiKey', (t) =>
   t.field({
-    type: ApiKeyRef,
+    type: builder.objectRef<{ apiKey: ApiKey }>('RevokeApiKeyPayload').implement({
+      description: 'A revoked API key.',
+      fields: (t) => ({
+        apiKey: t.field({
+          type: ApiKeyRef,
+          description: 'The key, with its revocation time.',
+          resolve: (p) => p.apiKey,
+        }),
+      }),
+    }),
     description:
       "Revokes an API key at once: yours, or a service account's in any entity you administer. Revoking a revoked key changes nothing.",
-    errors: {},
-    args: { id: t.arg.id({ description: 'Global ID of the key.' }) },
-    resolve: (_root, { id }, ctx) => revokeApiKey(ctx, decodeId(id, 'ApiKey', 'id')),
+    errors: { types: [NotFoundError, PermissionDeniedError] },
+    args: {
+      input: t.arg({
+        description: 'What to do.',
+        type: builder.inputType('RevokeApiKeyInput', {
+          description: 'The key to revoke.',
+          fields: (f) => ({ id: f.id({ description: 'Global ID of the key.' }) }),
+        }),
+      }),
+    },
+    resolve: async (_root, { input }, ctx) => ({
+      apiKey: await revokeApiKey(ctx, decodeId(input.id, 'ApiKey', 'input.id')),
+    }),
   }),
 );

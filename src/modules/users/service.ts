@@ -248,7 +248,7 @@ export async function createApiKey(
 export async function revokeApiKey(ctx: Context, id: string): Promise<ApiKey> {
   const { deps, viewer } = ctx;
   const key = await getApiKey(deps, id);
-  const notFound = () => new NotFoundError('id', `No API key with id "${id}".`);
+  const notFound = () => new NotFoundError('input.id', `No API key with id "${id}".`);
   if (!key) throw notFound();
   await requireKeyPermission(
     deps,
