@@ -487,7 +487,12 @@ const ROWS: Row[] = [
     needs: 'MEMBER',
     document: mutationOf('createArtifactCollection', 'CreateArtifactCollectionInput'),
     variables: async () => ({
-      v: { entity: 'default', project: 'p', name: `coll-${next()}`, artifactType: 'model' },
+      v: {
+        entity: 'default',
+        owner: { project: 'p' },
+        name: `coll-${next()}`,
+        artifactType: 'model',
+      },
     }),
     okType: 'CreateArtifactCollectionPayload',
   },
@@ -632,7 +637,7 @@ const ROWS: Row[] = [
       v: {
         entity: 'default',
         eventType: 'CREATE_ARTIFACT',
-        project: 'emits',
+        owner: { project: 'emits' },
         collection: 'my-model',
         artifactType: 'model',
         versionIndex: next(),
@@ -950,7 +955,7 @@ describe('triggeredRunUpdated', () => {
         v: {
           entity: 'other',
           eventType: 'CREATE_ARTIFACT',
-          project: 'p',
+          owner: { project: 'p' },
           collection: 'their-model',
           artifactType: 'model',
           versionIndex: next(),

@@ -49,7 +49,7 @@ beforeEach(async () => {
   for (const owner of [{ project: 'vision' }, { registry: 'models' }]) {
     await must(
       `mutation($i: CreateArtifactCollectionInput!) { createArtifactCollection(input: $i) { __typename ${ERRORS} } }`,
-      { i: { entity, ...owner, name: 'resnet', artifactType: 'model' } },
+      { i: { entity, owner, name: 'resnet', artifactType: 'model' } },
     );
   }
   await createSecret('default', 'API_TOKEN', 'tok-123');

@@ -229,7 +229,7 @@ const clients: [
 const EVENT = {
   entity: 'default',
   eventType: 'CREATE_ARTIFACT',
-  project: 'vision',
+  owner: { project: 'vision' },
   collection: 'resnet',
   artifactType: 'model',
   versionIndex: 1,
@@ -305,7 +305,7 @@ describe('the example clients, against a running server', () => {
         });
 
         // A NotFoundError's message comes only through `... on Error { message }`.
-        const missing = { ...EVENT, project: 'nowhere' };
+        const missing = { ...EVENT, owner: { project: 'nowhere' } };
         await expect(client.reportEvent(missing)).rejects.toMatchObject({
           message: await expectedError(missing),
         });
@@ -331,7 +331,7 @@ describe('the example clients, against a running server', () => {
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
     const { data } = await client.mutate({
       mutation: EmitArtifactEventDocument as never,
-      variables: { input: { ...EVENT, project: 'nowhere' } },
+      variables: { input: { ...EVENT, owner: { project: 'nowhere' } } },
     });
     expect(data).toEqual({ emitArtifactEvent: { __typename: 'NotFoundError' } });
     expect(warn.mock.calls.map((call) => format(...call)).join('\n')).toMatch(

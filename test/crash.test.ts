@@ -84,7 +84,7 @@ async function setUp(url: string, receiverUrl: string, events: number): Promise<
   for (let version = 0; version < events; version += 1) {
     const emitted = await gql(
       url,
-      `mutation($v: Int!) { emitArtifactEvent(input: { entity: "default", eventType: CREATE_ARTIFACT, project: "p",
+      `mutation($v: Int!) { emitArtifactEvent(input: { entity: "default", eventType: CREATE_ARTIFACT, owner: { project: "p" },
         collection: "m", artifactType: "model", versionIndex: $v }) {
         ... on EmitArtifactEventPayload { triggeredRuns { id } } } }`,
       { v: version },

@@ -106,7 +106,7 @@ describe('emitArtifactEvent', () => {
       t,
       'mutation($i: CreateArtifactCollectionInput!) { createArtifactCollection(input: $i) { __typename } }',
       {
-        i: { entity: 'default', project: 'p', name: 'watched', artifactType: 'model' },
+        i: { entity: 'default', owner: { project: 'p' }, name: 'watched', artifactType: 'model' },
       },
     );
     await createAutomation(t, {
@@ -186,9 +186,9 @@ describe('emitArtifactEvent', () => {
   });
 
   it.each([
-    [{ project: 'nope' }, 'NotFoundError', 'input.project'],
-    [{ project: null, registry: 'r' }, 'ValidationError', 'input.registry'],
-    [{ eventType: 'LINK_ARTIFACT' }, 'ValidationError', 'input.project'],
+    [{ project: 'nope' }, 'NotFoundError', 'input.owner.project'],
+    [{ project: null, registry: 'r' }, 'ValidationError', 'input.owner.registry'],
+    [{ eventType: 'LINK_ARTIFACT' }, 'ValidationError', 'input.owner.project'],
     [{ eventType: 'ADD_ARTIFACT_ALIAS' }, 'ValidationError', 'input.alias'],
     [{ eventType: 'ADD_ARTIFACT_ALIAS', alias: 'bad alias' }, 'ValidationError', 'input.alias'],
     [{ alias: 'latest' }, 'ValidationError', 'input.alias'],

@@ -39,8 +39,10 @@ describe('arbitrary input never crashes the server', () => {
       fc.asyncProperty(
         fc.record({
           eventType: fc.constantFrom('CREATE_ARTIFACT', 'LINK_ARTIFACT', 'ADD_ARTIFACT_ALIAS'),
-          project: fc.option(fc.oneof(fc.constant('p'), text)),
-          registry: fc.option(text),
+          owner: fc.oneof(
+            fc.record({ project: fc.oneof(fc.constant('p'), text) }),
+            fc.record({ registry: text }),
+          ),
           collection: text,
           artifactType: text,
           versionIndex: fc.integer({ min: -5, max: 2 ** 31 - 1 }),

@@ -73,7 +73,7 @@ describe('scalars', () => {
     );
     expect(date.errors?.[0]?.message).toContain('ISO 8601');
     const json = await t.gql(
-      'mutation { emitArtifactEvent(input: { entity: "default", eventType: CREATE_ARTIFACT, project: "p", collection: "c", artifactType: "model", versionIndex: 0, metadata: [1] }) { __typename } }',
+      'mutation { emitArtifactEvent(input: { entity: "default", eventType: CREATE_ARTIFACT, owner: { project: "p" }, collection: "c", artifactType: "model", versionIndex: 0, metadata: [1] }) { __typename } }',
     );
     expect(json.errors?.[0]?.message).toContain('JSON object');
   });

@@ -56,11 +56,11 @@ async function postRaw(app: TestApp, query: string, variablesJson: string) {
 
 const RESULT = '{ __typename ... on Error { message ... on ValidationError { field } } }';
 const EMIT_WITH = (metadata: string) => `mutation { emitArtifactEvent(input: {
-  entity: "default", eventType: CREATE_ARTIFACT, project: "p", collection: "c",
+  entity: "default", eventType: CREATE_ARTIFACT, owner: { project: "p" }, collection: "c",
   artifactType: "model", versionIndex: 1, metadata: ${metadata} }) ${RESULT} }`;
 const EMIT = `mutation($v: EmitArtifactEventInput!) { emitArtifactEvent(input: $v) ${RESULT} }`;
 const EMIT_INPUT =
-  '"entity":"default","eventType":"CREATE_ARTIFACT","project":"p","collection":"c","artifactType":"model","versionIndex":1';
+  '"entity":"default","eventType":"CREATE_ARTIFACT","owner":{"project":"p"},"collection":"c","artifactType":"model","versionIndex":1';
 
 const eventCount = async (app: TestApp): Promise<number> =>
   (await app.gql('{ entity(name: "default") { events { totalCount } } }')).data.entity.events
@@ -110,7 +110,7 @@ describe('event metadata', () => {
     // The README's example, plus lists, nulls, a variable inside and a key named __proto__.
     const res = await a.gql(
       `mutation($loss: Float) { emitArtifactEvent(input: {
-        entity: "default", eventType: CREATE_ARTIFACT, project: "p", collection: "c",
+        entity: "default", eventType: CREATE_ARTIFACT, owner: { project: "p" }, collection: "c",
         artifactType: "model", versionIndex: 1,
         metadata: { accuracy: 0.91, epochs: 3, tags: ["a", null, true], nested: { loss: $loss },
           __proto__: { polluted: true } } }) ${RESULT} }`,

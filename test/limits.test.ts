@@ -559,7 +559,7 @@ describe('field input limits answer a typed error and store nothing', () => {
         i: {
           entity: 'default',
           eventType: 'CREATE_ARTIFACT',
-          project: 'p',
+          owner: { project: 'p' },
           collection: 'm',
           artifactType: 'model',
           versionIndex: 0,

@@ -102,7 +102,7 @@ describe('artifact collections', () => {
     await gqlObjects(CREATE_PROJECT, { i: { entity: 'default', name: 'p' } });
     await gqlObjects(CREATE_REGISTRY, { i: { entity: 'default', name: 'r' } });
     const inProject = await gqlObjects(CREATE_COLLECTION, {
-      i: { entity: 'default', project: 'p', name: 'my-model', artifactType: 'model' },
+      i: { entity: 'default', owner: { project: 'p' }, name: 'my-model', artifactType: 'model' },
     });
     expect(inProject.data.createArtifactCollection).toMatchObject({
       __typename: 'ArtifactCollection',
@@ -110,7 +110,7 @@ describe('artifact collections', () => {
       artifactType: 'model',
     });
     const inRegistry = await gqlObjects(CREATE_COLLECTION, {
-      i: { entity: 'default', registry: 'r', name: 'my-model', artifactType: 'model' },
+      i: { entity: 'default', owner: { registry: 'r' }, name: 'my-model', artifactType: 'model' },
     });
     expect(inRegistry.data.createArtifactCollection.__typename).toBe('ArtifactCollection');
     const node = await t.gql(
@@ -126,36 +126,39 @@ describe('artifact collections', () => {
 
   it('refuses ambiguous owners, unknown owners and duplicates', async () => {
     await gqlObjects(CREATE_PROJECT, { i: { entity: 'default', name: 'p' } });
-    const both = await gqlObjects(CREATE_COLLECTION, {
-      i: { entity: 'default', project: 'p', registry: 'r', name: 'c', artifactType: 'model' },
-    });
-    expect(both.data.createArtifactCollection).toMatchObject({
-      __typename: 'ValidationError',
-      field: 'input.project',
-    });
-    const neither = await gqlObjects(CREATE_COLLECTION, {
+    // `owner` is @oneOf: GraphQL itself refuses both, neither and a null, before the resolver.
+    for (const owner of [{ project: 'p', registry: 'r' }, {}, { project: null }]) {
+      const refused = await t.gql(CREATE_COLLECTION, {
+        i: { entity: 'default', owner, name: 'c', artifactType: 'model' },
+      });
+      expect(refused.data).toBeUndefined();
+      expect(refused.errors?.[0]?.message).toMatch(
+        /at "i\.owner.*(OneOf type "CollectionOwnerInput"|must be non-null)/,
+      );
+    }
+    const missing = await t.gql(CREATE_COLLECTION, {
       i: { entity: 'default', name: 'c', artifactType: 'model' },
     });
-    expect(neither.data.createArtifactCollection.__typename).toBe('ValidationError');
+    expect(missing.errors?.[0]?.message).toMatch(/owner/);
     const unknown = await gqlObjects(CREATE_COLLECTION, {
-      i: { entity: 'default', registry: 'r', name: 'c', artifactType: 'model' },
+      i: { entity: 'default', owner: { registry: 'r' }, name: 'c', artifactType: 'model' },
     });
     expect(unknown.data.createArtifactCollection).toMatchObject({
       __typename: 'NotFoundError',
-      field: 'input.registry',
+      field: 'input.owner.registry',
     });
     await gqlObjects(CREATE_COLLECTION, {
-      i: { entity: 'default', project: 'p', name: 'c', artifactType: 'model' },
+      i: { entity: 'default', owner: { project: 'p' }, name: 'c', artifactType: 'model' },
     });
     const dup = await gqlObjects(CREATE_COLLECTION, {
-      i: { entity: 'default', project: 'p', name: 'c', artifactType: 'model' },
+      i: { entity: 'default', owner: { project: 'p' }, name: 'c', artifactType: 'model' },
     });
     expect(dup.data.createArtifactCollection).toMatchObject({
       __typename: 'ConflictError',
       field: 'input.name',
     });
     const badType = await gqlObjects(CREATE_COLLECTION, {
-      i: { entity: 'default', project: 'p', name: 'd', artifactType: 'a b' },
+      i: { entity: 'default', owner: { project: 'p' }, name: 'd', artifactType: 'a b' },
     });
     expect(badType.data.createArtifactCollection).toMatchObject({
       __typename: 'ValidationError',

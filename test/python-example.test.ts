@@ -344,7 +344,7 @@ except tripline.WatchTimeoutError as error:
     });
     expect(byCase['unknown project']).toMatchObject({
       raised: 'NotFoundError',
-      field: 'input.project',
+      field: 'input.owner.project',
     });
     expect(byCase.viewer).toMatchObject({
       raised: 'PermissionDeniedError',
@@ -619,6 +619,6 @@ check("vector", headers={"webhook-id": v["id"], "webhook-timestamp": str(v["time
 
     const refused = await example(['--key', 'k', '--project', 'nope']);
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toMatch(/^refused: .*\(input\.project\)$/m);
+    expect(refused.stderr).toMatch(/^refused: .*\(input\.owner\.project\)$/m);
   });
 });

@@ -49,7 +49,7 @@ const event = (versionIndex: number) => ({
   i: {
     entity: 'default',
     eventType: 'CREATE_ARTIFACT',
-    project: 'p',
+    owner: { project: 'p' },
     collection: 'm',
     artifactType: 'model',
     versionIndex,

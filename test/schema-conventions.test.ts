@@ -143,4 +143,19 @@ describe('schema conventions', () => {
       ]),
     );
   });
+
+  it('names a collection owner with an @oneOf input: project or registry, never both', () => {
+    const owner = schema.getType('CollectionOwnerInput');
+    if (!isInputObjectType(owner)) throw new Error('CollectionOwnerInput is missing');
+    expect(owner.isOneOf).toBe(true);
+    expect(Object.keys(owner.getFields()).sort()).toEqual(['project', 'registry']);
+    for (const name of ['EmitArtifactEventInput', 'CreateArtifactCollectionInput']) {
+      const input = schema.getType(name);
+      if (!isInputObjectType(input)) throw new Error(`${name} is missing`);
+      const fields = input.getFields();
+      expect(Object.keys(fields)).not.toContain('project');
+      expect(Object.keys(fields)).not.toContain('registry');
+      expect(String(fields.owner?.type)).toBe('CollectionOwnerInput!');
+    }
+  });
 });

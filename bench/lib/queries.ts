@@ -4,7 +4,7 @@ export const TYPENAME = '{ __typename }';
 
 /** One CREATE_ARTIFACT event; answers with the event and its runs, as a CI script would ask. */
 export const EMIT = `mutation($entity: String!, $project: String!, $v: Int!) {
-  emitArtifactEvent(input: { entity: $entity, eventType: CREATE_ARTIFACT, project: $project,
+  emitArtifactEvent(input: { entity: $entity, eventType: CREATE_ARTIFACT, owner: { project: $project },
     collection: "model", artifactType: "model", versionIndex: $v }) {
     __typename ... on EmitArtifactEventPayload { event { id } triggeredRuns { id status } }
     ... on Error { message } } }`;

@@ -414,6 +414,8 @@ class Tripline:
         server's typed errors, AuthenticationError for a bad key, RateLimitedError, RequestError
         for other refusals, and TransportError when every attempt failed.
         """
+        if (project is None) == (registry is None):
+            raise ValueError("name exactly one of project or registry")
         key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
         given = {
             "entity": entity,
@@ -421,8 +423,7 @@ class Tripline:
             "collection": collection,
             "artifactType": artifact_type,
             "versionIndex": version_index,
-            "project": project,
-            "registry": registry,
+            "owner": {"project": project} if project is not None else {"registry": registry},
             "alias": alias,
             "metadata": dict(metadata) if metadata is not None else None,
             "author": author,

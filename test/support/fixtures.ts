@@ -134,6 +134,10 @@ export async function emit(
   input: Record<string, unknown> = {},
   key?: string,
 ): Promise<GraphQLResponse['data']> {
+  // `project` / `registry` given at the top level name the owner (`owner: { project: 'p' }` by
+  // default); `owner` itself passes through as given.
+  const { project, registry, ...rest } = input;
+  const owner = registry != null ? { registry } : { project: project ?? 'p' };
   return mutate(
     t,
     EMIT,
@@ -141,11 +145,11 @@ export async function emit(
       i: {
         entity: 'default',
         eventType: 'CREATE_ARTIFACT',
-        project: 'p',
+        owner,
         collection: 'my-model',
         artifactType: 'model',
         versionIndex: 0,
-        ...input,
+        ...rest,
       },
     },
     key,

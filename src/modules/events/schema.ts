@@ -7,7 +7,7 @@ import { connection } from '../connection.js';
 import { hasRole, readableEntity } from '../entities/access.js';
 import { EntityRef } from '../entities/schema.js';
 import { MAX_JSON_DEPTH } from '../json-depth.js';
-import { ProjectRef, RegistryRef } from '../projects/schema.js';
+import { CollectionOwnerInput, ownerOf, ProjectRef, RegistryRef } from '../projects/schema.js';
 import { getContainer } from '../projects/service.js';
 import { TriggeredRunRef, triggeredRunsField } from '../runs/schema.js';
 import type { TriggeredRun } from '../runs/service.js';
@@ -167,12 +167,14 @@ builder.mutationField('emitArtifactEvent', (t) =>
         description: 'The event.',
         type: builder.inputType('EmitArtifactEventInput', {
           description:
-            'An artifact event. CREATE_ARTIFACT names a `project`, LINK_ARTIFACT a `registry`, ADD_ARTIFACT_ALIAS either.',
+            'An artifact event. CREATE_ARTIFACT happens in a project, LINK_ARTIFACT in a registry, ADD_ARTIFACT_ALIAS in either.',
           fields: (f) => ({
             entity: f.string({ description: 'Entity name.' }),
             eventType: f.field({ type: EventTypeEnum, description: 'What happened.' }),
-            project: f.string({ required: false, description: 'Project name.' }),
-            registry: f.string({ required: false, description: 'Registry name.' }),
+            owner: f.field({
+              type: CollectionOwnerInput,
+              description: 'The project or registry it happened in.',
+            }),
             collection: f.string({
               description: 'Artifact collection name; created on first use.',
             }),
@@ -200,7 +202,8 @@ builder.mutationField('emitArtifactEvent', (t) =>
         }),
       }),
     },
-    resolve: (_root, { input }, ctx) => {
+    resolve: (_root, { input: given }, ctx) => {
+      const input = { ...given, owner: ownerOf(given.owner) };
       const { telemetry } = ctx.deps;
       return telemetry
         ? telemetry.emit(() => emitArtifactEvent(ctx, input))

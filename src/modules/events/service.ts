@@ -12,7 +12,7 @@ import type { StoredList } from '../connection.js';
 import { requireEntity } from '../entities/access.js';
 import { checkJsonDepth } from '../json-depth.js';
 import { checkSlug } from '../names.js';
-import { resolveOwner } from '../projects/service.js';
+import { type OwnerInput, resolveOwner } from '../projects/service.js';
 import { publishRuns, runUpdate } from '../runs/service.js';
 
 export type { ArtifactEvent, EventFilter };
@@ -24,8 +24,8 @@ export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
 export interface EmitArtifactEventInput {
   entity: string;
   eventType: EventType;
-  project?: string | null;
-  registry?: string | null;
+  /** The project or registry it happened in. */
+  owner: OwnerInput;
   collection: string;
   artifactType: string;
   versionIndex: number;
@@ -63,19 +63,19 @@ export async function emitArtifactEvent(
     if (first) return { ...first, replayed: true };
   }
   const where = OWNER_FOR_EVENT[input.eventType];
-  if (where === 'project' && input.registry != null) {
+  if (where === 'project' && input.owner.registry != null) {
     throw new ValidationError(
-      'input.registry',
-      `${input.eventType} happens in a project: name \`project\`, not \`registry\`.`,
+      'input.owner.registry',
+      `${input.eventType} happens in a project: name \`owner: { project }\`, not \`registry\`.`,
     );
   }
-  if (where === 'registry' && input.project != null) {
+  if (where === 'registry' && input.owner.project != null) {
     throw new ValidationError(
-      'input.project',
-      `${input.eventType} happens in a registry: name \`registry\`, not \`project\`.`,
+      'input.owner.project',
+      `${input.eventType} happens in a registry: name \`owner: { registry }\`, not \`project\`.`,
     );
   }
-  const owner = await resolveOwner(deps, entity.id, input);
+  const owner = await resolveOwner(deps, entity.id, input.owner);
   checkSlug(input.collection, 'input.collection');
   checkSlug(input.artifactType, 'input.artifactType');
   if (!Number.isInteger(input.versionIndex) || input.versionIndex < 0) {

@@ -17,9 +17,27 @@ import {
   getCollection,
   getContainer,
   type Kind,
+  type OwnerInput,
   type Project,
   type Registry,
 } from './service.js';
+
+/** Where a collection lives: a project or a registry, by name; GraphQL checks that one is set. */
+export const CollectionOwnerInput = builder.inputType('CollectionOwnerInput', {
+  description: 'A project or a registry of the entity, by name: give exactly one.',
+  isOneOf: true,
+  fields: (f) => ({
+    project: f.string({ required: false, description: 'Project name.' }),
+    registry: f.string({ required: false, description: 'Registry name.' }),
+  }),
+});
+
+/** The service's form of a `CollectionOwnerInput`, which GraphQL has checked names one. */
+export function ownerOf(owner: { project?: string | null; registry?: string | null }): OwnerInput {
+  if (owner.project != null) return { project: owner.project };
+  if (owner.registry != null) return { registry: owner.registry };
+  throw new Error('CollectionOwnerInput is @oneOf: GraphQL lets no empty one through');
+}
 
 export const ArtifactCollectionRef = builder.node(
   builder.objectRef<ArtifactCollection>('ArtifactCollection'),
@@ -200,17 +218,21 @@ builder.mutationField('createArtifactCollection', (t) =>
       input: t.arg({
         description: 'What to do.',
         type: builder.inputType('CreateArtifactCollectionInput', {
-          description: 'A new collection: name exactly one of `project` or `registry`.',
+          description: 'A new collection.',
           fields: (f) => ({
             entity: f.string({ description: 'Entity name.' }),
-            project: f.string({ required: false, description: 'Project name.' }),
-            registry: f.string({ required: false, description: 'Registry name.' }),
+            owner: f.field({
+              type: CollectionOwnerInput,
+              description: 'The project or registry it belongs to.',
+            }),
             name: f.string({ description: 'Collection name.' }),
             artifactType: f.string({ description: 'Artifact type, e.g. `model`.' }),
           }),
         }),
       }),
     },
-    resolve: async (_root, { input }, ctx) => ({ collection: await createCollection(ctx, input) }),
+    resolve: async (_root, { input }, ctx) => ({
+      collection: await createCollection(ctx, { ...input, owner: ownerOf(input.owner) }),
+    }),
   }),
 );

@@ -1,5 +1,5 @@
 import type { AppDeps, Context } from '../../context.js';
-import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
+import { ConflictError, NotFoundError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { DuplicateError } from '../../storage/errors.js';
 import type { ArtifactCollection, Container, ContainerKind } from '../../storage/identity.js';
@@ -116,14 +116,13 @@ export async function createCollection(
   ctx: Context,
   input: {
     entity: string;
-    project?: string | null;
-    registry?: string | null;
+    owner: OwnerInput;
     name: string;
     artifactType: string;
   },
 ): Promise<ArtifactCollection> {
   const entity = await requireEntity(ctx, input.entity, 'MEMBER');
-  const owner = await resolveOwner(ctx.deps, entity.id, input);
+  const owner = await resolveOwner(ctx.deps, entity.id, input.owner);
   const name = checkSlug(input.name, 'input.name');
   const artifactType = checkSlug(input.artifactType, 'input.artifactType');
   return named(
@@ -140,28 +139,30 @@ export async function createCollection(
   );
 }
 
+/** Where a collection lives, by name: one of the two (`@oneOf` in the schema). */
+export type OwnerInput =
+  | { project: string; registry?: null }
+  | { registry: string; project?: null };
+
 /**
- * Resolves exactly one of `project` / `registry` by name. Throws ValidationError unless exactly
- * one is given, NotFoundError naming the field when it does not exist.
+ * Resolves the project or registry `owner` names. Throws NotFoundError naming the field
+ * (`input.owner.project` / `input.owner.registry`) when it does not exist.
  */
 export async function resolveOwner(
   deps: Pick<AppDeps, 'storage'>,
   entityId: string,
-  input: { project?: string | null; registry?: string | null },
+  owner: OwnerInput,
 ): Promise<{ kind: 'project'; row: Project } | { kind: 'registry'; row: Registry }> {
-  if (input.project != null && input.registry == null) {
+  if (owner.project != null) {
     return {
       kind: 'project',
-      row: await requireContainer(deps, 'project', entityId, input.project, 'input.project'),
+      row: await requireContainer(deps, 'project', entityId, owner.project, 'input.owner.project'),
     };
   }
-  if (input.registry != null && input.project == null) {
-    return {
-      kind: 'registry',
-      row: await requireContainer(deps, 'registry', entityId, input.registry, 'input.registry'),
-    };
-  }
-  throw new ValidationError('input.project', 'Name exactly one of `project` or `registry`.');
+  return {
+    kind: 'registry',
+    row: await requireContainer(deps, 'registry', entityId, owner.registry, 'input.owner.registry'),
+  };
 }
 
 /** A project's or registry's collections, by name. */
