@@ -176,7 +176,7 @@ describe('tracing over OTLP/HTTP', () => {
       const callerSpan = '00f067aa0ba902b7';
       const emitted = await gql(
         url,
-        `mutation Report { emitArtifactEvent(input: { entity: "default", eventType: CREATE_ARTIFACT, project: "p", collection: "m", artifactType: "model", versionIndex: 0 }) {
+        `mutation Report { emitArtifactEvent(input: { entity: "default", eventType: CREATE_ARTIFACT, owner: { project: "p" }, collection: "m", artifactType: "model", versionIndex: 0 }) {
         ... on EmitArtifactEventPayload { event { id } triggeredRuns { id } } } }`,
         {},
         { traceparent: `00-${callerTrace}-${callerSpan}-01` },
