@@ -595,7 +595,7 @@ const ROWS: Row[] = [
         entity: 'default',
         name: `auto-${next()}`,
         eventType: 'CREATE_ARTIFACT',
-        scope: { type: 'PROJECT', project: 'quiet' },
+        scope: { project: 'quiet' },
         action: { actionId: fx.webhookActionId },
       },
     }),
@@ -814,7 +814,7 @@ describe("the stranger's own operations", () => {
       entity: 'other',
       name: `theirs-${next()}`,
       eventType: 'CREATE_ARTIFACT',
-      scope: { type: 'PROJECT', project: 'p' },
+      scope: { project: 'p' },
       action: { actionId: fx.webhookActionId },
     };
     const created = await t.gql(
@@ -912,7 +912,7 @@ describe('triggeredRunUpdated', () => {
           entity: 'other',
           name: `theirs-${next()}`,
           eventType: 'CREATE_ARTIFACT',
-          scope: { type: 'PROJECT', project: 'p' },
+          scope: { project: 'p' },
           action: { actionId },
         },
       },

@@ -95,7 +95,7 @@ function input(overrides: Record<string, unknown> = {}): Record<string, unknown>
     entity: 'default',
     name: 'on-create',
     eventType: 'CREATE_ARTIFACT',
-    scope: { type: 'PROJECT', project: 'vision' },
+    scope: { project: 'vision' },
     action: { actionId: ids.webhook },
     ...overrides,
   };
@@ -148,28 +148,52 @@ describe('createAutomation', () => {
     const cases = [
       {
         eventType: 'CREATE_ARTIFACT',
-        scope: { type: 'PROJECT_COLLECTION', project: 'vision', collection: 'resnet' },
-        expected: { project: { name: 'vision' }, registry: null, collection: { name: 'resnet' } },
+        scope: { projectCollection: { project: 'vision', collection: 'resnet' } },
+        expected: {
+          type: 'PROJECT_COLLECTION',
+          project: { name: 'vision' },
+          registry: null,
+          collection: { name: 'resnet' },
+        },
       },
       {
         eventType: 'LINK_ARTIFACT',
-        scope: { type: 'REGISTRY', registry: 'models' },
-        expected: { project: null, registry: { name: 'models' }, collection: null },
+        scope: { registry: 'models' },
+        expected: {
+          type: 'REGISTRY',
+          project: null,
+          registry: { name: 'models' },
+          collection: null,
+        },
       },
       {
         eventType: 'LINK_ARTIFACT',
-        scope: { type: 'REGISTRY_COLLECTION', registry: 'models', collection: 'resnet' },
-        expected: { project: null, registry: { name: 'models' }, collection: { name: 'resnet' } },
+        scope: { registryCollection: { registry: 'models', collection: 'resnet' } },
+        expected: {
+          type: 'REGISTRY_COLLECTION',
+          project: null,
+          registry: { name: 'models' },
+          collection: { name: 'resnet' },
+        },
       },
       {
         eventType: 'ADD_ARTIFACT_ALIAS',
-        scope: { type: 'PROJECT', project: 'vision' },
-        expected: { project: { name: 'vision' }, registry: null, collection: null },
+        scope: { project: 'vision' },
+        expected: {
+          type: 'PROJECT',
+          project: { name: 'vision' },
+          registry: null,
+          collection: null,
+        },
       },
       {
         eventType: 'ADD_ARTIFACT_ALIAS',
-        scope: { type: 'REGISTRY_COLLECTION', registry: 'models', collection: 'resnet' },
-        expected: { registry: { name: 'models' }, collection: { name: 'resnet' } },
+        scope: { registryCollection: { registry: 'models', collection: 'resnet' } },
+        expected: {
+          type: 'REGISTRY_COLLECTION',
+          registry: { name: 'models' },
+          collection: { name: 'resnet' },
+        },
       },
     ];
     for (const [n, c] of cases.entries()) {
@@ -179,7 +203,7 @@ describe('createAutomation', () => {
       expect(created).toMatchObject({
         __typename: 'Automation',
         eventType: c.eventType,
-        scope: { type: c.scope.type, ...c.expected },
+        scope: c.expected,
       });
     }
   });
@@ -258,40 +282,57 @@ describe('createAutomation', () => {
     });
   });
 
-  it('refuses scopes with missing or stray fields, naming the field', async () => {
-    const cases: [Record<string, unknown>, string][] = [
-      [{ type: 'PROJECT' }, 'input.scope.project'],
-      [{ type: 'PROJECT', project: 'vision', registry: 'models' }, 'input.scope.registry'],
-      [{ type: 'PROJECT', project: 'vision', collection: 'resnet' }, 'input.scope.collection'],
-      [{ type: 'PROJECT_COLLECTION', project: 'vision' }, 'input.scope.collection'],
-      [{ type: 'PROJECT_COLLECTION', collection: 'resnet' }, 'input.scope.project'],
-      [{ type: 'REGISTRY', project: 'vision' }, 'input.scope.registry'],
-      [{ type: 'REGISTRY', registry: 'models', project: 'vision' }, 'input.scope.project'],
+  it('leaves it to GraphQL to refuse scopes naming none, several, a null or half a collection', async () => {
+    // `scope` is @oneOf: GraphQL refuses these before the resolver, on create and on update.
+    const created = await create(input());
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{}, /OneOf.*"AutomationScopeInput"/],
+      [{ project: 'vision', registry: 'models' }, /OneOf.*"AutomationScopeInput"/],
       [
-        { type: 'REGISTRY_COLLECTION', registry: 'models', collection: 'resnet', project: 'v' },
-        'input.scope.project',
+        { project: 'vision', projectCollection: { project: 'vision', collection: 'resnet' } },
+        /OneOf.*"AutomationScopeInput"/,
       ],
+      [{ project: null }, /must be non-null/],
+      [{ projectCollection: { project: 'vision' } }, /"collection" of required type "String!"/],
+      [{ registryCollection: { collection: 'resnet' } }, /"registry" of required type "String!"/],
+      // The old flat shape is gone.
+      [{ type: 'PROJECT', project: 'vision' }, /"type" is not defined/],
     ];
-    for (const [scope, field] of cases) {
-      const result = await create(input({ eventType: 'ADD_ARTIFACT_ALIAS', scope }));
-      expect(result, JSON.stringify(scope)).toMatchObject({ __typename: 'ValidationError', field });
+    for (const [scope, message] of cases) {
+      for (const [document, i] of [
+        [CREATE, input({ eventType: 'ADD_ARTIFACT_ALIAS', scope })],
+        [UPDATE, { id: created.id, scope }],
+      ] as const) {
+        const refused = await t.gql(document, { i });
+        expect(refused.data, JSON.stringify(scope)).toBeUndefined();
+        expect(refused.errors?.[0]?.message, JSON.stringify(scope)).toMatch(/at "i\.scope/);
+        expect(refused.errors?.[0]?.message, JSON.stringify(scope)).toMatch(message);
+      }
     }
   });
 
   it('refuses unknown projects, registries and collections, naming the field', async () => {
     const cases: [Record<string, unknown>, string][] = [
-      [{ type: 'PROJECT', project: 'nope' }, 'input.scope.project'],
-      [{ type: 'REGISTRY', registry: 'nope' }, 'input.scope.registry'],
+      [{ project: 'nope' }, 'input.scope.project'],
+      [{ registry: 'nope' }, 'input.scope.registry'],
       [
-        { type: 'PROJECT_COLLECTION', project: 'vision', collection: 'nope' },
-        'input.scope.collection',
+        { projectCollection: { project: 'nope', collection: 'resnet' } },
+        'input.scope.projectCollection.project',
       ],
       [
-        { type: 'REGISTRY_COLLECTION', registry: 'nope', collection: 'resnet' },
-        'input.scope.registry',
+        { projectCollection: { project: 'vision', collection: 'nope' } },
+        'input.scope.projectCollection.collection',
+      ],
+      [
+        { registryCollection: { registry: 'nope', collection: 'resnet' } },
+        'input.scope.registryCollection.registry',
+      ],
+      [
+        { registryCollection: { registry: 'models', collection: 'nope' } },
+        'input.scope.registryCollection.collection',
       ],
       // The stranger's entity has a project `p`; names never reach across entities.
-      [{ type: 'PROJECT', project: 'p' }, 'input.scope.project'],
+      [{ project: 'p' }, 'input.scope.project'],
     ];
     for (const [scope, field] of cases) {
       const result = await create(input({ eventType: 'ADD_ARTIFACT_ALIAS', scope }));
@@ -301,32 +342,28 @@ describe('createAutomation', () => {
 
   it('refuses event types the scope cannot see, listing the scopes that can', async () => {
     const cases: [string, Record<string, unknown>, string][] = [
+      ['CREATE_ARTIFACT', { registry: 'models' }, 'PROJECT or PROJECT_COLLECTION'],
       [
         'CREATE_ARTIFACT',
-        { type: 'REGISTRY', registry: 'models' },
+        { registryCollection: { registry: 'models', collection: 'resnet' } },
         'PROJECT or PROJECT_COLLECTION',
       ],
-      [
-        'CREATE_ARTIFACT',
-        { type: 'REGISTRY_COLLECTION', registry: 'models', collection: 'resnet' },
-        'PROJECT or PROJECT_COLLECTION',
-      ],
-      ['LINK_ARTIFACT', { type: 'PROJECT', project: 'vision' }, 'REGISTRY or REGISTRY_COLLECTION'],
+      ['LINK_ARTIFACT', { project: 'vision' }, 'REGISTRY or REGISTRY_COLLECTION'],
       [
         'LINK_ARTIFACT',
-        { type: 'PROJECT_COLLECTION', project: 'vision', collection: 'resnet' },
+        { projectCollection: { project: 'vision', collection: 'resnet' } },
         'REGISTRY or REGISTRY_COLLECTION',
       ],
     ];
     for (const [eventType, scope, scopes] of cases) {
       const result = await create(input({ eventType, scope }));
-      expect(result).toMatchObject({ __typename: 'ValidationError', field: 'input.scope.type' });
+      expect(result).toMatchObject({ __typename: 'ValidationError', field: 'input.scope' });
       expect(result.message).toContain(scopes);
     }
   });
 
   it('refuses filters that do not fit the scope or event, or are too long', async () => {
-    const collectionScope = { type: 'PROJECT_COLLECTION', project: 'vision', collection: 'resnet' };
+    const collectionScope = { projectCollection: { project: 'vision', collection: 'resnet' } };
     const cases: [Record<string, unknown>, string][] = [
       [{ filter: { aliasPattern: '^prod' } }, 'input.filter.aliasPattern'],
       [
@@ -473,21 +510,22 @@ describe('updateAutomation', () => {
     // …and the stored project scope cannot see links.
     expect(
       await update({ id: created.id, eventType: 'LINK_ARTIFACT', filter: null }),
-    ).toMatchObject({ __typename: 'ValidationError', field: 'input.scope.type' });
+    ).toMatchObject({ __typename: 'ValidationError', field: 'input.scope' });
     const moved = await update({
       id: created.id,
       eventType: 'LINK_ARTIFACT',
       filter: null,
-      scope: { type: 'REGISTRY', registry: 'models' },
+      scope: { registry: 'models' },
     });
     expect(moved).toMatchObject({
       eventType: 'LINK_ARTIFACT',
       scope: { type: 'REGISTRY', registry: { name: 'models' }, project: null },
       filter: { aliasPattern: null },
     });
-    expect(
-      await update({ id: created.id, scope: { type: 'REGISTRY', registry: 'nope' } }),
-    ).toMatchObject({ __typename: 'NotFoundError', field: 'input.scope.registry' });
+    expect(await update({ id: created.id, scope: { registry: 'nope' } })).toMatchObject({
+      __typename: 'NotFoundError',
+      field: 'input.scope.registry',
+    });
     // A new action configuration replaces the old one whole.
     expect(await update({ id: created.id, action: { actionId: ids.slack } })).toMatchObject({
       __typename: 'ValidationError',
@@ -560,7 +598,7 @@ describe('Entity.automations', () => {
       input({
         name: 'second',
         eventType: 'LINK_ARTIFACT',
-        scope: { type: 'REGISTRY', registry: 'models' },
+        scope: { registry: 'models' },
         enabled: false,
       }),
     );
@@ -569,7 +607,7 @@ describe('Entity.automations', () => {
       input({
         name: 'third',
         eventType: 'ADD_ARTIFACT_ALIAS',
-        scope: { type: 'PROJECT_COLLECTION', project: 'vision', collection: 'resnet' },
+        scope: { projectCollection: { project: 'vision', collection: 'resnet' } },
         action: { actionId: ids.slack, slackTitle: 't', slackMessage: 'm' },
       }),
     );
@@ -681,17 +719,14 @@ describe('access', () => {
     const theirs = await create(
       input({
         entity: 'other',
-        scope: { type: 'PROJECT', project: 'p' },
+        scope: { project: 'p' },
         action: { actionId: ids.foreignWebhook },
       }),
       stranger,
     );
     expect(theirs).toMatchObject({ __typename: 'Automation', name: 'on-create' });
     expect(
-      await create(
-        input({ entity: 'other', name: 'x', scope: { type: 'PROJECT', project: 'p' } }),
-        stranger,
-      ),
+      await create(input({ entity: 'other', name: 'x', scope: { project: 'p' } }), stranger),
     ).toMatchObject({ __typename: 'NotFoundError', field: 'input.action.actionId' });
     const list = await t.gql(
       `{ entity(name: "default") { automations { totalCount } } }`,

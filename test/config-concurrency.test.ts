@@ -121,7 +121,7 @@ describe('names written concurrently', () => {
             entity: 'default',
             name: 'on new model',
             eventType: 'CREATE_ARTIFACT',
-            scope: { type: 'PROJECT', project: 'p' },
+            scope: { project: 'p' },
             action: { actionId: action.id },
           },
         }),
@@ -164,7 +164,7 @@ describe('changes made concurrently', () => {
         entity: 'default',
         name: 'first',
         eventType: 'CREATE_ARTIFACT',
-        scope: { type: 'PROJECT', project: 'p' },
+        scope: { project: 'p' },
         action: { actionId: action.id },
       },
     }).then((r) => r.automation.id as string);

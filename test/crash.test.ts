@@ -76,7 +76,7 @@ async function setUp(url: string, receiverUrl: string, events: number): Promise<
   const automation = await gql(
     url,
     `mutation($a: ID!) { createAutomation(input: { entity: "default", name: "on-create", eventType: CREATE_ARTIFACT,
-      scope: { type: PROJECT, project: "p" }, action: { actionId: $a } }) { __typename } }`,
+      scope: { project: "p" }, action: { actionId: $a } }) { __typename } }`,
     { a: actionId },
   );
   expect(automation.createAutomation?.__typename).toBe('CreateAutomationPayload');

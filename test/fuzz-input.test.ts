@@ -86,7 +86,7 @@ describe('arbitrary input never crashes the server', () => {
                 entity: 'default',
                 name: `${name}-${n}`,
                 eventType: 'ADD_ARTIFACT_ALIAS',
-                scope: { type: 'PROJECT', project: 'p' },
+                scope: { project: 'p' },
                 filter: { aliasPattern: pattern, collectionName: collection },
                 action: { actionId, payloadTemplate: template },
               },

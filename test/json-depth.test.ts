@@ -233,7 +233,7 @@ describe('webhook payload templates', () => {
       entity: 'default',
       name: 'deep',
       eventType: 'CREATE_ARTIFACT',
-      scope: { type: 'PROJECT', project: 'p' },
+      scope: { project: 'p' },
       action: { actionId, payloadTemplate },
     });
     return { a, actionId, automation };

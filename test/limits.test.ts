@@ -504,7 +504,7 @@ describe('field input limits answer a typed error and store nothing', () => {
             entity: 'default',
             name,
             eventType: 'CREATE_ARTIFACT',
-            scope: { type: 'PROJECT', project: 'p' },
+            scope: { project: 'p' },
             action: { actionId, payloadTemplate },
           },
         })
@@ -532,7 +532,7 @@ describe('field input limits answer a typed error and store nothing', () => {
             entity: 'default',
             name,
             eventType: 'ADD_ARTIFACT_ALIAS',
-            scope: { type: 'PROJECT', project: 'p' },
+            scope: { project: 'p' },
             filter: { aliasPattern },
             action: { actionId },
           },

@@ -158,4 +158,38 @@ describe('schema conventions', () => {
       expect(String(fields.owner?.type)).toBe('CollectionOwnerInput!');
     }
   });
+
+  it('names an automation scope with an @oneOf input: one project, registry or collection', () => {
+    const scope = schema.getType('AutomationScopeInput');
+    if (!isInputObjectType(scope)) throw new Error('AutomationScopeInput is missing');
+    expect(scope.isOneOf).toBe(true);
+    const fields = scope.getFields();
+    expect(Object.keys(fields).sort()).toEqual([
+      'project',
+      'projectCollection',
+      'registry',
+      'registryCollection',
+    ]);
+    expect(String(fields.projectCollection?.type)).toBe('ProjectCollectionInput');
+    expect(String(fields.registryCollection?.type)).toBe('RegistryCollectionInput');
+    for (const [name, owner] of [
+      ['ProjectCollectionInput', 'project'],
+      ['RegistryCollectionInput', 'registry'],
+    ] as const) {
+      const input = schema.getType(name);
+      if (!isInputObjectType(input)) throw new Error(`${name} is missing`);
+      const inner = input.getFields();
+      expect(Object.keys(inner).sort()).toEqual([owner, 'collection'].sort());
+      expect(String(inner[owner]?.type)).toBe('String!');
+      expect(String(inner.collection?.type)).toBe('String!');
+    }
+    for (const [name, type] of [
+      ['CreateAutomationInput', 'AutomationScopeInput!'],
+      ['UpdateAutomationInput', 'AutomationScopeInput'],
+    ] as const) {
+      const input = schema.getType(name);
+      if (!isInputObjectType(input)) throw new Error(`${name} is missing`);
+      expect(String(input.getFields().scope?.type)).toBe(type);
+    }
+  });
 });

@@ -167,7 +167,7 @@ describe('tracing over OTLP/HTTP', () => {
             entity: 'default',
             name: 'a',
             eventType: 'CREATE_ARTIFACT',
-            scope: { type: 'PROJECT', project: 'p' },
+            scope: { project: 'p' },
             action: { actionId: action.createWebhookAction.action.id },
           },
         },

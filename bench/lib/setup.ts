@@ -29,7 +29,7 @@ const CREATE_ACTION = `mutation($entity: String!, $name: String!, $url: String!)
 
 const CREATE_AUTOMATION = `mutation($entity: String!, $name: String!, $project: String!, $action: ID!) {
   createAutomation(input: { entity: $entity, name: $name, eventType: CREATE_ARTIFACT,
-    scope: { type: PROJECT, project: $project }, action: { actionId: $action } }) {
+    scope: { project: $project }, action: { actionId: $action } }) {
     __typename ... on Error { message } } }`;
 
 /** Starts a server on a new data directory, sets it up (see {@link Template}), stops it. */

@@ -85,13 +85,36 @@ export async function createSlackAction(
   return r.action.id;
 }
 
-/** Creates an automation; returns its global id. */
+/**
+ * The `AutomationScopeInput` (@oneOf) for a scope in the old flat shape tests name it in,
+ * `{ type: 'PROJECT_COLLECTION', project: 'p', collection: 'c' }`; a scope without `type` is
+ * already in the new shape and passes through as given.
+ */
+export function scopeInput(scope: Record<string, unknown>): Record<string, unknown> {
+  const { type, project, registry, collection } = scope;
+  switch (type) {
+    case undefined:
+      return scope;
+    case 'PROJECT':
+      return { project };
+    case 'REGISTRY':
+      return { registry };
+    case 'PROJECT_COLLECTION':
+      return { projectCollection: { project, collection } };
+    case 'REGISTRY_COLLECTION':
+      return { registryCollection: { registry, collection } };
+    default:
+      throw new Error(`unknown scope type ${String(type)}`);
+  }
+}
+
+/** Creates an automation; returns its global id. The scope may be in the old flat shape. */
 export async function createAutomation(
   t: TestApp,
   input: {
     name: string;
     eventType: string;
-    scope: Record<string, string>;
+    scope: Record<string, unknown>;
     actionId: string;
     payloadTemplate?: string;
     slack?: { slackTitle: string; slackMessage: string; slackSeverity?: string };
@@ -107,7 +130,7 @@ export async function createAutomation(
         entity: input.entity ?? 'default',
         name: input.name,
         eventType: input.eventType,
-        scope: input.scope,
+        scope: scopeInput(input.scope),
         filter: input.filter,
         action: {
           actionId: input.actionId,

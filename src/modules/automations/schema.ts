@@ -19,6 +19,7 @@ import { findUser, isVisibleTo } from '../users/service.js';
 import {
   type Automation,
   type AutomationActionInput,
+  type AutomationScopeInput,
   automationList,
   createAutomation,
   deleteAutomation,
@@ -305,19 +306,58 @@ builder.queryField('automation', (t) =>
   }),
 );
 
+const ProjectCollectionInput = builder.inputType('ProjectCollectionInput', {
+  description: 'A collection in a project, by name.',
+  fields: (f) => ({
+    project: f.string({ description: 'Project name.' }),
+    collection: f.string({ description: 'Collection name in that project.' }),
+  }),
+});
+
+const RegistryCollectionInput = builder.inputType('RegistryCollectionInput', {
+  description: 'A collection in a registry, by name.',
+  fields: (f) => ({
+    registry: f.string({ description: 'Registry name.' }),
+    collection: f.string({ description: 'Collection name in that registry.' }),
+  }),
+});
+
+/** Where an automation watches; GraphQL checks that exactly one field is set. */
 const ScopeInput = builder.inputType('AutomationScopeInput', {
   description:
-    'Where to watch, by name. PROJECT names `project`; REGISTRY names `registry`; PROJECT_COLLECTION names `project` and `collection`; REGISTRY_COLLECTION names `registry` and `collection`. Give no other field.',
+    'Where to watch, by name: give exactly one of a whole `project`, a whole `registry`, a `projectCollection` or a `registryCollection`.',
+  isOneOf: true,
   fields: (f) => ({
-    type: f.field({ type: ScopeTypeEnum, description: 'The kind of scope.' }),
-    project: f.string({ required: false, description: 'Project name (project scopes).' }),
-    registry: f.string({ required: false, description: 'Registry name (registry scopes).' }),
-    collection: f.string({
+    project: f.string({ required: false, description: 'A whole project (PROJECT scope).' }),
+    registry: f.string({ required: false, description: 'A whole registry (REGISTRY scope).' }),
+    projectCollection: f.field({
+      type: ProjectCollectionInput,
       required: false,
-      description: 'Collection name in that project or registry (collection scopes).',
+      description: 'One collection of a project (PROJECT_COLLECTION scope).',
+    }),
+    registryCollection: f.field({
+      type: RegistryCollectionInput,
+      required: false,
+      description: 'One collection of a registry (REGISTRY_COLLECTION scope).',
     }),
   }),
 });
+
+/** The service's form of an `AutomationScopeInput`, which GraphQL has checked names one. */
+function scopeOf(scope: {
+  project?: string | null;
+  registry?: string | null;
+  projectCollection?: { project: string; collection: string } | null;
+  registryCollection?: { registry: string; collection: string } | null;
+}): AutomationScopeInput {
+  if (scope.project != null) return { type: 'PROJECT', project: scope.project };
+  if (scope.registry != null) return { type: 'REGISTRY', registry: scope.registry };
+  if (scope.projectCollection != null)
+    return { type: 'PROJECT_COLLECTION', ...scope.projectCollection };
+  if (scope.registryCollection != null)
+    return { type: 'REGISTRY_COLLECTION', ...scope.registryCollection };
+  throw new Error('AutomationScopeInput is @oneOf: GraphQL lets no empty one through');
+}
 
 const FilterInput = builder.inputType('AutomationFilterInput', {
   description: 'Further conditions on events; leave a field out to match everything.',
@@ -413,6 +453,7 @@ builder.mutationField('createAutomation', (t) =>
     resolve: async (_root, { input }, ctx) => ({
       automation: await createAutomation(ctx, {
         ...input,
+        scope: scopeOf(input.scope),
         action: decodeActionInput(input.action),
       }),
     }),
@@ -465,6 +506,7 @@ builder.mutationField('updateAutomation', (t) =>
       automation: await updateAutomation(ctx, {
         ...input,
         id: decodeId(input.id, 'Automation', 'input.id'),
+        scope: input.scope && scopeOf(input.scope),
         action: input.action && decodeActionInput(input.action),
       }),
     }),

@@ -24,13 +24,15 @@ import { checkPayloadTemplate, checkTextTemplate } from './template.js';
 export type Automation = AutomationRecord;
 export type { AutomationFilter as AutomationListFilter };
 
-/** A scope as clients name it: the names of the project, registry and collection to watch. */
-export interface AutomationScopeInput {
-  type: ScopeType;
-  project?: string | null;
-  registry?: string | null;
-  collection?: string | null;
-}
+/**
+ * A scope as clients name it: the names of the project, registry and collection to watch. The
+ * schema's `@oneOf` input guarantees the names each type needs, and no others.
+ */
+export type AutomationScopeInput =
+  | { type: 'PROJECT'; project: string }
+  | { type: 'REGISTRY'; registry: string }
+  | { type: 'PROJECT_COLLECTION'; project: string; collection: string }
+  | { type: 'REGISTRY_COLLECTION'; registry: string; collection: string };
 
 export interface AutomationFilterInput {
   collectionName?: string | null;
@@ -334,10 +336,17 @@ async function requireAutomation(ctx: Context, id: string): Promise<Automation> 
   return row;
 }
 
+/** Where each scope type's names sit in the input, for errors: `input.scope.project`, … */
+const SCOPE_INPUT_FIELD: Readonly<Record<ScopeType, string>> = {
+  PROJECT: SCOPE_FIELD,
+  REGISTRY: SCOPE_FIELD,
+  PROJECT_COLLECTION: `${SCOPE_FIELD}.projectCollection`,
+  REGISTRY_COLLECTION: `${SCOPE_FIELD}.registryCollection`,
+};
+
 /**
- * Resolves a scope's names to the id it watches. Throws ValidationError on the field that is
- * missing or does not belong to the scope type, NotFoundError on the field naming something that
- * does not exist.
+ * Resolves a scope's names to the id it watches. Throws NotFoundError on the field naming
+ * something that does not exist (e.g. `input.scope.projectCollection.collection`).
  */
 async function resolveScope(
   deps: AppDeps,
@@ -345,49 +354,25 @@ async function resolveScope(
   scope: AutomationScopeInput,
 ): Promise<{ scopeType: ScopeType; scopeId: string }> {
   const shape = SCOPE_SHAPE[scope.type];
-  const ownerField = shape.kind === 'project' ? 'project' : 'registry';
-  const otherField = shape.kind === 'project' ? 'registry' : 'project';
-  const needed = shape.collection ? [ownerField, 'collection'] : [ownerField];
-  for (const field of needed) {
-    if (scope[field as keyof AutomationScopeInput] == null) {
-      throw new ValidationError(
-        `${SCOPE_FIELD}.${field}`,
-        `A ${scope.type} scope needs \`${field}\`: ${describeScopeFields(scope.type)}.`,
-      );
-    }
-  }
-  for (const field of shape.collection ? [otherField] : [otherField, 'collection']) {
-    if (scope[field as keyof AutomationScopeInput] != null) {
-      throw new ValidationError(
-        `${SCOPE_FIELD}.${field}`,
-        `A ${scope.type} scope does not take \`${field}\`; remove it (${describeScopeFields(scope.type)}).`,
-      );
-    }
-  }
-  const ownerName = scope[ownerField] as string;
+  const field = SCOPE_INPUT_FIELD[scope.type];
+  const [ownerField, ownerName] =
+    'project' in scope ? ['project', scope.project] : ['registry', scope.registry];
   const owner = await requireContainer(
     deps,
     shape.kind,
     entityId,
     ownerName,
-    `${SCOPE_FIELD}.${ownerField}`,
+    `${field}.${ownerField}`,
   );
-  if (!shape.collection) return { scopeType: scope.type, scopeId: owner.id };
-  const collection = await findCollection(deps, shape.kind, owner.id, scope.collection as string);
+  if (!('collection' in scope)) return { scopeType: scope.type, scopeId: owner.id };
+  const collection = await findCollection(deps, shape.kind, owner.id, scope.collection);
   if (!collection) {
     throw new NotFoundError(
-      `${SCOPE_FIELD}.collection`,
+      `${field}.collection`,
       `No collection named "${scope.collection}" in ${shape.kind} "${ownerName}"; create it with createArtifactCollection first.`,
     );
   }
   return { scopeType: scope.type, scopeId: collection.id };
-}
-
-function describeScopeFields(type: ScopeType): string {
-  const shape = SCOPE_SHAPE[type];
-  return shape.collection
-    ? `it names the ${shape.kind} and the collection in it to watch`
-    : `it names only the ${shape.kind} to watch`;
 }
 
 /** Filter columns from input; an absent filter matches everything. */
@@ -428,7 +413,7 @@ async function checkDraft(
   const scopes = SCOPES_FOR_EVENT[draft.eventType];
   if (!scopes.includes(draft.scopeType)) {
     throw new ValidationError(
-      `${SCOPE_FIELD}.type`,
+      SCOPE_FIELD,
       `${draft.eventType} events can only be watched from a ${scopes.join(', ').replace(/, (?=[^,]*$)/, ' or ')} scope, not ${draft.scopeType}; change the scope or the event type.`,
     );
   }
