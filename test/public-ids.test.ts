@@ -1,5 +1,6 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: templates hold ${…} references as text.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { newId } from '../src/ids.js';
 import { createTestApp, fakeClock, type TestApp } from './support/app.js';
 import {
   createAutomation,
@@ -143,6 +144,17 @@ describe('public ids', () => {
         { id },
       );
       expect(res).toEqual({ __typename: 'NotFoundError', field: 'input.id' });
+    }
+  });
+});
+
+describe('stored ids', () => {
+  it('are UUIDv7s in creation order, so new rows go to the end of every index holding them', () => {
+    const ids = Array.from({ length: 10_000 }, () => newId());
+    expect(new Set(ids).size).toBe(ids.length);
+    expect([...ids].sort()).toEqual(ids);
+    for (const id of ids.slice(0, 10)) {
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     }
   });
 });
