@@ -85,10 +85,11 @@ function escapeMrkdwn(text: string): string {
 }
 
 /**
- * Builds a Slack incoming-webhook message: a header with the title, a context line with the
- * severity (emoji and word), a section with the message, and fields for entity, project or
- * registry, collection, version, alias, tag (for tag events) and author. `text` carries the same facts in plain text
- * as the notification fallback. Never throws.
+ * Builds a Slack incoming-webhook message: a header with the title (the event type's default
+ * when the rendered title is blank), a context line with the severity (emoji and word), a
+ * section with the message, and fields for entity, project or registry, collection, version,
+ * alias, tag (for tag events) and author. `text` carries the same facts in plain text as the
+ * notification fallback. Never throws.
  */
 export function buildSlackMessage(input: SlackMessageInput): SlackMessage {
   const { context: ctx, severity } = input;
