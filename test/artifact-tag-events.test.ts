@@ -49,7 +49,7 @@ afterEach(async () => {
 
 const EMIT = `mutation($i: EmitArtifactEventInput!) { emitArtifactEvent(input: $i) {
   __typename
-  ... on EmitArtifactEventPayload { event { id eventType tag alias versionIndex versionString versionUri }
+  ... on EmitArtifactEventPayload { replayed event { id eventType tag alias versionIndex versionString versionUri }
     triggeredRuns { id status } }
   ... on Error { message ... on ValidationError { field } } } }`;
 
@@ -240,6 +240,33 @@ describe('new artifact events, end to end', () => {
       { text: 'tag=candidate on default/p/resnet:v1' },
     ]);
     expect(renderText('[${tag}]', sampleContext({ tag: null }), new Map())).toBe('[]');
+  });
+});
+
+describe('idempotency', () => {
+  it('replays a tag event sent twice with one key: one event, one run, one delivery', async () => {
+    await createAutomation(t, {
+      name: 'tags',
+      eventType: 'REMOVE_ARTIFACT_TAG',
+      scope: { type: 'PROJECT', project: 'p' },
+      actionId: hook.id,
+    });
+    const input = {
+      eventType: 'REMOVE_ARTIFACT_TAG',
+      versionIndex: 4,
+      tag: 'candidate',
+      idempotencyKey: 'untag-4',
+    };
+    const first = await emit(input);
+    const again = await emit({ ...input, tag: 'other' });
+    expect(first.replayed).toBe(false);
+    expect(again.replayed).toBe(true);
+    expect(again.event).toEqual(first.event);
+    expect(again.triggeredRuns).toEqual(first.triggeredRuns);
+    await t.app.engine.drain();
+    expect(receiver.requests).toHaveLength(1);
+    const events = await t.gql('{ entity(name: "default") { events { totalCount } } }');
+    expect(events.data.entity.events.totalCount).toBe(1);
   });
 });
 

@@ -59,8 +59,7 @@ export async function emitArtifactEvent(
     const first = await deps.storage.events.findByIdempotencyKey(entity.id, idempotencyKey);
     if (first) return { ...first, replayed: true };
   }
-  const shape = EVENT_SHAPES[input.eventType];
-  const where = shape.owner;
+  const where = EVENT_SHAPES[input.eventType].owner;
   if (where === 'project' && input.owner.registry != null) {
     throw new ValidationError(
       'input.owner.registry',
