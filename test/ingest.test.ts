@@ -141,6 +141,7 @@ describe('recording an event', () => {
       artifactType: 'model',
       versionIndex: 0,
       alias: null,
+      tag: null,
       author: 'ci',
       metadata: null,
       idempotencyKey: 'build-7',

@@ -75,6 +75,7 @@ beforeAll(async () => {
         artifactType: 'model',
         versionIndex: i,
         alias: null,
+        tag: null,
         author: 'ci',
         metadata: null,
         idempotencyKey: null,

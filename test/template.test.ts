@@ -27,6 +27,7 @@ const ctx: TemplateContext = {
   artifactType: 'model',
   artifactVersionIndex: 3,
   alias: 'production',
+  tag: null,
   metadata: {
     accuracy: 0.91,
     owner: 'team-ml',
@@ -103,6 +104,7 @@ describe('renderPayload with a template', () => {
       artifact_version: 'tripline://acme/vision/resnet/v3',
       artifact_version_string: 'acme/vision/resnet:production',
       alias: 'production',
+      tag: '',
     });
   });
 
@@ -121,6 +123,7 @@ describe('renderPayload with a template', () => {
         'artifact_version',
         'artifact_version_string',
         'alias',
+        'tag',
       ].sort(),
     );
   });
@@ -272,6 +275,7 @@ describe('renderPayload without a template', () => {
       artifact_version: 'tripline://acme/vision/resnet/v3',
       artifact_version_string: 'acme/vision/resnet:production',
       alias: 'production',
+      tag: null,
       artifact_metadata: ctx.metadata,
     });
   });
@@ -461,6 +465,7 @@ describe('properties', () => {
     artifactType: text,
     artifactVersionIndex: fc.nat(),
     alias: fc.option(text),
+    tag: fc.option(text),
     metadata: fc.dictionary(text, fc.jsonValue()),
   });
   const everything = {

@@ -393,18 +393,22 @@ class Tripline:
         event_type: str,
         collection: str,
         artifact_type: str,
-        version_index: int,
+        version_index: Optional[int] = None,
         project: Optional[str] = None,
         registry: Optional[str] = None,
         alias: Optional[str] = None,
+        tag: Optional[str] = None,
         metadata: Optional[Mapping[str, Any]] = None,
         author: Optional[str] = None,
         idempotency_key: Optional[str] = None,
     ) -> EmitResult:
         """Reports one artifact event and returns the event and the runs it queued.
 
-        ``event_type`` is ``CREATE_ARTIFACT`` (names a ``project``), ``LINK_ARTIFACT`` (a
-        ``registry``) or ``ADD_ARTIFACT_ALIAS`` (either, with an ``alias``). Every attempt of
+        ``event_type`` is ``CREATE_ARTIFACT`` (names a ``project``), ``LINK_ARTIFACT`` or
+        ``UNLINK_ARTIFACT`` (a ``registry``), ``ADD_ARTIFACT_ALIAS`` (either, with an ``alias``),
+        ``ADD_ARTIFACT_TAG`` or ``REMOVE_ARTIFACT_TAG`` (either, with a ``tag``), or
+        ``ADD_COLLECTION_TAG`` or ``REMOVE_COLLECTION_TAG`` (either, with a ``tag`` and no
+        ``version_index``; every other type needs ``version_index``). Every attempt of
         this call sends the same ``idempotency_key`` (a new UUID when none is given), so a retry
         after a lost answer returns the first result (``replayed=True``) instead of storing a
         second event. Pass a key derived from the logical event (``f"{build_id}-{version}"``)
@@ -425,6 +429,7 @@ class Tripline:
             "versionIndex": version_index,
             "owner": {"project": project} if project is not None else {"registry": registry},
             "alias": alias,
+            "tag": tag,
             "metadata": dict(metadata) if metadata is not None else None,
             "author": author,
             "idempotencyKey": key,

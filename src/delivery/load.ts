@@ -1,5 +1,6 @@
 import { publicId } from '../ids.js';
 import type { TemplateContext } from '../modules/automations/template.js';
+import { eventVersionIndex } from '../modules/events/event-types.js';
 import {
   type DecryptedSecrets,
   type OpenedSecrets,
@@ -133,8 +134,9 @@ export function planDelivery(decrypted: DecryptedSecrets, run: ClaimedRun): RunD
     projectName: event.projectName ?? event.registryName ?? '',
     artifactCollectionName: event.collectionName,
     artifactType: event.artifactType,
-    artifactVersionIndex: event.versionIndex,
+    artifactVersionIndex: eventVersionIndex(event),
     alias: event.alias,
+    tag: event.tag,
     metadata: event.metadata ?? {},
   };
   try {

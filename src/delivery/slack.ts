@@ -1,4 +1,5 @@
 import { artifactVersionString, type TemplateContext } from '../modules/automations/template.js';
+import type { EventType } from '../storage/config.js';
 import type { SlackSeverity } from '../storage/delivery.js';
 
 /** Where the event's collection lives; Slack labels the field "Project" or "Registry". */
@@ -13,11 +14,34 @@ export const SLACK_SEVERITY_STYLE: Readonly<
   ERROR: { emoji: ':rotating_light:', label: 'Error' },
 };
 
-const EVENT_TITLES: Record<string, string> = {
-  CREATE_ARTIFACT: 'New artifact version',
-  LINK_ARTIFACT: 'Artifact version linked',
-  ADD_ARTIFACT_ALIAS: 'Alias added to artifact version',
-};
+/**
+ * The default title of each event type, from the event's context and its version string. The
+ * record makes the compiler ask for a title for every new event type.
+ */
+const EVENT_TITLES: Readonly<Record<EventType, (ctx: TemplateContext, version: string) => string>> =
+  {
+    CREATE_ARTIFACT: (_ctx, version) => `New artifact version: ${version}`,
+    LINK_ARTIFACT: (_ctx, version) => `Artifact version linked: ${version}`,
+    UNLINK_ARTIFACT: (ctx) =>
+      `v${ctx.artifactVersionIndex} unlinked from registry ${ctx.projectName}/${ctx.artifactCollectionName}`,
+    ADD_ARTIFACT_ALIAS: (_ctx, version) => `Alias added to artifact version: ${version}`,
+    ADD_ARTIFACT_TAG: (ctx) =>
+      `Tag \`${ctx.tag}\` added to ${ctx.artifactCollectionName}:v${ctx.artifactVersionIndex}`,
+    REMOVE_ARTIFACT_TAG: (ctx) =>
+      `Tag \`${ctx.tag}\` removed from ${ctx.artifactCollectionName}:v${ctx.artifactVersionIndex}`,
+    ADD_COLLECTION_TAG: (ctx) =>
+      `Tag \`${ctx.tag}\` added to collection ${ctx.artifactCollectionName}`,
+    REMOVE_COLLECTION_TAG: (ctx) =>
+      `Tag \`${ctx.tag}\` removed from collection ${ctx.artifactCollectionName}`,
+  };
+
+/** The default title: the event type's own, or the type and version for an unknown type. */
+function defaultTitle(ctx: TemplateContext, version: string): string {
+  const title = (EVENT_TITLES as Partial<Record<string, (typeof EVENT_TITLES)[EventType]>>)[
+    ctx.eventType
+  ];
+  return title ? title(ctx, version) : `${ctx.eventType}: ${version}`;
+}
 
 /** Slack limits: header text 150 characters, section text 3000, field text 2000. */
 const HEADER_MAX = 150;
@@ -61,10 +85,11 @@ function escapeMrkdwn(text: string): string {
 }
 
 /**
- * Builds a Slack incoming-webhook message: a header with the title, a context line with the
- * severity (emoji and word), a section with the message, and fields for entity, project or
- * registry, collection, version, alias and author. `text` carries the same facts in plain text
- * as the notification fallback. Never throws.
+ * Builds a Slack incoming-webhook message: a header with the title (the event type's default
+ * when the rendered title is blank), a context line with the severity (emoji and word), a
+ * section with the message, and fields for entity, project or registry, collection, version,
+ * alias, tag (for tag events) and author. `text` carries the same facts in plain text as the
+ * notification fallback. Never throws.
  */
 export function buildSlackMessage(input: SlackMessageInput): SlackMessage {
   const { context: ctx, severity } = input;
@@ -76,8 +101,7 @@ export function buildSlackMessage(input: SlackMessageInput): SlackMessage {
     ctx.artifactVersionIndex,
     ctx.alias,
   );
-  const title =
-    input.title?.trim() || `${EVENT_TITLES[ctx.eventType] ?? ctx.eventType}: ${version}`;
+  const title = input.title?.trim() || defaultTitle(ctx, version);
   const message =
     input.message?.trim() ||
     `Automation "${ctx.automationName}" ran for ${ctx.eventType} by ${ctx.eventAuthor}.`;
@@ -102,6 +126,7 @@ export function buildSlackMessage(input: SlackMessageInput): SlackMessage {
           field('Collection', ctx.artifactCollectionName),
           field('Version', version),
           field('Alias', ctx.alias ?? '—'),
+          ...(ctx.tag == null ? [] : [field('Tag', ctx.tag)]),
           field('Author', ctx.eventAuthor),
         ],
       },

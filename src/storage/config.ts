@@ -240,7 +240,16 @@ export interface ActionStore {
 // ---------------------------------------------------------------------------------------------
 // Automations
 
-export const EVENT_TYPES = ['CREATE_ARTIFACT', 'LINK_ARTIFACT', 'ADD_ARTIFACT_ALIAS'] as const;
+export const EVENT_TYPES = [
+  'CREATE_ARTIFACT',
+  'LINK_ARTIFACT',
+  'UNLINK_ARTIFACT',
+  'ADD_ARTIFACT_ALIAS',
+  'ADD_ARTIFACT_TAG',
+  'REMOVE_ARTIFACT_TAG',
+  'ADD_COLLECTION_TAG',
+  'REMOVE_COLLECTION_TAG',
+] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
 export const SCOPE_TYPES = [
@@ -267,6 +276,7 @@ export interface AutomationSettings {
   filterCollectionName: string | null;
   filterArtifactType: string | null;
   filterAliasPattern: string | null;
+  filterTagPattern: string | null;
   actionId: string;
   /** Webhook: the JSON payload template; null sends the default envelope. */
   payloadTemplate: string | null;

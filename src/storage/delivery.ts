@@ -1,6 +1,7 @@
 /* What the delivery engine needs: claims, leases, what an attempt needs, attempt results. */
 
 import type { AuditRecord } from './audit.js';
+import type { EventType } from './config.js';
 
 /**
  * The message of an attempt that started and never recorded an end: its process died (perhaps
@@ -30,11 +31,12 @@ export interface ClaimRequest {
 /** The event a run was created for, as an attempt renders it. */
 export interface DeliveryEvent {
   id: string;
-  eventType: 'CREATE_ARTIFACT' | 'LINK_ARTIFACT' | 'ADD_ARTIFACT_ALIAS';
+  eventType: EventType;
   collectionName: string;
   artifactType: string;
   versionIndex: number;
   alias: string | null;
+  tag: string | null;
   author: string;
   metadata: Record<string, unknown> | null;
   entityName: string;

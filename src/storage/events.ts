@@ -1,9 +1,9 @@
 /* Artifact events and the runs they trigger, as history. */
 
+import type { EventType } from './config.js';
 import type { PageRequest } from './paging.js';
 
-/** What happened to an artifact; an automation watches one of them. */
-export type EventType = 'CREATE_ARTIFACT' | 'LINK_ARTIFACT' | 'ADD_ARTIFACT_ALIAS';
+export type { EventType };
 
 /** Where a triggered run is in its life. */
 export type RunStatus = 'QUEUED' | 'RUNNING' | 'RETRYING' | 'SUCCEEDED' | 'FAILED' | 'SKIPPED';
@@ -23,8 +23,10 @@ export interface ArtifactEvent {
   collectionId: string | null;
   collectionName: string;
   artifactType: string;
+  /** 0 for collection-tag events, which name no version. */
   versionIndex: number;
   alias: string | null;
+  tag: string | null;
   author: string;
   metadata: Record<string, unknown> | null;
   idempotencyKey: string | null;
@@ -83,6 +85,7 @@ export interface NewArtifactEvent {
   artifactType: string;
   versionIndex: number;
   alias: string | null;
+  tag: string | null;
   author: string;
   metadata: Record<string, unknown> | null;
   idempotencyKey: string | null;
@@ -101,6 +104,7 @@ export interface MatchCandidate {
   filterCollectionName: string | null;
   filterArtifactType: string | null;
   filterAliasPattern: string | null;
+  filterTagPattern: string | null;
 }
 
 /** An event and the runs it queued, oldest automation first. */

@@ -406,6 +406,7 @@ export function sampleContext(overrides: Partial<TemplateContext> = {}): Templat
     artifactType: 'model',
     artifactVersionIndex: 3,
     alias: 'production',
+    tag: null,
     metadata: { accuracy: 0.93 },
     ...overrides,
   };

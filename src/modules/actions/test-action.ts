@@ -38,6 +38,7 @@ function sampleContext(ctx: Context, entityName: string): TemplateContext {
     artifactType: 'model',
     artifactVersionIndex: 0,
     alias: null,
+    tag: null,
     metadata: { sample: true },
   };
 }

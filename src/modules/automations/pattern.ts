@@ -1,18 +1,18 @@
 import { RE2JS, RE2JSException } from 're2js';
 import { ValidationError } from '../../errors.js';
 
-/** Longest alias pattern accepted, in UTF-16 code units. */
+/** Longest alias or tag pattern accepted, in UTF-16 code units. */
 export const MAX_PATTERN_LENGTH = 256;
 
-/** Compiled patterns, oldest first; matching runs on every alias event, so compile once. */
+/** Compiled patterns, oldest first; matching runs on every alias and tag event, so compile once. */
 const compiled = new Map<string, RE2JS>();
 const CACHE_SIZE = 1000;
 
 const UNSUPPORTED_NOTE =
-  'Alias patterns use RE2 syntax, which runs in linear time; backreferences (\\1) and lookaround ((?=…), (?!…), (?<=…), (?<!…)) are not supported';
+  'Patterns use RE2 syntax, which runs in linear time; backreferences (\\1) and lookaround ((?=…), (?!…), (?<=…), (?<!…)) are not supported';
 
 /** Compiles through the cache; throws ValidationError(field) for a pattern RE2 refuses. */
-function compile(pattern: string, field: string): RE2JS {
+function compile(pattern: string, field: string, noun = 'alias'): RE2JS {
   const hit = compiled.get(pattern);
   if (hit !== undefined) {
     // Re-insert so the Map's insertion order tracks recency and eviction drops the coldest.
@@ -23,7 +23,7 @@ function compile(pattern: string, field: string): RE2JS {
   if (pattern.length > MAX_PATTERN_LENGTH) {
     throw new ValidationError(
       field,
-      `The alias pattern is ${pattern.length} characters; the limit is ${MAX_PATTERN_LENGTH}`,
+      `The ${noun} pattern is ${pattern.length} characters; the limit is ${MAX_PATTERN_LENGTH}`,
     );
   }
   let re: RE2JS;
@@ -33,7 +33,7 @@ function compile(pattern: string, field: string): RE2JS {
     if (!(error instanceof RE2JSException)) throw error;
     throw new ValidationError(
       field,
-      `Invalid alias pattern: ${error.message}. ${UNSUPPORTED_NOTE}`,
+      `Invalid ${noun} pattern: ${error.message}. ${UNSUPPORTED_NOTE}`,
     );
   }
   compiled.set(pattern, re);
@@ -45,12 +45,12 @@ function compile(pattern: string, field: string): RE2JS {
 }
 
 /**
- * Checks an alias pattern when an automation is saved. Throws `ValidationError(field, …)` when it
+ * Checks an alias (or, with `noun` "tag", a tag) pattern when an automation is saved. Throws `ValidationError(field, …)` when it
  * is longer than {@link MAX_PATTERN_LENGTH} or is not valid RE2 syntax; the message names the
  * problem and notes that backreferences and lookaround are unsupported.
  */
-export function checkAliasPattern(pattern: string, field: string): void {
-  compile(pattern, field);
+export function checkAliasPattern(pattern: string, field: string, noun = 'alias'): void {
+  compile(pattern, field, noun);
 }
 
 /**
@@ -62,3 +62,6 @@ export function checkAliasPattern(pattern: string, field: string): void {
 export function aliasMatches(pattern: string, alias: string): boolean {
   return compile(pattern, 'pattern').test(alias);
 }
+
+/** {@link aliasMatches} for any name an event carries: an alias or a tag. */
+export const patternMatches = aliasMatches;

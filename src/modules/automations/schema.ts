@@ -38,8 +38,25 @@ export const EventTypeEnum = builder.enumType('EventType', {
       description:
         'A version was linked to a registry collection. Watched from a registry or registry collection.',
     },
+    UNLINK_ARTIFACT: {
+      description:
+        'A version was unlinked (removed) from a registry collection. Watched from a registry or registry collection.',
+    },
     ADD_ARTIFACT_ALIAS: {
       description: 'An alias such as `production` was added to a version. Watched from any scope.',
+    },
+    ADD_ARTIFACT_TAG: {
+      description: 'A tag such as `candidate` was added to a version. Watched from any scope.',
+    },
+    REMOVE_ARTIFACT_TAG: {
+      description: 'A tag was removed from a version. Watched from any scope.',
+    },
+    ADD_COLLECTION_TAG: {
+      description: 'A tag was added to a collection (no version involved). Watched from any scope.',
+    },
+    REMOVE_COLLECTION_TAG: {
+      description:
+        'A tag was removed from a collection (no version involved). Watched from any scope.',
     },
   } as const,
 });
@@ -129,6 +146,11 @@ const AutomationFilterRef = builder.objectRef<Automation>('AutomationFilter').im
       nullable: true,
       description:
         'Only aliases this RE2 regular expression matches anywhere (anchor with `^…$` for whole aliases). Alias events only.',
+    }),
+    tagPattern: t.exposeString('filterTagPattern', {
+      nullable: true,
+      description:
+        'Only tags this RE2 regular expression matches anywhere (anchor with `^…$` for whole tags). Tag events only.',
     }),
   }),
 });
@@ -375,6 +397,11 @@ const FilterInput = builder.inputType('AutomationFilterInput', {
       required: false,
       description:
         'ADD_ARTIFACT_ALIAS only: an RE2 regular expression (linear-time; no backreferences or lookaround; up to 256 characters) the alias must match somewhere, e.g. `^prod`.',
+    }),
+    tagPattern: f.string({
+      required: false,
+      description:
+        'Tag events only (ADD_/REMOVE_ARTIFACT_TAG, ADD_/REMOVE_COLLECTION_TAG): an RE2 regular expression, checked like `aliasPattern`, the tag must match somewhere, e.g. `^candidate$`.',
     }),
   }),
 });

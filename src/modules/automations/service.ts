@@ -16,6 +16,7 @@ import { DuplicateError } from '../../storage/errors.js';
 import { getAction } from '../actions/service.js';
 import type { StoredList } from '../connection.js';
 import { requireEntity, requireRole } from '../entities/access.js';
+import { EVENT_SHAPES, typesCarrying } from '../events/event-types.js';
 import { checkDescription, checkName, checkSlug } from '../names.js';
 import { findCollection, type Kind, requireContainer } from '../projects/service.js';
 import { checkAliasPattern } from './pattern.js';
@@ -38,6 +39,7 @@ export interface AutomationFilterInput {
   collectionName?: string | null;
   artifactType?: string | null;
   aliasPattern?: string | null;
+  tagPattern?: string | null;
 }
 
 export interface AutomationActionInput {
@@ -81,7 +83,12 @@ export interface UpdateAutomationInput {
 export const SCOPES_FOR_EVENT: Readonly<Record<EventType, readonly ScopeType[]>> = {
   CREATE_ARTIFACT: ['PROJECT', 'PROJECT_COLLECTION'],
   LINK_ARTIFACT: ['REGISTRY', 'REGISTRY_COLLECTION'],
+  UNLINK_ARTIFACT: ['REGISTRY', 'REGISTRY_COLLECTION'],
   ADD_ARTIFACT_ALIAS: ['PROJECT', 'REGISTRY', 'PROJECT_COLLECTION', 'REGISTRY_COLLECTION'],
+  ADD_ARTIFACT_TAG: ['PROJECT', 'REGISTRY', 'PROJECT_COLLECTION', 'REGISTRY_COLLECTION'],
+  REMOVE_ARTIFACT_TAG: ['PROJECT', 'REGISTRY', 'PROJECT_COLLECTION', 'REGISTRY_COLLECTION'],
+  ADD_COLLECTION_TAG: ['PROJECT', 'REGISTRY', 'PROJECT_COLLECTION', 'REGISTRY_COLLECTION'],
+  REMOVE_COLLECTION_TAG: ['PROJECT', 'REGISTRY', 'PROJECT_COLLECTION', 'REGISTRY_COLLECTION'],
 };
 
 /** The container kind each scope type lives in, and whether it names one collection of it. */
@@ -195,6 +202,7 @@ export async function updateAutomation(
             filterCollectionName: current.filterCollectionName,
             filterArtifactType: current.filterArtifactType,
             filterAliasPattern: current.filterAliasPattern,
+            filterTagPattern: current.filterTagPattern,
           }
         : filterColumns(input.filter)),
       ...(input.action == null
@@ -288,6 +296,7 @@ const PUBLIC_FIELD: Readonly<Record<keyof Draft, string>> = {
   filterCollectionName: 'filter.collectionName',
   filterArtifactType: 'filter.artifactType',
   filterAliasPattern: 'filter.aliasPattern',
+  filterTagPattern: 'filter.tagPattern',
   actionId: 'action',
   payloadTemplate: 'config.payloadTemplate',
   slackTitle: 'config.slackTitle',
@@ -378,11 +387,15 @@ async function resolveScope(
 /** Filter columns from input; an absent filter matches everything. */
 function filterColumns(
   filter: AutomationFilterInput | null | undefined,
-): Pick<Draft, 'filterCollectionName' | 'filterArtifactType' | 'filterAliasPattern'> {
+): Pick<
+  Draft,
+  'filterCollectionName' | 'filterArtifactType' | 'filterAliasPattern' | 'filterTagPattern'
+> {
   return {
     filterCollectionName: filter?.collectionName ?? null,
     filterArtifactType: filter?.artifactType ?? null,
     filterAliasPattern: filter?.aliasPattern ?? null,
+    filterTagPattern: filter?.tagPattern ?? null,
   };
 }
 
@@ -449,6 +462,21 @@ function checkFilter(draft: Draft): void {
       );
     }
     checkAliasPattern(draft.filterAliasPattern, field('aliasPattern'));
+  }
+  if (draft.filterTagPattern !== null) {
+    if (EVENT_SHAPES[draft.eventType].carries !== 'tag') {
+      throw new ValidationError(
+        field('tagPattern'),
+        `Only ${typesCarrying('tag')} events carry a tag; remove \`tagPattern\` for ${draft.eventType} automations.`,
+      );
+    }
+    if (draft.filterTagPattern === '') {
+      throw new ValidationError(
+        field('tagPattern'),
+        'The tag pattern is empty; leave `tagPattern` out to match every tag.',
+      );
+    }
+    checkAliasPattern(draft.filterTagPattern, field('tagPattern'), 'tag');
   }
 }
 

@@ -14,8 +14,10 @@ export interface TemplateContext {
   projectName: string;
   artifactCollectionName: string;
   artifactType: string;
-  artifactVersionIndex: number;
+  /** Null for collection-tag events, which name no version. */
+  artifactVersionIndex: number | null;
   alias: string | null;
+  tag: string | null;
   metadata: Record<string, unknown>;
 }
 
@@ -29,10 +31,11 @@ const VARIABLES: ReadonlyMap<string, (ctx: TemplateContext) => string> = new Map
   ['project_name', (ctx) => ctx.projectName],
   ['artifact_collection_name', (ctx) => ctx.artifactCollectionName],
   ['artifact_type', (ctx) => ctx.artifactType],
-  ['artifact_version_index', (ctx) => String(ctx.artifactVersionIndex)],
+  ['artifact_version_index', (ctx) => String(ctx.artifactVersionIndex ?? '')],
   ['artifact_version', (ctx) => versionUri(ctx)],
   ['artifact_version_string', (ctx) => versionString(ctx)],
   ['alias', (ctx) => ctx.alias ?? ''],
+  ['tag', (ctx) => ctx.tag ?? ''],
 ]);
 
 /** The plain variables a template may use, besides `artifact_metadata.KEY` and secret names. */
@@ -55,30 +58,35 @@ const RENDER_FIELD = 'template';
 
 /**
  * Stable URI of an artifact version: `tripline://<entity>/<project>/<collection>/v<index>`,
- * each name segment percent-encoded with `encodeURIComponent`.
+ * each name segment percent-encoded with `encodeURIComponent`; without `/v<index>` (the
+ * collection's URI) when `index` is null, for events about a whole collection.
  */
 export function artifactVersionUri(
   entity: string,
   project: string,
   collection: string,
-  index: number,
+  index: number | null,
 ): string {
   const path = [entity, project, collection].map(encodeURIComponent).join('/');
-  return `tripline://${path}/v${index}`;
+  return index === null ? `tripline://${path}` : `tripline://${path}/v${index}`;
 }
 
 /**
  * Human-readable version name: `entity/project/collection:v3`, or `entity/project/collection:alias`
- * when `alias` is a non-empty string.
+ * when `alias` is a non-empty string. With a null `index` (an event about a whole collection,
+ * such as a collection tag), the collection's name alone: `entity/project/collection`.
  */
 export function artifactVersionString(
   entity: string,
   project: string,
   collection: string,
-  index: number,
+  index: number | null,
   alias?: string | null,
 ): string {
-  return `${entity}/${project}/${collection}:${alias ? alias : `v${index}`}`;
+  if (alias) return `${entity}/${project}/${collection}:${alias}`;
+  return index === null
+    ? `${entity}/${project}/${collection}`
+    : `${entity}/${project}/${collection}:v${index}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -490,7 +498,7 @@ function substitute(
  *
  * With a template, every `${…}` in a JSON string *value* is replaced and the string re-encoded;
  * object keys, numbers, literals and layout are kept as written. A substituted value is always
- * string text: numbers in decimal, a null alias as `""`, non-string metadata as its JSON text, a
+ * string text: numbers in decimal, a null alias, tag or version index as `""`, non-string metadata as its JSON text, a
  * missing metadata key as `""`. Values cannot break the JSON or add fields, whatever they contain.
  *
  * With `template === null`, the default envelope is sent, a JSON object with native types:
@@ -499,10 +507,11 @@ function substitute(
  *   "event_type": "ADD_ARTIFACT_ALIAS", "event_id": "…", "event_author": "alice",
  *   "automation_name": "…", "entity_name": "acme", "project_name": "vision",
  *   "artifact_collection_name": "resnet", "artifact_type": "model",
- *   "artifact_version_index": 3,
+ *   "artifact_version_index": 3,      // null for collection-tag events (no version)
  *   "artifact_version": "tripline://acme/vision/resnet/v3",
  *   "artifact_version_string": "acme/vision/resnet:production",
  *   "alias": "production",            // null when the event has no alias
+ *   "tag": null,                      // the tag, for tag events; null otherwise
  *   "artifact_metadata": { … }        // the version's metadata object
  * }
  * ```
@@ -546,6 +555,7 @@ function defaultEnvelope(ctx: TemplateContext): Record<string, unknown> {
     artifact_version: versionUri(ctx),
     artifact_version_string: versionString(ctx),
     alias: ctx.alias,
+    tag: ctx.tag,
     artifact_metadata: ctx.metadata,
   };
 }

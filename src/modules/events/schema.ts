@@ -13,6 +13,7 @@ import { TriggeredRunRef, triggeredRunsField } from '../runs/schema.js';
 import type { TriggeredRun } from '../runs/service.js';
 import { UserRef } from '../users/schema.js';
 import { findUser } from '../users/service.js';
+import { eventVersionIndex } from './event-types.js';
 import { type ArtifactEvent, emitArtifactEvent, eventList, getEvent } from './service.js';
 
 /** Names the version strings and URIs are built from. */
@@ -55,23 +56,41 @@ export const ArtifactEventRef = builder.node(builder.objectRef<ArtifactEvent>('A
     }),
     collectionName: t.exposeString('collectionName', { description: 'The artifact collection.' }),
     artifactType: t.exposeString('artifactType', { description: 'The artifact type.' }),
-    versionIndex: t.exposeInt('versionIndex', { description: 'The version index (3 for v3).' }),
+    versionIndex: t.int({
+      nullable: true,
+      description:
+        'The version index (3 for v3); null for collection-tag events, which name no version.',
+      resolve: (e) => eventVersionIndex(e),
+    }),
     alias: t.exposeString('alias', {
       nullable: true,
       description: 'The alias added, for ADD_ARTIFACT_ALIAS.',
     }),
+    tag: t.exposeString('tag', {
+      nullable: true,
+      description:
+        'The tag added or removed, for ADD_/REMOVE_ARTIFACT_TAG and ADD_/REMOVE_COLLECTION_TAG.',
+    }),
     versionString: t.string({
-      description: '`entity/project/collection:v3`, or `…:alias` for alias events.',
+      description:
+        '`entity/project/collection:v3`, or `…:alias` for alias events; `entity/project/collection` (no version) for collection-tag events.',
       resolve: async (e, _args, ctx) => {
         const p = await versionParts(e, ctx);
-        return artifactVersionString(p.entity, p.owner, e.collectionName, e.versionIndex, e.alias);
+        return artifactVersionString(
+          p.entity,
+          p.owner,
+          e.collectionName,
+          eventVersionIndex(e),
+          e.alias,
+        );
       },
     }),
     versionUri: t.string({
-      description: 'A stable URI of the version: what templates see as artifact_version.',
+      description:
+        'A stable URI of the version (of the collection, without `/vN`, for collection-tag events): what templates see as artifact_version.',
       resolve: async (e, _args, ctx) => {
         const p = await versionParts(e, ctx);
-        return artifactVersionUri(p.entity, p.owner, e.collectionName, e.versionIndex);
+        return artifactVersionUri(p.entity, p.owner, e.collectionName, eventVersionIndex(e));
       },
     }),
     author: t.exposeString('author', { description: 'Who the reporter says caused the event.' }),
@@ -167,7 +186,7 @@ builder.mutationField('emitArtifactEvent', (t) =>
         description: 'The event.',
         type: builder.inputType('EmitArtifactEventInput', {
           description:
-            'An artifact event. CREATE_ARTIFACT happens in a project, LINK_ARTIFACT in a registry, ADD_ARTIFACT_ALIAS in either.',
+            'An artifact event. CREATE_ARTIFACT happens in a project, LINK_ARTIFACT and UNLINK_ARTIFACT in a registry, alias and tag events in either.',
           fields: (f) => ({
             entity: f.string({ description: 'Entity name.' }),
             eventType: f.field({ type: EventTypeEnum, description: 'What happened.' }),
@@ -179,10 +198,19 @@ builder.mutationField('emitArtifactEvent', (t) =>
               description: 'Artifact collection name; created on first use.',
             }),
             artifactType: f.string({ description: 'Artifact type, e.g. `model`.' }),
-            versionIndex: f.int({ description: 'Version index (3 for v3).' }),
+            versionIndex: f.int({
+              required: false,
+              description:
+                'Version index (3 for v3); required, except for ADD_COLLECTION_TAG and REMOVE_COLLECTION_TAG, which name no version and refuse it.',
+            }),
             alias: f.string({
               required: false,
-              description: 'The alias added; required for ADD_ARTIFACT_ALIAS.',
+              description: 'The alias added; required for ADD_ARTIFACT_ALIAS, refused otherwise.',
+            }),
+            tag: f.string({
+              required: false,
+              description:
+                'The tag added or removed (1 to 128 letters, digits, ".", "_" or "-"); required for the four tag events, refused otherwise.',
             }),
             author: f.string({
               required: false,

@@ -7,18 +7,20 @@ import type {
   MatchCandidate,
   TriggeredRun,
 } from '../../storage/events.js';
-import { aliasMatches } from '../automations/pattern.js';
+import { patternMatches } from '../automations/pattern.js';
 import type { StoredList } from '../connection.js';
 import { requireEntity } from '../entities/access.js';
 import { checkJsonDepth } from '../json-depth.js';
 import { checkSlug } from '../names.js';
 import { type OwnerInput, resolveOwner } from '../projects/service.js';
 import { publishRuns, runUpdate } from '../runs/service.js';
+import { EVENT_SHAPES, typesCarrying } from './event-types.js';
 
 export type { ArtifactEvent, EventFilter };
 
 export const MAX_METADATA_BYTES = 64 * 1024;
 export const MAX_ALIAS_LENGTH = 128;
+export const MAX_TAG_LENGTH = 128;
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
 
 export interface EmitArtifactEventInput {
@@ -28,19 +30,14 @@ export interface EmitArtifactEventInput {
   owner: OwnerInput;
   collection: string;
   artifactType: string;
-  versionIndex: number;
+  /** Required for version events; omitted for collection-tag events, which name no version. */
+  versionIndex?: number | null;
   alias?: string | null;
+  tag?: string | null;
   author?: string | null;
   metadata?: Record<string, unknown> | null;
   idempotencyKey?: string | null;
 }
-
-/** Where each event type can happen: CREATE in a project, LINK in a registry, aliases in either. */
-const OWNER_FOR_EVENT: Record<EventType, 'project' | 'registry' | 'either'> = {
-  CREATE_ARTIFACT: 'project',
-  LINK_ARTIFACT: 'registry',
-  ADD_ARTIFACT_ALIAS: 'either',
-};
 
 /**
  * Records an artifact event and queues one run per matching enabled automation, all in one
@@ -62,7 +59,7 @@ export async function emitArtifactEvent(
     const first = await deps.storage.events.findByIdempotencyKey(entity.id, idempotencyKey);
     if (first) return { ...first, replayed: true };
   }
-  const where = OWNER_FOR_EVENT[input.eventType];
+  const where = EVENT_SHAPES[input.eventType].owner;
   if (where === 'project' && input.owner.registry != null) {
     throw new ValidationError(
       'input.owner.registry',
@@ -78,13 +75,9 @@ export async function emitArtifactEvent(
   const owner = await resolveOwner(deps, entity.id, input.owner);
   checkSlug(input.collection, 'input.collection');
   checkSlug(input.artifactType, 'input.artifactType');
-  if (!Number.isInteger(input.versionIndex) || input.versionIndex < 0) {
-    throw new ValidationError(
-      'input.versionIndex',
-      'Give the version index as a whole number, 0 or more (v0 is the first version).',
-    );
-  }
-  const alias = checkAlias(input.eventType, input.alias);
+  const versionIndex = checkVersionIndex(input.eventType, input.versionIndex);
+  const alias = checkName('alias', input.eventType, input.alias);
+  const tag = checkName('tag', input.eventType, input.tag);
   const metadata = checkMetadata(input.metadata);
   const author = (input.author ?? viewer.user.name).trim();
   if (!author || author.length > 128) {
@@ -94,7 +87,12 @@ export async function emitArtifactEvent(
     );
   }
 
-  const happened = { collectionName: input.collection, artifactType: input.artifactType, alias };
+  const happened = {
+    collectionName: input.collection,
+    artifactType: input.artifactType,
+    alias,
+    tag,
+  };
   const recorded = await deps.storage.events.recordEvent(
     {
       entityId: entity.id,
@@ -102,8 +100,9 @@ export async function emitArtifactEvent(
       owner: { kind: owner.kind, id: owner.row.id },
       collectionName: input.collection,
       artifactType: input.artifactType,
-      versionIndex: input.versionIndex,
+      versionIndex,
       alias,
+      tag,
       author,
       metadata,
       idempotencyKey,
@@ -130,11 +129,11 @@ export async function emitArtifactEvent(
 
 /**
  * Whether an automation's filters accept the event (its scope and type already matched). In code,
- * not SQL: alias patterns are regular expressions with a linear-time engine of their own.
+ * not SQL: alias and tag patterns are regular expressions with a linear-time engine of their own.
  */
 function passesFilter(
   automation: MatchCandidate,
-  event: Pick<ArtifactEvent, 'collectionName' | 'artifactType' | 'alias'>,
+  event: Pick<ArtifactEvent, 'collectionName' | 'artifactType' | 'alias' | 'tag'>,
 ): boolean {
   if (automation.filterCollectionName && automation.filterCollectionName !== event.collectionName)
     return false;
@@ -142,8 +141,10 @@ function passesFilter(
     return false;
   if (
     automation.filterAliasPattern &&
-    !aliasMatches(automation.filterAliasPattern, event.alias ?? '')
+    !patternMatches(automation.filterAliasPattern, event.alias ?? '')
   )
+    return false;
+  if (automation.filterTagPattern && !patternMatches(automation.filterTagPattern, event.tag ?? ''))
     return false;
   return true;
 }
@@ -159,29 +160,66 @@ function checkIdempotencyKey(key: string | null | undefined): string | null {
   return key;
 }
 
-function checkAlias(eventType: EventType, alias: string | null | undefined): string | null {
-  if (eventType !== 'ADD_ARTIFACT_ALIAS') {
-    if (alias != null) {
+/**
+ * The stored version index: the given one for a version event (required, a whole number, 0 or
+ * more), 0 for a collection-tag event, which names no version and must not give one.
+ */
+function checkVersionIndex(eventType: EventType, versionIndex: number | null | undefined): number {
+  if (EVENT_SHAPES[eventType].subject === 'collection') {
+    if (versionIndex != null) {
       throw new ValidationError(
-        'input.alias',
-        `An alias belongs to ADD_ARTIFACT_ALIAS events only; remove it from this ${eventType} event.`,
+        'input.versionIndex',
+        `${eventType} is about a whole collection, not a version; remove \`versionIndex\`.`,
+      );
+    }
+    return 0;
+  }
+  if (versionIndex == null || !Number.isInteger(versionIndex) || versionIndex < 0) {
+    throw new ValidationError(
+      'input.versionIndex',
+      'Give the version index as a whole number, 0 or more (v0 is the first version).',
+    );
+  }
+  return versionIndex;
+}
+
+const NAME_EXAMPLE = { alias: 'production', tag: 'candidate' } as const;
+const NAME_LIMIT = { alias: MAX_ALIAS_LENGTH, tag: MAX_TAG_LENGTH } as const;
+
+/**
+ * The alias or tag the event reports (`name` says which input): required for the event types
+ * that carry it, refused for the others; 1 to 128 letters, digits, ".", "_" or "-", starting
+ * with a letter or digit.
+ */
+function checkName(
+  name: 'alias' | 'tag',
+  eventType: EventType,
+  value: string | null | undefined,
+): string | null {
+  const field = `input.${name}`;
+  if (EVENT_SHAPES[eventType].carries !== name) {
+    if (value != null) {
+      throw new ValidationError(
+        field,
+        `${name === 'alias' ? 'An alias' : 'A tag'} belongs to ${typesCarrying(name)} events only; remove it from this ${eventType} event.`,
       );
     }
     return null;
   }
-  if (alias == null || alias.length === 0) {
+  if (value == null || value.length === 0) {
     throw new ValidationError(
-      'input.alias',
-      'ADD_ARTIFACT_ALIAS needs the alias that was added, e.g. "production".',
+      field,
+      `${eventType} needs the ${name} it names, e.g. "${NAME_EXAMPLE[name]}".`,
     );
   }
-  if (alias.length > MAX_ALIAS_LENGTH || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(alias)) {
+  const limit = NAME_LIMIT[name];
+  if (value.length > limit || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(value)) {
     throw new ValidationError(
-      'input.alias',
-      `"${alias.slice(0, MAX_ALIAS_LENGTH)}" is not a valid alias: use 1 to ${MAX_ALIAS_LENGTH} letters, digits, ".", "_" or "-".`,
+      field,
+      `"${value.slice(0, limit)}" is not a valid ${name}: use 1 to ${limit} letters, digits, ".", "_" or "-".`,
     );
   }
-  return alias;
+  return value;
 }
 
 function checkMetadata(

@@ -556,6 +556,7 @@ const AUTOMATION_SETTINGS = {
   filterCollectionName: ph('filterCollectionName'),
   filterArtifactType: ph('filterArtifactType'),
   filterAliasPattern: ph('filterAliasPattern'),
+  filterTagPattern: ph('filterTagPattern'),
   actionId: ph('actionId'),
   payloadTemplate: ph('payloadTemplate'),
   slackTitle: ph('slackTitle'),

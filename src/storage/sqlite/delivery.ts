@@ -1,4 +1,5 @@
 import { newId } from '../../ids.js';
+import type { EventType } from '../config.js';
 import {
   type AttemptOutcome,
   type ClaimedRun,
@@ -62,7 +63,8 @@ const LOAD = `
       WHERE s.id IN (
         SELECT a.access_token_secret_id UNION SELECT a.signing_secret_id
         UNION SELECT a.slack_url_secret_id
-        UNION SELECT ref.secret_id FROM automation_secret_refs ref WHERE ref.automation_id = au.id))
+        UNION SELECT ref.secret_id FROM automation_secret_refs ref WHERE ref.automation_id = au.id)),
+    e.tag
   FROM json_each(@ids) claimed
   JOIN triggered_runs r ON r.id = claimed.value
   LEFT JOIN artifact_events e ON e.id = r.event_id
@@ -150,11 +152,12 @@ function claimedRun(row: Row): ClaimedRun {
       ? null
       : {
           id: row[4] as string,
-          eventType: row[5] as 'CREATE_ARTIFACT' | 'LINK_ARTIFACT' | 'ADD_ARTIFACT_ALIAS',
+          eventType: row[5] as EventType,
           collectionName: row[6] as string,
           artifactType: row[7] as string,
           versionIndex: row[8] as number,
           alias: row[9] as string | null,
+          tag: row[35] as string | null,
           author: row[10] as string,
           metadata: parseJson<Record<string, unknown>>(row[11]),
           entityName: row[12] as string,

@@ -139,6 +139,7 @@ export function createEventStore(h: SqliteHandle): EventStore {
           artifactType: sql.placeholder('artifactType'),
           versionIndex: sql.placeholder('versionIndex'),
           alias: sql.placeholder('alias'),
+          tag: sql.placeholder('tag'),
           author: sql.placeholder('author'),
           // Wrapped, so the JSON encoder is skipped: null must stay SQL NULL, not the text 'null'.
           metadata: sql`${sql.placeholder('metadata')}`,
@@ -170,6 +171,7 @@ export function createEventStore(h: SqliteHandle): EventStore {
           filterCollectionName: automations.filterCollectionName,
           filterArtifactType: automations.filterArtifactType,
           filterAliasPattern: automations.filterAliasPattern,
+          filterTagPattern: automations.filterTagPattern,
         })
         .from(automations)
         .where(
@@ -280,6 +282,7 @@ export function createEventStore(h: SqliteHandle): EventStore {
             artifactType: collection.artifactType,
             versionIndex: input.versionIndex,
             alias: input.alias,
+            tag: input.tag,
             author: input.author,
             metadata: input.metadata,
             idempotencyKey: input.idempotencyKey,

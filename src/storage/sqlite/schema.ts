@@ -190,6 +190,7 @@ export const automations = sqliteTable(
     filterCollectionName: text('filter_collection_name'),
     filterArtifactType: text('filter_artifact_type'),
     filterAliasPattern: text('filter_alias_pattern'),
+    filterTagPattern: text('filter_tag_pattern'),
     actionId: text('action_id')
       .notNull()
       .references(() => actions.id),
@@ -243,6 +244,7 @@ export const artifactEvents = sqliteTable(
     artifactType: text('artifact_type').notNull(),
     versionIndex: integer('version_index').notNull(),
     alias: text('alias'),
+    tag: text('tag'),
     author: text('author').notNull(),
     metadata: text('metadata', { mode: 'json' }).$type<Record<string, unknown>>(),
     idempotencyKey: text('idempotency_key'),
