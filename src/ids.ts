@@ -17,6 +17,7 @@ export type IdKind =
   | 'secret'
   | 'webhookAction'
   | 'slackAction'
+  | 'noOpAction'
   | 'automation'
   | 'event'
   | 'run'
@@ -32,6 +33,7 @@ const PREFIXES: Readonly<Record<IdKind, string>> = {
   secret: 'sec',
   webhookAction: 'whk',
   slackAction: 'slk',
+  noOpAction: 'nop',
   automation: 'auto',
   event: 'evt',
   run: 'run',

@@ -456,10 +456,15 @@ function checkFilter(draft: Draft): void {
 const CONFIG_FIELDS = {
   WEBHOOK: ['payloadTemplate'],
   SLACK: ['slackTitle', 'slackMessage', 'slackSeverity'],
+  NO_OP: [],
 } as const satisfies Readonly<Record<ActionKind, readonly (keyof Draft)[]>>;
 type ConfigField = (typeof CONFIG_FIELDS)[ActionKind][number];
 
-const A_KIND: Readonly<Record<ActionKind, string>> = { WEBHOOK: 'a webhook', SLACK: 'a Slack' };
+const A_KIND: Readonly<Record<ActionKind, string>> = {
+  WEBHOOK: 'a webhook',
+  SLACK: 'a Slack',
+  NO_OP: 'a no-op',
+};
 
 async function checkActionConfig(
   deps: Pick<AppDeps, 'storage'>,
@@ -471,7 +476,7 @@ async function checkActionConfig(
   if (!action || action.entityId !== entityId) {
     throw new NotFoundError(
       field('actionId'),
-      'No such action in this entity; pick one from `entity.actions`, or create one with createWebhookAction or createSlackAction.',
+      'No such action in this entity; pick one from `entity.actions`, or create one with createWebhookAction, createSlackAction or createNoOpAction.',
     );
   }
   const own: readonly ConfigField[] = CONFIG_FIELDS[action.kind];
@@ -510,6 +515,9 @@ async function checkActionConfig(
         for (const secret of checkTextTemplate(text, secretNames, field(name))) used.add(secret);
       }
       draft.slackSeverity ??= 'INFO';
+      break;
+    case 'NO_OP':
+      // Sends nothing, so it has nothing to configure (the loop above refused every field).
       break;
     default:
       unreachable(action);
