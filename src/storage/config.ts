@@ -263,6 +263,7 @@ export const SCOPE_TYPES = [
   'REGISTRY',
   'PROJECT_COLLECTION',
   'REGISTRY_COLLECTION',
+  'ENTITY',
 ] as const;
 export type ScopeType = (typeof SCOPE_TYPES)[number];
 
@@ -277,7 +278,7 @@ export interface AutomationSettings {
   enabled: boolean;
   eventType: EventType;
   scopeType: ScopeType;
-  /** The project, registry or collection id `scopeType` names. */
+  /** The project, registry, collection or (ENTITY scope) entity id `scopeType` names. */
   scopeId: string;
   filterCollectionName: string | null;
   filterArtifactType: string | null;

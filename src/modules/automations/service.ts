@@ -25,14 +25,16 @@ export type Automation = AutomationRecord;
 export type { AutomationFilter as AutomationListFilter };
 
 /**
- * A scope as clients name it: the names of the project, registry and collection to watch. The
+ * A scope as clients name it: the names of the project, registry and collection to watch, or the
+ * whole entity the automation belongs to. The
  * schema's `@oneOf` input guarantees the names each type needs, and no others.
  */
 export type AutomationScopeInput =
   | { type: 'PROJECT'; project: string }
   | { type: 'REGISTRY'; registry: string }
   | { type: 'PROJECT_COLLECTION'; project: string; collection: string }
-  | { type: 'REGISTRY_COLLECTION'; registry: string; collection: string };
+  | { type: 'REGISTRY_COLLECTION'; registry: string; collection: string }
+  | { type: 'ENTITY' };
 
 export interface AutomationFilterInput {
   collectionName?: string | null;
@@ -79,13 +81,24 @@ export interface UpdateAutomationInput {
 
 /** Which scopes can watch each event type (DESIGN §1, "Events and scopes"). */
 export const SCOPES_FOR_EVENT: Readonly<Record<EventType, readonly ScopeType[]>> = {
-  CREATE_ARTIFACT: ['PROJECT', 'PROJECT_COLLECTION'],
-  LINK_ARTIFACT: ['REGISTRY', 'REGISTRY_COLLECTION'],
-  ADD_ARTIFACT_ALIAS: ['PROJECT', 'REGISTRY', 'PROJECT_COLLECTION', 'REGISTRY_COLLECTION'],
+  CREATE_ARTIFACT: ['PROJECT', 'PROJECT_COLLECTION', 'ENTITY'],
+  LINK_ARTIFACT: ['REGISTRY', 'REGISTRY_COLLECTION', 'ENTITY'],
+  ADD_ARTIFACT_ALIAS: [
+    'PROJECT',
+    'REGISTRY',
+    'PROJECT_COLLECTION',
+    'REGISTRY_COLLECTION',
+    'ENTITY',
+  ],
 };
 
-/** The container kind each scope type lives in, and whether it names one collection of it. */
-const SCOPE_SHAPE: Readonly<Record<ScopeType, { kind: Kind; collection: boolean }>> = {
+/**
+ * The container kind each scope type lives in, and whether it names one collection of it. An
+ * ENTITY scope lives in no container: it watches every project and registry of its entity.
+ */
+const SCOPE_SHAPE: Readonly<
+  Record<Exclude<ScopeType, 'ENTITY'>, { kind: Kind; collection: boolean }>
+> = {
   PROJECT: { kind: 'project', collection: false },
   REGISTRY: { kind: 'registry', collection: false },
   PROJECT_COLLECTION: { kind: 'project', collection: true },
@@ -342,6 +355,7 @@ const SCOPE_INPUT_FIELD: Readonly<Record<ScopeType, string>> = {
   REGISTRY: SCOPE_FIELD,
   PROJECT_COLLECTION: `${SCOPE_FIELD}.projectCollection`,
   REGISTRY_COLLECTION: `${SCOPE_FIELD}.registryCollection`,
+  ENTITY: `${SCOPE_FIELD}.entity`,
 };
 
 /**
@@ -353,6 +367,8 @@ async function resolveScope(
   entityId: string,
   scope: AutomationScopeInput,
 ): Promise<{ scopeType: ScopeType; scopeId: string }> {
+  // The entity's own id: the events of every project and registry in it look it up too.
+  if (scope.type === 'ENTITY') return { scopeType: 'ENTITY', scopeId: entityId };
   const shape = SCOPE_SHAPE[scope.type];
   const field = SCOPE_INPUT_FIELD[scope.type];
   const [ownerField, ownerName] =
@@ -424,7 +440,7 @@ async function checkDraft(
 function checkFilter(draft: Draft): void {
   const field = (name: string) => `${FILTER_FIELD}.${name}`;
   if (draft.filterCollectionName !== null) {
-    if (SCOPE_SHAPE[draft.scopeType].collection) {
+    if (draft.scopeType !== 'ENTITY' && SCOPE_SHAPE[draft.scopeType].collection) {
       throw new ValidationError(
         field('collectionName'),
         `A ${draft.scopeType} scope already names its collection; remove the \`collectionName\` filter, or widen the scope to the whole ${SCOPE_SHAPE[draft.scopeType].kind}.`,
