@@ -1,5 +1,7 @@
 import type { Client } from 'graphql-ws';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { NO_OP_OUTCOME } from '../src/delivery/send.js';
+import { attemptLabels } from '../src/observability/metrics.js';
 import { createTestApp, type TestApp } from './support/app.js';
 import {
   createAutomation,
@@ -161,6 +163,8 @@ describe('no-op actions', () => {
       { node: { id: runId, status: 'SUCCEEDED', result: 'No-op: nothing sent' } },
     ]);
     expect(receiver.requests).toHaveLength(0);
+    // Counted as a success in `tripline_delivery_attempts_total`, not an HTTP error.
+    expect(attemptLabels(NO_OP_OUTCOME)).toEqual({ outcome: 'success', errorClass: 'none' });
   });
 
   it('refuses payload templates and Slack fields in automations, naming the field', async () => {
