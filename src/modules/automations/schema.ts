@@ -245,7 +245,7 @@ function decodeActionInput(input: AutomationActionInput): AutomationActionInput 
   if (actionId === undefined) {
     throw new NotFoundError(
       'input.action.actionId',
-      `No action with id "${input.actionId}"; pass the \`id\` of a WebhookAction or SlackAction.`,
+      `No action with id "${input.actionId}"; pass the \`id\` of a WebhookAction, SlackAction or NoOpAction.`,
     );
   }
   return { ...input, actionId };
