@@ -23,6 +23,7 @@ export type IdKind =
   | 'secret'
   | 'webhookAction'
   | 'slackAction'
+  | 'noOpAction'
   | 'automation'
   | 'event'
   | 'run'
@@ -38,6 +39,7 @@ const PREFIXES: Readonly<Record<IdKind, string>> = {
   secret: 'sec',
   webhookAction: 'whk',
   slackAction: 'slk',
+  noOpAction: 'nop',
   automation: 'auto',
   event: 'evt',
   run: 'run',

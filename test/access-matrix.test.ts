@@ -5,6 +5,7 @@ import { schema } from '../src/schema.js';
 import { createTestApp, type TestApp } from './support/app.js';
 import {
   createAutomation,
+  createNoOpAction,
   createProject,
   createRegistry,
   createSecret,
@@ -52,6 +53,7 @@ interface Fixtures {
   secretId: string;
   webhookActionId: string;
   slackActionId: string;
+  noOpActionId: string;
   automationId: string;
   eventId: string;
   runId: string;
@@ -268,6 +270,7 @@ const ROWS: Row[] = [
   nodeRow('Secret', () => fx.secretId),
   nodeRow('WebhookAction', () => fx.webhookActionId),
   nodeRow('SlackAction', () => fx.slackActionId),
+  nodeRow('NoOpAction', () => fx.noOpActionId),
   nodeRow('Automation', () => fx.automationId),
   nodeRow('ArtifactEvent', () => fx.eventId),
   nodeRow('TriggeredRun', () => fx.runId),
@@ -554,6 +557,13 @@ const ROWS: Row[] = [
     okType: 'CreateSlackActionPayload',
   },
   {
+    field: 'createNoOpAction',
+    needs: 'ADMIN',
+    document: mutationOf('createNoOpAction', 'CreateNoOpActionInput'),
+    variables: async () => ({ v: { entity: 'default', name: `noop-${next()}` } }),
+    okType: 'CreateNoOpActionPayload',
+  },
+  {
     field: 'updateAction',
     needs: 'ADMIN',
     document: mutationOf('updateAction', 'UpdateActionInput'),
@@ -694,6 +704,7 @@ beforeAll(async () => {
     channel: '#ml',
     webhookUrlSecret: 'SLACK_URL',
   });
+  const noOpActionId = await createNoOpAction(t, { name: 'noop' });
   const automationId = await createAutomation(t, {
     name: 'notify',
     eventType: 'CREATE_ARTIFACT',
@@ -735,6 +746,7 @@ beforeAll(async () => {
     secretId: keep.node.id,
     webhookActionId: webhook.id,
     slackActionId,
+    noOpActionId,
     automationId,
     eventId,
     runId,

@@ -342,17 +342,17 @@ describe('createAutomation', () => {
 
   it('refuses event types the scope cannot see, listing the scopes that can', async () => {
     const cases: [string, Record<string, unknown>, string][] = [
-      ['CREATE_ARTIFACT', { registry: 'models' }, 'PROJECT or PROJECT_COLLECTION'],
+      ['CREATE_ARTIFACT', { registry: 'models' }, 'PROJECT, PROJECT_COLLECTION or ENTITY'],
       [
         'CREATE_ARTIFACT',
         { registryCollection: { registry: 'models', collection: 'resnet' } },
-        'PROJECT or PROJECT_COLLECTION',
+        'PROJECT, PROJECT_COLLECTION or ENTITY',
       ],
-      ['LINK_ARTIFACT', { project: 'vision' }, 'REGISTRY or REGISTRY_COLLECTION'],
+      ['LINK_ARTIFACT', { project: 'vision' }, 'REGISTRY, REGISTRY_COLLECTION or ENTITY'],
       [
         'LINK_ARTIFACT',
         { projectCollection: { project: 'vision', collection: 'resnet' } },
-        'REGISTRY or REGISTRY_COLLECTION',
+        'REGISTRY, REGISTRY_COLLECTION or ENTITY',
       ],
     ];
     for (const [eventType, scope, scopes] of cases) {

@@ -124,7 +124,9 @@ describe('recording an event', () => {
     expect(reads).toHaveLength(1);
     const plan = t.storage.sqlite
       .prepare(`EXPLAIN QUERY PLAN ${reads[0]!.text}`)
-      .all('project-id', 'collection-id', 'CREATE_ARTIFACT', 1) as { detail: string }[];
+      .all('entity-id', 'project-id', 'collection-id', 'CREATE_ARTIFACT', 1) as {
+      detail: string;
+    }[];
     expect(plan.map((step) => step.detail).join('\n')).toContain(
       'USING INDEX automations_match_idx (scope_id=? AND event_type=? AND enabled=?)',
     );

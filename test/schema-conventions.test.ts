@@ -159,17 +159,19 @@ describe('schema conventions', () => {
     }
   });
 
-  it('names an automation scope with an @oneOf input: one project, registry or collection', () => {
+  it('names an automation scope with an @oneOf input: one project, registry, collection or the entity', () => {
     const scope = schema.getType('AutomationScopeInput');
     if (!isInputObjectType(scope)) throw new Error('AutomationScopeInput is missing');
     expect(scope.isOneOf).toBe(true);
     const fields = scope.getFields();
     expect(Object.keys(fields).sort()).toEqual([
+      'entity',
       'project',
       'projectCollection',
       'registry',
       'registryCollection',
     ]);
+    expect(String(fields.entity?.type)).toBe('Boolean');
     expect(String(fields.projectCollection?.type)).toBe('ProjectCollectionInput');
     expect(String(fields.registryCollection?.type)).toBe('RegistryCollectionInput');
     for (const [name, owner] of [

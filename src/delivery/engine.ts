@@ -7,6 +7,7 @@ import type { Logger } from '../logger.js';
 import { ACTION_NOUNS } from '../modules/actions/service.js';
 import type { DecryptedSecrets } from '../modules/secrets/decrypted.js';
 import type { Telemetry } from '../observability/telemetry.js';
+import { unreachable } from '../storage/config.js';
 import type {
   AttemptOutcome,
   ClaimedRun,
@@ -21,7 +22,7 @@ import { INTERRUPTED_ATTEMPT_MESSAGE } from '../storage/delivery.js';
 import type { RunStatus } from '../storage/events.js';
 import { planDelivery } from './load.js';
 import { classify, nextRetryDelayMs } from './retry.js';
-import { type DeliveryErrorClass, type DeliveryOutcome, deliver } from './send.js';
+import { type DeliveryErrorClass, type DeliveryOutcome, deliver, NO_OP_RESULT } from './send.js';
 import { type AttemptHealth, createDestinationSlots, type Slot } from './slots.js';
 import { createAddressGuard, createGuardedAgent, type Lookup } from './ssrf.js';
 
@@ -113,6 +114,7 @@ const CLAIMS_PER_FILL_MAX = 32;
 const PATIENCE_MS_MAX = 1_000;
 
 function describeOutcome(outcome: DeliveryOutcome): string {
+  if (outcome.noOp) return NO_OP_RESULT;
   if (outcome.errorClass !== undefined) {
     const text = `${ERROR_LABELS[outcome.errorClass]}: ${outcome.errorMessage ?? 'no details'}`;
     return text.length > RESULT_MAX ? `${text.slice(0, RESULT_MAX - 1)}…` : text;
@@ -128,16 +130,26 @@ const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)}s`;
  * Where a run's requests go, as far as sharing delivery slots is concerned: the origin (scheme,
  * host and port) of a webhook's URL. Every Slack action is one destination, Slack itself: its
  * incoming-webhook URLs are secrets and all point at hooks.slack.com anyway. Null when the run
- * has no action or the URL does not parse; such runs are skipped or fail without a request.
+ * has no action, a no-op action or a URL that does not parse; such runs are skipped, succeed or
+ * fail without a request.
  */
 function destinationOf(action: DeliveryAction | null): string | null {
   if (action === null) return null;
-  if (action.kind === 'SLACK') return 'slack';
-  if (action.url === null) return null;
-  try {
-    return new URL(action.url).origin;
-  } catch {
-    return null;
+  switch (action.kind) {
+    case 'WEBHOOK':
+      if (action.url === null) return null;
+      try {
+        return new URL(action.url).origin;
+      } catch {
+        return null;
+      }
+    case 'SLACK':
+      return 'slack';
+    case 'NO_OP':
+      // Sends no request, so it needs no slot.
+      return null;
+    default:
+      return unreachable(action.kind);
   }
 }
 
@@ -423,7 +435,8 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     const verdict = classify(outcome);
     const what = describeOutcome(outcome);
     if (verdict === 'success') {
-      return { status: 'SUCCEEDED', result: `Delivered: ${what}`, nextAttemptAt: null };
+      const result = outcome.noOp ? what : `Delivered: ${what}`;
+      return { status: 'SUCCEEDED', result, nextAttemptAt: null };
     }
     if (verdict === 'gone') {
       return { status: 'FAILED', result: 'Gone (410): action disabled', nextAttemptAt: null };

@@ -7,6 +7,7 @@ import {
   openSecrets,
   SecretUnreadableError,
 } from '../modules/secrets/decrypted.js';
+import { unreachable } from '../storage/config.js';
 import type { ClaimedRun, DeliveryAction, SealedSecret } from '../storage/delivery.js';
 import type { DeliveryContent, DeliveryRequest, DeliveryTarget } from './send.js';
 import type { CollectionOwner } from './slack.js';
@@ -34,7 +35,7 @@ export type RunDelivery =
 
 /**
  * Decrypts what `action` needs to be reached: URL, access token and signing secret for a
- * webhook, the incoming-webhook URL for Slack, from `secrets` (which must hold them). Throws
+ * webhook, the incoming-webhook URL for Slack, nothing for a no-op, from `secrets` (which must hold them). Throws
  * DeliveryConfigurationError when a needed value is missing or cannot be decrypted. Disabled
  * actions are not refused here: callers decide.
  */
@@ -42,21 +43,28 @@ function actionTarget(
   action: DeliveryAction,
   plaintext: (id: string | null, role: string) => string | null,
 ): DeliveryTarget {
-  if (action.kind === 'WEBHOOK') {
-    if (!action.url) throw new DeliveryConfigurationError('The webhook action has no URL');
-    return {
-      kind: 'WEBHOOK',
-      url: action.url,
-      accessToken: plaintext(action.accessTokenSecretId, 'access token'),
-      signingSecret: plaintext(action.signingSecretId, 'signing'),
-      headers: action.headers ?? {},
-    };
+  switch (action.kind) {
+    case 'WEBHOOK':
+      if (!action.url) throw new DeliveryConfigurationError('The webhook action has no URL');
+      return {
+        kind: 'WEBHOOK',
+        url: action.url,
+        accessToken: plaintext(action.accessTokenSecretId, 'access token'),
+        signingSecret: plaintext(action.signingSecretId, 'signing'),
+        headers: action.headers ?? {},
+      };
+    case 'SLACK': {
+      const url = plaintext(action.slackUrlSecretId, 'Slack URL');
+      if (url === null) {
+        throw new DeliveryConfigurationError('The Slack action has no incoming-webhook URL secret');
+      }
+      return { kind: 'SLACK', url, channel: action.channel };
+    }
+    case 'NO_OP':
+      return { kind: 'NO_OP' };
+    default:
+      return unreachable(action.kind);
   }
-  const url = plaintext(action.slackUrlSecretId, 'Slack URL');
-  if (url === null) {
-    throw new DeliveryConfigurationError('The Slack action has no incoming-webhook URL secret');
-  }
-  return { kind: 'SLACK', url, channel: action.channel };
 }
 
 export interface BuildDeliveryRequestInput {

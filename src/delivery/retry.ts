@@ -27,8 +27,10 @@ export const RETRYABLE_ERROR_CLASSES: ReadonlySet<DeliveryErrorClass> = new Set(
 export function classify(outcome: {
   statusCode?: number | undefined;
   errorClass?: DeliveryErrorClass | undefined;
+  noOp?: true | undefined;
 }): Verdict {
   const { statusCode, errorClass } = outcome;
+  if (outcome.noOp) return 'success';
   if (errorClass !== undefined) {
     return RETRYABLE_ERROR_CLASSES.has(errorClass) ? 'retry' : 'permanent';
   }

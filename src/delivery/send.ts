@@ -7,6 +7,7 @@ import {
   renderText,
   type TemplateContext,
 } from '../modules/automations/template.js';
+import { unreachable } from '../storage/config.js';
 import type { SlackSeverity } from '../storage/delivery.js';
 import { reservedHeaderReason } from './headers.js';
 import { parseRetryAfter } from './retry.js';
@@ -64,7 +65,22 @@ export interface DeliveryOutcome {
   durationMs: number;
   /** The receiver's `Retry-After`, in milliseconds, unbounded; absent when not sent. */
   retryAfterMs?: number;
+  /**
+   * True for a no-op action's attempt: no request was made (no status, no error, no body,
+   * durationMs 0), and it counts as a success.
+   */
+  noOp?: true;
 }
+
+/** What every attempt of a no-op action produces, at once: success without a request. */
+export const NO_OP_OUTCOME: Readonly<DeliveryOutcome> = Object.freeze({
+  responseBody: null,
+  durationMs: 0,
+  noOp: true,
+});
+
+/** The run result and attempt summary of a no-op action's attempt. */
+export const NO_OP_RESULT = 'No-op: nothing sent';
 
 export interface WebhookTarget {
   kind: 'WEBHOOK';
@@ -83,7 +99,12 @@ export interface SlackTarget {
   channel: string | null;
 }
 
-export type DeliveryTarget = WebhookTarget | SlackTarget;
+/** A no-op action's target: nothing is sent, and the attempt succeeds. */
+export interface NoOpTarget {
+  kind: 'NO_OP';
+}
+
+export type DeliveryTarget = WebhookTarget | SlackTarget | NoOpTarget;
 
 /** The per-automation part of a delivery: what to say, as templates. */
 export interface DeliveryContent {
@@ -147,7 +168,8 @@ const failure = (
 ): DeliveryOutcome => ({ errorClass, errorMessage, responseBody: null, durationMs });
 
 /**
- * Renders and sends one message: a signed JSON webhook or a Slack incoming-webhook post.
+ * Renders and sends one message: a signed JSON webhook or a Slack incoming-webhook post; for a
+ * no-op action, sends nothing and answers {@link NO_OP_OUTCOME} at once.
  *
  * Sends at most one HTTP request: POST, redirects not followed, through the SSRF guard, within
  * one deadline of `config.timeoutMs` for everything from the DNS lookup to the last byte of the
@@ -164,12 +186,21 @@ export async function deliver(
 ): Promise<DeliveryOutcome> {
   const { config } = options;
   const redactions = new Set<string>(request.secrets.values());
+  const { target } = request;
   let prepared: PreparedRequest;
   try {
-    prepared =
-      request.target.kind === 'WEBHOOK'
-        ? prepareWebhook(request, request.target, options.timestamp, redactions)
-        : prepareSlack(request, request.target, options.timestamp, redactions);
+    switch (target.kind) {
+      case 'WEBHOOK':
+        prepared = prepareWebhook(request, target, options.timestamp, redactions);
+        break;
+      case 'SLACK':
+        prepared = prepareSlack(request, target, options.timestamp, redactions);
+        break;
+      case 'NO_OP':
+        return { ...NO_OP_OUTCOME };
+      default:
+        return unreachable(target);
+    }
   } catch (error) {
     return failure('CONFIGURATION_ERROR', redact(describeUnexpected(error), redactions));
   }

@@ -12,6 +12,7 @@ const TYPENAMES: Readonly<Record<Exclude<IdKind, 'testDelivery'>, string>> = {
   secret: 'Secret',
   webhookAction: 'WebhookAction',
   slackAction: 'SlackAction',
+  noOpAction: 'NoOpAction',
   automation: 'Automation',
   event: 'ArtifactEvent',
   run: 'TriggeredRun',

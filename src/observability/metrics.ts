@@ -73,12 +73,14 @@ function processMetrics(): Registry {
 /**
  * The `outcome` and `error_class` labels of an attempt: `success` for a 2xx; `http_error` with
  * `HTTP_3XX`, `HTTP_4XX` or `HTTP_5XX` for another status; `no_response` with the attempt's error
- * class (`TIMEOUT`, `NETWORK_ERROR`, …) when no answer came.
+ * class (`TIMEOUT`, `NETWORK_ERROR`, …) when no answer came. A no-op action's attempt, which
+ * sends nothing and succeeds, is a `success`.
  */
 export function attemptLabels(outcome: DeliveryOutcome): {
   outcome: 'success' | 'http_error' | 'no_response';
   errorClass: string;
 } {
+  if (outcome.noOp) return { outcome: 'success', errorClass: 'none' };
   if (outcome.errorClass !== undefined) {
     return { outcome: 'no_response', errorClass: outcome.errorClass };
   }

@@ -105,7 +105,7 @@ export interface SecretStore {
  * The kinds of action: a closed union. Code that branches on a kind switches over it with a
  * `never` default, so a new kind does not compile until every branch handles it.
  */
-export const ACTION_KINDS = ['WEBHOOK', 'SLACK'] as const;
+export const ACTION_KINDS = ['WEBHOOK', 'SLACK', 'NO_OP'] as const;
 export type ActionKind = (typeof ACTION_KINDS)[number];
 
 /** Fails to compile when a switch over a closed union misses a member; throws if reached anyway. */
@@ -154,12 +154,27 @@ export interface SlackActionRecord extends ActionCommon {
   headers: null;
 }
 
-export type ActionRecord = WebhookActionRecord | SlackActionRecord;
+/**
+ * Sends nothing: each run succeeds on its first attempt without a request. For trying an
+ * automation's trigger, or keeping a history of matches. Every kind-specific field is null.
+ */
+export interface NoOpActionRecord extends ActionCommon {
+  kind: 'NO_OP';
+  url: null;
+  accessTokenSecretId: null;
+  signingSecretId: null;
+  headers: null;
+  channel: null;
+  slackUrlSecretId: null;
+}
+
+export type ActionRecord = WebhookActionRecord | SlackActionRecord | NoOpActionRecord;
 
 /** A new action: every field but the ones that only change later. */
 export type NewAction =
   | Omit<WebhookActionRecord, 'enabled' | 'disabledReason' | 'updatedAt'>
-  | Omit<SlackActionRecord, 'enabled' | 'disabledReason' | 'updatedAt'>;
+  | Omit<SlackActionRecord, 'enabled' | 'disabledReason' | 'updatedAt'>
+  | Omit<NoOpActionRecord, 'enabled' | 'disabledReason' | 'updatedAt'>;
 
 /**
  * Fields to change on an action; absent ones keep their stored value. The fields of the other
@@ -257,6 +272,7 @@ export const SCOPE_TYPES = [
   'REGISTRY',
   'PROJECT_COLLECTION',
   'REGISTRY_COLLECTION',
+  'ENTITY',
 ] as const;
 export type ScopeType = (typeof SCOPE_TYPES)[number];
 
@@ -271,7 +287,7 @@ export interface AutomationSettings {
   enabled: boolean;
   eventType: EventType;
   scopeType: ScopeType;
-  /** The project, registry or collection id `scopeType` names. */
+  /** The project, registry, collection or (ENTITY scope) entity id `scopeType` names. */
   scopeId: string;
   filterCollectionName: string | null;
   filterArtifactType: string | null;

@@ -1,7 +1,7 @@
 /* What the delivery engine needs: claims, leases, what an attempt needs, attempt results. */
 
 import type { AuditRecord } from './audit.js';
-import type { EventType } from './config.js';
+import type { ActionKind, EventType } from './config.js';
 
 /**
  * The message of an attempt that started and never recorded an end: its process died (perhaps
@@ -64,7 +64,7 @@ export interface DeliveryAutomation {
 export interface DeliveryAction {
   id: string;
   entityId: string;
-  kind: 'WEBHOOK' | 'SLACK';
+  kind: ActionKind;
   name: string;
   enabled: boolean;
   disabledReason: string | null;

@@ -85,6 +85,20 @@ export async function createSlackAction(
   return r.action.id;
 }
 
+/** Creates a no-op action; returns its global id. */
+export async function createNoOpAction(
+  t: TestApp,
+  input: { name: string; entity?: string },
+): Promise<string> {
+  const r = await mutate(
+    t,
+    `mutation($i: CreateNoOpActionInput!) { createNoOpAction(input: $i) { __typename ... on CreateNoOpActionPayload { action { id } } ... on Error { message } } }`,
+    { i: { entity: 'default', ...input } },
+  );
+  expect(r.__typename, r.message).toBe('CreateNoOpActionPayload');
+  return r.action.id;
+}
+
 /**
  * The `AutomationScopeInput` (@oneOf) for a scope in the old flat shape tests name it in,
  * `{ type: 'PROJECT_COLLECTION', project: 'p', collection: 'c' }`; a scope without `type` is

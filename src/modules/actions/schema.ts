@@ -8,6 +8,7 @@ import {
 } from '../../errors.js';
 import {
   ACTION_KINDS,
+  type NoOpActionRecord,
   type SlackActionRecord,
   type WebhookActionRecord,
 } from '../../storage/config.js';
@@ -22,6 +23,7 @@ import {
   type ActionReference,
   actionList,
   automationsUsing,
+  createNoOpAction,
   createSlackAction,
   createWebhookAction,
   deleteAction,
@@ -31,7 +33,7 @@ import {
 } from './service.js';
 
 /**
- * The action an ID names, as a `WebhookAction` or `SlackAction`: its stored id and the kind its
+ * The action an ID names, as a `WebhookAction`, `SlackAction` or `NoOpAction`: its stored id and the kind its
  * type says; null when the ID is malformed or names something else.
  */
 export function actionReferenceOf(globalId: string): ActionReference | null {
@@ -53,6 +55,9 @@ export const ActionKindEnum = builder.enumType('ActionKind', {
   values: {
     WEBHOOK: { description: 'An HTTP endpoint that receives signed JSON (WebhookAction).' },
     SLACK: { description: 'A Slack channel, through an incoming webhook (SlackAction).' },
+    NO_OP: {
+      description: 'Nothing: each run succeeds at once without a request (NoOpAction).',
+    },
   } as const,
 });
 
@@ -177,6 +182,16 @@ export const SlackActionRef = builder.node(builder.objectRef<SlackActionRecord>(
       resolve: (action, _args, ctx) => referencedSecretName(ctx, action.slackUrlSecretId),
     }),
   }),
+});
+
+export const NoOpActionRef = builder.node(builder.objectRef<NoOpActionRecord>('NoOpAction'), {
+  description:
+    "Sends nothing: each run succeeds on its first attempt without any request, and is recorded like any other. For trying an automation's trigger, or keeping a history of what matched.",
+  interfaces: [ActionRef],
+  isTypeOf: (value) => (value as Action).kind === 'NO_OP',
+  id: { resolve: (action) => action.id },
+  loadOne: (id, ctx) => loadAction(ctx, 'NO_OP', id),
+  fields: () => ({}),
 });
 
 export const ActionConnectionRef = builder.connectionObject(
@@ -312,6 +327,37 @@ builder.mutationField('createSlackAction', (t) =>
       }),
     },
     resolve: async (_root, { input }, ctx) => ({ action: await createSlackAction(ctx, input) }),
+  }),
+);
+
+builder.mutationField('createNoOpAction', (t) =>
+  t.field({
+    type: builder.objectRef<{ action: NoOpActionRecord }>('CreateNoOpActionPayload').implement({
+      description: 'The created no-op action.',
+      fields: (t) => ({
+        action: t.field({
+          type: NoOpActionRef,
+          description: 'The new action.',
+          resolve: (p) => p.action,
+        }),
+      }),
+    }),
+    description:
+      'Creates a no-op action, whose runs succeed at once without sending anything. Admins only.',
+    errors: { types: [ValidationError, NotFoundError, ConflictError, PermissionDeniedError] },
+    args: {
+      input: t.arg({
+        description: 'What to do.',
+        type: builder.inputType('CreateNoOpActionInput', {
+          description: 'A new no-op action.',
+          fields: (f) => ({
+            entity: f.string({ description: 'Name of the entity it belongs to.' }),
+            name: f.string({ description: 'Unique name in the entity, 1 to 64 characters.' }),
+          }),
+        }),
+      }),
+    },
+    resolve: async (_root, { input }, ctx) => ({ action: await createNoOpAction(ctx, input) }),
   }),
 );
 

@@ -11,6 +11,7 @@ import {
   type ActionFilter,
   type ActionKind,
   type ActionRecord,
+  type NoOpActionRecord,
   type SecretWithAction,
   type SlackActionRecord,
   unreachable,
@@ -33,6 +34,7 @@ export type { ActionFilter, ActionKind };
 export const ACTION_NOUNS = {
   WEBHOOK: 'WebhookAction',
   SLACK: 'SlackAction',
+  NO_OP: 'NoOpAction',
 } as const satisfies Readonly<Record<ActionKind, string>>;
 
 export interface HeaderInput {
@@ -49,7 +51,11 @@ const HEADER_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const SIGNING_SECRET = /^whsec_[A-Za-z0-9+/]+={0,2}$/;
 const SIGNING_KEY_BYTES = { min: 24, max: 64 };
 
-const KIND_LABEL: Readonly<Record<ActionKind, string>> = { WEBHOOK: 'webhook', SLACK: 'Slack' };
+const KIND_LABEL: Readonly<Record<ActionKind, string>> = {
+  WEBHOOK: 'webhook',
+  SLACK: 'Slack',
+  NO_OP: 'no-op',
+};
 
 export async function getAction(
   deps: Pick<AppDeps, 'storage'>,
@@ -388,6 +394,45 @@ export async function createSlackAction(
   return stored;
 }
 
+/**
+ * Creates a no-op action: its runs succeed at once without sending anything. Admins only. Throws
+ * ValidationError for a bad name or description, ConflictError for a taken name.
+ */
+export async function createNoOpAction(
+  ctx: Context,
+  input: { entity: string; name: string },
+): Promise<NoOpActionRecord> {
+  const { deps } = ctx;
+  const entity = await requireEntity(ctx, input.entity, 'ADMIN');
+  const name = checkName(input.name, 'input.name');
+  const action = {
+    id: newId(),
+    entityId: entity.id,
+    kind: 'NO_OP' as const,
+    name,
+    url: null,
+    accessTokenSecretId: null,
+    signingSecretId: null,
+    headers: null,
+    channel: null,
+    slackUrlSecretId: null,
+    createdAt: deps.clock.now(),
+    createdById: ctx.viewer.user.id,
+  };
+  let stored: NoOpActionRecord;
+  try {
+    stored = await deps.storage.actions.create(
+      action,
+      actionAudit(ctx, 'action.created', action, { name, kind: action.kind }),
+    );
+  } catch (error) {
+    if (error instanceof DuplicateError) throw nameTaken(name);
+    throw error;
+  }
+  deps.logger.info({ entity: entity.name, action: stored.id }, 'no-op action created');
+  return stored;
+}
+
 export interface UpdateActionInput {
   id: ActionReference;
   name?: string | null;
@@ -404,6 +449,7 @@ export interface UpdateActionInput {
 const FIELDS_OF: Readonly<Record<ActionKind, readonly (keyof UpdateActionInput)[]>> = {
   WEBHOOK: ['url', 'accessTokenSecret', 'signingSecret', 'headers'],
   SLACK: ['channel', 'webhookUrlSecret'],
+  NO_OP: [],
 };
 
 /** Refuses the fields of `input` that belong to other kinds than `action`'s. */
@@ -492,6 +538,9 @@ export async function updateAction(ctx: Context, input: UpdateActionInput): Prom
         checkSlackUrlSecret(deps, secret, 'input.webhookUrlSecret');
         changes.slackUrlSecretId = secret.id;
       }
+      break;
+    case 'NO_OP':
+      // Only the name and `enabled` apply; checkFieldsFit refused the rest.
       break;
     default:
       unreachable(action);

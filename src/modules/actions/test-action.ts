@@ -46,8 +46,9 @@ function sampleContext(ctx: Context, entityName: string): TemplateContext {
 /**
  * Sends one sample message through an action, exactly as a run would (same headers, signing,
  * SSRF guard, timeouts, redaction), without creating a run, and returns what the receiver
- * answered. Members and admins. Throws NotFoundError for an action the caller cannot see and
- * ValidationError for a template that would be refused on an automation.
+ * answered. A no-op action sends nothing and answers at once (see NO_OP_OUTCOME). Members and
+ * admins. Throws NotFoundError for an action the caller cannot see and ValidationError for a
+ * template that would be refused on an automation, or any template for a no-op action.
  */
 export async function testAction(ctx: Context, input: TestActionInput): Promise<DeliveryOutcome> {
   const { deps } = ctx;
@@ -57,6 +58,21 @@ export async function testAction(ctx: Context, input: TestActionInput): Promise<
     'MEMBER',
     'input.id',
   );
+  if (action.kind === 'NO_OP') {
+    for (const field of [
+      'payloadTemplate',
+      'slackTitle',
+      'slackMessage',
+      'slackSeverity',
+    ] as const) {
+      if (input[field] != null) {
+        throw new ValidationError(
+          `input.${field}`,
+          `\`${field}\` does not apply to a no-op action ("${action.name}"), which sends nothing; remove it.`,
+        );
+      }
+    }
+  }
   const secretNames = await secretNamesOf(deps, action.entityId);
   const templateNames = new Set<string>();
   const uses = (names: Iterable<string>) => {
@@ -112,8 +128,15 @@ const ActionTestResponse = builder.objectRef<DeliveryOutcome>('ActionTestRespons
         'How long the request took, in milliseconds; at most TRIPLINE_DELIVERY_TIMEOUT_MS plus the time to abort.',
     }),
     success: t.boolean({
-      description: 'True when the receiver answered 2xx.',
-      resolve: (o) => o.statusCode !== undefined && o.statusCode >= 200 && o.statusCode < 300,
+      description: 'True when the receiver answered 2xx, and always for a NoOpAction.',
+      resolve: (o) =>
+        o.noOp === true ||
+        (o.statusCode !== undefined && o.statusCode >= 200 && o.statusCode < 300),
+    }),
+    sent: t.boolean({
+      description:
+        'Whether a request was sent. False for a NoOpAction: nothing was sent, so `statusCode`, `errorClass`, `errorMessage` and `responseBody` are null and `durationMs` is 0.',
+      resolve: (o) => o.noOp !== true,
     }),
   }),
 });

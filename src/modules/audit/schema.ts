@@ -31,6 +31,7 @@ export const AUDIT_TARGET_TYPES = [
   'Secret',
   'WebhookAction',
   'SlackAction',
+  'NoOpAction',
   'Automation',
 ] as const;
 export type AuditTargetType = (typeof AUDIT_TARGET_TYPES)[number];

@@ -72,6 +72,10 @@ export const ScopeTypeEnum = builder.enumType('ScopeType', {
     },
     PROJECT_COLLECTION: { description: 'One artifact collection in a project.' },
     REGISTRY_COLLECTION: { description: 'One collection in a registry.' },
+    ENTITY: {
+      description:
+        "Every project and registry of the automation's entity, including ones created later.",
+    },
   } as const,
 });
 
@@ -86,7 +90,7 @@ export const SlackSeverityEnum = builder.enumType('SlackSeverity', {
 
 const AutomationScopeRef = builder.objectRef<Automation>('AutomationScope').implement({
   description:
-    'Where an automation watches: a project or registry, or one collection in either. Only the fields its type names are set.',
+    "Where an automation watches: a project or registry, one collection in either, or (ENTITY) every project and registry of the automation's entity. Only the fields its type names are set; all three are null for ENTITY.",
   fields: (t) => ({
     type: t.field({
       type: ScopeTypeEnum,
@@ -263,7 +267,7 @@ function decodeActionInput(input: AutomationActionInput): AutomationActionInput 
   if (actionId === undefined) {
     throw new NotFoundError(
       'input.action.actionId',
-      `No action with id "${input.actionId}"; pass the \`id\` of a WebhookAction or SlackAction.`,
+      `No action with id "${input.actionId}"; pass the \`id\` of a WebhookAction, SlackAction or NoOpAction.`,
     );
   }
   return { ...input, actionId };
@@ -347,7 +351,7 @@ const RegistryCollectionInput = builder.inputType('RegistryCollectionInput', {
 /** Where an automation watches; GraphQL checks that exactly one field is set. */
 const ScopeInput = builder.inputType('AutomationScopeInput', {
   description:
-    'Where to watch, by name: give exactly one of a whole `project`, a whole `registry`, a `projectCollection` or a `registryCollection`.',
+    "Where to watch, by name: give exactly one of a whole `project`, a whole `registry`, a `projectCollection`, a `registryCollection`, or `entity: true` for every project and registry of the automation's entity.",
   isOneOf: true,
   fields: (f) => ({
     project: f.string({ required: false, description: 'A whole project (PROJECT scope).' }),
@@ -362,6 +366,11 @@ const ScopeInput = builder.inputType('AutomationScopeInput', {
       required: false,
       description: 'One collection of a registry (REGISTRY_COLLECTION scope).',
     }),
+    entity: f.boolean({
+      required: false,
+      description:
+        "`true`: every project and registry of the automation's entity, including ones created later (ENTITY scope). `false` is refused.",
+    }),
   }),
 });
 
@@ -371,6 +380,7 @@ function scopeOf(scope: {
   registry?: string | null;
   projectCollection?: { project: string; collection: string } | null;
   registryCollection?: { registry: string; collection: string } | null;
+  entity?: boolean | null;
 }): AutomationScopeInput {
   if (scope.project != null) return { type: 'PROJECT', project: scope.project };
   if (scope.registry != null) return { type: 'REGISTRY', registry: scope.registry };
@@ -378,6 +388,13 @@ function scopeOf(scope: {
     return { type: 'PROJECT_COLLECTION', ...scope.projectCollection };
   if (scope.registryCollection != null)
     return { type: 'REGISTRY_COLLECTION', ...scope.registryCollection };
+  if (scope.entity != null) {
+    if (scope.entity) return { type: 'ENTITY' };
+    throw new ValidationError(
+      'input.scope.entity',
+      '`entity: false` names no scope; give `entity: true` to watch the whole entity, or another scope field.',
+    );
+  }
   throw new Error('AutomationScopeInput is @oneOf: GraphQL lets no empty one through');
 }
 

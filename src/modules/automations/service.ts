@@ -26,14 +26,16 @@ export type Automation = AutomationRecord;
 export type { AutomationFilter as AutomationListFilter };
 
 /**
- * A scope as clients name it: the names of the project, registry and collection to watch. The
+ * A scope as clients name it: the names of the project, registry and collection to watch, or the
+ * whole entity the automation belongs to. The
  * schema's `@oneOf` input guarantees the names each type needs, and no others.
  */
 export type AutomationScopeInput =
   | { type: 'PROJECT'; project: string }
   | { type: 'REGISTRY'; registry: string }
   | { type: 'PROJECT_COLLECTION'; project: string; collection: string }
-  | { type: 'REGISTRY_COLLECTION'; registry: string; collection: string };
+  | { type: 'REGISTRY_COLLECTION'; registry: string; collection: string }
+  | { type: 'ENTITY' };
 
 export interface AutomationFilterInput {
   collectionName?: string | null;
@@ -81,18 +83,47 @@ export interface UpdateAutomationInput {
 
 /** Which scopes can watch each event type (DESIGN §1, "Events and scopes"). */
 export const SCOPES_FOR_EVENT: Readonly<Record<EventType, readonly ScopeType[]>> = {
-  CREATE_ARTIFACT: ['PROJECT', 'PROJECT_COLLECTION'],
-  LINK_ARTIFACT: ['REGISTRY', 'REGISTRY_COLLECTION'],
-  UNLINK_ARTIFACT: ['REGISTRY', 'REGISTRY_COLLECTION'],
-  ADD_ARTIFACT_ALIAS: ['PROJECT', 'REGISTRY', 'PROJECT_COLLECTION', 'REGISTRY_COLLECTION'],
-  ADD_ARTIFACT_TAG: ['PROJECT', 'REGISTRY', 'PROJECT_COLLECTION', 'REGISTRY_COLLECTION'],
-  REMOVE_ARTIFACT_TAG: ['PROJECT', 'REGISTRY', 'PROJECT_COLLECTION', 'REGISTRY_COLLECTION'],
-  ADD_COLLECTION_TAG: ['PROJECT', 'REGISTRY', 'PROJECT_COLLECTION', 'REGISTRY_COLLECTION'],
-  REMOVE_COLLECTION_TAG: ['PROJECT', 'REGISTRY', 'PROJECT_COLLECTION', 'REGISTRY_COLLECTION'],
+  CREATE_ARTIFACT: ['PROJECT', 'PROJECT_COLLECTION', 'ENTITY'],
+  LINK_ARTIFACT: ['REGISTRY', 'REGISTRY_COLLECTION', 'ENTITY'],
+  UNLINK_ARTIFACT: ['REGISTRY', 'REGISTRY_COLLECTION', 'ENTITY'],
+  ADD_ARTIFACT_ALIAS: [
+    'PROJECT',
+    'REGISTRY',
+    'PROJECT_COLLECTION',
+    'REGISTRY_COLLECTION',
+    'ENTITY',
+  ],
+  ADD_ARTIFACT_TAG: ['PROJECT', 'REGISTRY', 'PROJECT_COLLECTION', 'REGISTRY_COLLECTION', 'ENTITY'],
+  REMOVE_ARTIFACT_TAG: [
+    'PROJECT',
+    'REGISTRY',
+    'PROJECT_COLLECTION',
+    'REGISTRY_COLLECTION',
+    'ENTITY',
+  ],
+  ADD_COLLECTION_TAG: [
+    'PROJECT',
+    'REGISTRY',
+    'PROJECT_COLLECTION',
+    'REGISTRY_COLLECTION',
+    'ENTITY',
+  ],
+  REMOVE_COLLECTION_TAG: [
+    'PROJECT',
+    'REGISTRY',
+    'PROJECT_COLLECTION',
+    'REGISTRY_COLLECTION',
+    'ENTITY',
+  ],
 };
 
-/** The container kind each scope type lives in, and whether it names one collection of it. */
-const SCOPE_SHAPE: Readonly<Record<ScopeType, { kind: Kind; collection: boolean }>> = {
+/**
+ * The container kind each scope type lives in, and whether it names one collection of it. An
+ * ENTITY scope lives in no container: it watches every project and registry of its entity.
+ */
+const SCOPE_SHAPE: Readonly<
+  Record<Exclude<ScopeType, 'ENTITY'>, { kind: Kind; collection: boolean }>
+> = {
   PROJECT: { kind: 'project', collection: false },
   REGISTRY: { kind: 'registry', collection: false },
   PROJECT_COLLECTION: { kind: 'project', collection: true },
@@ -351,6 +382,7 @@ const SCOPE_INPUT_FIELD: Readonly<Record<ScopeType, string>> = {
   REGISTRY: SCOPE_FIELD,
   PROJECT_COLLECTION: `${SCOPE_FIELD}.projectCollection`,
   REGISTRY_COLLECTION: `${SCOPE_FIELD}.registryCollection`,
+  ENTITY: `${SCOPE_FIELD}.entity`,
 };
 
 /**
@@ -362,6 +394,8 @@ async function resolveScope(
   entityId: string,
   scope: AutomationScopeInput,
 ): Promise<{ scopeType: ScopeType; scopeId: string }> {
+  // The entity's own id: the events of every project and registry in it look it up too.
+  if (scope.type === 'ENTITY') return { scopeType: 'ENTITY', scopeId: entityId };
   const shape = SCOPE_SHAPE[scope.type];
   const field = SCOPE_INPUT_FIELD[scope.type];
   const [ownerField, ownerName] =
@@ -437,7 +471,7 @@ async function checkDraft(
 function checkFilter(draft: Draft): void {
   const field = (name: string) => `${FILTER_FIELD}.${name}`;
   if (draft.filterCollectionName !== null) {
-    if (SCOPE_SHAPE[draft.scopeType].collection) {
+    if (draft.scopeType !== 'ENTITY' && SCOPE_SHAPE[draft.scopeType].collection) {
       throw new ValidationError(
         field('collectionName'),
         `A ${draft.scopeType} scope already names its collection; remove the \`collectionName\` filter, or widen the scope to the whole ${SCOPE_SHAPE[draft.scopeType].kind}.`,
@@ -484,10 +518,15 @@ function checkFilter(draft: Draft): void {
 const CONFIG_FIELDS = {
   WEBHOOK: ['payloadTemplate'],
   SLACK: ['slackTitle', 'slackMessage', 'slackSeverity'],
+  NO_OP: [],
 } as const satisfies Readonly<Record<ActionKind, readonly (keyof Draft)[]>>;
 type ConfigField = (typeof CONFIG_FIELDS)[ActionKind][number];
 
-const A_KIND: Readonly<Record<ActionKind, string>> = { WEBHOOK: 'a webhook', SLACK: 'a Slack' };
+const A_KIND: Readonly<Record<ActionKind, string>> = {
+  WEBHOOK: 'a webhook',
+  SLACK: 'a Slack',
+  NO_OP: 'a no-op',
+};
 
 async function checkActionConfig(
   deps: Pick<AppDeps, 'storage'>,
@@ -499,7 +538,7 @@ async function checkActionConfig(
   if (!action || action.entityId !== entityId) {
     throw new NotFoundError(
       field('actionId'),
-      'No such action in this entity; pick one from `entity.actions`, or create one with createWebhookAction or createSlackAction.',
+      'No such action in this entity; pick one from `entity.actions`, or create one with createWebhookAction, createSlackAction or createNoOpAction.',
     );
   }
   const own: readonly ConfigField[] = CONFIG_FIELDS[action.kind];
@@ -538,6 +577,9 @@ async function checkActionConfig(
         for (const secret of checkTextTemplate(text, secretNames, field(name))) used.add(secret);
       }
       draft.slackSeverity ??= 'INFO';
+      break;
+    case 'NO_OP':
+      // Sends nothing, so it has nothing to configure (the loop above refused every field).
       break;
     default:
       unreachable(action);

@@ -308,6 +308,17 @@ function actionRecord(row: ActionRow): ActionRecord {
         signingSecretId: null,
         headers: null,
       };
+    case 'NO_OP':
+      return {
+        ...common,
+        kind: 'NO_OP',
+        url: null,
+        accessTokenSecretId: null,
+        signingSecretId: null,
+        headers: null,
+        channel: null,
+        slackUrlSecretId: null,
+      };
     default:
       return unreachable(row.kind);
   }
@@ -347,6 +358,12 @@ function insertAction(h: SqliteHandle, action: NewAction): ActionRow | undefined
             .values({ ...common, channel: ph('channel'), slackUrlSecretId: ph('slackUrlSecretId') })
             .returning()
             .prepare(),
+        )
+        .get({ ...action });
+    case 'NO_OP':
+      return h
+        .prepared('actions.insert:NO_OP', () =>
+          h.db.insert(actions).values(common).returning().prepare(),
         )
         .get({ ...action });
     default:

@@ -1,5 +1,5 @@
 import { newId } from '../../ids.js';
-import type { EventType } from '../config.js';
+import type { ActionKind, EventType } from '../config.js';
 import {
   type AttemptOutcome,
   type ClaimedRun,
@@ -182,7 +182,7 @@ function claimedRun(row: Row): ClaimedRun {
       : {
           id: row[22] as string,
           entityId: row[23] as string,
-          kind: row[24] as 'WEBHOOK' | 'SLACK',
+          kind: row[24] as ActionKind,
           name: row[25] as string,
           enabled: bool(row[26]),
           disabledReason: row[27] as string | null,

@@ -155,7 +155,8 @@ export function createEventStore(h: SqliteHandle): EventStore {
   }
 
   /**
-   * The enabled automations watching `eventType` on either scope id, oldest first, with the
+   * The enabled automations watching `eventType` on any of the scope ids (the entity, for ENTITY
+   * scopes; the project or registry; the collection), oldest first, with the
    * entity to check. One statement through `automations_match_idx`, whatever the number of
    * automations; the entity is checked in code, because an `entity_id = ?` term tempts SQLite
    * into the name index, which scans every automation of the entity (scope ids are unique anyway).
@@ -177,6 +178,7 @@ export function createEventStore(h: SqliteHandle): EventStore {
         .where(
           and(
             inArray(automations.scopeId, [
+              sql.placeholder('entityId'),
               sql.placeholder('ownerId'),
               sql.placeholder('collectionId'),
             ]),
@@ -292,6 +294,7 @@ export function createEventStore(h: SqliteHandle): EventStore {
           insertEvent(event);
           const matched: MatchCandidate[] = candidates()
             .all({
+              entityId: input.entityId,
               ownerId: input.owner.id,
               collectionId: collection.id,
               eventType: input.eventType,

@@ -185,7 +185,7 @@ export const automations = sqliteTable(
     enabled: integer('enabled', { mode: 'boolean' }).notNull().default(true),
     eventType: text('event_type', { enum: EVENT_TYPES }).notNull(),
     scopeType: text('scope_type', { enum: SCOPE_TYPES }).notNull(),
-    /** The project, registry or collection id named by `scopeType`. */
+    /** The project, registry, collection or (ENTITY scope) entity id named by `scopeType`. */
     scopeId: text('scope_id').notNull(),
     filterCollectionName: text('filter_collection_name'),
     filterArtifactType: text('filter_artifact_type'),
