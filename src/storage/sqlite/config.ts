@@ -1,4 +1,4 @@
-import { and, asc, count, eq, inArray, or, type SQL, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, or, type SQL, sql } from 'drizzle-orm';
 import type { AuditRecord } from '../audit.js';
 import {
   type ActionChanges,
@@ -19,7 +19,7 @@ import {
 import { DuplicateError } from '../errors.js';
 import { insertAudit } from './audit.js';
 import { actions, automationSecretRefs, automations, entities, secrets } from './schema.js';
-import { keyset, type SqliteHandle, uniqueViolation } from './support.js';
+import { countRows, keyset, type SqliteHandle, uniqueViolation } from './support.js';
 
 const ph = sql.placeholder;
 
@@ -223,15 +223,9 @@ export function createSecretStore(h: SqliteHandle): SecretStore {
         .all({ entityId, ...page.params });
     },
     countSecrets: async (entityId) =>
-      h
-        .prepared('secrets.count', () =>
-          h.db
-            .select({ n: count() })
-            .from(secrets)
-            .where(eq(secrets.entityId, ph('entityId')))
-            .prepare(),
-        )
-        .get({ entityId })?.n ?? 0,
+      countRows(h, 'secrets.count', secrets, () => eq(secrets.entityId, ph('entityId')), {
+        entityId,
+      }),
     everySecret: async () => everySecret(h),
     resealAll: async (reseal) => {
       const previous = Number(h.sqlite.pragma('synchronous', { simple: true }));
@@ -510,11 +504,13 @@ export function createActionStore(h: SqliteHandle): ActionStore {
         .map(actionRecord);
     },
     countActions: async (entityId, filter) =>
-      h
-        .prepared(`actions.count:${flags([filter.kind, filter.enabled])}`, () =>
-          h.db.select({ n: count() }).from(actions).where(actionConditions(filter)).prepare(),
-        )
-        .get(actionParams(entityId, filter))?.n ?? 0,
+      countRows(
+        h,
+        `actions.count:${flags([filter.kind, filter.enabled])}`,
+        actions,
+        () => actionConditions(filter),
+        actionParams(entityId, filter),
+      ),
   };
 }
 
@@ -691,14 +687,12 @@ export function createAutomationStore(h: SqliteHandle): AutomationStore {
         .all({ ...automationParams(entityId, filter), ...page.params });
     },
     countAutomations: async (entityId, filter) =>
-      h
-        .prepared(`automations.count:${automationFlags(filter)}`, () =>
-          h.db
-            .select({ n: count() })
-            .from(automations)
-            .where(automationConditions(filter))
-            .prepare(),
-        )
-        .get(automationParams(entityId, filter))?.n ?? 0,
+      countRows(
+        h,
+        `automations.count:${automationFlags(filter)}`,
+        automations,
+        () => automationConditions(filter),
+        automationParams(entityId, filter),
+      ),
   };
 }

@@ -1,4 +1,4 @@
-import { and, asc, count, eq, inArray, type SQL, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, type SQL, sql } from 'drizzle-orm';
 import { newId } from '../../ids.js';
 import type {
   ArtifactEvent,
@@ -25,7 +25,7 @@ import {
   type RunStatus as StoredRunStatus,
   triggeredRuns,
 } from './schema.js';
-import { keyset, type SqliteHandle, type SqlOrder, uniqueViolation } from './support.js';
+import { countRows, keyset, type SqliteHandle, type SqlOrder, uniqueViolation } from './support.js';
 
 // The layer's unions name exactly the values the tables accept: a drift fails to compile.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
@@ -369,16 +369,12 @@ export function createEventStore(h: SqliteHandle): EventStore {
     },
 
     async countEvents(filter) {
-      return (
-        h
-          .prepared(`events.count:${filter.eventType ? 't' : '-'}`, () =>
-            h.db
-              .select({ n: count() })
-              .from(artifactEvents)
-              .where(eventConditions(filter))
-              .prepare(),
-          )
-          .get(eventParams(filter))?.n ?? 0
+      return countRows(
+        h,
+        `events.count:${filter.eventType ? 't' : '-'}`,
+        artifactEvents,
+        () => eventConditions(filter),
+        eventParams(filter),
       );
     },
   };
@@ -570,27 +566,22 @@ export function createRunStore(h: SqliteHandle): RunStore {
       const q = runQuery(owner, filter);
       if (q === null) return 0;
       const times = timeConditions(filter);
-      return (
-        h
-          .prepared(`runs.count:${runShape(q)}:${times.shape}`, () =>
-            h.db
-              .select({ n: count() })
-              .from(triggeredRuns)
-              .where(
-                and(
-                  ...ownerConditions(q),
-                  ...times.conditions,
-                  q.statuses.length === 0
-                    ? undefined
-                    : inArray(
-                        triggeredRuns.status,
-                        q.statuses.map((_, i) => sql.placeholder(`s${i}`)),
-                      ),
+      return countRows(
+        h,
+        `runs.count:${runShape(q)}:${times.shape}`,
+        triggeredRuns,
+        () =>
+          and(
+            ...ownerConditions(q),
+            ...times.conditions,
+            q.statuses.length === 0
+              ? undefined
+              : inArray(
+                  triggeredRuns.status,
+                  q.statuses.map((_, i) => sql.placeholder(`s${i}`)),
                 ),
-              )
-              .prepare(),
-          )
-          .get({ ...q.params, ...times.params })?.n ?? 0
+          ),
+        { ...q.params, ...times.params },
       );
     },
 

@@ -1,4 +1,4 @@
-import { and, asc, count, eq, gte, isNull, type SQL, sql } from 'drizzle-orm';
+import { and, asc, eq, gte, isNull, type SQL, sql } from 'drizzle-orm';
 import type { AuditAction, AuditEntry } from '../audit.js';
 import { DuplicateError } from '../errors.js';
 import type {
@@ -30,7 +30,7 @@ import {
   registries,
   users,
 } from './schema.js';
-import { keyset, type SqliteHandle, uniqueViolation } from './support.js';
+import { countRows, keyset, type SqliteHandle, uniqueViolation } from './support.js';
 
 const p = sql.placeholder;
 // drizzle types a placeholder in `.set()` as no column value; wrapped in `sql` it passes through
@@ -271,17 +271,9 @@ export function createUserStore(h: SqliteHandle): UserStore {
         .all({ ...q.params, userId });
     },
     async countApiKeys(userId) {
-      return (
-        h
-          .prepared('apiKeys.count', () =>
-            h.db
-              .select({ n: count() })
-              .from(apiKeys)
-              .where(eq(apiKeys.userId, p('userId')))
-              .prepare(),
-          )
-          .get({ userId })?.n ?? 0
-      );
+      return countRows(h, 'apiKeys.count', apiKeys, () => eq(apiKeys.userId, p('userId')), {
+        userId,
+      });
     },
   };
 }
@@ -419,16 +411,12 @@ export function createEntityStore(h: SqliteHandle): EntityStore {
         .all({ ...q.params, entityId });
     },
     async countMembers(entityId) {
-      return (
-        h
-          .prepared('memberships.count', () =>
-            h.db
-              .select({ n: count() })
-              .from(memberships)
-              .where(eq(memberships.entityId, p('entityId')))
-              .prepare(),
-          )
-          .get({ entityId })?.n ?? 0
+      return countRows(
+        h,
+        'memberships.count',
+        memberships,
+        () => eq(memberships.entityId, p('entityId')),
+        { entityId },
       );
     },
   };
@@ -510,16 +498,14 @@ export function createContainerStore(h: SqliteHandle): ContainerStore {
     },
     async countContainers(kind, entityId) {
       const table = tableOf(kind);
-      return (
-        h
-          .prepared(`containers.count:${kind}`, () =>
-            h.db
-              .select({ n: count() })
-              .from(table)
-              .where(eq(table.entityId, p('entityId')))
-              .prepare(),
-          )
-          .get({ entityId })?.n ?? 0
+      return countRows(
+        h,
+        `containers.count:${kind}`,
+        table,
+        () => eq(table.entityId, p('entityId')),
+        {
+          entityId,
+        },
       );
     },
     async createCollection(input) {
@@ -591,16 +577,12 @@ export function createContainerStore(h: SqliteHandle): ContainerStore {
         .all({ ...q.params, ownerId });
     },
     async countCollections(kind, ownerId) {
-      return (
-        h
-          .prepared(`collections.count:${kind}`, () =>
-            h.db
-              .select({ n: count() })
-              .from(artifactCollections)
-              .where(eq(ownerColumn(kind), p('ownerId')))
-              .prepare(),
-          )
-          .get({ ownerId })?.n ?? 0
+      return countRows(
+        h,
+        `collections.count:${kind}`,
+        artifactCollections,
+        () => eq(ownerColumn(kind), p('ownerId')),
+        { ownerId },
       );
     },
   };
@@ -669,12 +651,12 @@ export function createAuditStore(h: SqliteHandle): AuditStore {
     },
     async countAuditEntries(entityId, filter) {
       const conditions = auditConditions(filter);
-      return (
-        h
-          .prepared(`audit.count:${conditions.shape}`, () =>
-            h.db.select({ n: count() }).from(auditLog).where(conditions.where).prepare(),
-          )
-          .get(auditParams(entityId, filter))?.n ?? 0
+      return countRows(
+        h,
+        `audit.count:${conditions.shape}`,
+        auditLog,
+        () => conditions.where,
+        auditParams(entityId, filter),
       );
     },
   };

@@ -1,5 +1,6 @@
 import type BetterSqlite3 from 'better-sqlite3';
-import { and, asc, desc, type SQL, type SQLWrapper, sql } from 'drizzle-orm';
+import { and, asc, count, desc, type SQL, type SQLWrapper, sql } from 'drizzle-orm';
+import type { SQLiteTable } from 'drizzle-orm/sqlite-core';
 import type { Bound, PageRequest } from '../paging.js';
 import type { Db } from './database.js';
 
@@ -41,6 +42,25 @@ export function createSqliteHandle(db: Db, sqlite: BetterSqlite3.Database): Sqli
       return sqlite.transaction(body).immediate();
     },
   };
+}
+
+/**
+ * How many rows of `table` match `where`, through a statement prepared once per `key` (`key` must
+ * name one SQL text, as for `prepared`). `where` is called only to build that statement; its
+ * placeholders take their values from `params`.
+ */
+export function countRows(
+  h: SqliteHandle,
+  key: string,
+  table: SQLiteTable,
+  where: () => SQL | undefined,
+  params: Record<string, unknown>,
+): number {
+  return (
+    h
+      .prepared(key, () => h.db.select({ n: count() }).from(table).where(where()).prepare())
+      .get(params)?.n ?? 0
+  );
 }
 
 /**
