@@ -10,7 +10,7 @@ import {
   RunUpdatesDocument,
 } from './gql/graphql.js';
 import fragmentMatcher from './gql/possible-types.js';
-import type { TriplineClientOptions } from './options.js';
+import { queuedRuns, type TriplineClientOptions } from './options.js';
 
 /**
  * Apollo Client for Tripline: queries and mutations over HTTP, subscriptions over graphql-ws,
@@ -55,16 +55,7 @@ export function createApolloTripline({ url, apiKey, webSocketImpl }: TriplineCli
         mutation: EmitArtifactEventDocument,
         variables: { input },
       });
-      const result = data?.emitArtifactEvent;
-      if (!result) throw new Error('emitArtifactEvent answered nothing');
-      switch (result.__typename) {
-        case 'EmitArtifactEventPayload':
-          return result.triggeredRuns;
-        case 'ValidationError':
-          throw new Error(`${result.field}: ${result.message}`);
-        default:
-          throw new Error(result.message);
-      }
+      return queuedRuns(data?.emitArtifactEvent);
     },
 
     /** Calls `onRun` with every status change of the entity's runs until the returned stop. */

@@ -14,7 +14,7 @@ import {
   type RunFieldsFragment,
   RunUpdatesDocument,
 } from './gql/graphql.js';
-import type { TriplineClientOptions } from './options.js';
+import { queuedRuns, type TriplineClientOptions } from './options.js';
 
 /** How subscriptions travel: graphql-ws over a WebSocket, or GraphQL over server-sent events. */
 export type SubscriptionTransport = 'graphql-ws' | 'graphql-sse';
@@ -88,16 +88,7 @@ export function createUrqlTripline(
         .mutation(EmitArtifactEventDocument, { input })
         .toPromise();
       if (error) throw error;
-      const result = data?.emitArtifactEvent;
-      if (!result) throw new Error('emitArtifactEvent answered nothing');
-      switch (result.__typename) {
-        case 'EmitArtifactEventPayload':
-          return result.triggeredRuns;
-        case 'ValidationError':
-          throw new Error(`${result.field}: ${result.message}`);
-        default:
-          throw new Error(result.message);
-      }
+      return queuedRuns(data?.emitArtifactEvent);
     },
 
     /** Calls `onRun` with every status change of the entity's runs until the returned stop. */
