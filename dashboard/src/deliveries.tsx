@@ -147,7 +147,12 @@ function TimeAxis({ buckets }: { buckets: MinuteBucket[] }) {
     <g class="axis">
       {buckets.map((bucket, index) =>
         index % 15 === 0 || index === buckets.length - 1 ? (
-          <text key={bucket.start} x={PAD.left + index * step} y={HEIGHT - 6}>
+          <text
+            key={bucket.start}
+            x={index === buckets.length - 1 ? WIDTH - PAD.right : PAD.left + index * step}
+            y={HEIGHT - 6}
+            text-anchor={index === buckets.length - 1 ? 'end' : 'start'}
+          >
             {clock(bucket.start)}
           </text>
         ) : null,

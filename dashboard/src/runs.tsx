@@ -112,6 +112,9 @@ export function RunsPage({ session }: { session: Session }) {
     [session, filter, newest, hasOlder],
   );
 
+  // Runs added live since the page was read count too.
+  const matching = (page?.totalCount ?? 0) + Math.max(0, rows.length - (page?.edges.length ?? 0));
+
   const change = (next: Partial<RunsFilter>) => {
     setFilter({ ...filter, ...next });
     setPosition(null);
@@ -182,7 +185,7 @@ export function RunsPage({ session }: { session: Session }) {
       {runs.error && <Alert>{runs.error}</Alert>}
       {page && (
         <p class="muted" aria-live="polite">
-          {page.totalCount} {page.totalCount === 1 ? 'run' : 'runs'} match
+          {matching} {matching === 1 ? 'run' : 'runs'} match
         </p>
       )}
       <div class="table-wrap">
@@ -194,16 +197,22 @@ export function RunsPage({ session }: { session: Session }) {
               <th scope="col">Status</th>
               <th scope="col">Automation</th>
               <th scope="col">Event</th>
-              <th scope="col">Attempts</th>
-              <th scope="col">Queued</th>
-              <th scope="col">Result</th>
+              <th scope="col" class="wide-only">
+                Attempts
+              </th>
+              <th scope="col" class="wide-only">
+                Queued
+              </th>
+              <th scope="col" class="wide-only">
+                Result
+              </th>
             </tr>
           </thead>
           <tbody>
             {rows.map((run) => (
               <tr key={run.id} data-run-id={run.id}>
                 <td>
-                  <a href={`#/runs/${encodeURIComponent(run.id)}`} class="mono">
+                  <a href={`#/runs/${encodeURIComponent(run.id)}`} class="mono run-id">
                     {shortId(run.id)}
                   </a>
                 </td>
@@ -215,11 +224,11 @@ export function RunsPage({ session }: { session: Session }) {
                   <span class="event-type">{run.event.eventType}</span>{' '}
                   <span class="mono">{run.event.versionString}</span>
                 </td>
-                <td class="num">{run.attemptCount}</td>
-                <td>
+                <td class="num wide-only">{run.attemptCount}</td>
+                <td class="wide-only">
                   <Time value={run.createdAt} />
                 </td>
-                <td class="result">{run.result ?? ''}</td>
+                <td class="result wide-only">{run.result ?? ''}</td>
               </tr>
             ))}
             {rows.length === 0 && !runs.loading && (

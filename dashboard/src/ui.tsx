@@ -81,7 +81,7 @@ export function useLoad<T>(
       },
     );
   }, []);
-  // biome-ignore lint/correctness/useExhaustiveDependencies: the caller names what the load depends on
+  // The caller names what the load depends on.
   useEffect(reload, deps);
   return { data, error, loading, reload };
 }
