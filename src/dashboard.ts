@@ -35,7 +35,7 @@ interface Bundle {
   /** `/dashboard/<hash>/`: where the files below are served. */
   base: string;
   files: Map<string, Asset>;
-  html: string;
+  page: Asset;
 }
 
 const gzipAsync = promisify(gzip);
@@ -93,7 +93,7 @@ export async function buildDashboard(): Promise<Bundle> {
   </body>
 </html>
 `;
-  return { base, files, html };
+  return { base, files, page: await asset('text/html; charset=utf-8', html) };
 }
 
 function respond(
@@ -145,10 +145,10 @@ export function useDashboard(): Plugin {
         return;
       }
       return bundle().then(
-        async (built) => {
+        (built) => {
           if (page) {
             endResponse(
-              respond(request, fetchAPI, await asset('text/html; charset=utf-8', built.html), {
+              respond(request, fetchAPI, built.page, {
                 'cache-control': 'no-cache',
                 'content-security-policy': DASHBOARD_CSP,
                 'referrer-policy': 'no-referrer',

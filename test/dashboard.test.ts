@@ -204,6 +204,18 @@ describe.skipIf(!hasChromium)('the dashboard in Chromium', () => {
     await expect.poll(() => tiles.nth(1).locator('.tile-value').textContent()).toBe('3');
     expect(await tiles.nth(0).locator('.tile-value').textContent()).toBe('0');
     expect(await page.locator('figcaption').first().textContent()).toContain('HTTP error: 1');
+    // Live: another delivery shows without a reload (the automation switched on again first).
+    const automations = await t.gql(
+      '{ entity(name: "default") { automations { edges { node { id } } } } }',
+    );
+    await mutate(
+      t,
+      'mutation($id: ID!) { updateAutomation(input: { id: $id, enabled: true }) { __typename } }',
+      { id: automations.data.entity.automations.edges[0].node.id },
+    );
+    await emit(t, { project: 'vision', versionIndex: 2 });
+    await t.app.engine.drain();
+    await expect.poll(() => tiles.nth(1).locator('.tile-value').textContent()).toBe('4');
     await page.emulateMedia({ colorScheme: 'dark' });
     await page.screenshot({ path: join(ARTIFACTS, 'deliveries-dark.png'), fullPage: true });
     await page.emulateMedia({ colorScheme: 'light' });
@@ -213,6 +225,65 @@ describe.skipIf(!hasChromium)('the dashboard in Chromium', () => {
     await page.keyboard.press('Enter');
     await expect.poll(() => page.getByLabel('API key').count()).toBe(1);
     expect(await page.evaluate(() => sessionStorage.getItem('tripline.apiKey'))).toBeNull();
+
+    expect(browser.elsewhere).toEqual([]);
+    expect(browser.pageErrors).toEqual([]);
+  }, 240_000);
+
+  it('filters runs by automation and by project, keeps them live, and pages them', async () => {
+    const url = await t.listen();
+    const origin = new URL(url).origin;
+    await createProject(t, 'nlp');
+    const hooks = await t.gql('{ entity(name: "default") { actions { edges { node { id } } } } }');
+    await createAutomation(t, {
+      name: 'nlp-notify',
+      eventType: 'CREATE_ARTIFACT',
+      scope: { type: 'PROJECT', project: 'nlp' },
+      actionId: hooks.data.entity.actions.edges[0].node.id,
+    });
+    for (let i = 0; i < 21; i++) await emit(t, { project: 'vision', versionIndex: i });
+    const nlpRun = (await emit(t, { project: 'nlp' })).triggeredRuns[0].id as string;
+    const all = await t.gql(
+      '{ entity(name: "default") { triggeredRuns(first: 100) { edges { node { id } } } } }',
+    );
+    const allIds = all.data.entity.triggeredRuns.edges.map(
+      (e: { node: { id: string } }) => e.node.id,
+    );
+    expect(allIds).toHaveLength(22);
+
+    browser = await launchOffline(origin);
+    const { page } = browser;
+    await page.goto(`${origin}/`);
+    await signIn(page, t.adminKey);
+    const rows = page.locator('tbody tr[data-run-id]');
+    const shownIds = () =>
+      rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-run-id') as string));
+    await expect.poll(() => rows.count()).toBe(20);
+    expect(await page.getByText('22 runs match').count()).toBe(1);
+    const firstPage = await shownIds();
+    expect(firstPage).toEqual(allIds.slice(0, 20));
+    await page.getByRole('button', { name: 'Older →' }).click();
+    await expect.poll(() => shownIds()).toEqual(allIds.slice(20));
+    await page.getByRole('button', { name: '← Newer' }).click();
+    await expect.poll(() => shownIds()).toEqual(firstPage);
+
+    await page.getByLabel('Automation').selectOption({ label: 'nlp-notify' });
+    await expect.poll(() => shownIds()).toEqual([nlpRun]);
+    await page.getByLabel('Automation').selectOption('');
+    await page.getByLabel('Project or registry').selectOption({ label: 'vision' });
+    await expect.poll(() => page.getByText('21 runs match').count()).toBe(1);
+    await page.getByLabel('Project or registry').selectOption({ label: 'nlp' });
+    await expect.poll(() => shownIds()).toEqual([nlpRun]);
+
+    // Live, through the filter: a new nlp run is added on top, a vision run is not.
+    await t.subscribers(1);
+    const visionRun = (await emit(t, { project: 'vision', versionIndex: 99 })).triggeredRuns[0]
+      .id as string;
+    const nlpNext = (await emit(t, { project: 'nlp', versionIndex: 1 })).triggeredRuns[0]
+      .id as string;
+    await expect.poll(() => shownIds()).toEqual([nlpNext, nlpRun]);
+    expect(await shownIds()).not.toContain(visionRun);
+    await page.screenshot({ path: join(ARTIFACTS, 'filtered.png') });
 
     expect(browser.elsewhere).toEqual([]);
     expect(browser.pageErrors).toEqual([]);
