@@ -122,6 +122,8 @@ export function createRedisBus(options: RedisBusOptions): SharedBus {
   let droppedUpdates = 0;
   let since = Date.now();
   let connected = false;
+  /** Subscribed on the current connection, and the caches read again since. */
+  let subscribed = false;
 
   const connect = (role: 'commands' | 'subscriber'): Redis => {
     const settings: RedisOptions = {
@@ -155,7 +157,7 @@ export function createRedisBus(options: RedisBusOptions): SharedBus {
   const subscriber = connect('subscriber');
 
   function updateState(): void {
-    const now = commands.status === 'ready' && subscriber.status === 'ready';
+    const now = commands.status === 'ready' && subscriber.status === 'ready' && subscribed;
     if (now === connected) return;
     connected = now;
     since = Date.now();
@@ -211,6 +213,10 @@ export function createRedisBus(options: RedisBusOptions): SharedBus {
     }
   });
   let listening = false;
+  subscriber.on('close', () => {
+    subscribed = false;
+    updateState();
+  });
   subscriber.on('ready', () => {
     void (async () => {
       try {
@@ -229,6 +235,8 @@ export function createRedisBus(options: RedisBusOptions): SharedBus {
             'subscribed to Redis; read the access cache again (invalidations may have been missed while disconnected)',
           );
         }
+        subscribed = subscriber.status === 'ready';
+        updateState();
       } catch (error) {
         if (!closed) logger.error({ err: error }, 'subscribing to Redis failed');
       }
