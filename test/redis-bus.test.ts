@@ -9,7 +9,11 @@ import { type Client, createClient } from 'graphql-ws';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import type { SharedBus } from '../src/bus/bus.js';
+import { createRedisBus } from '../src/bus/redis.js';
 import { ConfigError, loadConfig, type RedisConfig } from '../src/config.js';
+import type { RateLimitStore } from '../src/limits/rate-limit.js';
+import { createLogger } from '../src/logger.js';
 import type { RunUpdate } from '../src/pubsub.js';
 import { createTestApp, fakeClock, type TestApp } from './support/app.js';
 import {
@@ -19,6 +23,7 @@ import {
   emit,
   mutate,
 } from './support/fixtures.js';
+import { tokenBucketCases } from './support/rate-limit-cases.js';
 import { type Receiver, startReceiver } from './support/receiver.js';
 import { freePort, missingService, type RedisServer, startRedis } from './support/services.js';
 
@@ -117,6 +122,7 @@ describe('Redis unreachable', () => {
 
 const redis: RedisServer | undefined = await startRedis();
 if (!redis) missingService('Redis', 'redis-server is not installed');
+afterAll(() => redis?.stop());
 
 describe.skipIf(!redis)('two instances sharing one Redis', () => {
   const server = redis as RedisServer;
@@ -141,7 +147,6 @@ describe.skipIf(!redis)('two instances sharing one Redis', () => {
     const keys = await admin.keys(`${prefix}*`);
     if (keys.length > 0) await admin.del(...keys);
     await admin.quit();
-    await server.stop();
   });
 
   const start = async () => {
@@ -321,5 +326,57 @@ describe.skipIf(!redis)('two instances sharing one Redis', () => {
     const received = (await next).value as RunUpdate[];
     expect(received.map((run) => `run_${run.id}`)).toEqual([runId]);
     await updates.return?.();
+  });
+});
+
+describe.skipIf(!redis)('the Redis token bucket store', () => {
+  const server = redis as RedisServer;
+  const buses: SharedBus[] = [];
+  const prefixes: string[] = [];
+
+  afterEach(async () => {
+    const admin = new Redis(server.url);
+    for (const prefix of prefixes.splice(0)) {
+      const keys = await admin.keys(`${prefix}*`);
+      if (keys.length > 0) await admin.del(...keys);
+    }
+    await admin.quit();
+    for (const bus of buses.splice(0)) await bus.close();
+  });
+
+  /** A store on a fresh prefix that refuses to answer from memory (Redis must be connected). */
+  const createStore = async (): Promise<RateLimitStore> => {
+    const prefix = `test:${randomUUID()}:`;
+    prefixes.push(prefix);
+    const bus = createRedisBus({
+      config: { url: server.url, prefix },
+      logger: createLogger('silent'),
+    });
+    buses.push(bus);
+    await eventually(() => expect(bus.state()).toMatchObject({ connected: true }), 10_000);
+    return {
+      take: (demands, now) => {
+        expect(bus.state()).toMatchObject({ connected: true });
+        return bus.rateLimits.take(demands, now);
+      },
+    };
+  };
+
+  tokenBucketCases(createStore);
+
+  it('keeps buckets under the prefix, expiring once they would be full again', async () => {
+    const store = await createStore();
+    const prefix = prefixes.at(-1) as string;
+    await store.take([{ key: 'k:events', cost: 1, perMinute: 60 }], Date.now());
+    const admin = new Redis(server.url);
+    try {
+      expect(await admin.keys(`${prefix}*`)).toEqual([`${prefix}ratelimit:k:events`]);
+      // One token short: full again in a second, plus a second of slack.
+      const ttl = await admin.pttl(`${prefix}ratelimit:k:events`);
+      expect(ttl).toBeGreaterThan(1_000);
+      expect(ttl).toBeLessThanOrEqual(2_000);
+    } finally {
+      await admin.quit();
+    }
   });
 });
