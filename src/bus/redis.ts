@@ -138,7 +138,8 @@ export function createRedisBus(options: RedisBusOptions): SharedBus {
       lastError = error.message;
     });
     client.on('reconnecting', (delay: number) => {
-      if (closed) return;
+      // Both connections fail alike when Redis is away: one line per attempt is enough.
+      if (closed || (role === 'subscriber' && commands.status !== 'ready')) return;
       logger.warn(
         { redis: target, connection: role, retryInMs: delay, err: lastError },
         `Redis at ${target} is unreachable${lastError ? ` (${lastError})` : ''}; retrying in ${delay} ms. Check TRIPLINE_REDIS_URL and that Redis is running.`,
@@ -213,6 +214,7 @@ export function createRedisBus(options: RedisBusOptions): SharedBus {
     }
   });
   let listening = false;
+  let reconnected = false;
   subscriber.on('close', () => {
     subscribed = false;
     updateState();
@@ -228,13 +230,15 @@ export function createRedisBus(options: RedisBusOptions): SharedBus {
           remote.addEventListener(runsChannel, onRuns);
           remote.addEventListener(accessChannel, onAccess);
         }
-        if (caches.size > 0) {
-          await Promise.all([...caches].map((cache) => cache.revalidate()));
+        // Also on the first connection: requests were answered while it was being made.
+        await Promise.all([...caches].map((cache) => cache.revalidate()));
+        if (listening && reconnected) {
           logger.info(
             { redis: target },
-            'subscribed to Redis; read the access cache again (invalidations may have been missed while disconnected)',
+            'subscribed to Redis again; read the access cache again (invalidations may have been missed while disconnected)',
           );
         }
+        reconnected = true;
         subscribed = subscriber.status === 'ready';
         updateState();
       } catch (error) {
