@@ -195,12 +195,34 @@ export function createRedisBus(options: RedisBusOptions): SharedBus {
   const remote = createRedisEventTarget<CustomEvent>({
     publishClient: commands,
     subscribeClient: subscriber,
+    serializer: {
+      stringify: JSON.stringify,
+      // Something else publishing on our channels must not break the connection's reader.
+      parse: (text) => {
+        try {
+          return JSON.parse(text) as unknown;
+        } catch {
+          logger.warn(
+            { text: text.slice(0, 200) },
+            'ignored a message from Redis that is not JSON',
+          );
+          return null;
+        }
+      },
+    },
   });
   const fromOthers = <T>(handle: (message: T) => void) => {
     return (event: CustomEvent) => {
       const envelope = event.detail as Envelope<T> | null;
       if (!envelope || envelope.from === instanceId) return;
-      handle(envelope.message);
+      try {
+        handle(envelope.message);
+      } catch (error) {
+        logger.error(
+          { err: error, channel: event.type },
+          'a message from Redis could not be handled',
+        );
+      }
     };
   };
   const onRuns = fromOthers<Channels['runsUpdated'][0]>((runs) => {
@@ -214,7 +236,7 @@ export function createRedisBus(options: RedisBusOptions): SharedBus {
     }
   });
   let listening = false;
-  let reconnected = false;
+  let connectedBefore = false;
   subscriber.on('close', () => {
     subscribed = false;
     updateState();
@@ -232,13 +254,13 @@ export function createRedisBus(options: RedisBusOptions): SharedBus {
         }
         // Also on the first connection: requests were answered while it was being made.
         await Promise.all([...caches].map((cache) => cache.revalidate()));
-        if (listening && reconnected) {
+        if (connectedBefore) {
           logger.info(
             { redis: target },
             'subscribed to Redis again; read the access cache again (invalidations may have been missed while disconnected)',
           );
         }
-        reconnected = true;
+        connectedBefore = true;
         subscribed = subscriber.status === 'ready';
         updateState();
       } catch (error) {
@@ -270,6 +292,7 @@ export function createRedisBus(options: RedisBusOptions): SharedBus {
     }
   };
 
+  let lastRateLimitWarning = 0;
   const rateLimits: RateLimitStore = {
     async take(demands, now) {
       if (commands.status !== 'ready') return fallback.take(demands, now);
@@ -291,10 +314,14 @@ export function createRedisBus(options: RedisBusOptions): SharedBus {
         if (!refused) throw new Error(`unexpected rate-limit answer ${JSON.stringify(answer)}`);
         return refused;
       } catch (error) {
-        logger.warn(
-          { err: error },
-          'rate limits could not be counted in Redis; counted in this instance only',
-        );
+        const at = Date.now();
+        if (at - lastRateLimitWarning >= 10_000) {
+          lastRateLimitWarning = at;
+          logger.warn(
+            { err: error },
+            'rate limits could not be counted in Redis; counted in this instance only (logged at most every 10 s)',
+          );
+        }
         return fallback.take(demands, now);
       } finally {
         clearTimeout(timer);
