@@ -23,8 +23,8 @@ export type RateLimitDecision =
   | { allowed: false; demand: BucketDemand; retryAfterMs: number };
 
 /**
- * Where token buckets live. The in-memory store serves one process; a shared store (Redis, the
- * database) can replace it for several, as long as `take` stays all-or-nothing.
+ * Where token buckets live. The in-memory store serves one process; the Redis bus's store
+ * (src/bus/redis.ts) serves several, with the same buckets and the same all-or-nothing `take`.
  */
 export interface RateLimitStore {
   /**

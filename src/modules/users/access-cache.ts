@@ -27,8 +27,9 @@ export type AccessChange =
  * change invalidates it. In this process the services report every change through
  * {@link AccessCache.changed} before their mutation answers, so the very next request and the
  * next message of an open subscription see it. Changes made by another instance reach this one
- * only through {@link AccessCache.apply}: a deployment of several instances must connect
- * {@link AccessCache.onChange} of each to {@link AccessCache.apply} of the others (a shared bus).
+ * only through {@link AccessCache.apply}: the shared bus (`SharedBus.shareAccess`, src/bus)
+ * connects {@link AccessCache.onChange} of each instance to {@link AccessCache.apply} of the
+ * others, and calls {@link AccessCache.revalidate} when changes may have been missed.
  *
  * Memory: one entry per key that has authenticated since start and per account behind one, so
  * it is bounded by the keys in the database; revoked keys are dropped.
