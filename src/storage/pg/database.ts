@@ -60,14 +60,14 @@ export function knownMigrations(): { tag: string; when: number }[] {
  * `when`). `newer`: the database has a migration newer than any this version knows.
  */
 export async function migrationStatus(
-  pool: pg.Pool,
+  db: pg.Pool | pg.PoolClient,
 ): Promise<{ applied: string[]; pending: string[]; newer: boolean }> {
-  const exists = await pool.query<{ t: string | null }>(
+  const exists = await db.query<{ t: string | null }>(
     `SELECT to_regclass('drizzle.__drizzle_migrations')::text AS t`,
   );
   let latest = 0;
   if (exists.rows[0]?.t) {
-    const rows = await pool.query<{ latest: string | null }>(
+    const rows = await db.query<{ latest: string | null }>(
       'SELECT max(created_at)::text AS latest FROM drizzle.__drizzle_migrations',
     );
     latest = Number(rows.rows[0]?.latest ?? 0);
@@ -91,7 +91,7 @@ export async function applyMigrations(pool: pg.Pool): Promise<string[]> {
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY.toString()]);
     try {
-      const before = await migrationStatus(pool);
+      const before = await migrationStatus(client);
       if (before.pending.length === 0) return [];
       await migrate(drizzle({ client, schema }), { migrationsFolder });
       return before.pending;
