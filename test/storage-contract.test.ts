@@ -824,3 +824,32 @@ describe.each(engines)('storage contract on %s', (engineName, makeEngine) => {
     await storage.ping();
   });
 });
+
+(unreachable === null ? describe : describe.skip)('PostgreSQL migrations', () => {
+  it('are applied once when several servers start on a fresh database at once', async () => {
+    const database = await createTestDatabase();
+    const opened: Storage[] = [];
+    try {
+      // Without the advisory lock, the losers fail creating tables the winner created.
+      opened.push(
+        ...(await Promise.all([1, 2, 3].map(() => openPgStorage(database.url, { poolSize: 2 })))),
+      );
+      const { migrationStatus, createPool } = await import('../src/storage/pg/database.js');
+      const pool = createPool(database.url, { poolSize: 1 });
+      try {
+        const status = await migrationStatus(pool);
+        expect(status.pending).toEqual([]);
+        const rows = await pool.query(
+          'SELECT count(*)::int AS n FROM drizzle.__drizzle_migrations',
+        );
+        expect(rows.rows[0].n).toBe(status.applied.length);
+      } finally {
+        await pool.end();
+      }
+      for (const storage of opened) await storage.ping();
+    } finally {
+      for (const storage of opened) await storage.close();
+      await database.drop();
+    }
+  });
+});

@@ -17,7 +17,16 @@ import { createSecretBox } from '../../src/modules/secrets/box.js';
 import { createDecryptedSecrets } from '../../src/modules/secrets/decrypted.js';
 import { createAccessCache } from '../../src/modules/users/access-cache.js';
 import { createTriplinePubSub } from '../../src/pubsub.js';
+import { openPgStorage } from '../../src/storage/pg/storage.js';
 import { openSqliteStorage, type SqliteStorage } from '../../src/storage/sqlite/storage.js';
+import { createTestDatabase } from './postgres.js';
+
+/**
+ * Whether test apps run on PostgreSQL: TRIPLINE_TEST_DATABASE_URL names a server (its maintenance
+ * database), on which each app gets a fresh database, dropped when the app closes. Unset, apps run
+ * on SQLite in a temporary directory.
+ */
+export const ON_POSTGRES = Boolean(process.env.TRIPLINE_TEST_DATABASE_URL);
 
 export interface GraphQLResponse {
   status: number;
@@ -78,6 +87,11 @@ class JsonEventTarget extends EventTarget {
 export interface TestApp {
   app: App;
   deps: AppDeps;
+  /**
+   * The app's storage. On PostgreSQL (see {@link ON_POSTGRES}) it is the PostgreSQL storage, and
+   * the SQLite handles (`sqlite`, `db`, `handle`) are absent: tests that arrange rows through them
+   * are SQLite-only.
+   */
   storage: SqliteStorage;
   config: Config;
   dataDir: string;
@@ -107,15 +121,20 @@ export interface TestApp {
 }
 
 /**
- * A full app on a fresh SQLite file in a temporary directory, migrated and bootstrapped as in
- * production. `env` overrides configuration variables.
+ * A full app on a fresh SQLite file in a temporary directory (or a fresh PostgreSQL database, see
+ * {@link ON_POSTGRES}), migrated and bootstrapped as in production. `env` overrides configuration
+ * variables.
  */
 export async function createTestApp(
   options: { env?: Record<string, string>; clock?: Clock; app?: AppOptions } = {},
 ): Promise<TestApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'tripline-test-'));
   const config = loadConfig({ TRIPLINE_DATA_DIR: dataDir, LOG_LEVEL: 'debug', ...options.env });
-  const storage = openSqliteStorage(config.databaseFile);
+  const database = ON_POSTGRES ? await createTestDatabase() : undefined;
+  const storage = database
+    ? // The SQLite-only handles are absent on PostgreSQL: see TestApp.storage.
+      ((await openPgStorage(database.url, { poolSize: 4 })) as unknown as SqliteStorage)
+    : openSqliteStorage(config.databaseFile);
   const logLines: string[] = [];
   const sink = new Writable({
     write(chunk, _encoding, done) {
@@ -217,6 +236,7 @@ export async function createTestApp(
         await new Promise((resolve) => server?.close(resolve));
       }
       await storage.close();
+      await database?.drop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
