@@ -34,7 +34,7 @@ const BATCH = 1_000;
 /**
  * The URL of the PostgreSQL database holding a copy of `dataDir`'s SQLite database, created and
  * filled on first use for that directory. SQLite's integer booleans and JSON text go in as
- * PostgreSQL reads them (`1` is true; text becomes jsonb); generated and identity columns are
+ * PostgreSQL reads them (`1` is true; JSON text stays as written); generated and identity columns are
  * computed by PostgreSQL, the identity in SQLite's rowid order.
  */
 export async function postgresCopyOf(dataDir: string): Promise<string> {

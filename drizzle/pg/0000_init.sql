@@ -7,7 +7,7 @@ CREATE TABLE "actions" (
 	"url" text,
 	"access_token_secret_id" text,
 	"signing_secret_id" text,
-	"headers" jsonb,
+	"headers" json,
 	"channel" text,
 	"slack_url_secret_id" text,
 	"disabled_reason" text,
@@ -50,7 +50,7 @@ CREATE TABLE "artifact_events" (
 	"alias" text,
 	"tag" text,
 	"author" text NOT NULL,
-	"metadata" jsonb,
+	"metadata" json,
 	"idempotency_key" text,
 	"created_by_id" text,
 	"created_at" bigint DEFAULT ((extract(epoch from clock_timestamp()) * 1000)::bigint) NOT NULL
@@ -64,7 +64,7 @@ CREATE TABLE "audit_log" (
 	"action" text NOT NULL,
 	"target_type" text NOT NULL,
 	"target_id" text,
-	"details" jsonb,
+	"details" json,
 	"created_at" bigint DEFAULT ((extract(epoch from clock_timestamp()) * 1000)::bigint) NOT NULL
 );
 --> statement-breakpoint

@@ -118,7 +118,7 @@ const DISABLE_ACTION = `
 /** The audit entry of an action the engine disabled (see audit.ts for the other writers). */
 const INSERT_AUDIT = `
   INSERT INTO audit_log (id, entity_id, actor_id, action, target_type, target_id, details, created_at)
-  VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)`;
+  VALUES ($1, $2, $3, $4, $5, $6, $7::json, $8)`;
 
 /** The live runs are exactly those with a due time, so the partial due index lists them. */
 const QUEUE_DEPTH = `

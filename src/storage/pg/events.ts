@@ -160,8 +160,9 @@ export function createEventStore(h: PgHandle): EventStore {
             alias: sql.placeholder('alias'),
             tag: sql.placeholder('tag'),
             author: sql.placeholder('author'),
-            // Wrapped, so the JSON encoder is skipped: null must stay SQL NULL, not JSON null.
-            metadata: sql`${sql.placeholder('metadata')}::jsonb`,
+            // Wrapped, so the JSON encoder is skipped: null must stay SQL NULL, not JSON null. `json`
+            // (not jsonb) keeps the text as written: key order and all, as SQLite does.
+            metadata: sql`${sql.placeholder('metadata')}::json`,
             idempotencyKey: sql.placeholder('idempotencyKey'),
             createdById: sql.placeholder('createdById'),
             createdAt: sql.placeholder('createdAt'),

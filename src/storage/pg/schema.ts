@@ -6,7 +6,7 @@ import {
   customType,
   index,
   integer,
-  jsonb,
+  json,
   pgTable,
   primaryKey,
   text,
@@ -174,7 +174,7 @@ export const actions = pgTable(
     /** Webhook: secret holding the `whsec_…` signing key. */
     signingSecretId: text('signing_secret_id').references(() => secrets.id),
     /** Webhook: extra headers, an object of strings. */
-    headers: jsonb('headers').$type<Record<string, string>>(),
+    headers: json('headers').$type<Record<string, string>>(),
     /** Slack: the channel label shown to people. */
     channel: text('channel'),
     /** Slack: secret holding the incoming-webhook URL. */
@@ -265,7 +265,7 @@ export const artifactEvents = pgTable(
     alias: text('alias'),
     tag: text('tag'),
     author: text('author').notNull(),
-    metadata: jsonb('metadata').$type<Record<string, unknown>>(),
+    metadata: json('metadata').$type<Record<string, unknown>>(),
     idempotencyKey: text('idempotency_key'),
     createdById: text('created_by_id').references(() => users.id, { onDelete: 'set null' }),
     createdAt: createdAt(),
@@ -377,7 +377,7 @@ export const auditLog = pgTable(
     action: text('action').notNull(),
     targetType: text('target_type').notNull(),
     targetId: text('target_id'),
-    details: jsonb('details').$type<Record<string, unknown>>(),
+    details: json('details').$type<Record<string, unknown>>(),
     createdAt: createdAt(),
   },
   (t) => [index('audit_log_entity_idx').on(t.entityId, t.createdAt, t.seq)],
