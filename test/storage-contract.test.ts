@@ -11,12 +11,8 @@ import type { NewArtifactEvent } from '../src/storage/events.js';
 import { openPgStorage } from '../src/storage/pg/storage.js';
 import { openSqliteStorage } from '../src/storage/sqlite/storage.js';
 import type { Storage } from '../src/storage/storage.js';
-import {
-  createTestDatabase,
-  describeServer,
-  postgresUnreachable,
-  type TestDatabase,
-} from './support/postgres.js';
+import { createTestDatabase, postgresForTests, type TestDatabase } from './support/postgres.js';
+import { missingService } from './support/services.js';
 
 /**
  * One engine under test: `open` gives a storage layer on a fresh, migrated database; `second`
@@ -50,7 +46,7 @@ function sqliteEngine(): Engine {
   };
 }
 
-function postgresEngine(): Engine {
+function postgresEngine(server: string): Engine {
   const databases: TestDatabase[] = [];
   const opened: Storage[] = [];
   const connect = async () => {
@@ -61,7 +57,7 @@ function postgresEngine(): Engine {
   };
   return {
     open: async () => {
-      databases.push(await createTestDatabase());
+      databases.push(await createTestDatabase(server));
       return connect();
     },
     second: connect,
@@ -72,16 +68,18 @@ function postgresEngine(): Engine {
   };
 }
 
-const unreachable = await postgresUnreachable();
-if (unreachable !== null) {
-  console.warn(
-    `\n*** PostgreSQL at ${describeServer()} is not reachable (${unreachable}): the PostgreSQL half of the storage contract is SKIPPED. Start PostgreSQL there or set TRIPLINE_TEST_DATABASE_URL. ***\n`,
-  );
+const postgres = await postgresForTests();
+afterAll(async () => {
+  if (postgres.url !== undefined) await postgres.stop();
+});
+if (postgres.url === undefined) {
+  missingService('PostgreSQL (the PostgreSQL half of the storage contract)', postgres.why);
 }
+const unreachable = postgres.url === undefined ? postgres.why : null;
 
 const engines: [string, () => Engine][] = [
   ['SQLite', sqliteEngine],
-  ['PostgreSQL', postgresEngine],
+  ['PostgreSQL', () => postgresEngine(postgres.url!)],
 ];
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
@@ -827,7 +825,7 @@ describe.each(engines)('storage contract on %s', (engineName, makeEngine) => {
 
 (unreachable === null ? describe : describe.skip)('PostgreSQL migrations', () => {
   it('are applied once when several servers start on a fresh database at once', async () => {
-    const database = await createTestDatabase();
+    const database = await createTestDatabase(postgres.url);
     const opened: Storage[] = [];
     try {
       // Without the advisory lock, the losers fail creating tables the winner created.

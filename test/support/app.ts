@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { inspect, isDeepStrictEqual } from 'node:util';
+import { beforeEach } from 'vitest';
 import { type App, type AppOptions, createApp } from '../../src/app.js';
 import { bootstrap } from '../../src/bootstrap.js';
 import type { Clock } from '../../src/clock.js';
@@ -27,6 +28,18 @@ import { createTestDatabase } from './postgres.js';
  * on SQLite in a temporary directory.
  */
 export const ON_POSTGRES = Boolean(process.env.TRIPLINE_TEST_DATABASE_URL);
+
+/**
+ * Marks tests of the calling file as SQLite-only, by title: they arrange or inspect rows through
+ * the SQLite handles (`storage.sqlite`, `storage.db`), so on PostgreSQL (see {@link ON_POSTGRES})
+ * they are skipped. Call it at the top level of the file.
+ */
+export function sqliteOnly(...titles: string[]): void {
+  if (!ON_POSTGRES) return;
+  beforeEach((context) => {
+    if (titles.includes(context.task.name)) context.skip();
+  });
+}
 
 export interface GraphQLResponse {
   status: number;
