@@ -587,6 +587,18 @@ describe.each(engines)('storage contract on %s', (engineName, makeEngine) => {
     expect(
       await storage.audit.countAuditEntries(scope.entityId, { action: 'action.disabled' }),
     ).toBe(1);
+    expect(await storage.runs.deliveryActivity(scope.entityId, at(1_000), 10)).toEqual({
+      attempts: [{ startedAt: at(1_001), durationMs: 12, statusCode: 500, errorClass: null }],
+      truncated: false,
+      backlog: { QUEUED: 0, RUNNING: 0, RETRYING: 1 },
+    });
+    expect(await storage.runs.deliveryActivity(scope.entityId, at(1_000), 0)).toMatchObject({
+      attempts: [],
+      truncated: true,
+    });
+    expect((await storage.runs.deliveryActivity(scope.entityId, at(1_002), 10)).attempts).toEqual(
+      [],
+    );
     expect(await claim(storage, 'w1', 4_999)).toEqual([]);
     const depth = await storage.delivery.queueDepth(at(4_999));
     expect(depth).toMatchObject({ byStatus: { RETRYING: 1 }, scheduled: 1, dueNow: 0 });

@@ -586,5 +586,44 @@ export function createRunStore(h: PgHandle): RunStore {
         .execute({ id, now: now.getTime(), result });
       return row ?? null;
     },
+
+    async deliveryActivity(entityId, since, limit) {
+      // One snapshot, so the attempts and the backlog describe the same moment.
+      return h.transaction(
+        async (tx) => {
+          const { rows } = await tx.execute<{
+            started_at: number;
+            duration_ms: number | null;
+            status_code: number | null;
+            error_class: string | null;
+          }>(
+            sql`SELECT d.started_at::float8 AS started_at, d.duration_ms, d.status_code, d.error_class
+              FROM delivery_attempts d
+              JOIN triggered_runs r ON r.id = d.run_id
+              WHERE d.started_at >= ${since.getTime()} AND r.entity_id = ${entityId}
+              ORDER BY d.started_at DESC
+              LIMIT ${limit + 1}`,
+          );
+          const backlog = { QUEUED: 0, RUNNING: 0, RETRYING: 0 };
+          const groups = await tx.execute<{ status: keyof typeof backlog; n: number }>(
+            sql`SELECT status, count(*)::int AS n FROM triggered_runs
+              WHERE entity_id = ${entityId} AND status IN ('QUEUED', 'RUNNING', 'RETRYING')
+              GROUP BY status`,
+          );
+          for (const { status, n } of groups.rows) backlog[status] = n;
+          return {
+            attempts: rows.slice(0, limit).map((row) => ({
+              startedAt: new Date(row.started_at),
+              durationMs: row.duration_ms,
+              statusCode: row.status_code,
+              errorClass: row.error_class,
+            })),
+            truncated: rows.length > limit,
+            backlog,
+          };
+        },
+        { isolationLevel: 'repeatable read', accessMode: 'read only' },
+      );
+    },
   };
 }

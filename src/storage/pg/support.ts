@@ -33,9 +33,12 @@ export interface PgHandle {
    */
   transaction<T>(
     body: (tx: Tx) => Promise<T>,
-    options?: { isolationLevel?: 'read committed' | 'serializable' },
+    options?: { isolationLevel?: IsolationLevel; accessMode?: 'read only' | 'read write' },
   ): Promise<T>;
 }
+
+/** Isolation levels an operation may ask for. */
+export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializable';
 
 /** SQLSTATEs after which the whole transaction may simply run again. */
 const RETRYABLE = new Set(['40001', '40P01']);
@@ -56,11 +59,11 @@ export function createPgHandle(db: Db, pool: pg.Pool): PgHandle {
     },
     async transaction<T>(
       body: (tx: Tx) => Promise<T>,
-      options: { isolationLevel?: 'read committed' | 'serializable' } = {},
+      options: { isolationLevel?: IsolationLevel; accessMode?: 'read only' | 'read write' } = {},
     ): Promise<T> {
       for (let attempt = 1; ; attempt += 1) {
         try {
-          return await db.transaction(body, { isolationLevel: options.isolationLevel });
+          return await db.transaction(body, options);
         } catch (error) {
           const code = sqlState(error);
           if (attempt >= 5 || code === null || !RETRYABLE.has(code)) throw error;
