@@ -80,6 +80,10 @@ export async function configuredMigrationStatus(config: Config): Promise<Migrati
     const pool = createPool(config.databaseUrl, { poolSize: 1 });
     try {
       return await pgStatus(pool);
+    } catch (error) {
+      throw new CommandError(
+        `Cannot reach ${describeDatabase(config)}: ${(error as Error).message}. Check TRIPLINE_DATABASE_URL, and that the database exists (createdb) and the user may connect to it.`,
+      );
     } finally {
       await pool.end();
     }
