@@ -107,7 +107,15 @@ export interface Config {
   port: number;
   host: string;
   dataDir: string;
+  /** The SQLite database, used when {@link Config.databaseUrl} is unset. */
   databaseFile: string;
+  /**
+   * A PostgreSQL connection URL (`postgres://` or `postgresql://`, TRIPLINE_DATABASE_URL): when
+   * set, Tripline keeps its data there instead of in {@link Config.databaseFile}.
+   */
+  databaseUrl: string | undefined;
+  /** The most PostgreSQL connections this process opens (TRIPLINE_DATABASE_POOL_SIZE). */
+  databasePoolSize: number;
   /** Base64 or hex master key given directly, when set. */
   encryptionKey: string | undefined;
   /** File holding the master key; generated with mode 0600 when absent. */
@@ -233,6 +241,26 @@ function redisConfig(env: Env, problems: string[]): RedisConfig | undefined {
   return { url: raw, prefix };
 }
 
+/** TRIPLINE_DATABASE_URL, when it names a PostgreSQL database; a problem for anything else. */
+function databaseUrl(env: Env, problems: string[]): string | undefined {
+  const raw = env.TRIPLINE_DATABASE_URL;
+  if (raw === undefined || raw === '') return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:')) {
+    // Not the value: it may carry a password.
+    problems.push(
+      'TRIPLINE_DATABASE_URL must be a PostgreSQL URL such as postgres://user:password@host:5432/tripline (postgres:// or postgresql://); leave it unset to keep the SQLite database in TRIPLINE_DATA_DIR',
+    );
+    return undefined;
+  }
+  return raw;
+}
+
 const LOG_LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /**
@@ -285,6 +313,8 @@ export function loadConfig(env: Env = process.env): Config {
     host: env.HOST || '127.0.0.1',
     dataDir,
     databaseFile: resolve(dataDir, 'tripline.db'),
+    databaseUrl: databaseUrl(env, problems),
+    databasePoolSize: int('TRIPLINE_DATABASE_POOL_SIZE', 10, 1, 1000),
     encryptionKey: env.TRIPLINE_ENCRYPTION_KEY || undefined,
     encryptionKeyFile: resolve(env.TRIPLINE_ENCRYPTION_KEY_FILE || resolve(dataDir, 'master.key')),
     adminApiKey: env.TRIPLINE_ADMIN_API_KEY || undefined,

@@ -17,7 +17,7 @@ import { createSecretBox } from './modules/secrets/box.js';
 import { createDecryptedSecrets } from './modules/secrets/decrypted.js';
 import { createAccessCache } from './modules/users/access-cache.js';
 import { startTracing, traceLogFields } from './observability/tracing.js';
-import { openSqliteStorage } from './storage/sqlite/storage.js';
+import { describeDatabase, openStorage } from './storage/open.js';
 
 /** How often the WAL is copied into the database file, off the server's thread. */
 const BACKGROUND_CHECKPOINT_INTERVAL_MS = 250;
@@ -123,12 +123,20 @@ async function main(): Promise<void> {
       `took over the data directory from ${describeHolder(lock.takenOverFrom)}, which is no longer running`,
     );
   }
-  const storage = openSqliteStorage(config.databaseFile, {
-    // The WAL goes into the database file from a worker thread, not inside the server's commits.
+  const storage = await openStorage(config, {
+    // SQLite: the WAL goes into the database file from a worker thread, not inside the server's
+    // commits. PostgreSQL: pending migrations are applied under an advisory lock, so servers
+    // starting together apply each one once.
     backgroundCheckpoints: {
       intervalMs: BACKGROUND_CHECKPOINT_INTERVAL_MS,
       onError: (message) => logger.warn({ err: message }, 'background WAL checkpoint failed'),
     },
+  }).catch((error: unknown) => {
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(
+      `Cannot open ${describeDatabase(config)}: ${message}${config.databaseUrl === undefined ? '' : '. Check TRIPLINE_DATABASE_URL, that the database exists (createdb) and that the user may connect and create tables in it.'}\n`,
+    );
+    process.exit(1);
   });
   const master = loadMasterKey(config);
   if (master.generatedFile) {
@@ -168,6 +176,7 @@ async function main(): Promise<void> {
     {
       url,
       dataDir: config.dataDir,
+      database: describeDatabase(config),
       ...(config.redis ? { redisPrefix: config.redis.prefix } : {}),
     },
     'Tripline is listening',

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { inspect, isDeepStrictEqual } from 'node:util';
+import { beforeEach } from 'vitest';
 import { type App, type AppOptions, createApp } from '../../src/app.js';
 import { bootstrap } from '../../src/bootstrap.js';
 import type { SharedBus } from '../../src/bus/bus.js';
@@ -19,7 +20,28 @@ import { createSecretBox } from '../../src/modules/secrets/box.js';
 import { createDecryptedSecrets } from '../../src/modules/secrets/decrypted.js';
 import { createAccessCache } from '../../src/modules/users/access-cache.js';
 import { createTriplinePubSub } from '../../src/pubsub.js';
+import { openPgStorage } from '../../src/storage/pg/storage.js';
 import { openSqliteStorage, type SqliteStorage } from '../../src/storage/sqlite/storage.js';
+import { createTestDatabase } from './postgres.js';
+
+/**
+ * Whether test apps run on PostgreSQL: TRIPLINE_TEST_DATABASE_URL names a server (its maintenance
+ * database), on which each app gets a fresh database, dropped when the app closes. Unset, apps run
+ * on SQLite in a temporary directory.
+ */
+export const ON_POSTGRES = Boolean(process.env.TRIPLINE_TEST_DATABASE_URL);
+
+/**
+ * Marks tests of the calling file as SQLite-only, by title: they arrange or inspect rows through
+ * the SQLite handles (`storage.sqlite`, `storage.db`), so on PostgreSQL (see {@link ON_POSTGRES})
+ * they are skipped. Call it at the top level of the file.
+ */
+export function sqliteOnly(...titles: string[]): void {
+  if (!ON_POSTGRES) return;
+  beforeEach((context) => {
+    if (titles.includes(context.task.name)) context.skip();
+  });
+}
 
 export interface GraphQLResponse {
   status: number;
@@ -80,6 +102,11 @@ class JsonEventTarget extends EventTarget {
 export interface TestApp {
   app: App;
   deps: AppDeps;
+  /**
+   * The app's storage. On PostgreSQL (see {@link ON_POSTGRES}) it is the PostgreSQL storage, and
+   * the SQLite handles (`sqlite`, `db`, `handle`) are absent: tests that arrange rows through them
+   * are SQLite-only.
+   */
   storage: SqliteStorage;
   config: Config;
   dataDir: string;
@@ -126,14 +153,21 @@ export interface TestAppOptions {
 }
 
 /**
- * A full app on a fresh SQLite file in a temporary directory, migrated and bootstrapped as in
- * production (or on its `peer`'s). `env` overrides configuration variables.
+ * A full app on a fresh SQLite file in a temporary directory (or a fresh PostgreSQL database, see
+ * {@link ON_POSTGRES}), migrated and bootstrapped as in production (or on its `peer`'s). `env`
+ * overrides configuration variables.
  */
 export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const { peer } = options;
   const dataDir = peer?.dataDir ?? mkdtempSync(join(tmpdir(), 'tripline-test-'));
   const config = loadConfig({ TRIPLINE_DATA_DIR: dataDir, LOG_LEVEL: 'debug', ...options.env });
-  const storage = peer?.storage ?? openSqliteStorage(config.databaseFile);
+  const database = peer || !ON_POSTGRES ? undefined : await createTestDatabase();
+  const storage =
+    peer?.storage ??
+    (database
+      ? // The SQLite-only handles are absent on PostgreSQL: see TestApp.storage.
+        ((await openPgStorage(database.url, { poolSize: 4 })) as unknown as SqliteStorage)
+      : openSqliteStorage(config.databaseFile));
   const logLines: string[] = [];
   const sink = new Writable({
     write(chunk, _encoding, done) {
@@ -241,6 +275,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
       await bus?.close();
       if (peer) return;
       await storage.close();
+      await database?.drop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
