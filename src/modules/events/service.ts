@@ -149,7 +149,7 @@ function passesFilter(
   return true;
 }
 
-function checkIdempotencyKey(key: string | null | undefined): string | null {
+export function checkIdempotencyKey(key: string | null | undefined): string | null {
   if (key == null) return null;
   if (key.length === 0 || key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
     throw new ValidationError(
