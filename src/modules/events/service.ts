@@ -59,6 +59,12 @@ export async function emitArtifactEvent(
     const first = await deps.storage.events.findByIdempotencyKey(entity.id, idempotencyKey);
     if (first) return { ...first, replayed: true };
   }
+  if (EVENT_SHAPES[input.eventType].subject === 'run') {
+    throw new ValidationError(
+      'input.eventType',
+      `${input.eventType} is a run event: report runs with reportRunState and logRunMetrics, which fire run automations.`,
+    );
+  }
   const where = EVENT_SHAPES[input.eventType].owner;
   if (where === 'project' && input.owner.registry != null) {
     throw new ValidationError(
