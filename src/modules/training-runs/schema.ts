@@ -1,3 +1,5 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: descriptions name template variables as written.
+
 import { builder } from '../../builder.js';
 import { NotFoundError, PermissionDeniedError, ValidationError } from '../../errors.js';
 import { ReportedRunStateEnum, RunStateEnum } from '../automations/run-condition-schema.js';
