@@ -6,6 +6,7 @@ import {
   type Context,
   createContext,
 } from './context.js';
+import { useDashboard } from './dashboard.js';
 import {
   createDeliveryEngine,
   type DeliveryEngine,
@@ -33,7 +34,10 @@ export interface AppOptions {
 export interface App {
   /** The GraphQL server; `yoga.fetch` serves requests in process (tests use it). */
   yoga: ReturnType<typeof createYoga<Record<string, unknown>, Context>>;
-  /** Node request listener for `/graphql` (HTTP and server-sent events), `/healthz`, `/readyz`. */
+  /**
+   * Node request listener for `/graphql` (HTTP and server-sent events), `/healthz`, `/readyz`, and
+   * the dashboard at `/`.
+   */
   handle: RequestListener;
   engine: DeliveryEngine;
   /** Shares subscription executions; `hub.size` counts subscribers. */
@@ -107,6 +111,7 @@ export function createApp(given: AppDeps, options: AppOptions = {}): App {
         ...(telemetry.tracer ? { tracer: telemetry.tracer } : {}),
       }),
       useGraphiQLAssets(),
+      useDashboard(),
       useReadinessCheck({
         endpoint: '/readyz',
         check: async () => {

@@ -251,6 +251,15 @@ const ROWS: Row[] = [
   // Admins only: null for members and viewers.
   entityList('auditLog', 'ADMIN'),
   {
+    field: 'entity.deliveryStats',
+    needs: 'VIEWER',
+    document:
+      '{ result: entity(name: "default") { deliveryStats(minutes: 60) { since backlog { __typename } } } }',
+    variables: async () => ({}),
+    pick: (data) => data.result?.deliveryStats ?? null,
+    ok: (stats) => expect(stats.since).toEqual(expect.any(String)),
+  },
+  {
     field: 'automation',
     needs: 'VIEWER',
     document: 'query($id: ID!) { result: automation(id: $id) { id name } }',

@@ -1,44 +1,29 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GRAPHIQL_ASSETS_PATH } from '../src/graphiql.js';
 import { createTestApp, type TestApp } from './support/app.js';
+import {
+  hasChromium,
+  launchOffline,
+  type OfflineBrowser,
+  warnWithoutChromium,
+} from './support/chromium.js';
 import { createAutomation, createProject, createWebhookAction, emit } from './support/fixtures.js';
 
-/** Debian's Chromium; never a browser build downloaded by a driver. */
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 /** Screenshots land here, for a person to look at; the folder is not committed. */
 const ARTIFACTS = join(import.meta.dirname, '..', 'test-artifacts', 'graphiql');
 
-const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium) {
-  console.warn(
-    `\n*** SKIPPED: the GraphiQL browser tests need Chromium at ${CHROMIUM}, and there is none. Install it with \`apt-get install -y chromium\` (.ci/run does). ***\n`,
-  );
-}
+warnWithoutChromium('GraphiQL');
 
 let t: TestApp | undefined;
-let browser: BrowserContext | undefined;
-let profile: string | undefined;
+let browser: OfflineBrowser | undefined;
 
 afterEach(async () => {
   await browser?.close();
   browser = undefined;
-  if (profile) rmSync(profile, { recursive: true, force: true });
-  profile = undefined;
   await t?.close();
   t = undefined;
 });
@@ -104,27 +89,8 @@ describe.skipIf(!hasChromium)('GraphiQL in Chromium', () => {
       actionId: hook.id,
     });
 
-    profile = mkdtempSync(join(tmpdir(), 'tripline-chromium-'));
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      args: CHROMIUM_FLAGS,
-      headless: true,
-      viewport: { width: 1400, height: 900 },
-    });
-    const page = browser.pages()[0] ?? (await browser.newPage());
-    // The page must work with no internet: every request off this server is refused and noted.
-    const elsewhere: string[] = [];
-    const origin = new URL(url).origin;
-    await page.route('**/*', (route) => {
-      const target = route.request().url();
-      if (target.startsWith(`${origin}/`) || /^(data|blob):/.test(target)) {
-        return route.continue();
-      }
-      elsewhere.push(target);
-      return route.abort();
-    });
-    const pageErrors: string[] = [];
-    page.on('pageerror', (error) => pageErrors.push(error.message));
+    browser = await launchOffline(new URL(url).origin);
+    const { page, elsewhere, pageErrors } = browser;
 
     await page.goto(url);
     await page.waitForSelector('.graphiql-container', { timeout: 120_000 });

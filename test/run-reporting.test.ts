@@ -294,14 +294,14 @@ describe('run automations are checked when saved', () => {
 });
 
 describe('migration', () => {
-  it('keeps every triggered run and attempt when 0005 rebuilds triggered_runs', () => {
+  it('keeps every triggered run and attempt when 0006 rebuilds triggered_runs', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tripline-migrate-'));
     try {
       const folder = join(dir, 'migrations');
       cpSync(migrationsFolder, folder, { recursive: true });
       const journalFile = join(folder, 'meta', '_journal.json');
       const journal = JSON.parse(readFileSync(journalFile, 'utf8'));
-      const upTo = journal.entries.findIndex((e: { tag: string }) => e.tag === '0005_run_events');
+      const upTo = journal.entries.findIndex((e: { tag: string }) => e.tag === '0006_run_events');
       writeFileSync(
         journalFile,
         JSON.stringify({ ...journal, entries: journal.entries.slice(0, upTo) }),

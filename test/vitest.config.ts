@@ -5,7 +5,7 @@ export default defineConfig({
   resolve: { alias: { graphql: 'graphql/index.js' } },
   test: {
     root: new URL('..', import.meta.url).pathname,
-    include: ['test/**/*.test.ts'],
+    include: ['test/**/*.test.ts', 'dashboard/test/**/*.test.ts'],
     // Process tests start servers and CLIs; a loaded machine can take 20 s over one start.
     testTimeout: 60_000,
     hookTimeout: 60_000,

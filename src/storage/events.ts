@@ -171,6 +171,25 @@ export interface RunFilter {
   automationId?: string | null;
 }
 
+/** One delivery attempt as delivery statistics count it. */
+export interface AttemptSample {
+  startedAt: Date;
+  /** Null while in flight, and for an interrupted attempt. */
+  durationMs: number | null;
+  statusCode: number | null;
+  errorClass: string | null;
+}
+
+/** An entity's recent delivery attempts and its backlog, for statistics. */
+export interface DeliveryActivity {
+  /** Attempts started at or after the window's start, newest first, at most the limit asked. */
+  attempts: AttemptSample[];
+  /** Whether more attempts started in the window than the limit let through. */
+  truncated: boolean;
+  /** The entity's runs not yet finished, by status. */
+  backlog: { QUEUED: number; RUNNING: number; RETRYING: number };
+}
+
 /** Operations on triggered runs and their attempts as history: paging, reading, re-queueing. */
 export interface RunStore {
   getRun(id: string): Promise<TriggeredRun | null>;
@@ -188,4 +207,10 @@ export interface RunStore {
    * Returns the queued run, or null when the run does not exist or is not finished.
    */
   requeueRun(id: string, now: Date, result: string): Promise<TriggeredRun | null>;
+  /**
+   * The entity's delivery attempts started at or after `since` (newest first, at most `limit`)
+   * and its unfinished runs by status. Read-only. Attempts are found through the start-time index,
+   * runs through the entity's status index.
+   */
+  deliveryActivity(entityId: string, since: Date, limit: number): Promise<DeliveryActivity>;
 }

@@ -13,10 +13,14 @@ import { decodeId, storedIdOf } from '../global-id.js';
 import { ProjectRef, RegistryRef } from '../projects/schema.js';
 import {
   type DeliveryAttempt,
+  type DeliveryStats,
+  deliveryStats,
   getRun,
   listAttempts,
   retryRun,
   runList,
+  STATS_MAX_ATTEMPTS,
+  STATS_MAX_MINUTES,
   type TriggeredRun,
 } from './service.js';
 
@@ -321,5 +325,105 @@ builder.mutationField('retryTriggeredRun', (t) =>
     resolve: async (_root, { input }, ctx) => ({
       run: await retryRun(ctx, decodeId(input.id, 'TriggeredRun', 'input.id')),
     }),
+  }),
+);
+
+type AttemptSample = DeliveryStats['attempts'][number];
+
+const AttemptOutcomeEnum = builder.enumType('DeliveryAttemptOutcome', {
+  description: 'How a delivery attempt ended, as statistics count it.',
+  values: {
+    SUCCEEDED: { description: 'The receiver answered 2xx.' },
+    HTTP_ERROR: { description: 'The receiver answered, with a status other than 2xx.' },
+    NO_RESPONSE: {
+      description: 'No HTTP answer: see `errorClass` (network error, timeout, interrupted…).',
+    },
+    IN_FLIGHT: { description: 'Started and not yet ended.' },
+  } as const,
+});
+
+function outcomeOf(a: AttemptSample): 'SUCCEEDED' | 'HTTP_ERROR' | 'NO_RESPONSE' | 'IN_FLIGHT' {
+  if (a.statusCode !== null) {
+    return a.statusCode >= 200 && a.statusCode < 300 ? 'SUCCEEDED' : 'HTTP_ERROR';
+  }
+  return a.errorClass === null ? 'IN_FLIGHT' : 'NO_RESPONSE';
+}
+
+const AttemptSampleRef = builder.objectRef<AttemptSample>('DeliveryAttemptSample').implement({
+  description: 'One delivery attempt, as delivery statistics count it.',
+  fields: (t) => ({
+    startedAt: t.expose('startedAt', { type: 'DateTime', description: 'When it started.' }),
+    durationMs: t.exposeInt('durationMs', {
+      nullable: true,
+      description: 'How long it took, in milliseconds; null in flight and when INTERRUPTED.',
+    }),
+    statusCode: t.exposeInt('statusCode', {
+      nullable: true,
+      description: 'HTTP status of the answer, when there was one.',
+    }),
+    errorClass: t.field({
+      type: DeliveryErrorClassEnum,
+      nullable: true,
+      description: 'Kind of failure without an HTTP answer.',
+      resolve: (a) => (a.errorClass ?? null) as AttemptErrorClass | null,
+    }),
+    outcome: t.field({
+      type: AttemptOutcomeEnum,
+      description: 'How it ended.',
+      resolve: outcomeOf,
+    }),
+  }),
+});
+
+const DeliveryBacklogRef = builder
+  .objectRef<DeliveryStats['backlog']>('DeliveryBacklog')
+  .implement({
+    description: "The entity's runs not yet finished, by status: the delivery queue.",
+    fields: (t) => ({
+      queued: t.exposeInt('QUEUED', { description: 'Waiting for their first attempt.' }),
+      running: t.exposeInt('RUNNING', { description: 'Being attempted now.' }),
+      retrying: t.exposeInt('RETRYING', { description: 'Waiting for their next attempt.' }),
+      total: t.int({
+        description: 'All three together.',
+        resolve: (b) => b.QUEUED + b.RUNNING + b.RETRYING,
+      }),
+    }),
+  });
+
+const DeliveryStatsRef = builder.objectRef<DeliveryStats>('DeliveryStats').implement({
+  description:
+    "An entity's recent delivery attempts and its delivery backlog, for charts: deliveries per minute by outcome and latency percentiles are computed from `attempts`.",
+  fields: (t) => ({
+    since: t.expose('since', { type: 'DateTime', description: 'Start of the window.' }),
+    until: t.expose('until', { type: 'DateTime', description: 'End of the window: now.' }),
+    attempts: t.field({
+      type: [AttemptSampleRef],
+      description: `Attempts started in the window, newest first, at most ${STATS_MAX_ATTEMPTS.toLocaleString('en')}.`,
+      resolve: (s) => s.attempts,
+    }),
+    truncated: t.exposeBoolean('truncated', {
+      description:
+        'Whether the window held more attempts than `attempts` lists (the oldest left out).',
+    }),
+    backlog: t.field({
+      type: DeliveryBacklogRef,
+      description: 'Unfinished runs now.',
+      resolve: (s) => s.backlog,
+    }),
+  }),
+});
+
+builder.objectField(EntityRef, 'deliveryStats', (t) =>
+  t.field({
+    type: DeliveryStatsRef,
+    description: `Delivery attempts of the last \`minutes\` (default 60, at most ${STATS_MAX_MINUTES}) and the backlog of unfinished runs, for every member. A window out of range is refused with the GraphQL error code \`INVALID_ARGUMENT\`.`,
+    args: {
+      minutes: t.arg.int({
+        required: false,
+        defaultValue: 60,
+        description: 'How far back the window reaches, in minutes.',
+      }),
+    },
+    resolve: (entity, { minutes }, ctx) => deliveryStats(ctx.deps, entity.id, minutes ?? 60),
   }),
 );

@@ -1,7 +1,9 @@
+import { createGraphQLError } from 'graphql-yoga';
 import type { AppDeps, Context } from '../../context.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import type { RunUpdate } from '../../pubsub.js';
 import {
+  type DeliveryActivity,
   type DeliveryAttempt,
   FINISHED_STATUSES,
   type RunFilter,
@@ -127,4 +129,38 @@ export async function retryRun(ctx: Context, runId: string): Promise<TriggeredRu
   if (!queued) throw new ConflictError('input.id', 'The run changed state meanwhile; try again.');
   publishRuns(deps, [runUpdate(queued)]);
   return queued;
+}
+
+/** The longest window delivery statistics cover, in minutes (a day). */
+export const STATS_MAX_MINUTES = 24 * 60;
+/** At most this many attempts are returned by delivery statistics, the newest. */
+export const STATS_MAX_ATTEMPTS = 10_000;
+
+/** What delivery statistics answer: a window, its attempts and the backlog now. */
+export interface DeliveryStats extends DeliveryActivity {
+  since: Date;
+  until: Date;
+}
+
+/**
+ * The entity's delivery attempts of the last `minutes` (1 to {@link STATS_MAX_MINUTES}, newest
+ * first, at most {@link STATS_MAX_ATTEMPTS}) and its unfinished runs. The caller has checked that
+ * the viewer may read the entity. Throws a GraphQL error with code `INVALID_ARGUMENT` (naming
+ * `minutes` in `extensions.argument`) for a window out of range.
+ */
+export async function deliveryStats(
+  deps: Pick<AppDeps, 'storage' | 'clock'>,
+  entityId: string,
+  minutes: number,
+): Promise<DeliveryStats> {
+  if (!Number.isInteger(minutes) || minutes < 1 || minutes > STATS_MAX_MINUTES) {
+    throw createGraphQLError(
+      `\`minutes\` is ${minutes}; give a window from 1 to ${STATS_MAX_MINUTES} minutes.`,
+      { extensions: { code: 'INVALID_ARGUMENT', argument: 'minutes' } },
+    );
+  }
+  const until = deps.clock.now();
+  const since = new Date(until.getTime() - minutes * 60_000);
+  const activity = await deps.storage.runs.deliveryActivity(entityId, since, STATS_MAX_ATTEMPTS);
+  return { ...activity, since, until };
 }

@@ -636,5 +636,52 @@ export function createRunStore(h: SqliteHandle): RunStore {
           .get({ id, now: now.getTime(), result }) ?? null
       );
     },
+
+    async deliveryActivity(entityId, since, limit) {
+      // Read in one transaction, so the attempts and the backlog describe the same moment.
+      return h.sqlite.transaction(() => {
+        const rows = h
+          .prepared('runs.activity.attempts', () => h.sqlite.prepare(RECENT_ATTEMPTS).raw(true))
+          .all({ entityId, since: since.getTime(), limit: limit + 1 }) as [
+          number,
+          number | null,
+          number | null,
+          string | null,
+        ][];
+        const backlog = { QUEUED: 0, RUNNING: 0, RETRYING: 0 };
+        const groups = h
+          .prepared('runs.activity.backlog', () => h.sqlite.prepare(ENTITY_BACKLOG).raw(true))
+          .all({ entityId }) as [keyof typeof backlog, number][];
+        for (const [status, count] of groups) backlog[status] = count;
+        return {
+          attempts: rows.slice(0, limit).map(([startedAt, durationMs, statusCode, errorClass]) => ({
+            startedAt: new Date(startedAt),
+            durationMs,
+            statusCode,
+            errorClass,
+          })),
+          truncated: rows.length > limit,
+          backlog,
+        };
+      })();
+    },
   };
 }
+
+/**
+ * An entity's attempts since a time, newest first: the start-time index yields the window in
+ * order and each attempt's run (by primary key) says whose it is.
+ */
+const RECENT_ATTEMPTS = `
+  SELECT d.started_at, d.duration_ms, d.status_code, d.error_class
+  FROM delivery_attempts d INDEXED BY delivery_attempts_started_idx
+  JOIN triggered_runs r ON r.id = d.run_id
+  WHERE d.started_at >= @since AND r.entity_id = @entityId
+  ORDER BY d.started_at DESC
+  LIMIT @limit`;
+
+/** An entity's unfinished runs by status, counted in its status index. */
+const ENTITY_BACKLOG = `
+  SELECT status, count(*) FROM triggered_runs
+  WHERE entity_id = @entityId AND status IN ('QUEUED', 'RUNNING', 'RETRYING')
+  GROUP BY status`;

@@ -483,7 +483,11 @@ export const deliveryAttempts = sqliteTable(
     errorMessage: text('error_message'),
     responseBody: text('response_body'),
   },
-  (t) => [uniqueIndex('delivery_attempts_run_idx').on(t.runId, t.attemptNumber)],
+  (t) => [
+    uniqueIndex('delivery_attempts_run_idx').on(t.runId, t.attemptNumber),
+    // Delivery statistics read the last hour's attempts in start order.
+    index('delivery_attempts_started_idx').on(t.startedAt),
+  ],
 );
 
 export const auditLog = sqliteTable(
