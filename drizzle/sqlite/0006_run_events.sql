@@ -97,6 +97,7 @@ CREATE TABLE `__new_triggered_runs` (
 	FOREIGN KEY (`action_id`) REFERENCES `actions`(`id`) ON UPDATE no action ON DELETE set null
 );
 --> statement-breakpoint
+-- Edited after drizzle-kit generate: its copy listed due_at (a generated column, which SQLite refuses to insert) and the two new columns (absent from the old table). Foreign keys are off while migrations run (applyMigrations), so the DROP below cascades nothing.
 INSERT INTO `__new_triggered_runs`("id", "entity_id", "event_id", "automation_id", "automation_name", "action_id", "project_id", "registry_id", "status", "attempt_count", "next_attempt_at", "lease_owner", "lease_expires_at", "result", "created_at", "updated_at", "finished_at") SELECT "id", "entity_id", "event_id", "automation_id", "automation_name", "action_id", "project_id", "registry_id", "status", "attempt_count", "next_attempt_at", "lease_owner", "lease_expires_at", "result", "created_at", "updated_at", "finished_at" FROM `triggered_runs`;--> statement-breakpoint
 DROP TABLE `triggered_runs`;--> statement-breakpoint
 ALTER TABLE `__new_triggered_runs` RENAME TO `triggered_runs`;--> statement-breakpoint

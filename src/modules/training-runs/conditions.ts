@@ -274,7 +274,7 @@ export function describeCondition(condition: RunCondition): string {
       ];
       const by =
         condition.changeType === 'RELATIVE'
-          ? `${condition.amount * 100}% (relative)`
+          ? `${Number((condition.amount * 100).toPrecision(12))}% (relative)`
           : `${condition.amount} (absolute)`;
       return `${reduced(condition.aggregation, condition.window, condition.metric)} ${moved} by more than ${by} against the ${condition.window} value${condition.window === 1 ? '' : 's'} before`;
     }
