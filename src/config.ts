@@ -92,6 +92,17 @@ export interface TracingConfig {
   protocol: 'http/protobuf' | 'http/json';
 }
 
+/**
+ * Redis, for what several instances of the server share (see src/bus): run updates for
+ * subscriptions, rate-limit buckets, access-cache invalidations and delivery wake-ups.
+ */
+export interface RedisConfig {
+  /** `redis://[[user]:password@]host[:port][/db]` or `rediss://…` for TLS. */
+  url: string;
+  /** Put before every key and channel name, so several deployments can share one Redis. */
+  prefix: string;
+}
+
 export interface Config {
   port: number;
   host: string;
@@ -117,6 +128,8 @@ export interface Config {
   delivery: DeliveryConfig;
   metrics: MetricsConfig;
   tracing: TracingConfig;
+  /** Absent (no `TRIPLINE_REDIS_URL`): one instance, everything shared in process. */
+  redis: RedisConfig | undefined;
 }
 
 export class ConfigError extends Error {
@@ -185,6 +198,39 @@ function tracingConfig(env: Env, problems: string[]): TracingConfig {
     enabled: named && !disabled && !exporters.includes('none'),
     protocol: protocol === 'http/json' ? 'http/json' : 'http/protobuf',
   };
+}
+
+/** Key prefixes: printable ASCII without spaces, short enough to leave room for the key. */
+const REDIS_PREFIX = /^[\x21-\x7e]{1,64}$/;
+
+/**
+ * Reads `TRIPLINE_REDIS_URL` and `TRIPLINE_REDIS_PREFIX`, adding a problem for each value that
+ * cannot work. The URL's password is never repeated in a message.
+ */
+function redisConfig(env: Env, problems: string[]): RedisConfig | undefined {
+  const raw = env.TRIPLINE_REDIS_URL?.trim();
+  const prefix = env.TRIPLINE_REDIS_PREFIX ?? 'tripline:';
+  if (!REDIS_PREFIX.test(prefix)) {
+    problems.push(
+      `TRIPLINE_REDIS_PREFIX must be 1 to 64 printable characters without spaces (such as "tripline:" or "tripline-staging:"), got "${prefix}"`,
+    );
+  }
+  if (!raw) return undefined;
+  const url = URL.canParse(raw) ? new URL(raw) : undefined;
+  if (!url || (url.protocol !== 'redis:' && url.protocol !== 'rediss:') || !url.hostname) {
+    const shown = url ? `${url.protocol}//${url.host}${url.pathname}` : 'a value that is not a URL';
+    problems.push(
+      `TRIPLINE_REDIS_URL must be a redis:// or rediss:// (TLS) URL with a host, such as redis://127.0.0.1:6379/0, got ${shown}`,
+    );
+    return undefined;
+  }
+  const db = url.pathname.replace(/^\//, '');
+  if (db !== '' && !/^\d{1,2}$/.test(db)) {
+    problems.push(
+      `TRIPLINE_REDIS_URL must name a database by number after the host (redis://host:6379/0), got "/${db}"`,
+    );
+  }
+  return { url: raw, prefix };
 }
 
 const LOG_LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -280,6 +326,7 @@ export function loadConfig(env: Env = process.env): Config {
       token: env.TRIPLINE_METRICS_TOKEN || undefined,
     },
     tracing: tracingConfig(env, problems),
+    redis: redisConfig(env, problems),
   };
   if (config.metrics.token !== undefined && !/^[\x21-\x7e]{16,}$/.test(config.metrics.token)) {
     problems.push(

@@ -2,6 +2,8 @@ import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createApp } from './app.js';
 import { bootstrap, loadMasterKey } from './bootstrap.js';
+import { createInProcessBus } from './bus/bus.js';
+import { createRedisBus } from './bus/redis.js';
 import { systemClock } from './clock.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import {
@@ -15,7 +17,6 @@ import { createSecretBox } from './modules/secrets/box.js';
 import { createDecryptedSecrets } from './modules/secrets/decrypted.js';
 import { createAccessCache } from './modules/users/access-cache.js';
 import { startTracing, traceLogFields } from './observability/tracing.js';
-import { createTriplinePubSub } from './pubsub.js';
 import { openSqliteStorage } from './storage/sqlite/storage.js';
 
 /** How often the WAL is copied into the database file, off the server's thread. */
@@ -137,6 +138,10 @@ async function main(): Promise<void> {
     );
   }
   const secretBox = createSecretBox(master.key);
+  // Connects in the background, retrying and logging until Redis answers; /readyz says 503 till then.
+  const bus = config.redis
+    ? createRedisBus({ config: config.redis, logger })
+    : createInProcessBus();
   const deps = {
     storage,
     access: createAccessCache({ storage, clock: systemClock, logger }),
@@ -145,7 +150,8 @@ async function main(): Promise<void> {
     clock: systemClock,
     logger,
     config,
-    pubsub: createTriplinePubSub(),
+    pubsub: bus.pubsub,
+    bus,
     ...(tracing ? { tracer: tracing.tracer } : {}),
   };
   const app = createApp(deps);
@@ -158,7 +164,14 @@ async function main(): Promise<void> {
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${formatAddress(config.host, port)}/graphql`;
-  logger.info({ url, dataDir: config.dataDir }, 'Tripline is listening');
+  logger.info(
+    {
+      url,
+      dataDir: config.dataDir,
+      ...(config.redis ? { redisPrefix: config.redis.prefix } : {}),
+    },
+    'Tripline is listening',
+  );
   const lines = [`\nTripline is running: ${url} (GraphiQL in a browser)`];
   if (first) {
     lines.push(
@@ -184,6 +197,7 @@ async function main(): Promise<void> {
     await app.stop(config.shutdownGraceMs);
     server.close();
     server.closeAllConnections();
+    await bus.close();
     await storage.close();
     await tracing?.shutdown().catch((error: unknown) => {
       logger.warn({ err: error }, 'sending the last spans failed');

@@ -9,8 +9,10 @@ import { Writable } from 'node:stream';
 import { inspect, isDeepStrictEqual } from 'node:util';
 import { type App, type AppOptions, createApp } from '../../src/app.js';
 import { bootstrap } from '../../src/bootstrap.js';
+import type { SharedBus } from '../../src/bus/bus.js';
+import { createRedisBus } from '../../src/bus/redis.js';
 import type { Clock } from '../../src/clock.js';
-import { type Config, loadConfig } from '../../src/config.js';
+import { type Config, loadConfig, type RedisConfig } from '../../src/config.js';
 import type { AppDeps } from '../../src/context.js';
 import { createLogger } from '../../src/logger.js';
 import { createSecretBox } from '../../src/modules/secrets/box.js';
@@ -106,16 +108,32 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
+export interface TestAppOptions {
+  env?: Record<string, string>;
+  clock?: Clock;
+  app?: AppOptions;
+  /**
+   * Shares with other instances through Redis (a Redis bus with this URL and prefix); in process
+   * otherwise. The bus's own messages still go through the JSON-checking event target.
+   */
+  redis?: RedisConfig;
+  /**
+   * Another test app this one runs beside as a second instance of one deployment: the same
+   * storage object (database), master key and admin, with its own pub/sub, caches, limits and
+   * engine. Closing this app leaves the peer's storage open.
+   */
+  peer?: TestApp;
+}
+
 /**
  * A full app on a fresh SQLite file in a temporary directory, migrated and bootstrapped as in
- * production. `env` overrides configuration variables.
+ * production (or on its `peer`'s). `env` overrides configuration variables.
  */
-export async function createTestApp(
-  options: { env?: Record<string, string>; clock?: Clock; app?: AppOptions } = {},
-): Promise<TestApp> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'tripline-test-'));
+export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  const { peer } = options;
+  const dataDir = peer?.dataDir ?? mkdtempSync(join(tmpdir(), 'tripline-test-'));
   const config = loadConfig({ TRIPLINE_DATA_DIR: dataDir, LOG_LEVEL: 'debug', ...options.env });
-  const storage = openSqliteStorage(config.databaseFile);
+  const storage = peer?.storage ?? openSqliteStorage(config.databaseFile);
   const logLines: string[] = [];
   const sink = new Writable({
     write(chunk, _encoding, done) {
@@ -124,9 +142,12 @@ export async function createTestApp(
     },
   });
   const target = new JsonEventTarget();
-  const secretBox = createSecretBox(randomBytes(32));
+  const secretBox = peer?.deps.secretBox ?? createSecretBox(randomBytes(32));
   const clock = options.clock ?? { now: () => new Date() };
   const logger = createLogger('debug', sink);
+  const bus: SharedBus | undefined = options.redis
+    ? createRedisBus({ config: options.redis, logger, local: target })
+    : undefined;
   const deps: AppDeps = {
     storage,
     access: createAccessCache({ storage, clock, logger }),
@@ -135,9 +156,10 @@ export async function createTestApp(
     clock,
     logger,
     config,
-    pubsub: createTriplinePubSub(target),
+    pubsub: bus?.pubsub ?? createTriplinePubSub(target),
+    ...(bus ? { bus } : {}),
   };
-  const first = await bootstrap(deps, config);
+  const first = peer ? { apiKey: peer.adminKey } : await bootstrap(deps, config);
   if (!first) throw new Error('bootstrap did not run on a fresh database');
   const app = createApp(deps, options.app);
 
@@ -216,6 +238,8 @@ export async function createTestApp(
         server.closeAllConnections();
         await new Promise((resolve) => server?.close(resolve));
       }
+      await bus?.close();
+      if (peer) return;
       await storage.close();
       rmSync(dataDir, { recursive: true, force: true });
     },
