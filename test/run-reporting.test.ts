@@ -293,6 +293,45 @@ describe('run automations are checked when saved', () => {
   });
 });
 
+describe('updating a run automation', () => {
+  const UPDATE = `mutation($i: UpdateAutomationInput!) { updateAutomation(input: $i) { __typename
+    ... on UpdateAutomationPayload { automation { eventType cooldownSeconds runCondition { __typename } } }
+    ${ERRORS} } }`;
+
+  it('keeps the condition when left out, and clears it only when asked', async () => {
+    const created = await mutate(
+      t,
+      `mutation($i: CreateAutomationInput!) { createAutomation(input: $i) {
+        ... on CreateAutomationPayload { automation { id } } } }`,
+      {
+        i: {
+          entity: 'default',
+          name: 'failing',
+          eventType: 'RUN_STATE',
+          scope: { project: 'vision' },
+          action: { actionId: hookId },
+          runCondition: { state: { states: ['FAILED'] } },
+        },
+      },
+    );
+    const id = created.automation.id;
+    expect(await mutate(t, UPDATE, { i: { id, cooldownSeconds: 60 } })).toMatchObject({
+      automation: { cooldownSeconds: 60, runCondition: { __typename: 'RunStateCondition' } },
+    });
+    expect(await mutate(t, UPDATE, { i: { id, eventType: 'CREATE_ARTIFACT' } })).toMatchObject({
+      __typename: 'ValidationError',
+      field: 'input.runCondition',
+    });
+    expect(
+      await mutate(t, UPDATE, {
+        i: { id, eventType: 'CREATE_ARTIFACT', runCondition: null, cooldownSeconds: null },
+      }),
+    ).toMatchObject({
+      automation: { eventType: 'CREATE_ARTIFACT', cooldownSeconds: null, runCondition: null },
+    });
+  });
+});
+
 describe('migration', () => {
   it('keeps every triggered run and attempt when 0006 rebuilds triggered_runs', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tripline-migrate-'));
