@@ -13,7 +13,8 @@
 // Figures (ids for --only): requests (authenticated `{ __typename }` against bare yoga, and the
 // three emit figures), delivery, first-attempt, subscribers (with RSS per subscriber),
 // emit-subscribers, history, run-metrics (logRunMetrics with 20 metric automations watching
-// against none). Each starts Tripline as `npm start` does (node --import tsx
+// against none), scale-out (runs/s to the fast receiver from two instances on one private
+// PostgreSQL and Redis against one instance; see figures/scale-out.ts for its pinning). Each starts Tripline as `npm start` does (node --import tsx
 // src/main.ts) on a fresh data directory, pinned with `taskset -c 0` where taskset exists; this
 // process (load, receiver, clients) pins itself to core 1. Baselines — a bare graphql-yoga
 // server, a raw undici loop, a raw `ws` broadcast — are started the same way on core 0.
@@ -33,6 +34,7 @@ import { firstAttempt } from './figures/first-attempt.js';
 import { history } from './figures/history.js';
 import { requests } from './figures/requests.js';
 import { runMetrics } from './figures/run-metrics.js';
+import { scaleOut } from './figures/scale-out.js';
 import { subscribers } from './figures/subscribers.js';
 import type { BenchContext, Figure, Row } from './lib/figure.js';
 import { closeHttp } from './lib/http.js';
@@ -50,6 +52,7 @@ const FIGURES: Figure[] = [
   emitSubscribers,
   history,
   runMetrics,
+  scaleOut,
 ];
 
 const { values: args } = parseArgs({
@@ -139,14 +142,16 @@ try {
           ? join(resultsDir, 'profiles', `${stamp}-${figure.id}-${serverCount}`)
           : undefined;
         const starting = performance.now();
-        const database: Record<string, string> = onPostgres
-          ? { TRIPLINE_DATABASE_URL: await postgresCopyOf(dataDir) }
-          : {};
+        const database: Record<string, string> =
+          onPostgres && !env?.TRIPLINE_DATABASE_URL
+            ? { TRIPLINE_DATABASE_URL: await postgresCopyOf(dataDir) }
+            : {};
         const server: TriplineServer = await startTripline({
           dataDir,
           env: { ...env, ...database },
           ...(profileDir ? { profileDir } : {}),
           ...(options?.inspect ? { inspect: true } : {}),
+          ...(options?.cores ? { cores: options.cores } : {}),
         });
         log(`${figure.id}: server up in ${((performance.now() - starting) / 1000).toFixed(1)} s`);
         const stop = server.stop;

@@ -2,7 +2,8 @@
 // POSTs the same signed body to the same receiver with the same number of requests in flight.
 // Both are counted by the receiver, from the first arrival to the last, so start-up is left out.
 // The runs are queued before the server starts (lib/seed.ts), so the engine finds a full queue.
-import { verifySignature } from '../../src/delivery/signing.js';
+
+import { type DeliveryMeasurement, measureDeliveries } from '../lib/deliveries.js';
 import {
   type BenchContext,
   type Figure,
@@ -11,22 +12,13 @@ import {
   type Row,
   round,
 } from '../lib/figure.js';
-import { cpuShare } from '../lib/http.js';
 import { spawnNodeScript } from '../lib/process.js';
-import type { Arrival } from '../lib/receiver.js';
 import { cloneDataDir, seedQueuedRuns } from '../lib/seed.js';
 
 const CONCURRENCIES = [8, 64] as const;
 const TIMEOUT_MS = 300_000;
 
-interface Measured {
-  perSecond: number;
-  /** Share of a core the receiver's process used meanwhile; near 1, it set the pace. */
-  receiverCpuShare: number;
-  /** Whether the first request's Standard Webhooks signature verified with the action's secret. */
-  signed: boolean;
-  body: Buffer;
-}
+type Measured = DeliveryMeasurement;
 
 export const delivery: Figure = {
   id: 'delivery',
@@ -35,29 +27,8 @@ export const delivery: Figure = {
     const secret = context.template.fastSigningSecret;
     const { receiver } = context;
 
-    /** Counts `runs` arrivals while `start` runs; keeps the first request to check and reuse. */
-    const measure = async (start: () => Promise<() => Promise<unknown>>): Promise<Measured> => {
-      let first: Arrival | undefined;
-      const stopInspecting = receiver.inspect((arrival) => {
-        first ??= arrival;
-        stopInspecting();
-      });
-      const counter = receiver.count();
-      const stop = await start();
-      let cpu = process.cpuUsage();
-      try {
-        await counter.waitFor(1, TIMEOUT_MS);
-        cpu = process.cpuUsage();
-        await counter.waitFor(runs, TIMEOUT_MS);
-      } finally {
-        counter.stop();
-        stopInspecting();
-        await stop();
-      }
-      const signed = verifySignature({ secret, headers: first!.headers, body: first!.body });
-      const receiverCpuShare = cpuShare(cpu, (counter.last - counter.first) / 1000);
-      return { perSecond: counter.rate(), receiverCpuShare, signed, body: first!.body };
-    };
+    const measure = (start: () => Promise<() => Promise<unknown>>): Promise<Measured> =>
+      measureDeliveries({ receiver, runs, secret, start, timeoutMs: TIMEOUT_MS });
 
     const results: { concurrency: number; server: Measured; raw: Measured }[] = [];
     for (const concurrency of CONCURRENCIES) {

@@ -23,11 +23,15 @@ export interface BenchContext {
   quick: boolean;
   receiver: Receiver;
   template: Template;
-  /** Starts Tripline on `dataDir` with the bench environment plus `env`; profiled under --profile. */
+  /**
+   * Starts Tripline on `dataDir` with the bench environment plus `env`; profiled under --profile.
+   * Under --database postgres it runs on a PostgreSQL copy of `dataDir`'s database, unless `env`
+   * names a database of its own in TRIPLINE_DATABASE_URL.
+   */
   startServer(
     dataDir: string,
     env?: Record<string, string>,
-    options?: { inspect?: boolean },
+    options?: { inspect?: boolean; cores?: string },
   ): Promise<TriplineServer>;
   /** Progress on stderr, so stdout keeps only the results. */
   log(message: string): void;

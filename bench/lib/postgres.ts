@@ -14,12 +14,13 @@ import { openDatabase } from '../../src/storage/sqlite/database.js';
 export const BENCH_POSTGRES_URL =
   process.env.BENCH_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
 
-const created: string[] = [];
+/** Databases made here, with the maintenance URL of their server, for dropping at the end. */
+const created: { server: string; name: string }[] = [];
 /** The PostgreSQL database made for each data directory, so a restart finds its state. */
 const byDataDir = new Map<string, string>();
 
-async function onServer(statement: string): Promise<void> {
-  const client = new pg.Client({ connectionString: BENCH_POSTGRES_URL });
+async function onServer(server: string, statement: string): Promise<void> {
+  const client = new pg.Client({ connectionString: server });
   await client.connect();
   try {
     await client.query(statement);
@@ -35,15 +36,19 @@ const BATCH = 1_000;
  * The URL of the PostgreSQL database holding a copy of `dataDir`'s SQLite database, created and
  * filled on first use for that directory. SQLite's integer booleans and JSON text go in as
  * PostgreSQL reads them (`1` is true; JSON text stays as written); generated and identity columns are
- * computed by PostgreSQL, the identity in SQLite's rowid order.
+ * computed by PostgreSQL, the identity in SQLite's rowid order. `server` is the maintenance URL
+ * of the server to create it on (BENCH_POSTGRES_URL unless given, e.g. a private one).
  */
-export async function postgresCopyOf(dataDir: string): Promise<string> {
+export async function postgresCopyOf(
+  dataDir: string,
+  server: string = BENCH_POSTGRES_URL,
+): Promise<string> {
   const existing = byDataDir.get(dataDir);
   if (existing) return existing;
   const name = `tripline_bench_${randomBytes(6).toString('hex')}`;
-  await onServer(`CREATE DATABASE ${name}`);
-  created.push(name);
-  const url = new URL(BENCH_POSTGRES_URL);
+  await onServer(server, `CREATE DATABASE ${name}`);
+  created.push({ server, name });
+  const url = new URL(server);
   url.pathname = `/${name}`;
   const pool = createPool(url.toString(), { poolSize: 1 });
   const sqlite = openDatabase(join(dataDir, 'tripline.db'), { migrate: false });
@@ -103,7 +108,7 @@ export async function postgresCopyOf(dataDir: string): Promise<string> {
 
 /** Drops every database the bench created. */
 export async function dropBenchDatabases(): Promise<void> {
-  for (const name of created.splice(0)) {
-    await onServer(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
+  for (const { server, name } of created.splice(0)) {
+    await onServer(server, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
   }
 }

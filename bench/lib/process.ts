@@ -12,8 +12,10 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** Core of the servers under test; the bench process (load, receivers, clients) takes the other. */
-const SERVER_CORE = '0';
-const LOAD_CORE = '1';
+export const SERVER_CORE = '0';
+export const LOAD_CORE = '1';
+/** Every core of a pinned bench: for a child that should run where the scheduler puts it. */
+export const ALL_CORES = `${SERVER_CORE},${LOAD_CORE}`;
 
 export interface Pinning {
   pinned: boolean;
@@ -41,6 +43,23 @@ export function pinLoadGenerator(): Pinning {
         : { pinned: false, reason: `taskset failed: ${result.stderr.toString().trim()}` };
   }
   return pinning;
+}
+
+/** Whether children are pinned: what {@link pinLoadGenerator} found. */
+export const isPinned = (): boolean => pinning.pinned;
+
+/**
+ * Runs `start` with this process let onto every core, then pins it back to the load core, so
+ * processes it starts meanwhile (a database server forking its backends, say) inherit no pin.
+ */
+export async function unpinnedWhile<T>(start: () => Promise<T>): Promise<T> {
+  if (!pinning.pinned) return start();
+  spawnSync('taskset', ['-a', '-p', '-c', ALL_CORES, String(process.pid)]);
+  try {
+    return await start();
+  } finally {
+    spawnSync('taskset', ['-a', '-p', '-c', LOAD_CORE, String(process.pid)]);
+  }
 }
 
 const children = new Set<ChildProcess>();
@@ -107,11 +126,13 @@ export interface SpawnOptions {
   /** Extra flags for node before the script, e.g. `--cpu-prof`. */
   nodeFlags?: string[];
   args?: string[];
+  /** The cores (`taskset -c` list) when the bench is pinned; the server core unless given. */
+  cores?: string;
 }
 
 /**
  * Runs `node [flags] --import tsx <script>` from the repository root, pinned to the server core
- * when the bench is pinned, in a new process group that the bench kills on exit.
+ * (or `options.cores`) when the bench is pinned, in a new process group that the bench kills on exit.
  */
 export function spawnNodeScript(script: string, options: SpawnOptions = {}): NodeChild {
   const nodeArgs = [
@@ -122,7 +143,7 @@ export function spawnNodeScript(script: string, options: SpawnOptions = {}): Nod
     ...(options.args ?? []),
   ];
   const [command, args] = pinning.pinned
-    ? ['taskset', ['-c', SERVER_CORE, process.execPath, ...nodeArgs]]
+    ? ['taskset', ['-c', options.cores ?? SERVER_CORE, process.execPath, ...nodeArgs]]
     : [process.execPath, nodeArgs];
   const child = spawn(command as string, args as string[], {
     cwd: ROOT,

@@ -51,6 +51,8 @@ export interface StartOptions {
   profileDir?: string;
   /** Open the inspector on a free loopback port, for {@link TriplineServer.collectGarbage}. */
   inspect?: boolean;
+  /** The cores it runs on when the bench is pinned (`taskset -c` list); the server core unless given. */
+  cores?: string;
 }
 
 /** Starts `src/main.ts` the way `npm start` does (`node --import tsx src/main.ts`), pinned. */
@@ -63,6 +65,7 @@ export async function startTripline(options: StartOptions): Promise<TriplineServ
   if (options.inspect) nodeFlags.push('--inspect=127.0.0.1:0');
   const child = spawnNodeScript('src/main.ts', {
     nodeFlags,
+    ...(options.cores ? { cores: options.cores } : {}),
     env: { ...BENCH_SERVER_ENV, TRIPLINE_DATA_DIR: options.dataDir, ...options.env },
   });
   try {
