@@ -59,7 +59,7 @@ export async function measureDeliveries(options: MeasureOptions): Promise<Delive
   });
   const all = receiver.count();
   let window = all;
-  const stop = await options.start();
+  let stop: (() => Promise<unknown>) | undefined;
   let arrivedInAll = 0;
   let cpu = process.cpuUsage();
   const groups = Object.entries(options.cpuOf ?? {});
@@ -69,6 +69,7 @@ export async function measureDeliveries(options: MeasureOptions): Promise<Delive
   let inWindow = 0;
   let receiverCpuShare = 0;
   try {
+    stop = await options.start();
     if (options.from === 'started') window = receiver.count();
     await window.waitFor(1, timeoutMs);
     cpu = process.cpuUsage();
@@ -92,7 +93,7 @@ export async function measureDeliveries(options: MeasureOptions): Promise<Delive
     all.stop();
     window.stop();
     stopInspecting();
-    await stop();
+    await stop?.();
   }
   const signed = verifySignature({
     secret: options.secret,
