@@ -5,6 +5,7 @@ import {
   type AttemptOutcome,
   type ClaimedRun,
   type DeliveryAction,
+  type DeliveryRunEvent,
   type DeliveryStore,
   INTERRUPTED_ATTEMPT_MESSAGE,
   type Lease,
@@ -42,7 +43,7 @@ const CLAIM = (passOver: boolean) => `
     SET status = 'RUNNING', lease_owner = $2, lease_expires_at = $3, updated_at = $1
     FROM due
     WHERE r.id = due.id
-    RETURNING r.id, r.attempt_count, r.action_id, r.event_id, r.automation_id,
+    RETURNING r.id, r.attempt_count, r.action_id, r.event_id, r.run_event_id, r.automation_id,
       coalesce(r.next_attempt_at, 0) AS due_order, r.seq
   )
   SELECT
@@ -59,9 +60,16 @@ const CLAIM = (passOver: boolean) => `
       FROM secrets s
       WHERE s.id IN (a.access_token_secret_id, a.signing_secret_id, a.slack_url_secret_id)
         OR s.id IN (SELECT ref.secret_id FROM automation_secret_refs ref WHERE ref.automation_id = au.id)),
-    e.tag
+    e.tag,
+    re.id, re.event_type, re.run_state, re.metric_name, re.metric_values, re.condition,
+    tr.id, tr.name, ren.name, rp.name, ru.name
   FROM claimed r
   LEFT JOIN artifact_events e ON e.id = r.event_id
+  LEFT JOIN run_events re ON re.id = r.run_event_id
+  LEFT JOIN training_runs tr ON tr.id = re.training_run_id
+  LEFT JOIN entities ren ON ren.id = re.entity_id
+  LEFT JOIN projects rp ON rp.id = re.project_id
+  LEFT JOIN users ru ON ru.id = tr.reported_by_id
   LEFT JOIN entities en ON en.id = e.entity_id
   LEFT JOIN projects p ON p.id = e.project_id
   LEFT JOIN registries rg ON rg.id = e.registry_id
@@ -229,7 +237,23 @@ function claimedRun(row: Row): ClaimedRun {
   const secrets = ((row[34] as [string, string, string][] | null) ?? []).map(
     ([secretId, name, ciphertext]): SealedSecret => ({ id: secretId, name, ciphertext }),
   );
-  return { id, attemptCount, openAttempts, actionId, event, automation, action, secrets };
+  const runEvent: DeliveryRunEvent | null =
+    row[36] === null || row[42] === null
+      ? null
+      : {
+          id: row[36] as string,
+          eventType: row[37] as EventType,
+          runState: row[38] as string,
+          metricName: row[39] as string | null,
+          metricValues: row[40] as number[] | null,
+          condition: row[41] as string,
+          trainingRunId: row[42] as string,
+          runName: row[43] as string,
+          entityName: row[44] as string,
+          projectName: row[45] as string,
+          reportedBy: row[46] as string | null,
+        };
+  return { id, attemptCount, openAttempts, actionId, event, runEvent, automation, action, secrets };
 }
 
 const time = (date: Date | null): number | null => (date === null ? null : date.getTime());
