@@ -374,7 +374,7 @@ class TrainingRun:
     id: str
     name: str
     state: str
-    metrics: Dict[str, RunMetric] = field(default_factory=dict)
+    metrics: Dict[str, RunMetric] = field(default_factory=dict, hash=False)
     created_at: Optional[str] = None
     updated_at: Optional[str] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
