@@ -250,6 +250,15 @@ const ROWS: Row[] = [
   // Admins only: null for members and viewers.
   entityList('auditLog', 'ADMIN'),
   {
+    field: 'entity.deliveryStats',
+    needs: 'VIEWER',
+    document:
+      '{ result: entity(name: "default") { deliveryStats { attempts { outcome } backlog { total } } } }',
+    variables: async () => ({}),
+    pick: (data) => data.result?.deliveryStats ?? null,
+    ok: (stats) => expect(Array.isArray(stats.attempts) && stats.backlog.total >= 0).toBe(true),
+  },
+  {
     field: 'automation',
     needs: 'VIEWER',
     document: 'query($id: ID!) { result: automation(id: $id) { id name } }',
