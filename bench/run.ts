@@ -5,6 +5,10 @@
 //   npm run bench -- --only emit      one figure (repeat --only for several); ids below
 //   npm run bench -- --profile        also write a V8 CPU profile of each Tripline server
 //                                     (node --cpu-prof) under bench/results/profiles/
+//   npm run bench -- --database postgres
+//                                     every figure with the servers on PostgreSQL (a fresh
+//                                     database each, on BENCH_POSTGRES_URL's server, default
+//                                     127.0.0.1:5432 as postgres; see lib/postgres.ts)
 //
 // Figures (ids for --only): requests (authenticated `{ __typename }` against bare yoga, and the
 // three emit figures), delivery, first-attempt, subscribers (with RSS per subscriber),
@@ -30,6 +34,7 @@ import { requests } from './figures/requests.js';
 import { subscribers } from './figures/subscribers.js';
 import type { BenchContext, Figure, Row } from './lib/figure.js';
 import { closeHttp } from './lib/http.js';
+import { dropBenchDatabases, postgresCopyOf } from './lib/postgres.js';
 import { killAllChildren, pinLoadGenerator, ROOT, removeTempDirs } from './lib/process.js';
 import { startReceiver } from './lib/receiver.js';
 import { startTripline, type TriplineServer } from './lib/server.js';
@@ -42,15 +47,21 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     only: { type: 'string', multiple: true },
     profile: { type: 'boolean', default: false },
+    database: { type: 'string', default: 'sqlite' },
     help: { type: 'boolean', default: false },
   },
 });
 if (args.help) {
   process.stdout.write(
-    `npm run bench [-- --quick] [--only <figure>]... [--profile]\nfigures: ${FIGURES.map((f) => f.id).join(', ')}\n`,
+    `npm run bench [-- --quick] [--only <figure>]... [--profile] [--database sqlite|postgres]\nfigures: ${FIGURES.map((f) => f.id).join(', ')}\n`,
   );
   process.exit(0);
 }
+if (args.database !== 'sqlite' && args.database !== 'postgres') {
+  process.stderr.write(`--database must be sqlite or postgres, got "${args.database}"\n`);
+  process.exit(2);
+}
+const onPostgres = args.database === 'postgres';
 const unknown = (args.only ?? []).filter((id) => !FIGURES.some((f) => f.id === id));
 if (unknown.length > 0) {
   process.stderr.write(
@@ -118,9 +129,12 @@ try {
           ? join(resultsDir, 'profiles', `${stamp}-${figure.id}-${serverCount}`)
           : undefined;
         const starting = performance.now();
+        const database: Record<string, string> = onPostgres
+          ? { TRIPLINE_DATABASE_URL: await postgresCopyOf(dataDir) }
+          : {};
         const server: TriplineServer = await startTripline({
           dataDir,
-          ...(env ? { env } : {}),
+          env: { ...env, ...database },
           ...(profileDir ? { profileDir } : {}),
           ...(options?.inspect ? { inspect: true } : {}),
         });
@@ -149,6 +163,7 @@ try {
 } finally {
   killAllChildren();
   removeTempDirs();
+  await dropBenchDatabases();
   await receiver.close();
   await closeHttp();
 }
@@ -169,7 +184,7 @@ const table = [
   ),
 ].join('\n');
 process.stdout.write(
-  `\n${args.quick ? 'Quick run' : 'Full run'} on ${machine.cores} cores (${machine.cpu}), Node ${machine.node}, ${machine.pinning}; ${totalSeconds.toFixed(0)} s; load average ${load.atStart} at start, ${load.atEnd} at end\n\n${table}\n`,
+  `\n${args.quick ? 'Quick run' : 'Full run'} on ${onPostgres ? 'PostgreSQL' : 'SQLite'}, ${machine.cores} cores (${machine.cpu}), Node ${machine.node}, ${machine.pinning}; ${totalSeconds.toFixed(0)} s; load average ${load.atStart} at start, ${load.atEnd} at end\n\n${table}\n`,
 );
 if (args.quick) {
   process.stdout.write('\nQuick runs are single short rounds: a smoke test, not figures.\n');
@@ -195,6 +210,7 @@ const results = {
   figures: selected.map((f) => f.id),
   seconds: Math.round(totalSeconds),
   machine,
+  database: args.database,
   loadAverage: load,
   rows,
   failures,

@@ -46,7 +46,10 @@ export interface App {
   telemetry: Telemetry;
   /** Serves graphql-ws on `server`'s WebSocket upgrades to `/graphql`. */
   attach(server: Server): void;
-  /** Starts the delivery engine and wakes it whenever runs are queued. */
+  /**
+   * Starts the delivery engine and wakes it whenever runs are queued (on any instance, with a
+   * shared bus).
+   */
   start(): void;
   /**
    * Stops: `/readyz` answers 503, the engine claims nothing more and gives in-flight attempts
@@ -75,7 +78,12 @@ export function createApp(given: AppDeps, options: AppOptions = {}): App {
     given.telemetry ??
     createTelemetry({
       ...(given.config.metrics.enabled
-        ? { metrics: createMetrics(() => given.storage.delivery.queueDepth(given.clock.now())) }
+        ? {
+            metrics: createMetrics(
+              () => given.storage.delivery.queueDepth(given.clock.now()),
+              given.bus?.state,
+            ),
+          }
         : {}),
       ...(given.tracer ? { tracer: given.tracer } : {}),
     });
@@ -114,9 +122,16 @@ export function createApp(given: AppDeps, options: AppOptions = {}): App {
       useDashboard(),
       useReadinessCheck({
         endpoint: '/readyz',
-        check: async () => {
+        check: async ({ fetchAPI }) => {
           if (stopping) return false;
           await deps.storage.ping();
+          const bus = deps.bus?.state();
+          if (bus?.kind === 'redis' && !bus.connected) {
+            return new fetchAPI.Response(
+              `Not ready: Redis is unreachable since ${new Date(bus.since).toISOString()}; reconnecting (see the logs).\n`,
+              { status: 503, headers: { 'content-type': 'text/plain' } },
+            );
+          }
           return true;
         },
       }),
@@ -125,7 +140,7 @@ export function createApp(given: AppDeps, options: AppOptions = {}): App {
       useRequestLimits(deps.config),
       useMutationRateLimits(
         deps.config.rateLimits,
-        createMemoryRateLimitStore(),
+        deps.bus?.rateLimits ?? createMemoryRateLimitStore(),
         telemetry.metrics?.rateLimited,
       ),
       useSharedSubscriptions(hub),
@@ -144,6 +159,7 @@ export function createApp(given: AppDeps, options: AppOptions = {}): App {
     ...options.delivery,
   });
 
+  const unshareAccess = deps.bus?.shareAccess(deps.access);
   const sockets: GraphQLWebSocketServer[] = [];
   let queuedRuns: AsyncGenerator<unknown> | undefined;
 
@@ -187,9 +203,9 @@ export function createApp(given: AppDeps, options: AppOptions = {}): App {
       const stream = deps.pubsub.subscribe('runsUpdated');
       queuedRuns = stream;
       void (async () => {
+        // With a shared bus, runs queued by every instance: each wakes every engine.
         for await (const runs of stream) {
           if (runs.some((run) => run.status === 'QUEUED')) engine.wake();
-          for (const run of runs) telemetry.metrics?.runStatusChanged(run.status);
         }
       })();
     },
@@ -199,6 +215,7 @@ export function createApp(given: AppDeps, options: AppOptions = {}): App {
       await engine.stop(graceMs);
       for (const wss of sockets) await wss.close();
       hub.close();
+      unshareAccess?.();
     },
   };
 }

@@ -92,11 +92,30 @@ export interface TracingConfig {
   protocol: 'http/protobuf' | 'http/json';
 }
 
+/**
+ * Redis, for what several instances of the server share (see src/bus): run updates for
+ * subscriptions, rate-limit buckets, access-cache invalidations and delivery wake-ups.
+ */
+export interface RedisConfig {
+  /** `redis://[[user]:password@]host[:port][/db]` or `rediss://…` for TLS. */
+  url: string;
+  /** Put before every key and channel name, so several deployments can share one Redis. */
+  prefix: string;
+}
+
 export interface Config {
   port: number;
   host: string;
   dataDir: string;
+  /** The SQLite database, used when {@link Config.databaseUrl} is unset. */
   databaseFile: string;
+  /**
+   * A PostgreSQL connection URL (`postgres://` or `postgresql://`, TRIPLINE_DATABASE_URL): when
+   * set, Tripline keeps its data there instead of in {@link Config.databaseFile}.
+   */
+  databaseUrl: string | undefined;
+  /** The most PostgreSQL connections this process opens (TRIPLINE_DATABASE_POOL_SIZE). */
+  databasePoolSize: number;
   /** Base64 or hex master key given directly, when set. */
   encryptionKey: string | undefined;
   /** File holding the master key; generated with mode 0600 when absent. */
@@ -117,6 +136,8 @@ export interface Config {
   delivery: DeliveryConfig;
   metrics: MetricsConfig;
   tracing: TracingConfig;
+  /** Absent (no `TRIPLINE_REDIS_URL`): one instance, everything shared in process. */
+  redis: RedisConfig | undefined;
 }
 
 export class ConfigError extends Error {
@@ -187,6 +208,59 @@ function tracingConfig(env: Env, problems: string[]): TracingConfig {
   };
 }
 
+/** Key prefixes: printable ASCII without spaces, short enough to leave room for the key. */
+const REDIS_PREFIX = /^[\x21-\x7e]{1,64}$/;
+
+/**
+ * Reads `TRIPLINE_REDIS_URL` and `TRIPLINE_REDIS_PREFIX`, adding a problem for each value that
+ * cannot work. The URL's password is never repeated in a message.
+ */
+function redisConfig(env: Env, problems: string[]): RedisConfig | undefined {
+  const raw = env.TRIPLINE_REDIS_URL?.trim();
+  const prefix = env.TRIPLINE_REDIS_PREFIX ?? 'tripline:';
+  if (!REDIS_PREFIX.test(prefix)) {
+    problems.push(
+      `TRIPLINE_REDIS_PREFIX must be 1 to 64 printable characters without spaces (such as "tripline:" or "tripline-staging:"), got "${prefix}"`,
+    );
+  }
+  if (!raw) return undefined;
+  const url = URL.canParse(raw) ? new URL(raw) : undefined;
+  if (!url || (url.protocol !== 'redis:' && url.protocol !== 'rediss:') || !url.hostname) {
+    const shown = url ? `${url.protocol}//${url.host}${url.pathname}` : 'a value that is not a URL';
+    problems.push(
+      `TRIPLINE_REDIS_URL must be a redis:// or rediss:// (TLS) URL with a host, such as redis://127.0.0.1:6379/0, got ${shown}`,
+    );
+    return undefined;
+  }
+  const db = url.pathname.replace(/^\//, '');
+  if (db !== '' && !/^\d{1,2}$/.test(db)) {
+    problems.push(
+      `TRIPLINE_REDIS_URL must name a database by number after the host (redis://host:6379/0), got "/${db}"`,
+    );
+  }
+  return { url: raw, prefix };
+}
+
+/** TRIPLINE_DATABASE_URL, when it names a PostgreSQL database; a problem for anything else. */
+function databaseUrl(env: Env, problems: string[]): string | undefined {
+  const raw = env.TRIPLINE_DATABASE_URL;
+  if (raw === undefined || raw === '') return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:')) {
+    // Not the value: it may carry a password.
+    problems.push(
+      'TRIPLINE_DATABASE_URL must be a PostgreSQL URL such as postgres://user:password@host:5432/tripline (postgres:// or postgresql://); leave it unset to keep the SQLite database in TRIPLINE_DATA_DIR',
+    );
+    return undefined;
+  }
+  return raw;
+}
+
 const LOG_LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /**
@@ -239,6 +313,8 @@ export function loadConfig(env: Env = process.env): Config {
     host: env.HOST || '127.0.0.1',
     dataDir,
     databaseFile: resolve(dataDir, 'tripline.db'),
+    databaseUrl: databaseUrl(env, problems),
+    databasePoolSize: int('TRIPLINE_DATABASE_POOL_SIZE', 10, 1, 1000),
     encryptionKey: env.TRIPLINE_ENCRYPTION_KEY || undefined,
     encryptionKeyFile: resolve(env.TRIPLINE_ENCRYPTION_KEY_FILE || resolve(dataDir, 'master.key')),
     adminApiKey: env.TRIPLINE_ADMIN_API_KEY || undefined,
@@ -280,6 +356,7 @@ export function loadConfig(env: Env = process.env): Config {
       token: env.TRIPLINE_METRICS_TOKEN || undefined,
     },
     tracing: tracingConfig(env, problems),
+    redis: redisConfig(env, problems),
   };
   if (config.metrics.token !== undefined && !/^[\x21-\x7e]{16,}$/.test(config.metrics.token)) {
     problems.push(

@@ -1,5 +1,6 @@
 import type { Tracer } from '@opentelemetry/api';
 import { createGraphQLError } from 'graphql-yoga';
+import type { SharedBus } from './bus/bus.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { Lookup } from './delivery/ssrf.js';
@@ -29,6 +30,12 @@ export interface AppDeps {
   config: Config;
   /** Carries run status changes to subscribers and to the delivery engine. */
   pubsub: TriplinePubSub;
+  /**
+   * What the instances of a deployment share (src/bus): when given, `pubsub` must be
+   * `bus.pubsub`, and `createApp` takes rate limits from it and shares `access` through it.
+   * Absent, everything stays in this process, as with `createInProcessBus`.
+   */
+  bus?: SharedBus;
   /** DNS resolver for outbound requests (the SSRF guard checks what it returns); the system's by default. */
   lookup?: Lookup;
   /** Where tracing spans go; set by the process when tracing is on (see observability/tracing.ts). */

@@ -2,6 +2,8 @@ import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createApp } from './app.js';
 import { bootstrap, loadMasterKey } from './bootstrap.js';
+import { createInProcessBus } from './bus/bus.js';
+import { createRedisBus } from './bus/redis.js';
 import { systemClock } from './clock.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import {
@@ -15,8 +17,7 @@ import { createSecretBox } from './modules/secrets/box.js';
 import { createDecryptedSecrets } from './modules/secrets/decrypted.js';
 import { createAccessCache } from './modules/users/access-cache.js';
 import { startTracing, traceLogFields } from './observability/tracing.js';
-import { createTriplinePubSub } from './pubsub.js';
-import { openSqliteStorage } from './storage/sqlite/storage.js';
+import { describeDatabase, openStorage } from './storage/open.js';
 
 /** How often the WAL is copied into the database file, off the server's thread. */
 const BACKGROUND_CHECKPOINT_INTERVAL_MS = 250;
@@ -122,12 +123,20 @@ async function main(): Promise<void> {
       `took over the data directory from ${describeHolder(lock.takenOverFrom)}, which is no longer running`,
     );
   }
-  const storage = openSqliteStorage(config.databaseFile, {
-    // The WAL goes into the database file from a worker thread, not inside the server's commits.
+  const storage = await openStorage(config, {
+    // SQLite: the WAL goes into the database file from a worker thread, not inside the server's
+    // commits. PostgreSQL: pending migrations are applied under an advisory lock, so servers
+    // starting together apply each one once.
     backgroundCheckpoints: {
       intervalMs: BACKGROUND_CHECKPOINT_INTERVAL_MS,
       onError: (message) => logger.warn({ err: message }, 'background WAL checkpoint failed'),
     },
+  }).catch((error: unknown) => {
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(
+      `Cannot open ${describeDatabase(config)}: ${message}${config.databaseUrl === undefined ? '' : '. Check TRIPLINE_DATABASE_URL, that the database exists (createdb) and that the user may connect and create tables in it.'}\n`,
+    );
+    process.exit(1);
   });
   const master = loadMasterKey(config);
   if (master.generatedFile) {
@@ -137,6 +146,10 @@ async function main(): Promise<void> {
     );
   }
   const secretBox = createSecretBox(master.key);
+  // Connects in the background, retrying and logging until Redis answers; /readyz says 503 till then.
+  const bus = config.redis
+    ? createRedisBus({ config: config.redis, logger })
+    : createInProcessBus();
   const deps = {
     storage,
     access: createAccessCache({ storage, clock: systemClock, logger }),
@@ -145,7 +158,8 @@ async function main(): Promise<void> {
     clock: systemClock,
     logger,
     config,
-    pubsub: createTriplinePubSub(),
+    pubsub: bus.pubsub,
+    bus,
     ...(tracing ? { tracer: tracing.tracer } : {}),
   };
   const app = createApp(deps);
@@ -158,7 +172,15 @@ async function main(): Promise<void> {
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${formatAddress(config.host, port)}/graphql`;
-  logger.info({ url, dataDir: config.dataDir }, 'Tripline is listening');
+  logger.info(
+    {
+      url,
+      dataDir: config.dataDir,
+      database: describeDatabase(config),
+      ...(config.redis ? { redisPrefix: config.redis.prefix } : {}),
+    },
+    'Tripline is listening',
+  );
   const lines = [`\nTripline is running: ${url} (GraphiQL in a browser)`];
   if (first) {
     lines.push(
@@ -184,6 +206,7 @@ async function main(): Promise<void> {
     await app.stop(config.shutdownGraceMs);
     server.close();
     server.closeAllConnections();
+    await bus.close();
     await storage.close();
     await tracing?.shutdown().catch((error: unknown) => {
       logger.warn({ err: error }, 'sending the last spans failed');

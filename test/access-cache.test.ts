@@ -8,7 +8,7 @@ import { type AccessCache, createAccessCache } from '../src/modules/users/access
 import { issueApiKey } from '../src/modules/users/service.js';
 import { openSqliteStorage } from '../src/storage/sqlite/storage.js';
 import type { Storage } from '../src/storage/storage.js';
-import { createTestApp, fakeClock, type TestApp } from './support/app.js';
+import { createTestApp, fakeClock, sqliteOnly, type TestApp } from './support/app.js';
 import {
   createAutomation,
   createProject,
@@ -16,6 +16,12 @@ import {
   emit,
   mutate,
 } from './support/fixtures.js';
+
+// On PostgreSQL these arrange or inspect rows through the SQLite handles; see sqliteOnly.
+sqliteOnly(
+  'accepts at once a key issued by another process on the same database',
+  'carries a change to another instance through onChange → apply',
+);
 
 let t: TestApp;
 const clock = fakeClock();

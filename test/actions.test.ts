@@ -4,7 +4,18 @@ import { signPayload } from '../src/delivery/signing.js';
 import { newId, parsePublicId, publicId } from '../src/ids.js';
 import { findSecretByName, openSecret } from '../src/modules/secrets/service.js';
 import { automations } from '../src/storage/sqlite/schema.js';
-import { createTestApp, fakeClock, type TestApp } from './support/app.js';
+import { createTestApp, fakeClock, sqliteOnly, type TestApp } from './support/app.js';
+
+// On PostgreSQL these arrange or inspect rows through the SQLite handles; see sqliteOnly.
+sqliteOnly(
+  'deletes an unused action and keeps its secrets',
+  'disables with a reason and re-enables, clearing it',
+  'generates a signing secret, stores it as a secret and shows it once',
+  'never shows or stores the generated signing secret in the clear again',
+  'refuses a bad or taken name',
+  'refuses while automations use it, naming them',
+  'uses a named signing secret and then shows none',
+);
 
 const ERROR = `__typename
   ... on Error { message

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parsePublicId, publicId } from '../src/ids.js';
 import { findSecretByName, openSecret } from '../src/modules/secrets/service.js';
-import { createTestApp, fakeClock, type TestApp } from './support/app.js';
+import { createTestApp, fakeClock, sqliteOnly, type TestApp } from './support/app.js';
 import {
   createAutomation,
   createProject,
@@ -10,6 +10,18 @@ import {
   createWebhookAction,
   mutate,
 } from './support/fixtures.js';
+
+// On PostgreSQL these arrange or inspect rows through the SQLite handles; see sqliteOnly.
+sqliteOnly(
+  'records API keys created and revoked by id and prefix, never the key',
+  'records a service account key made by an admin in the entity of that account',
+  'records actions: creation, changed fields with old and new URL and header names, enabling and deletion',
+  'records automations created, updated (changed field names) and deleted, by members too',
+  'records nothing for a refused change',
+  'records secrets created, rotated and deleted by name, never their value',
+  'records user creation, its first key, and each membership change with actor and details',
+  'rolls the change back when its audit entry cannot be written',
+);
 
 let t: TestApp;
 let clock: ReturnType<typeof fakeClock>;

@@ -4,7 +4,13 @@ import { eq } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parsePublicId } from '../src/ids.js';
 import { automationSecretRefs } from '../src/storage/sqlite/schema.js';
-import { createTestApp, fakeClock, type TestApp } from './support/app.js';
+import { createTestApp, fakeClock, sqliteOnly, type TestApp } from './support/app.js';
+
+// On PostgreSQL these arrange or inspect rows through the SQLite handles; see sqliteOnly.
+sqliteOnly(
+  'deletes and returns the automation, after which it is gone',
+  'stores filters, a disabled state and a webhook payload template naming a secret',
+);
 
 let t: TestApp;
 let clock: ReturnType<typeof fakeClock>;

@@ -1,7 +1,16 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: payload templates use ${…} literally
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createTestApp, fakeClock, type TestApp } from './support/app.js';
+import { createTestApp, fakeClock, sqliteOnly, type TestApp } from './support/app.js';
 import { createProject, createSecret, createWebhookAction, mutate } from './support/fixtures.js';
+
+// On PostgreSQL these arrange or inspect rows through the SQLite handles; see sqliteOnly.
+sqliteOnly(
+  'gives actions whose names collide in secret form distinct generated signing secrets',
+  'keeps both of two automation updates that read the same version',
+  'stores one action of a name; the others are ConflictErrors and leave no generated secret',
+  'stores one automation of a name',
+  'stores one secret of a name',
+);
 
 /**
  * Requests racing each other: every one is held at the same point (after its checks, before its

@@ -9,9 +9,15 @@ import {
 } from '../src/modules/secrets/decrypted.js';
 import { findSecretByName } from '../src/modules/secrets/service.js';
 import type { SealedSecret } from '../src/storage/config.js';
-import { createTestApp, type TestApp } from './support/app.js';
+import { createTestApp, sqliteOnly, type TestApp } from './support/app.js';
 import { createSecret, createSlackAction, mutate } from './support/fixtures.js';
 import { type Receiver, startReceiver } from './support/receiver.js';
+
+// On PostgreSQL these arrange or inspect rows through the SQLite handles; see sqliteOnly.
+sqliteOnly(
+  'forgets a value when its secret is rotated or deleted',
+  'keeps values out of every log line',
+);
 
 const box = createSecretBox(randomBytes(32));
 const seal = (id: string, name: string, value: string): SealedSecret => ({

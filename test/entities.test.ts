@@ -2,8 +2,11 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { bootstrap } from '../src/bootstrap.js';
-import { createTestApp, fakeClock, type TestApp } from './support/app.js';
+import { createTestApp, fakeClock, sqliteOnly, type TestApp } from './support/app.js';
 import { payloadObjects } from './support/fixtures.js';
+
+// On PostgreSQL these arrange or inspect rows through the SQLite handles; see sqliteOnly.
+sqliteOnly('stores keys hashed: the key text is nowhere in the database');
 
 let t: TestApp;
 beforeEach(async () => {

@@ -64,8 +64,18 @@ describe('the GraphiQL page', () => {
   });
 });
 
-/** Replaces the whole text of the Monaco editor under `editor`, as a person pasting would. */
-async function replaceText(page: Page, editor: string, text: string): Promise<void> {
+/**
+ * Replaces the whole text of the Monaco editor under `editor`, as a person pasting would, and
+ * waits until GraphiQL has taken it in: its editors hand their text to its state after a
+ * debounce, which it then saves under `stored` in localStorage. A click on Execute before then
+ * runs the previous text.
+ */
+async function replaceText(
+  page: Page,
+  editor: string,
+  stored: 'query' | 'headers',
+  text: string,
+): Promise<void> {
   const box = page.locator(editor);
   await box.click();
   await page.keyboard.press('Control+A');
@@ -74,6 +84,9 @@ async function replaceText(page: Page, editor: string, text: string): Promise<vo
   await expect
     .poll(async () => ((await box.locator('.view-lines').textContent()) ?? '').replace(/\s+/g, ' '))
     .toBe(text.replace(/\s+/g, ' '));
+  await expect
+    .poll(() => page.evaluate((key) => localStorage.getItem(key), `graphiql:${stored}`))
+    .toBe(text);
 }
 
 describe.skipIf(!hasChromium)('GraphiQL in Chromium', () => {
@@ -100,11 +113,13 @@ describe.skipIf(!hasChromium)('GraphiQL in Chromium', () => {
     await replaceText(
       page,
       '.graphiql-editor-tool .graphiql-editor:not(.hidden) .monaco-editor',
+      'headers',
       JSON.stringify({ Authorization: `Bearer ${t.adminKey}` }),
     );
     await replaceText(
       page,
       '.graphiql-query-editor .monaco-editor',
+      'query',
       'query Who { viewer { user { name } entities { entity { name } } } }',
     );
     await page.getByRole('button', { name: /Execute query/ }).click();
@@ -116,6 +131,7 @@ describe.skipIf(!hasChromium)('GraphiQL in Chromium', () => {
     await replaceText(
       page,
       '.graphiql-query-editor .monaco-editor',
+      'query',
       'subscription Runs { triggeredRunUpdated { id status automationName } }',
     );
     await page.getByRole('button', { name: /Execute query/ }).click();

@@ -1,5 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from './support/app.js';
+import { createTestApp, sqliteOnly, type TestApp } from './support/app.js';
+
+// On PostgreSQL these arrange or inspect rows through the SQLite handles; see sqliteOnly.
+sqliteOnly('masks unexpected errors');
 
 let t: TestApp;
 beforeEach(async () => {

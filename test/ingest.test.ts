@@ -12,8 +12,16 @@ import {
   users,
 } from '../src/storage/sqlite/schema.js';
 import { openSqliteStorage } from '../src/storage/sqlite/storage.js';
-import { createTestApp, type TestApp } from './support/app.js';
+import { createTestApp, sqliteOnly, type TestApp } from './support/app.js';
 import { createAutomation, createProject, createWebhookAction, emit } from './support/fixtures.js';
+
+// On PostgreSQL these arrange or inspect rows through the SQLite handles; see sqliteOnly.
+sqliteOnly(
+  'inserts its runs in multi-row statements of a fixed size, each shape prepared once',
+  'reads the candidate automations with one statement through automations_match_idx',
+  'settles a repeated idempotency key by the unique index when two calls race',
+  'stores nothing when the collection holds another artifact type',
+);
 
 let t: TestApp;
 beforeEach(async () => {

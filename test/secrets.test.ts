@@ -3,8 +3,23 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { newId } from '../src/ids.js';
 import { findSecretByName, openSecret, secretNamesOf } from '../src/modules/secrets/service.js';
 import { automationSecretRefs, automations } from '../src/storage/sqlite/schema.js';
-import { createTestApp, fakeClock, type TestApp } from './support/app.js';
+import { createTestApp, fakeClock, sqliteOnly, type TestApp } from './support/app.js';
 import { payloadObjects } from './support/fixtures.js';
+
+// On PostgreSQL these arrange or inspect rows through the SQLite handles; see sqliteOnly.
+sqliteOnly(
+  'appears in no response, no log line and nowhere in the database files',
+  'deletes an unused secret and returns it as it was',
+  'is bound to its row: an envelope copied onto another secret does not open',
+  'is for admins of the entity only',
+  'keeps the value exactly, up to 16 KiB of UTF-8',
+  'needs a valid API key',
+  'refuses a value a Slack action using the secret could not post to',
+  'refuses an empty or oversized value and keeps the old one',
+  'refuses while actions or automations use it, naming them',
+  'replaces the value and records who and when',
+  "secretNamesOf lists the entity's names only",
+);
 
 const ERROR = `__typename
   ... on Error { message

@@ -43,7 +43,7 @@ ${ENVIRONMENT_HELP}
     } catch (error) {
       throw new CommandError(`--name: ${(error as Error).message}`, 2);
     }
-    const storage = openExistingDatabase(config);
+    const storage = await openExistingDatabase(config);
     try {
       const issued = await issueAdminKey(storage, systemClock, {
         entity: String(values.entity ?? BOOTSTRAP_ENTITY),
@@ -55,7 +55,7 @@ ${ENVIRONMENT_HELP}
       );
       out(`${issued.secret}\n`);
     } finally {
-      storage.close();
+      await storage.close();
     }
   },
 };

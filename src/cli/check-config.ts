@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { type Config, ConfigError, loadConfig } from '../config.js';
 import { describeHolder, lockHolder } from '../data-dir-lock.js';
 import { parseMasterKey } from '../modules/secrets/box.js';
+import { describeDatabase } from '../storage/open.js';
 import { type Command, CommandError, out } from './command.js';
 
 /**
@@ -83,7 +84,9 @@ function summary(config: Config): string {
     'The configuration is valid.',
     `  address:        ${config.host}:${config.port} (not tried: another program may hold it)`,
     `  data directory: ${config.dataDir}${absent(config.dataDir)}`,
-    `  database:       ${config.databaseFile}${absent(config.databaseFile)}`,
+    config.databaseUrl === undefined
+      ? `  database:       ${config.databaseFile}${absent(config.databaseFile)}`
+      : `  database:       ${describeDatabase(config)} (not tried: \`tripline migrate\` connects)`,
     `  master key:     ${config.encryptionKey ? 'TRIPLINE_ENCRYPTION_KEY' : `${config.encryptionKeyFile}${keyFileState}`}`,
     `  in use by:      ${holder}`,
     '',

@@ -53,9 +53,9 @@ export const err = (text: string): void => {
 };
 
 /** What every command says about its environment, at the end of its help. */
-export const ENVIRONMENT_HELP = `Environment: the server's own (TRIPLINE_DATA_DIR, TRIPLINE_ENCRYPTION_KEY or
-TRIPLINE_ENCRYPTION_KEY_FILE, …; see Configuration in the README), so that the
-command works on the same data directory and key as the server.`;
+export const ENVIRONMENT_HELP = `Environment: the server's own (TRIPLINE_DATA_DIR, TRIPLINE_DATABASE_URL,
+TRIPLINE_ENCRYPTION_KEY or TRIPLINE_ENCRYPTION_KEY_FILE, …; see Configuration in the
+README), so that the command works on the same database and key as the server.`;
 
 /** The server's configuration from the environment; a CommandError (exit 2) listing every problem. */
 export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -70,9 +70,12 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
 }
 
-/** Throws a CommandError unless the server's database exists in the configured data directory. */
+/**
+ * Throws a CommandError unless the server's SQLite database exists in the configured data
+ * directory. A PostgreSQL database (TRIPLINE_DATABASE_URL) is checked when it is opened.
+ */
 export function requireDatabase(config: Config): void {
-  if (!existsSync(config.databaseFile)) {
+  if (config.databaseUrl === undefined && !existsSync(config.databaseFile)) {
     throw new CommandError(
       `No database at ${config.databaseFile}. Set TRIPLINE_DATA_DIR to the server's data directory (it holds tripline.db).`,
     );

@@ -1,19 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { and, asc, eq, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { parsePublicId, publicId } from '../ids.js';
 import { issueApiKey } from '../modules/users/service.js';
+import type { Member } from '../storage/identity.js';
+import { describeDatabase, openStorage } from '../storage/open.js';
 import {
   applyMigrations,
   migrationsFolder,
   type SqliteDatabase,
 } from '../storage/sqlite/database.js';
-import { createEntityStore, createUserStore } from '../storage/sqlite/identity.js';
-import { memberships, users } from '../storage/sqlite/schema.js';
-import { openSqliteStorage, type SqliteStorage } from '../storage/sqlite/storage.js';
-import { createSqliteHandle } from '../storage/sqlite/support.js';
+import type { Storage } from '../storage/storage.js';
 import { CommandError, requireDatabase } from './command.js';
 
 // Everything the command line reads or writes in the database, in one place.
@@ -72,21 +71,69 @@ export function migrate(storage: SqliteDatabase): { applied: string[]; status: M
 }
 
 /**
+ * Which migrations the configured database has and lacks: the SQLite one in the data directory,
+ * or the PostgreSQL one TRIPLINE_DATABASE_URL names.
+ */
+export async function configuredMigrationStatus(config: Config): Promise<MigrationStatus> {
+  if (config.databaseUrl !== undefined) {
+    const { createPool, migrationStatus: pgStatus } = await import('../storage/pg/database.js');
+    const pool = createPool(config.databaseUrl, { poolSize: 1 });
+    try {
+      return await pgStatus(pool);
+    } catch (error) {
+      throw new CommandError(
+        `Cannot reach ${describeDatabase(config)}: ${(error as Error).message}. Check TRIPLINE_DATABASE_URL, and that the database exists (createdb) and the user may connect to it.`,
+      );
+    } finally {
+      await pool.end();
+    }
+  }
+  const { openDatabase } = await import('../storage/sqlite/database.js');
+  const storage = openDatabase(config.databaseFile, { migrate: false });
+  try {
+    return migrationStatus(storage);
+  } finally {
+    storage.close();
+  }
+}
+
+/**
  * Opens the server's existing database without changing its schema. Throws a CommandError when
  * there is none, or when it lacks migrations of this version (`tripline migrate` applies them):
  * the commands that use it are written for the current schema.
  */
-export function openExistingDatabase(config: Config): SqliteStorage {
+export async function openExistingDatabase(config: Config): Promise<Storage> {
   requireDatabase(config);
-  const storage = openSqliteStorage(config.databaseFile, { migrate: false });
-  const { pending } = migrationStatus(storage);
+  const { pending } = await configuredMigrationStatus(config);
   if (pending.length > 0) {
-    storage.close();
     throw new CommandError(
-      `The database ${config.databaseFile} lacks ${pending.length} migration(s) of this version of Tripline (${pending.join(', ')}). Run \`tripline migrate\` with the server stopped, or start the server once, then try again.`,
+      `${capitalized(describeDatabase(config))} lacks ${pending.length} migration(s) of this version of Tripline (${pending.join(', ')}). Run \`tripline migrate\`${config.databaseUrl === undefined ? ' with the server stopped' : ''}, or start the server once, then try again.`,
     );
   }
-  return storage;
+  return openStorage(config, { migrate: false });
+}
+
+const capitalized = (text: string) => `${text.charAt(0).toUpperCase()}${text.slice(1)}`;
+
+/** Every member of the entity, through the storage layer's pages. */
+async function everyMember(storage: Storage, entityId: string): Promise<Member[]> {
+  const members: Member[] = [];
+  for (;;) {
+    const last = members.at(-1);
+    const page = await storage.entities.pageMembers(entityId, {
+      after: last
+        ? {
+            position: [last.membership.createdAt.getTime(), last.membership.userId],
+            inclusive: false,
+          }
+        : null,
+      before: null,
+      backward: false,
+      limit: 500,
+    });
+    members.push(...page);
+    if (page.length < 500) return members;
+  }
 }
 
 export interface IssuedAdminKey {
@@ -104,34 +151,21 @@ export interface IssuedAdminKey {
  * single matching admin, is not found.
  */
 export async function issueAdminKey(
-  storage: SqliteDatabase,
+  storage: Storage,
   clock: Clock,
   options: { entity: string; user?: string | undefined; keyName: string },
 ): Promise<IssuedAdminKey> {
-  const { db } = storage;
   const { keyName } = options;
-  // The storage layer's writes take the write lock before reading (an immediate transaction), so
-  // a server committing at the same moment makes this wait rather than fail.
-  const handle = createSqliteHandle(db, storage.sqlite);
-  const entity = await createEntityStore(handle).findEntityByName(options.entity);
+  const entity = await storage.entities.findEntityByName(options.entity);
   if (!entity) {
     throw new CommandError(
       `No entity named "${options.entity}". Give --entity the name of an entity (the first start created "default").`,
     );
   }
-  const admins = db
-    .select({ id: users.id, name: users.name })
-    .from(memberships)
-    .innerJoin(users, eq(users.id, memberships.userId))
-    .where(
-      and(
-        eq(memberships.entityId, entity.id),
-        eq(memberships.role, 'ADMIN'),
-        eq(users.kind, 'USER'),
-      ),
-    )
-    .orderBy(asc(users.name), asc(users.id))
-    .all();
+  const admins = (await everyMember(storage, entity.id))
+    .filter((m) => m.membership.role === 'ADMIN' && m.user.kind === 'USER')
+    .map((m) => ({ id: m.user.id, name: m.user.name }))
+    .sort((a, b) => (a.name === b.name ? (a.id < b.id ? -1 : 1) : a.name < b.name ? -1 : 1));
   const wanted = options.user;
   const storedId = wanted ? parsePublicId(wanted) : null;
   const matching = wanted
@@ -153,7 +187,7 @@ export async function issueAdminKey(
   }
   // A key acts only as its own account, so an admin demoted meanwhile gains nothing by it.
   const { secret } = await issueApiKey(
-    { storage: { users: createUserStore(handle) }, clock },
+    { storage: { users: storage.users }, clock },
     { userId: admin.id, name: keyName, actorId: admin.id },
   );
   return {

@@ -84,7 +84,7 @@ ${ENVIRONMENT_HELP}
     requireDatabase(config);
     const lock = holdDataDir(config, 'rotate-master-key');
     try {
-      const storage = openExistingDatabase(config);
+      const storage = await openExistingDatabase(config);
       try {
         const result = await rotateMasterKey({
           storage,

@@ -23,8 +23,8 @@ export type RateLimitDecision =
   | { allowed: false; demand: BucketDemand; retryAfterMs: number };
 
 /**
- * Where token buckets live. The in-memory store serves one process; a shared store (Redis, the
- * database) can replace it for several, as long as `take` stays all-or-nothing.
+ * Where token buckets live. The in-memory store serves one process; the Redis bus's store
+ * (src/bus/redis.ts) serves several, with the same buckets and the same all-or-nothing `take`.
  */
 export interface RateLimitStore {
   /**
@@ -52,6 +52,25 @@ function level(bucket: Bucket | undefined, perMinute: number, now: number): numb
 }
 
 /**
+ * The answer when `demand` cannot be met from a bucket holding `tokens`, or undefined when it
+ * can: it needs its cost, or a full bucket when it costs more than the bucket holds. Every
+ * store decides with this.
+ */
+export function refusal(
+  demand: BucketDemand,
+  tokens: number,
+): Extract<RateLimitDecision, { allowed: false }> | undefined {
+  const missing = Math.min(demand.cost, demand.perMinute) - tokens;
+  if (missing <= 0) return undefined;
+  return {
+    allowed: false,
+    demand,
+    // The epsilon absorbs float noise (1000.0000000000002 ms is a 1-second wait).
+    retryAfterMs: Math.ceil((missing * 60_000) / demand.perMinute - 1e-6),
+  };
+}
+
+/**
  * Token buckets in this process's memory. A bucket starts full, so a client may spend a whole
  * minute's allowance at once, then as fast as it refills. A demand larger than the bucket is
  * let through when the bucket is full and leaves it in debt, so it never waits forever.
@@ -62,15 +81,8 @@ export function createMemoryRateLimitStore(): RateLimitStore {
     async take(demands, now) {
       const levels = demands.map((d) => level(buckets.get(d.key), d.perMinute, now));
       for (const [i, demand] of demands.entries()) {
-        const missing = Math.min(demand.cost, demand.perMinute) - (levels[i] as number);
-        if (missing > 0) {
-          return {
-            allowed: false,
-            demand,
-            // The epsilon absorbs float noise (1000.0000000000002 ms is a 1-second wait).
-            retryAfterMs: Math.ceil((missing * 60_000) / demand.perMinute - 1e-6),
-          };
-        }
+        const refused = refusal(demand, levels[i] as number);
+        if (refused) return refused;
       }
       for (const [i, demand] of demands.entries()) {
         const tokens = (levels[i] as number) - demand.cost;

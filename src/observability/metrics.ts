@@ -6,6 +6,7 @@ import {
   type LabelValues,
   Registry,
 } from 'prom-client';
+import type { BusState } from '../bus/bus.js';
 import type { DeliveryOutcome } from '../delivery/send.js';
 import type { QueueDepth } from '../storage/delivery.js';
 import type { RunStatus } from '../storage/sqlite/schema.js';
@@ -93,7 +94,10 @@ export function attemptLabels(outcome: DeliveryOutcome): {
  * Creates the app's metrics in a registry of its own; `readQueue` is called at each scrape for
  * the delivery queue's figures.
  */
-export function createMetrics(readQueue: () => Promise<QueueDepth>): Metrics {
+export function createMetrics(
+  readQueue: () => Promise<QueueDepth>,
+  readBus?: () => BusState,
+): Metrics {
   const registry = new Registry();
   const registers = [registry];
 
@@ -192,6 +196,18 @@ export function createMetrics(readQueue: () => Promise<QueueDepth>): Metrics {
       this.set((await queueNow()).leaseExpired);
     },
   });
+
+  if (readBus?.().kind === 'redis') {
+    new Gauge({
+      name: 'tripline_redis_connected',
+      help: 'Whether this server is connected to Redis (1) or reconnecting (0); shown only when TRIPLINE_REDIS_URL is set.',
+      registers,
+      collect() {
+        const bus = readBus();
+        this.set(bus.kind === 'redis' && bus.connected ? 1 : 0);
+      },
+    });
+  }
 
   const processRegistry = processMetrics();
   const names = new Map<string, ReturnType<typeof requests.labels>[]>();

@@ -7,17 +7,41 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { inspect, isDeepStrictEqual } from 'node:util';
+import { beforeEach } from 'vitest';
 import { type App, type AppOptions, createApp } from '../../src/app.js';
 import { bootstrap } from '../../src/bootstrap.js';
+import type { SharedBus } from '../../src/bus/bus.js';
+import { createRedisBus } from '../../src/bus/redis.js';
 import type { Clock } from '../../src/clock.js';
-import { type Config, loadConfig } from '../../src/config.js';
+import { type Config, loadConfig, type RedisConfig } from '../../src/config.js';
 import type { AppDeps } from '../../src/context.js';
 import { createLogger } from '../../src/logger.js';
 import { createSecretBox } from '../../src/modules/secrets/box.js';
 import { createDecryptedSecrets } from '../../src/modules/secrets/decrypted.js';
 import { createAccessCache } from '../../src/modules/users/access-cache.js';
 import { createTriplinePubSub } from '../../src/pubsub.js';
+import { openPgStorage } from '../../src/storage/pg/storage.js';
 import { openSqliteStorage, type SqliteStorage } from '../../src/storage/sqlite/storage.js';
+import { createTestDatabase } from './postgres.js';
+
+/**
+ * Whether test apps run on PostgreSQL: TRIPLINE_TEST_DATABASE_URL names a server (its maintenance
+ * database), on which each app gets a fresh database, dropped when the app closes. Unset, apps run
+ * on SQLite in a temporary directory.
+ */
+export const ON_POSTGRES = Boolean(process.env.TRIPLINE_TEST_DATABASE_URL);
+
+/**
+ * Marks tests of the calling file as SQLite-only, by title: they arrange or inspect rows through
+ * the SQLite handles (`storage.sqlite`, `storage.db`), so on PostgreSQL (see {@link ON_POSTGRES})
+ * they are skipped. Call it at the top level of the file.
+ */
+export function sqliteOnly(...titles: string[]): void {
+  if (!ON_POSTGRES) return;
+  beforeEach((context) => {
+    if (titles.includes(context.task.name)) context.skip();
+  });
+}
 
 export interface GraphQLResponse {
   status: number;
@@ -78,6 +102,11 @@ class JsonEventTarget extends EventTarget {
 export interface TestApp {
   app: App;
   deps: AppDeps;
+  /**
+   * The app's storage. On PostgreSQL (see {@link ON_POSTGRES}) it is the PostgreSQL storage, and
+   * the SQLite handles (`sqlite`, `db`, `handle`) are absent: tests that arrange rows through them
+   * are SQLite-only.
+   */
   storage: SqliteStorage;
   config: Config;
   dataDir: string;
@@ -106,16 +135,39 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
+export interface TestAppOptions {
+  env?: Record<string, string>;
+  clock?: Clock;
+  app?: AppOptions;
+  /**
+   * Shares with other instances through Redis (a Redis bus with this URL and prefix); in process
+   * otherwise. The bus's own messages still go through the JSON-checking event target.
+   */
+  redis?: RedisConfig;
+  /**
+   * Another test app this one runs beside as a second instance of one deployment: the same
+   * storage object (database), master key and admin, with its own pub/sub, caches, limits and
+   * engine. Closing this app leaves the peer's storage open.
+   */
+  peer?: TestApp;
+}
+
 /**
- * A full app on a fresh SQLite file in a temporary directory, migrated and bootstrapped as in
- * production. `env` overrides configuration variables.
+ * A full app on a fresh SQLite file in a temporary directory (or a fresh PostgreSQL database, see
+ * {@link ON_POSTGRES}), migrated and bootstrapped as in production (or on its `peer`'s). `env`
+ * overrides configuration variables.
  */
-export async function createTestApp(
-  options: { env?: Record<string, string>; clock?: Clock; app?: AppOptions } = {},
-): Promise<TestApp> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'tripline-test-'));
+export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  const { peer } = options;
+  const dataDir = peer?.dataDir ?? mkdtempSync(join(tmpdir(), 'tripline-test-'));
   const config = loadConfig({ TRIPLINE_DATA_DIR: dataDir, LOG_LEVEL: 'debug', ...options.env });
-  const storage = openSqliteStorage(config.databaseFile);
+  const database = peer || !ON_POSTGRES ? undefined : await createTestDatabase();
+  const storage =
+    peer?.storage ??
+    (database
+      ? // The SQLite-only handles are absent on PostgreSQL: see TestApp.storage.
+        ((await openPgStorage(database.url, { poolSize: 4 })) as unknown as SqliteStorage)
+      : openSqliteStorage(config.databaseFile));
   const logLines: string[] = [];
   const sink = new Writable({
     write(chunk, _encoding, done) {
@@ -124,9 +176,12 @@ export async function createTestApp(
     },
   });
   const target = new JsonEventTarget();
-  const secretBox = createSecretBox(randomBytes(32));
+  const secretBox = peer?.deps.secretBox ?? createSecretBox(randomBytes(32));
   const clock = options.clock ?? { now: () => new Date() };
   const logger = createLogger('debug', sink);
+  const bus: SharedBus | undefined = options.redis
+    ? createRedisBus({ config: options.redis, logger, local: target })
+    : undefined;
   const deps: AppDeps = {
     storage,
     access: createAccessCache({ storage, clock, logger }),
@@ -135,9 +190,10 @@ export async function createTestApp(
     clock,
     logger,
     config,
-    pubsub: createTriplinePubSub(target),
+    pubsub: bus?.pubsub ?? createTriplinePubSub(target),
+    ...(bus ? { bus } : {}),
   };
-  const first = await bootstrap(deps, config);
+  const first = peer ? { apiKey: peer.adminKey } : await bootstrap(deps, config);
   if (!first) throw new Error('bootstrap did not run on a fresh database');
   const app = createApp(deps, options.app);
 
@@ -216,7 +272,10 @@ export async function createTestApp(
         server.closeAllConnections();
         await new Promise((resolve) => server?.close(resolve));
       }
+      await bus?.close();
+      if (peer) return;
       await storage.close();
+      await database?.drop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

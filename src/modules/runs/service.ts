@@ -50,8 +50,15 @@ export function runUpdate(run: TriggeredRun): RunUpdate {
  * to the delivery engine. Call it only after the transaction has committed, so nobody sees a
  * state that was rolled back. The one place updates enter the pub/sub.
  */
-export function publishRuns(deps: Pick<AppDeps, 'pubsub'>, updates: RunUpdate[]): void {
-  if (updates.length > 0) deps.pubsub.publish('runsUpdated', updates);
+export function publishRuns(
+  deps: Pick<AppDeps, 'pubsub' | 'telemetry'>,
+  updates: RunUpdate[],
+): void {
+  if (updates.length === 0) return;
+  deps.pubsub.publish('runsUpdated', updates);
+  // Counted where published, so a shared bus's updates from other instances are not counted here.
+  const metrics = deps.telemetry?.metrics;
+  if (metrics) for (const run of updates) metrics.runStatusChanged(run.status);
 }
 
 /**
@@ -59,7 +66,7 @@ export function publishRuns(deps: Pick<AppDeps, 'pubsub'>, updates: RunUpdate[])
  * run published in order arrive in order; a failed read is logged, never thrown.
  */
 export function publishRunUpdate(
-  deps: Pick<AppDeps, 'storage' | 'pubsub' | 'logger'>,
+  deps: Pick<AppDeps, 'storage' | 'pubsub' | 'logger' | 'telemetry'>,
   runId: string,
   status?: RunStatus,
 ): void {

@@ -5,8 +5,8 @@ import type { Storage } from '../../storage/storage.js';
 import { hashApiKey, type Viewer } from './service.js';
 
 /**
- * A change that makes cached access stale. Plain JSON, so a shared bus (Redis pub/sub, a later
- * issue) can carry it between instances unchanged.
+ * A change that makes cached access stale. Plain JSON, so a shared bus (src/bus) carries it
+ * between instances unchanged.
  */
 export type AccessChange =
   /** The key was revoked: it authenticates nothing from now on. */
@@ -27,8 +27,9 @@ export type AccessChange =
  * change invalidates it. In this process the services report every change through
  * {@link AccessCache.changed} before their mutation answers, so the very next request and the
  * next message of an open subscription see it. Changes made by another instance reach this one
- * only through {@link AccessCache.apply}: a deployment of several instances must connect
- * {@link AccessCache.onChange} of each to {@link AccessCache.apply} of the others (a shared bus).
+ * only through {@link AccessCache.apply}: the shared bus (`SharedBus.shareAccess`, src/bus)
+ * connects {@link AccessCache.onChange} of each instance to {@link AccessCache.apply} of the
+ * others, and calls {@link AccessCache.revalidate} when changes may have been missed.
  *
  * Memory: one entry per key that has authenticated since start and per account behind one, so
  * it is bounded by the keys in the database; revoked keys are dropped.
@@ -60,6 +61,13 @@ export interface AccessCache {
    * A listener that throws is logged and does not stop the others.
    */
   onChange(listener: (change: AccessChange) => void): () => void;
+  /**
+   * Reads every key and account it holds again: revoked keys are dropped, roles and accounts
+   * brought up to date, as a flush would, except that open subscriptions of keys that still
+   * work keep going. For when changes may have been missed (a shared bus reconnected).
+   * Requests are answered meanwhile; resolves once they see the database's state.
+   */
+  revalidate(): Promise<void>;
 }
 
 /** How often `lastUsedAt` may be written per key: every request would serialise on the write lock. */
@@ -193,6 +201,17 @@ export function createAccessCache(deps: {
       }
     },
     apply,
+    async revalidate() {
+      epoch += 1;
+      await Promise.all([
+        ...[...keysById.values()].map(async (key) => {
+          const stored = await storage.users.findApiKey(key.id);
+          // Revocation is final, so a key dropped here is never cached again meanwhile.
+          if (!stored || stored.revokedAt) dropKey(key.id);
+        }),
+        ...[...accounts.keys()].map(reloadAccount),
+      ]);
+    },
     onChange(listener) {
       listeners.add(listener);
       return () => {

@@ -1,0 +1,1 @@
+CREATE INDEX "delivery_attempts_started_idx" ON "delivery_attempts" USING btree ("started_at");
