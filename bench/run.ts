@@ -12,7 +12,8 @@
 //
 // Figures (ids for --only): requests (authenticated `{ __typename }` against bare yoga, and the
 // three emit figures), delivery, first-attempt, subscribers (with RSS per subscriber),
-// emit-subscribers, history. Each starts Tripline as `npm start` does (node --import tsx
+// emit-subscribers, history, run-metrics (logRunMetrics with 20 metric automations watching
+// against none). Each starts Tripline as `npm start` does (node --import tsx
 // src/main.ts) on a fresh data directory, pinned with `taskset -c 0` where taskset exists; this
 // process (load, receiver, clients) pins itself to core 1. Baselines — a bare graphql-yoga
 // server, a raw undici loop, a raw `ws` broadcast — are started the same way on core 0.
@@ -31,6 +32,7 @@ import { emitSubscribers } from './figures/emit-subscribers.js';
 import { firstAttempt } from './figures/first-attempt.js';
 import { history } from './figures/history.js';
 import { requests } from './figures/requests.js';
+import { runMetrics } from './figures/run-metrics.js';
 import { subscribers } from './figures/subscribers.js';
 import type { BenchContext, Figure, Row } from './lib/figure.js';
 import { closeHttp } from './lib/http.js';
@@ -40,7 +42,15 @@ import { startReceiver } from './lib/receiver.js';
 import { startTripline, type TriplineServer } from './lib/server.js';
 import { createTemplate } from './lib/setup.js';
 
-const FIGURES: Figure[] = [requests, delivery, firstAttempt, subscribers, emitSubscribers, history];
+const FIGURES: Figure[] = [
+  requests,
+  delivery,
+  firstAttempt,
+  subscribers,
+  emitSubscribers,
+  history,
+  runMetrics,
+];
 
 const { values: args } = parseArgs({
   options: {

@@ -27,6 +27,7 @@ export type IdKind =
   | 'automation'
   | 'event'
   | 'run'
+  | 'trainingRun'
   | 'testDelivery';
 
 const PREFIXES: Readonly<Record<IdKind, string>> = {
@@ -43,6 +44,7 @@ const PREFIXES: Readonly<Record<IdKind, string>> = {
   automation: 'auto',
   event: 'evt',
   run: 'run',
+  trainingRun: 'trun',
   testDelivery: 'test',
 };
 

@@ -9,7 +9,11 @@ import type { RunStatus } from './storage/events.js';
 export interface RunUpdate {
   id: string;
   entityId: string;
-  eventId: string;
+  /** Null for a run event's run. */
+  eventId: string | null;
+  /** The run event and training run of a run event's run; null for an artifact event's. */
+  runEventId: string | null;
+  trainingRunId: string | null;
   automationId: string | null;
   automationName: string;
   actionId: string | null;

@@ -11,6 +11,7 @@ import './modules/secrets/schema.js';
 import './modules/actions/schema.js';
 import './modules/actions/test-action.js';
 import './modules/automations/schema.js';
+import './modules/training-runs/schema.js';
 import './modules/audit/schema.js';
 
 export const schema = lexicographicSortSchema(builder.toSchema());

@@ -57,6 +57,7 @@ interface Fixtures {
   automationId: string;
   eventId: string;
   runId: string;
+  trainingRunId: string;
   userId: string;
   serviceId: string;
   serviceKeyId: string;
@@ -253,10 +254,10 @@ const ROWS: Row[] = [
     field: 'entity.deliveryStats',
     needs: 'VIEWER',
     document:
-      '{ result: entity(name: "default") { deliveryStats { attempts { outcome } backlog { total } } } }',
+      '{ result: entity(name: "default") { deliveryStats(minutes: 60) { since backlog { __typename } } } }',
     variables: async () => ({}),
     pick: (data) => data.result?.deliveryStats ?? null,
-    ok: (stats) => expect(Array.isArray(stats.attempts) && stats.backlog.total >= 0).toBe(true),
+    ok: (stats) => expect(stats.since).toEqual(expect.any(String)),
   },
   {
     field: 'automation',
@@ -283,6 +284,7 @@ const ROWS: Row[] = [
   nodeRow('Automation', () => fx.automationId),
   nodeRow('ArtifactEvent', () => fx.eventId),
   nodeRow('TriggeredRun', () => fx.runId),
+  nodeRow('Run', () => fx.trainingRunId),
   nodeRow('User', () => fx.userId),
   {
     field: 'node',
@@ -665,6 +667,38 @@ const ROWS: Row[] = [
     okType: 'EmitArtifactEventPayload',
   },
   {
+    field: 'reportRunState',
+    needs: 'MEMBER',
+    document: mutationOf('reportRunState', 'ReportRunStateInput'),
+    variables: async () => ({
+      v: { entity: 'default', project: 'emits', run: `run-${next()}`, state: 'RUNNING' },
+    }),
+    okType: 'ReportRunStatePayload',
+    untouched: async (v) => {
+      const data = await read(`{ entity(name: "default") { projects(first: 3) { edges { node {
+        name runs(first: 50) { edges { node { name } } } } } } } }`);
+      const names = data.entity.projects.edges.flatMap(
+        (e: { node: { runs: { edges: { node: { name: string } }[] } } }) =>
+          e.node.runs.edges.map((r) => r.node.name),
+      );
+      expect(names).not.toContain(inputOf(v).run);
+    },
+  },
+  {
+    field: 'logRunMetrics',
+    needs: 'MEMBER',
+    document: mutationOf('logRunMetrics', 'LogRunMetricsInput'),
+    variables: async () => ({
+      v: {
+        entity: 'default',
+        project: 'p',
+        run: 'fixture-run',
+        points: [{ step: next(), name: 'loss', value: 0.5 }],
+      },
+    }),
+    okType: 'LogRunMetricsPayload',
+  },
+  {
     field: 'retryTriggeredRun',
     needs: 'MEMBER',
     document: mutationOf('retryTriggeredRun', 'RetryTriggeredRunInput'),
@@ -721,6 +755,12 @@ beforeAll(async () => {
     actionId: webhook.id,
   });
   const { runId, eventId } = await finishedRun();
+  const trainingRun = await mutate(
+    t,
+    `mutation($v: ReportRunStateInput!) { reportRunState(input: $v) {
+      ... on ReportRunStatePayload { run { id } } } }`,
+    { v: { entity: 'default', project: 'p', run: 'fixture-run', state: 'RUNNING' } },
+  );
   const service = await newUser('default', 'SERVICE_ACCOUNT');
   const shared = await newUser('default', 'SERVICE_ACCOUNT');
   const sharing = await mutate(
@@ -759,6 +799,7 @@ beforeAll(async () => {
     automationId,
     eventId,
     runId,
+    trainingRunId: trainingRun.run.id,
     userId: (await newUser('default')).userId,
     serviceId: service.userId,
     serviceKeyId: service.keyId,

@@ -290,6 +290,50 @@ describe.skipIf(!hasChromium)('the dashboard in Chromium', () => {
     expect(browser.pageErrors).toEqual([]);
   }, 240_000);
 
+  it("shows a run event's run: the training run and the condition that fired", async () => {
+    const url = await t.listen();
+    const origin = new URL(url).origin;
+    const hook = await createWebhookAction(t, { name: 'run-hook', url: `${receiver.url}/hook` });
+    const created = await mutate(
+      t,
+      `mutation($i: CreateAutomationInput!) { createAutomation(input: $i) { __typename } }`,
+      {
+        i: {
+          entity: 'default',
+          name: 'on-failure',
+          eventType: 'RUN_STATE',
+          scope: { project: 'vision' },
+          action: { actionId: hook.id },
+          runCondition: { state: { states: ['FAILED'] } },
+        },
+      },
+    );
+    expect(created.__typename).toBe('CreateAutomationPayload');
+    const reported = await mutate(
+      t,
+      `mutation($i: ReportRunStateInput!) { reportRunState(input: $i) {
+        ... on ReportRunStatePayload { triggeredRuns { id } } } }`,
+      { i: { entity: 'default', project: 'vision', run: 'resnet-7', state: 'CRASHED' } },
+    );
+    const runId = reported.triggeredRuns[0].id as string;
+    await t.app.engine.drain();
+
+    browser = await launchOffline(origin);
+    const { page } = browser;
+    await page.goto(`${origin}/`);
+    await signIn(page, t.adminKey);
+    await expect.poll(() => row(page, runId).locator('.badge').textContent()).toBe('SUCCEEDED');
+    expect(await row(page, runId).textContent()).toContain('RUN_STATE');
+    expect(await row(page, runId).textContent()).toContain('resnet-7');
+    await row(page, runId).getByRole('link').click();
+    await expect.poll(() => page.getByRole('heading', { name: 'Run event' }).count()).toBe(1);
+    const facts = await page.locator('dl.facts').last().textContent();
+    expect(facts).toContain('vision/resnet-7');
+    expect(facts).toContain('run state is FAILED');
+    expect(browser.elsewhere).toEqual([]);
+    expect(browser.pageErrors).toEqual([]);
+  }, 240_000);
+
   it('shows a viewer no write controls, and says so when a key is refused or revoked', async () => {
     const url = await t.listen();
     const origin = new URL(url).origin;

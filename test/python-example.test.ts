@@ -5,7 +5,13 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { signPayload } from '../src/delivery/signing.js';
 import { createTestApp, type TestApp } from './support/app.js';
-import { createAutomation, createProject, createWebhookAction, emit } from './support/fixtures.js';
+import {
+  createAutomation,
+  createProject,
+  createWebhookAction,
+  emit,
+  mutate,
+} from './support/fixtures.js';
 import { type Receiver, startReceiver } from './support/receiver.js';
 
 /** The Python client under test, run by the machine's interpreter (TRIPLINE_TEST_PYTHON to pick another). */
@@ -211,6 +217,7 @@ let t: TestApp;
 let url: string;
 let receiver: Receiver;
 let signingSecret: string;
+let actionId: string;
 let proxy: FlakyProxy | undefined;
 let env: Record<string, string>;
 
@@ -238,6 +245,7 @@ describe.skipIf(!hasPython)('examples/python against a live server', () => {
     await createProject(t, 'p');
     const action = await createWebhookAction(t, { name: 'hook', url: `${receiver.url}/hook` });
     signingSecret = action.signingSecret;
+    actionId = action.id;
     await createAutomation(t, {
       name: 'notify',
       eventType: 'CREATE_ARTIFACT',
@@ -581,6 +589,177 @@ check("vector", headers={"webhook-id": v["id"], "webhook-timestamp": str(v["time
     expect(byCase['too old']?.rejected).toMatch(/seconds from now/);
     expect(byCase['from the future']?.rejected).toMatch(/seconds from now/);
     expect(byCase['no signature header']?.rejected).toMatch(/webhook-signature header is missing/);
+  });
+
+  it('reports a run and logs 2,500 shuffled points in three calls, one retried after a lost answer: one firing, one delivery', async () => {
+    const created = await mutate(
+      t,
+      `mutation($i: CreateAutomationInput!) { createAutomation(input: $i) { __typename
+        ... on CreateAutomationPayload { automation { id } } ... on Error { message } } }`,
+      {
+        i: {
+          entity: 'default',
+          name: 'loss-low',
+          eventType: 'RUN_METRIC',
+          scope: { project: 'p' },
+          runCondition: { metric: { metric: 'loss', comparison: 'LT', threshold: 0.5 } },
+          action: { actionId },
+        },
+      },
+    );
+    expect(created.__typename, created.message).toBe('CreateAutomationPayload');
+    // Requests in order: the state report, metrics call 1, call 2 (its answer lost), call 2
+    // again, call 3; then the whole report again (three replays).
+    proxy = await startFlakyProxy(url, ['forward', 'forward', 'lost']);
+    const [result] = await runPython(
+      `
+sleeps = []
+client = tripline.Tripline(url=os.environ["PROXY_URL"], sleep=sleeps.append, rng=random.Random(1))
+started = client.report_run_state(entity="default", project="p", run="resnet-1", state="RUNNING",
+                                  idempotency_key="job-7-start")
+# loss falls below 0.5 from step 501 on: in the second call once sorted by step.
+points = [(step, "loss", 1 - step / 1000) for step in range(1250)]
+points += [dict(step=step, name="acc", value=step / 1250) for step in range(1250)]
+random.Random(7).shuffle(points)
+args = dict(entity="default", project="p", run="resnet-1", points=points, idempotency_key="job-7-metrics")
+logged = client.log_run_metrics(**args)
+again = client.log_run_metrics(**args)
+
+def report(r):
+    return dict(run=r.run.id, name=r.run.name, state=r.run.state, replayed=r.replayed,
+                accepted=r.accepted_points, key=r.idempotency_key, keys=list(r.idempotency_keys),
+                triggered=[[run.id, run.status, run.automation_name] for run in r.triggered_runs],
+                metrics={name: [m.latest_step, m.latest_value, m.point_count]
+                         for name, m in r.run.metrics.items()})
+out(started=report(started), logged=report(logged), again=report(again), sleeps=sleeps)
+`,
+      { ...env, PROXY_URL: proxy.url },
+    );
+    const { started, logged, again, sleeps } = result as Line;
+    expect(started).toMatchObject({
+      run: expect.stringMatching(/^trun_/),
+      name: 'resnet-1',
+      state: 'RUNNING',
+      replayed: false,
+      accepted: 0,
+      keys: ['job-7-start'],
+      triggered: [],
+      metrics: {},
+    });
+    const keys = ['job-7-metrics#1', 'job-7-metrics#2', 'job-7-metrics#3'];
+    expect(logged).toEqual({
+      run: started.run,
+      name: 'resnet-1',
+      state: 'RUNNING',
+      replayed: false,
+      // Every point was accepted: sorted before splitting, no call holds a step behind another's.
+      accepted: 2500,
+      key: 'job-7-metrics',
+      keys,
+      triggered: [[expect.stringMatching(/^run_/), 'QUEUED', 'loss-low']],
+      metrics: { loss: [1249, 1 - 1249 / 1000, 1250], acc: [1249, 1249 / 1250, 1250] },
+    });
+    expect(again).toEqual({ ...logged, replayed: true });
+    expect(sleeps).toHaveLength(1);
+
+    const calls = proxy.bodies.map((body) => JSON.parse(body).variables.input);
+    const metricCalls = calls.filter((input) => 'points' in input);
+    expect(metricCalls.map((input) => [input.idempotencyKey, input.points.length])).toEqual([
+      [keys[0], 1000],
+      [keys[1], 1000],
+      [keys[1], 1000],
+      [keys[2], 500],
+      [keys[0], 1000],
+      [keys[1], 1000],
+      [keys[2], 500],
+    ]);
+    const steps = metricCalls
+      .slice(0, 4)
+      .filter((_, i) => i !== 2)
+      .flatMap((input) => input.points.map((point: { step: number }) => point.step));
+    expect(steps).toEqual([...steps].sort((a, b) => a - b));
+
+    // The retried call fired the automation once; the cooldown kept the third call from firing.
+    await t.app.engine.drain();
+    const [delivery] = await receiver.waitForRequests(1);
+    expect(receiver.requests).toHaveLength(1);
+    expect(delivery?.headers['webhook-id']).toBe(logged.triggered[0][0]);
+    expect(JSON.parse(delivery?.body.toString() ?? '{}')).toMatchObject({
+      event_type: 'RUN_METRIC',
+      automation_name: 'loss-low',
+      run_name: 'resnet-1',
+      metric_name: 'loss',
+      metric_values: [1 - 501 / 1000],
+    });
+    const runs = await t.gql(
+      `{ entity(name: "default") { triggeredRuns { totalCount }
+        projects(first: 1) { edges { node { runs(first: 5) { edges { node {
+          name state metrics { name latestStep latestValue pointCount } } } } } } } } }`,
+    );
+    expect(runs.data.entity.triggeredRuns.totalCount).toBe(1);
+    const [run] = runs.data.entity.projects.edges[0].node.runs.edges;
+    expect(run.node.metrics).toContainEqual({
+      name: 'loss',
+      latestStep: 1249,
+      latestValue: 1 - 1249 / 1000,
+      pointCount: 1250,
+    });
+  });
+
+  it('refuses NaN, infinities and malformed points before sending anything; raises the typed errors of run reports', async () => {
+    const viewer = await t.member('VIEWER');
+    proxy = await startFlakyProxy(url, []);
+    const lines = await runPython(
+      `
+sleeps = []
+client = tripline.Tripline(url=os.environ["PROXY_URL"], sleep=sleeps.append)
+def attempt(case, call, **changes):
+    args = dict(entity="default", project="p", run="never-reported")
+    args.update(changes)
+    try:
+        call(**args)
+        out(case=case, raised=None)
+    except (ValueError, tripline.TriplineError) as error:
+        out(case=case, raised=type(error).__name__, message=str(error),
+            field=getattr(error, "field", None), required_role=getattr(error, "required_role", None),
+            status=getattr(error, "status", None))
+
+log = client.log_run_metrics
+attempt("nan", log, points=[(0, "loss", 0.5), (1, "loss", float("nan"))])
+attempt("inf", log, points=[{"step": 0, "name": "loss", "value": float("-inf")}])
+attempt("too big for a float", log, points=[(0, "loss", 10 ** 400)])
+attempt("negative step", log, points=[(-1, "loss", 0.5)])
+attempt("no value", log, points=[{"step": 0, "name": "loss"}])
+attempt("two fields", log, points=[(0, "loss")])
+attempt("unknown run", log, points=[(0, "loss", 0.5)])
+attempt("no points", log, points=[])
+attempt("bad run name", client.report_run_state, run=" spaced ", state="RUNNING")
+attempt("bad state", client.report_run_state, run="r", state="EXPLODED")
+attempt("viewer", tripline.Tripline(url=os.environ["PROXY_URL"], api_key=os.environ["VIEWER_KEY"]).report_run_state,
+        run="r", state="RUNNING")
+out(sleeps=sleeps)
+`,
+      { ...env, PROXY_URL: proxy.url, VIEWER_KEY: viewer },
+    );
+    const byCase = Object.fromEntries(lines.filter((l) => l.case).map((l) => [l.case, l]));
+    expect(byCase.nan).toMatchObject({ raised: 'ValueError' });
+    expect(byCase.nan?.message).toMatch(/^points\[1\]\.value is nan: metric values must be finite/);
+    expect(byCase.inf?.message).toMatch(/^points\[0\]\.value is -inf: .*nothing was sent/);
+    expect(byCase['too big for a float']?.message).toMatch(/^points\[0\]\.value .* must be finite/);
+    expect(byCase['negative step']?.message).toMatch(/^points\[0\]\.step is -1: .*0 or more/);
+    expect(byCase['no value']?.message).toMatch(/^points\[0\] has no value/);
+    expect(byCase['two fields']?.message).toMatch(/^points\[0\] is .*\(step, name, value\)/);
+    // Only the cases after the client-side refusals reached the server.
+    expect(proxy.bodies).toHaveLength(5);
+    expect(byCase['unknown run']).toMatchObject({ raised: 'NotFoundError', field: 'input.run' });
+    expect(byCase['no points']).toMatchObject({ raised: 'ValidationError', field: 'input.points' });
+    expect(byCase['bad run name']).toMatchObject({ raised: 'ValidationError', field: 'input.run' });
+    expect(byCase['bad state']).toMatchObject({ raised: 'RequestError', status: 400 });
+    expect(byCase.viewer).toMatchObject({
+      raised: 'PermissionDeniedError',
+      required_role: 'MEMBER',
+    });
+    expect(lines.find((l) => l.sleeps)?.sleeps).toEqual([]);
   });
 
   it('runs emit_example.py: stores the event, follows its run to SUCCEEDED, and replays with the same key', async () => {

@@ -199,6 +199,10 @@ describe.each(engines)('storage contract on %s', (engineName, makeEngine) => {
       filterArtifactType: null,
       filterAliasPattern: null,
       filterTagPattern: null,
+      filterRunNamePattern: null,
+      filterRunReportedById: null,
+      runCondition: null,
+      cooldownSeconds: null,
       actionId,
       payloadTemplate: null,
       slackTitle: null,
@@ -661,6 +665,130 @@ describe.each(engines)('storage contract on %s', (engineName, makeEngine) => {
       attemptCount: 0,
     });
     expect(await storage.runs.requeueRun(first!.id, at(3_000), 'again')).toBeNull();
+  });
+
+  test('records training run reports, their windows, peers and fired runs, claimed with their run event', async () => {
+    const scope = await watchedProject('training');
+    const zscore = await storage.automations.create(
+      automationOf(scope.entityId, scope.actionId, scope.projectId, {
+        eventType: 'RUN_METRIC_ZSCORE',
+        runCondition: { kind: 'METRIC_ZSCORE', metric: 'loss', runs: 5, threshold: 2 } as never,
+        cooldownSeconds: 0,
+      }),
+      [],
+      audit(scope.entityId, 'automation.created'),
+    );
+    const state = (name: string, key: string | null, now: number) =>
+      storage.trainingRuns.recordState(
+        {
+          entityId: scope.entityId,
+          projectId: scope.projectId,
+          runName: name,
+          state: 'RUNNING',
+          idempotencyKey: key,
+          reportedById: admin.userId,
+          now: at(now),
+        },
+        () => [],
+      );
+    const first = await state('peer', null, 1);
+    expect(first).toMatchObject({ outcome: 'recorded', run: { name: 'peer', state: 'RUNNING' } });
+    const metrics = (
+      name: string,
+      points: { step: number; value: number }[],
+      now: number,
+      fire: boolean,
+    ) =>
+      storage.trainingRuns.recordMetrics(
+        {
+          entityId: scope.entityId,
+          projectId: scope.projectId,
+          runName: name,
+          points: points.map((p) => ({ ...p, name: 'loss' })),
+          idempotencyKey: null,
+          now: at(now),
+        },
+        (view) => {
+          const window = view.windows.get('loss')!;
+          for (const p of points) {
+            window.lastStep = p.step;
+            window.count += 1;
+            window.recent.push(p.value);
+          }
+          const peers = view.peerLatest('loss', 5);
+          const watcher = view.watchers.find((w) => w.id === zscore.id)!;
+          return {
+            acceptedPoints: points.length,
+            firings: fire
+              ? [
+                  {
+                    automation: watcher,
+                    metricName: 'loss',
+                    metricValues: [...peers, 9],
+                    condition: 'z > 2',
+                  },
+                ]
+              : [],
+          };
+        },
+      );
+    await metrics(
+      'peer',
+      [
+        { step: 1, value: 0.5 },
+        { step: 2, value: 0.25 },
+      ],
+      2,
+      false,
+    );
+    expect(
+      await storage.trainingRuns.listMetrics(first.outcome === 'missingRun' ? '' : first.run.id),
+    ).toMatchObject([
+      { name: 'loss', lastStep: 2, count: 2, recent: [0.5, 0.25], updatedAt: at(2) },
+    ]);
+    expect(await metrics('absent', [{ step: 1, value: 1 }], 3, false)).toEqual({
+      outcome: 'missingRun',
+    });
+    await state('outlier', 'start-outlier', 4);
+    const replay = await state('outlier', 'start-outlier', 5);
+    expect(replay.outcome).toBe('replayed');
+    const fired = await metrics('outlier', [{ step: 1, value: 9 }], 6, true);
+    if (fired.outcome === 'missingRun') throw new Error('missing');
+    expect(fired.runs).toHaveLength(1);
+    expect(fired.runs[0]).toMatchObject({
+      eventId: null,
+      automationId: zscore.id,
+      status: 'QUEUED',
+    });
+    expect(await storage.trainingRuns.countRuns(scope.projectId)).toBe(2);
+    const listed = await storage.trainingRuns.pageRuns(scope.projectId, {
+      after: null,
+      before: null,
+      backward: false,
+      limit: 10,
+    });
+    expect(listed.map((r) => r.name)).toEqual(['outlier', 'peer']);
+    const [claimed] = await claim(storage, 'w1', 10_000);
+    expect(claimed).toMatchObject({
+      id: fired.runs[0]!.id,
+      event: null,
+      runEvent: {
+        runName: 'outlier',
+        metricName: 'loss',
+        metricValues: [0.25, 9],
+        condition: 'z > 2',
+        entityName: 'training',
+        projectName: 'p',
+        reportedBy: 'admin',
+      },
+    });
+    const runEvent = await storage.trainingRuns.getRunEvent(fired.runs[0]!.runEventId!);
+    expect(runEvent).toMatchObject({
+      eventType: 'RUN_METRIC_ZSCORE',
+      runState: 'RUNNING',
+      metricValues: [0.25, 9],
+    });
+    expect(await storage.runs.countRuns({ kind: 'trainingRun', id: fired.run.id }, {})).toBe(1);
   });
 
   test('pages runs with filters, counting them all', async () => {

@@ -13,6 +13,7 @@ import {
   SECRET_NAME_PATTERN,
   TEMPLATE_VARIABLES,
   type TemplateContext,
+  variablesFor,
 } from '../src/modules/automations/template.js';
 import { MAX_JSON_DEPTH } from '../src/modules/json-depth.js';
 
@@ -90,7 +91,9 @@ describe('version names', () => {
 
 describe('renderPayload with a template', () => {
   it('substitutes every variable as a string', () => {
-    const template = Object.fromEntries(TEMPLATE_VARIABLES.map((name) => [name, `\${${name}}`]));
+    const template = Object.fromEntries(
+      variablesFor('ADD_ARTIFACT_ALIAS').map((name) => [name, `\${${name}}`]),
+    );
     expect(render(template)).toEqual({
       event_type: 'ADD_ARTIFACT_ALIAS',
       event_author: 'alice',
@@ -124,6 +127,12 @@ describe('renderPayload with a template', () => {
         'artifact_version_string',
         'alias',
         'tag',
+        'run_name',
+        'run_id',
+        'run_status',
+        'metric_name',
+        'metric_values',
+        'metric_filter',
       ].sort(),
     );
   });
@@ -357,7 +366,8 @@ describe('checkPayloadTemplate', () => {
     expect(error.field).toBe(field);
     expect(error.message).toContain('${artifact_name}');
     expect(error.message).toContain('line 2, column 7');
-    for (const name of TEMPLATE_VARIABLES) expect(error.message).toContain(`\${${name}}`);
+    for (const name of variablesFor('CREATE_ARTIFACT'))
+      expect(error.message).toContain(`\${${name}}`);
     expect(error.message).toContain('${artifact_metadata.KEY}');
   });
 

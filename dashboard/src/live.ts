@@ -22,13 +22,29 @@ export interface RunRow {
   updatedAt: string | null;
   result: string | null;
   automation: { id: string } | null;
+  /** The artifact event that triggered the run; null for a run event's run. */
   event: {
     id: string;
     eventType: string;
     versionString: string;
     project: { id: string; name: string } | null;
     registry: { id: string; name: string } | null;
-  };
+  } | null;
+  /** The run event (a training run's condition that fired); null for an artifact event's run. */
+  runEvent?: {
+    eventType: string;
+    condition: string;
+    runState: string;
+    metricName: string | null;
+    metricValues: number[] | null;
+    run: { id: string; name: string; project: { id: string; name: string } };
+  } | null;
+}
+
+/** The project or registry ids a run happened in, for the owner filter. */
+function ownerIds(run: RunRow): (string | undefined)[] {
+  if (run.event) return [run.event.project?.id, run.event.registry?.id];
+  return [run.runEvent?.run.project.id];
 }
 
 /** Which runs the table lists: every condition given must hold. */
@@ -45,13 +61,7 @@ export const NO_FILTER: RunsFilter = { status: null, automationId: null, ownerId
 export function matchesFilter(run: RunRow, filter: RunsFilter): boolean {
   if (filter.status !== null && run.status !== filter.status) return false;
   if (filter.automationId !== null && run.automation?.id !== filter.automationId) return false;
-  if (
-    filter.ownerId !== null &&
-    run.event.project?.id !== filter.ownerId &&
-    run.event.registry?.id !== filter.ownerId
-  ) {
-    return false;
-  }
+  if (filter.ownerId !== null && !ownerIds(run).includes(filter.ownerId)) return false;
   return true;
 }
 

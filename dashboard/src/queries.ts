@@ -5,6 +5,8 @@ export const RUN_ROW = `
     id status automationName attemptCount createdAt updatedAt result
     automation { id }
     event { id eventType versionString project { id name } registry { id name } }
+    runEvent { eventType condition runState metricName metricValues
+      run { id name project { id name } } }
   }`;
 
 export const VIEWER = `query DashboardViewer {

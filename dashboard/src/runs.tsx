@@ -221,8 +221,17 @@ export function RunsPage({ session }: { session: Session }) {
                 </td>
                 <td>{run.automationName}</td>
                 <td>
-                  <span class="event-type">{run.event.eventType}</span>{' '}
-                  <span class="mono">{run.event.versionString}</span>
+                  {run.event ? (
+                    <>
+                      <span class="event-type">{run.event.eventType}</span>{' '}
+                      <span class="mono">{run.event.versionString}</span>
+                    </>
+                  ) : (
+                    <>
+                      <span class="event-type">{run.runEvent?.eventType}</span>{' '}
+                      <span class="mono">{run.runEvent?.run.name}</span>
+                    </>
+                  )}
                 </td>
                 <td class="num wide-only">{run.attemptCount}</td>
                 <td class="wide-only">
@@ -286,17 +295,19 @@ interface Attempt {
 interface RunDetail extends RunRow {
   nextAttemptAt: string | null;
   finishedAt: string | null;
-  event: RunRow['event'] & {
-    author: string;
-    createdAt: string;
-    collectionName: string;
-    artifactType: string;
-    versionIndex: number | null;
-    alias: string | null;
-    tag: string | null;
-    metadata: Record<string, unknown> | null;
-    versionUri: string;
-  };
+  event:
+    | (NonNullable<RunRow['event']> & {
+        author: string;
+        createdAt: string;
+        collectionName: string;
+        artifactType: string;
+        versionIndex: number | null;
+        alias: string | null;
+        tag: string | null;
+        metadata: Record<string, unknown> | null;
+        versionUri: string;
+      })
+    | null;
   attempts: Attempt[];
 }
 
@@ -376,42 +387,11 @@ export function RunPage({ session, id }: { session: Session; id: string }) {
           <Time value={detail.finishedAt} />
         </dd>
       </dl>
-      <h2>Event</h2>
-      <dl class="facts">
-        <dt>Type</dt>
-        <dd>{event.eventType}</dd>
-        <dt>Version</dt>
-        <dd class="mono">{event.versionString}</dd>
-        <dt>Where</dt>
-        <dd>
-          {event.project ? `project ${event.project.name}` : ''}
-          {event.registry ? `registry ${event.registry.name}` : ''}
-        </dd>
-        <dt>Collection</dt>
-        <dd>
-          {event.collectionName} ({event.artifactType})
-        </dd>
-        {event.alias && (
-          <>
-            <dt>Alias</dt>
-            <dd>{event.alias}</dd>
-          </>
-        )}
-        {event.tag && (
-          <>
-            <dt>Tag</dt>
-            <dd>{event.tag}</dd>
-          </>
-        )}
-        <dt>Reported by</dt>
-        <dd>
-          {event.author}, <Time value={event.createdAt} />
-        </dd>
-        <dt>Event id</dt>
-        <dd class="mono">{event.id}</dd>
-      </dl>
-      <h3>Payload summary</h3>
-      <pre class="body">{JSON.stringify(payloadSummary(detail), null, 2)}</pre>
+      {event === null ? (
+        <RunEventFacts detail={detail} />
+      ) : (
+        <ArtifactEventFacts detail={detail} event={event} />
+      )}
       <h2>Attempts</h2>
       {detail.attempts.length === 0 ? (
         <p class="muted">No attempt yet.</p>
@@ -458,9 +438,92 @@ export function RunPage({ session, id }: { session: Session; id: string }) {
   );
 }
 
+/** What an artifact event's run shows of its event, with the default envelope's fields. */
+function ArtifactEventFacts({
+  detail,
+  event,
+}: {
+  detail: RunDetail;
+  event: NonNullable<RunDetail['event']>;
+}) {
+  return (
+    <>
+      <h2>Event</h2>
+      <dl class="facts">
+        <dt>Type</dt>
+        <dd>{event.eventType}</dd>
+        <dt>Version</dt>
+        <dd class="mono">{event.versionString}</dd>
+        <dt>Where</dt>
+        <dd>
+          {event.project ? `project ${event.project.name}` : ''}
+          {event.registry ? `registry ${event.registry.name}` : ''}
+        </dd>
+        <dt>Collection</dt>
+        <dd>
+          {event.collectionName} ({event.artifactType})
+        </dd>
+        {event.alias && (
+          <>
+            <dt>Alias</dt>
+            <dd>{event.alias}</dd>
+          </>
+        )}
+        {event.tag && (
+          <>
+            <dt>Tag</dt>
+            <dd>{event.tag}</dd>
+          </>
+        )}
+        <dt>Reported by</dt>
+        <dd>
+          {event.author}, <Time value={event.createdAt} />
+        </dd>
+        <dt>Event id</dt>
+        <dd class="mono">{event.id}</dd>
+      </dl>
+      <h3>Payload summary</h3>
+      <pre class="body">{JSON.stringify(payloadSummary(detail, event), null, 2)}</pre>
+    </>
+  );
+}
+
+/** What a run event's run shows: the training run and the condition that fired. */
+function RunEventFacts({ detail }: { detail: RunDetail }) {
+  const fired = detail.runEvent;
+  if (!fired) return <p class="muted">The event is gone.</p>;
+  return (
+    <>
+      <h2>Run event</h2>
+      <dl class="facts">
+        <dt>Type</dt>
+        <dd>{fired.eventType}</dd>
+        <dt>Run</dt>
+        <dd class="mono">
+          {fired.run.project.name}/{fired.run.name}
+        </dd>
+        <dt>Run state</dt>
+        <dd>{fired.runState}</dd>
+        <dt>Condition</dt>
+        <dd>{fired.condition}</dd>
+        {fired.metricName && (
+          <>
+            <dt>Metric</dt>
+            <dd>{fired.metricName}</dd>
+            <dt>Values</dt>
+            <dd class="mono">{(fired.metricValues ?? []).join(', ')}</dd>
+          </>
+        )}
+      </dl>
+    </>
+  );
+}
+
 /** The event fields a default webhook envelope carries, as a person reads them. */
-function payloadSummary(run: RunDetail): Record<string, unknown> {
-  const { event } = run;
+function payloadSummary(
+  run: RunDetail,
+  event: NonNullable<RunDetail['event']>,
+): Record<string, unknown> {
   return {
     event_type: event.eventType,
     event_id: event.id,

@@ -68,9 +68,25 @@ describe('matchesFilter and compareRuns', () => {
     expect(matchesFilter(r, { ...NO_FILTER, ownerId: 'prj_1' })).toBe(true);
     expect(matchesFilter(r, { ...NO_FILTER, ownerId: 'reg_1' })).toBe(false);
     const linked = run('run_2', '2026-01-01T00:00:00Z', {
-      event: { ...r.event, project: null, registry: { id: 'reg_1', name: 'r' } },
+      event: { ...r.event!, project: null, registry: { id: 'reg_1', name: 'r' } },
     });
     expect(matchesFilter(linked, { ...NO_FILTER, ownerId: 'reg_1' })).toBe(true);
+  });
+
+  it("matches a run event's run by its training run's project", () => {
+    const fired = run('run_3', '2026-01-01T00:00:00Z', {
+      event: null,
+      runEvent: {
+        eventType: 'RUN_METRIC',
+        condition: 'latest loss > 1',
+        runState: 'RUNNING',
+        metricName: 'loss',
+        metricValues: [2],
+        run: { id: 'trun_1', name: 'r1', project: { id: 'prj_2', name: 'vision' } },
+      },
+    });
+    expect(matchesFilter(fired, { ...NO_FILTER, ownerId: 'prj_2' })).toBe(true);
+    expect(matchesFilter(fired, { ...NO_FILTER, ownerId: 'prj_1' })).toBe(false);
   });
 
   it('orders newest first, then by id descending for equal times', () => {

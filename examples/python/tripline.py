@@ -1,9 +1,9 @@
 """A Tripline client for Python pipelines, on the standard library alone (Python 3.8+).
 
-Copy this one file into a project. It reports artifact events (``emitArtifactEvent``) with
-idempotency keys and retries, raises typed exceptions for the server's typed errors, watches
-triggered runs over server-sent events, and verifies the Standard Webhooks signature of a
-delivery in a receiver::
+Copy this one file into a project. It reports artifact events (``emitArtifactEvent``) and
+training runs' states and metrics (``reportRunState``, ``logRunMetrics``) with idempotency keys
+and retries, raises typed exceptions for the server's typed errors, watches triggered runs over
+server-sent events, and verifies the Standard Webhooks signature of a delivery in a receiver::
 
     from tripline import Tripline
 
@@ -27,6 +27,8 @@ import hashlib
 import hmac
 import http.client
 import json
+import math
+import numbers
 import os
 import random
 import socket
@@ -36,7 +38,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 # The GraphQL documents. The emit result is a union of the payload and the typed errors (any
@@ -47,13 +49,7 @@ mutation TriplineEmitArtifactEvent($input: EmitArtifactEventInput!) {
   emitArtifactEvent(input: $input) {
     __typename
     ...TriplineEmitted
-    ... on Error {
-      message
-      ... on ValidationError { field }
-      ... on NotFoundError { field }
-      ... on ConflictError { field }
-      ... on PermissionDeniedError { requiredRole }
-    }
+    ...TriplineError
   }
 }
 
@@ -61,6 +57,47 @@ fragment TriplineEmitted on EmitArtifactEventPayload {
   replayed
   event { id eventType versionString idempotencyKey createdAt }
   triggeredRuns { ...TriplineRun }
+}
+"""
+
+# The typed errors of every mutation's result union, as _raise_for_typed_error reads them.
+ERROR_FIELDS = """
+fragment TriplineError on Error {
+  message
+  ... on ValidationError { field }
+  ... on NotFoundError { field }
+  ... on ConflictError { field }
+  ... on PermissionDeniedError { requiredRole }
+}
+"""
+
+# Training runs (reportRunState, logRunMetrics): the same shape as the emit, one payload type each.
+REPORT_RUN_STATE = """
+mutation TriplineReportRunState($input: ReportRunStateInput!) {
+  reportRunState(input: $input) {
+    __typename
+    ... on ReportRunStatePayload { replayed run { ...TriplineTrainingRun } triggeredRuns { ...TriplineRun } }
+    ...TriplineError
+  }
+}
+"""
+
+LOG_RUN_METRICS = """
+mutation TriplineLogRunMetrics($input: LogRunMetricsInput!) {
+  logRunMetrics(input: $input) {
+    __typename
+    ... on LogRunMetricsPayload {
+      replayed acceptedPoints run { ...TriplineTrainingRun } triggeredRuns { ...TriplineRun }
+    }
+    ...TriplineError
+  }
+}
+"""
+
+TRAINING_RUN_FIELDS = """
+fragment TriplineTrainingRun on Run {
+  id name state createdAt updatedAt
+  metrics { name latestStep latestValue pointCount updatedAt }
 }
 """
 
@@ -98,6 +135,9 @@ query TriplineRun($id: ID!) { triggeredRun(id: $id) { ...TriplineRun } }
 
 DEFAULT_URL = "http://127.0.0.1:4000/graphql"
 FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED"})
+# The server's limits (schema.graphql): points per logRunMetrics call, characters per idempotency key.
+MAX_POINTS_PER_CALL = 1000
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 __all__ = [
     "AuthenticationError",
@@ -109,7 +149,10 @@ __all__ = [
     "RateLimitedError",
     "RequestError",
     "ResultError",
+    "RunMetric",
+    "RunReport",
     "RunUpdate",
+    "TrainingRun",
     "TransportError",
     "Tripline",
     "TriplineError",
@@ -311,6 +354,76 @@ class EmitResult:
         return {run.id: run.status for run in self.runs}
 
 
+@dataclass(frozen=True)
+class RunMetric:
+    """One metric of a training run: its latest step and value, and how many points were accepted."""
+
+    name: str
+    latest_step: int
+    latest_value: float
+    point_count: int
+    updated_at: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """A training run as the server holds it (the GraphQL ``Run``, id ``trun_…``): its latest
+    state (``RUNNING``, ``FINISHED`` or ``FAILED``) and the latest value of every metric, by name.
+    Not a ``RunUpdate``, which is one triggered run of an automation."""
+
+    id: str
+    name: str
+    state: str
+    metrics: Dict[str, RunMetric] = field(default_factory=dict, hash=False)
+    created_at: Optional[str] = None
+    updated_at: Optional[str] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_graphql(cls, run: Dict[str, Any]) -> "TrainingRun":
+        return cls(
+            id=run["id"],
+            name=run["name"],
+            state=run["state"],
+            metrics={
+                metric["name"]: RunMetric(
+                    name=metric["name"],
+                    latest_step=metric["latestStep"],
+                    latest_value=metric["latestValue"],
+                    point_count=metric["pointCount"],
+                    updated_at=metric.get("updatedAt"),
+                )
+                for metric in run.get("metrics") or []
+            },
+            created_at=run.get("createdAt"),
+            updated_at=run.get("updatedAt"),
+            raw=run,
+        )
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What ``report_run_state`` and ``log_run_metrics`` return: the training run as it is now,
+    the triggered runs the report queued, and the points accepted (0 for a state report).
+
+    A metrics report larger than ``MAX_POINTS_PER_CALL`` is sent in several calls; then
+    ``accepted_points`` and ``triggered_runs`` add up all of them, ``run`` is as the last one
+    left it, and ``replayed`` is True only when every call was a replay. ``idempotency_key`` is
+    the key of the whole report (pass it again to retry it), ``idempotency_keys`` the keys sent,
+    one per call."""
+
+    run: TrainingRun
+    replayed: bool
+    accepted_points: int
+    triggered_runs: Tuple[RunUpdate, ...]
+    idempotency_key: str
+    idempotency_keys: Tuple[str, ...]
+
+    @property
+    def triggered_run_ids(self) -> List[str]:
+        return [run.id for run in self.triggered_runs]
+
+
 # --- The client --------------------------------------------------------------------------------
 
 
@@ -435,7 +548,7 @@ class Tripline:
             "idempotencyKey": key,
         }
         variables = {"input": {name: value for name, value in given.items() if value is not None}}
-        data = self.execute(EMIT_ARTIFACT_EVENT + RUN_FIELDS, variables, retry=True)
+        data = self.execute(EMIT_ARTIFACT_EVENT + RUN_FIELDS + ERROR_FIELDS, variables, retry=True)
         result = _raise_for_typed_error(data["emitArtifactEvent"])
         return EmitResult(
             event_id=result["event"]["id"],
@@ -444,6 +557,83 @@ class Tripline:
             idempotency_key=key,
             event=result["event"],
         )
+
+    # --- reportRunState and logRunMetrics ---
+
+    def report_run_state(
+        self,
+        *,
+        entity: str,
+        project: str,
+        run: str,
+        state: str,
+        idempotency_key: Optional[str] = None,
+    ) -> RunReport:
+        """Reports a training run's ``state`` (``RUNNING``, ``FINISHED``, ``FAILED``, or
+        ``CRASHED``, kept as ``FAILED``) and returns the run and the triggered runs of the
+        RUN_STATE automations it fired. The first report of a ``run`` name in the ``project``
+        creates the run; report it before logging metrics.
+
+        Idempotency, retries and errors as for ``emit_artifact_event``: every attempt sends the
+        same ``idempotency_key`` (a new UUID when none is given), so a retry after a lost answer
+        returns the first result (``replayed=True``). Keys are shared with ``log_run_metrics``
+        in the entity: use a different key for each report (``f"{job_id}-finished"``).
+        """
+        key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
+        given = {"entity": entity, "project": project, "run": run, "state": state, "idempotencyKey": key}
+        result = self._report_run(REPORT_RUN_STATE, "reportRunState", given)
+        return _run_report([result], key, [key])
+
+    def log_run_metrics(
+        self,
+        *,
+        entity: str,
+        project: str,
+        run: str,
+        points: Iterable[Union[Tuple[int, str, float], Mapping[str, Any]]],
+        idempotency_key: Optional[str] = None,
+    ) -> RunReport:
+        """Logs metric points to a training run (reported first with ``report_run_state``) and
+        returns the run as it is now and the triggered runs of the metric automations they
+        fired.
+
+        ``points`` are ``(step, name, value)`` tuples or dicts with those keys: a whole ``step``
+        from 0, increasing per metric; a metric ``name`` such as ``"val/loss"``; a finite
+        ``value``. All are checked before anything is sent: a NaN or infinite value, a negative
+        or fractional step or a point of another shape raises ``ValueError`` naming the point
+        (``points[3].value``), and nothing is logged. Points are sent in step order; per
+        metric, the server ignores a point at or before the latest step it has (so re-sent
+        points count once: see ``accepted_points``).
+
+        More than ``MAX_POINTS_PER_CALL`` (1000) points go in several calls, in step order, each
+        with its own key derived from ``idempotency_key`` (``key#1``, ``key#2``, …; a key too
+        long for a suffix is replaced by its SHA-256 first). Calling again with the same key and
+        points after a failure replays the calls that went through and sends the rest. An
+        automation fires at most once per call, and its cooldown (24 hours by default) keeps it
+        from firing again in a later call of the same report.
+
+        Retries and errors as for ``emit_artifact_event``; ``NotFoundError`` on ``input.run``
+        when the run was never reported. When a later call fails, the earlier ones stay logged.
+        """
+        key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
+        checked = _metric_points(points)
+        batches = [
+            checked[start : start + MAX_POINTS_PER_CALL] for start in range(0, len(checked), MAX_POINTS_PER_CALL)
+        ] or [[]]  # none at all: the server says why
+        keys = [_batch_key(key, index, len(batches)) for index in range(len(batches))]
+        results = [
+            self._report_run(
+                LOG_RUN_METRICS,
+                "logRunMetrics",
+                {"entity": entity, "project": project, "run": run, "points": batch, "idempotencyKey": batch_key},
+            )
+            for batch, batch_key in zip(batches, keys)
+        ]
+        return _run_report(results, key, keys)
+
+    def _report_run(self, document: str, name: str, given: Dict[str, Any]) -> Dict[str, Any]:
+        data = self.execute(document + TRAINING_RUN_FIELDS + RUN_FIELDS + ERROR_FIELDS, {"input": given}, retry=True)
+        return _raise_for_typed_error(data[name])
 
     # --- Plain GraphQL ---
 
@@ -787,6 +977,65 @@ def _raise_for_typed_error(result: Dict[str, Any]) -> Dict[str, Any]:
         fields = {name: value for name, value in result.items() if name not in ("__typename", "message")}
         raise _RESULT_ERRORS.get(typename, ResultError)(typename, result["message"], fields)
     return result
+
+
+def _metric_points(points: Iterable[Any]) -> List[Dict[str, Any]]:
+    """The points as ``MetricPointInput`` dicts in step order (stable, as the server applies
+    them), or ValueError naming the first bad one. JSON cannot carry NaN or infinities, so they
+    are refused here rather than sent as invalid JSON."""
+    checked: List[Dict[str, Any]] = []
+    for index, point in enumerate(points):
+        at = f"points[{index}]"
+        if isinstance(point, Mapping):
+            missing = [name for name in ("step", "name", "value") if name not in point]
+            if missing:
+                raise ValueError(f"{at} has no {', '.join(missing)}: give step, name and value.")
+            step, name, value = point["step"], point["name"], point["value"]
+        elif isinstance(point, (tuple, list)) and len(point) == 3:
+            step, name, value = point
+        else:
+            raise ValueError(f"{at} is {point!r}: give a (step, name, value) tuple or a dict with those keys.")
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            raise ValueError(f"{at}.step is {step!r}: the step is a whole number, 0 or more.")
+        if not isinstance(name, str):
+            raise ValueError(f"{at}.name is {name!r}: name the metric with a string, such as 'val/loss'.")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"{at}.value is {value!r}: metric values are real numbers (int or float).")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ValueError(
+                f"{at}.value is {value!r}: metric values must be finite (Tripline refuses NaN and "
+                "infinities). Leave the point out, or log a finite value; nothing was sent."
+            )
+        checked.append({"step": int(step), "name": name, "value": number})
+    checked.sort(key=lambda point: point["step"])
+    return checked
+
+
+def _batch_key(key: str, index: int, count: int) -> str:
+    """The idempotency key of call ``index`` of ``count`` for one report: the key itself for a
+    single call, else ``key#1``, ``key#2``, … (from the key's SHA-256 when the key is too long
+    for the suffix), the same on every retry of the whole report."""
+    if count == 1:
+        return key
+    suffix = f"#{index + 1}"
+    if len(key) + len(suffix) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        key = hashlib.sha256(key.encode()).hexdigest()
+    return key + suffix
+
+
+def _run_report(results: List[Dict[str, Any]], key: str, keys: List[str]) -> RunReport:
+    return RunReport(
+        run=TrainingRun.from_graphql(results[-1]["run"]),
+        replayed=all(result["replayed"] for result in results),
+        accepted_points=sum(result.get("acceptedPoints", 0) for result in results),
+        triggered_runs=tuple(RunUpdate.from_graphql(run) for result in results for run in result["triggeredRuns"]),
+        idempotency_key=key,
+        idempotency_keys=tuple(keys),
+    )
 
 
 def _read_response(

@@ -66,7 +66,7 @@ export function migrationStatus(storage: SqliteDatabase): MigrationStatus {
 /** Applies the pending migrations in one transaction and returns what it applied. */
 export function migrate(storage: SqliteDatabase): { applied: string[]; status: MigrationStatus } {
   const before = migrationStatus(storage);
-  if (before.pending.length > 0) applyMigrations(storage.db);
+  if (before.pending.length > 0) applyMigrations(storage.db, storage.sqlite);
   return { applied: before.pending, status: migrationStatus(storage) };
 }
 

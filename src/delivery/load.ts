@@ -1,6 +1,7 @@
 import { publicId } from '../ids.js';
 import type { TemplateContext } from '../modules/automations/template.js';
 import { eventVersionIndex } from '../modules/events/event-types.js';
+import { encodeGlobalId } from '../modules/global-id.js';
 import {
   type DecryptedSecrets,
   type OpenedSecrets,
@@ -8,7 +9,12 @@ import {
   SecretUnreadableError,
 } from '../modules/secrets/decrypted.js';
 import { unreachable } from '../storage/config.js';
-import type { ClaimedRun, DeliveryAction, SealedSecret } from '../storage/delivery.js';
+import type {
+  ClaimedRun,
+  DeliveryAction,
+  DeliveryRunEvent,
+  SealedSecret,
+} from '../storage/delivery.js';
 import type { DeliveryContent, DeliveryRequest, DeliveryTarget } from './send.js';
 import type { CollectionOwner } from './slack.js';
 
@@ -117,6 +123,32 @@ export function buildDeliveryRequest(
   };
 }
 
+/** The template context of a run event's run: W&B's run variables, no artifact. */
+function runEventContext(event: DeliveryRunEvent, automationName: string): TemplateContext {
+  return {
+    eventType: event.eventType,
+    eventAuthor: event.reportedBy ?? '',
+    eventId: publicId('event', event.id),
+    automationName,
+    entityName: event.entityName,
+    projectName: event.projectName,
+    artifactCollectionName: '',
+    artifactType: '',
+    artifactVersionIndex: null,
+    alias: null,
+    tag: null,
+    metadata: {},
+    run: {
+      id: encodeGlobalId('Run', event.trainingRunId),
+      name: event.runName,
+      status: event.runState,
+      metricName: event.metricName,
+      metricValues: event.metricValues,
+      metricFilter: event.condition,
+    },
+  };
+}
+
 /**
  * Decides what a claimed run's attempt does, from what the claim loaded: its automation (current
  * templates), the action the run was created for, the event with its entity / project / registry
@@ -124,8 +156,8 @@ export function buildDeliveryRequest(
  * automation or action is `skip`, an undeliverable configuration is `misconfigured`.
  */
 export function planDelivery(decrypted: DecryptedSecrets, run: ClaimedRun): RunDelivery {
-  const { event, automation, action } = run;
-  if (event === null) return { kind: 'missing' };
+  const { event, runEvent, automation, action } = run;
+  if (event === null && runEvent === null) return { kind: 'missing' };
   if (automation === null) return { kind: 'skip', reason: 'Skipped: the automation was deleted' };
   if (!automation.enabled) return { kind: 'skip', reason: 'Skipped: the automation is disabled' };
   if (action === null) return { kind: 'skip', reason: 'Skipped: the action was deleted' };
@@ -133,20 +165,24 @@ export function planDelivery(decrypted: DecryptedSecrets, run: ClaimedRun): RunD
     const why = action.disabledReason ? ` (${action.disabledReason})` : '';
     return { kind: 'skip', reason: `Skipped: the action is disabled${why}` };
   }
-  const context: TemplateContext = {
-    eventType: event.eventType,
-    eventAuthor: event.author,
-    eventId: publicId('event', event.id),
-    automationName: automation.name,
-    entityName: event.entityName,
-    projectName: event.projectName ?? event.registryName ?? '',
-    artifactCollectionName: event.collectionName,
-    artifactType: event.artifactType,
-    artifactVersionIndex: eventVersionIndex(event),
-    alias: event.alias,
-    tag: event.tag,
-    metadata: event.metadata ?? {},
-  };
+  const context: TemplateContext =
+    event !== null
+      ? {
+          eventType: event.eventType,
+          eventAuthor: event.author,
+          eventId: publicId('event', event.id),
+          automationName: automation.name,
+          entityName: event.entityName,
+          projectName: event.projectName ?? event.registryName ?? '',
+          artifactCollectionName: event.collectionName,
+          artifactType: event.artifactType,
+          artifactVersionIndex: eventVersionIndex(event),
+          alias: event.alias,
+          tag: event.tag,
+          metadata: event.metadata ?? {},
+          run: null,
+        }
+      : runEventContext(runEvent!, automation.name);
   try {
     return {
       kind: 'deliver',
@@ -161,7 +197,9 @@ export function planDelivery(decrypted: DecryptedSecrets, run: ClaimedRun): RunD
         },
         context,
         collectionOwner:
-          event.projectName === null && event.registryName !== null ? 'REGISTRY' : 'PROJECT',
+          event !== null && event.projectName === null && event.registryName !== null
+            ? 'REGISTRY'
+            : 'PROJECT',
         webhookId: publicId('run', run.id),
       }),
     };

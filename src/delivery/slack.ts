@@ -1,4 +1,8 @@
-import { artifactVersionString, type TemplateContext } from '../modules/automations/template.js';
+import {
+  artifactVersionString,
+  type RunTemplateContext,
+  type TemplateContext,
+} from '../modules/automations/template.js';
 import type { EventType } from '../storage/config.js';
 import type { SlackSeverity } from '../storage/delivery.js';
 
@@ -33,6 +37,11 @@ const EVENT_TITLES: Readonly<Record<EventType, (ctx: TemplateContext, version: s
       `Tag \`${ctx.tag}\` added to collection ${ctx.artifactCollectionName}`,
     REMOVE_COLLECTION_TAG: (ctx) =>
       `Tag \`${ctx.tag}\` removed from collection ${ctx.artifactCollectionName}`,
+    RUN_STATE: (ctx) => `Run ${ctx.run?.name} is ${ctx.run?.status}`,
+    RUN_METRIC: (ctx) => `Run ${ctx.run?.name}: ${ctx.run?.metricName} crossed its threshold`,
+    RUN_METRIC_CHANGE: (ctx) => `Run ${ctx.run?.name}: ${ctx.run?.metricName} changed`,
+    RUN_METRIC_ZSCORE: (ctx) =>
+      `Run ${ctx.run?.name}: ${ctx.run?.metricName} is an outlier among the project's runs`,
   };
 
 /** The default title: the event type's own, or the type and version for an unknown type. */
@@ -94,6 +103,7 @@ function escapeMrkdwn(text: string): string {
 export function buildSlackMessage(input: SlackMessageInput): SlackMessage {
   const { context: ctx, severity } = input;
   const style = SLACK_SEVERITY_STYLE[severity];
+  if (ctx.run) return runSlackMessage(input, ctx.run, style);
   const version = artifactVersionString(
     ctx.entityName,
     ctx.projectName,
@@ -128,6 +138,59 @@ export function buildSlackMessage(input: SlackMessageInput): SlackMessage {
           field('Alias', ctx.alias ?? '—'),
           ...(ctx.tag == null ? [] : [field('Tag', ctx.tag)]),
           field('Author', ctx.eventAuthor),
+        ],
+      },
+    ],
+  };
+}
+
+/**
+ * A run event's message: the title and message as for artifact events (default title from the
+ * event type), then fields for entity, project, run, state, and for metric events the metric,
+ * the condition that fired (with its window) and the values it looked at.
+ */
+function runSlackMessage(
+  input: SlackMessageInput,
+  run: RunTemplateContext,
+  style: { emoji: string; label: string },
+): SlackMessage {
+  const ctx = input.context;
+  const title = input.title?.trim() || defaultTitle(ctx, run.name);
+  const message =
+    input.message?.trim() ||
+    `Automation "${ctx.automationName}" ran for ${ctx.eventType}: ${run.metricFilter}.`;
+  const field = (label: string, value: string): TextObject => ({
+    type: 'mrkdwn',
+    text: clip(`*${label}*\n${escapeMrkdwn(value)}`, FIELD_MAX),
+  });
+  const values = run.metricValues === null ? null : run.metricValues.join(', ');
+  const facts =
+    run.metricName === null
+      ? `run ${run.name} is ${run.status}`
+      : `${run.metricFilter}; values: ${values}`;
+  return {
+    text: `${style.emoji} [${style.label}] ${title}\n${message}\n${ctx.projectName}/${run.name}: ${facts}`,
+    blocks: [
+      { type: 'header', text: { type: 'plain_text', text: clip(title, HEADER_MAX), emoji: true } },
+      {
+        type: 'context',
+        elements: [{ type: 'mrkdwn', text: `${style.emoji} *${style.label}* · ${ctx.eventType}` }],
+      },
+      { type: 'section', text: { type: 'mrkdwn', text: clip(escapeMrkdwn(message), SECTION_MAX) } },
+      {
+        type: 'section',
+        fields: [
+          field('Entity', ctx.entityName),
+          field('Project', ctx.projectName),
+          field('Run', run.name),
+          field('State', run.status),
+          ...(run.metricName === null
+            ? [field('Condition', run.metricFilter)]
+            : [
+                field('Metric', run.metricName),
+                field('Condition', run.metricFilter),
+                field('Values', values ?? ''),
+              ]),
         ],
       },
     ],

@@ -16,6 +16,7 @@ const TYPENAMES: Readonly<Record<Exclude<IdKind, 'testDelivery'>, string>> = {
   automation: 'Automation',
   event: 'ArtifactEvent',
   run: 'TriggeredRun',
+  trainingRun: 'Run',
 };
 
 const KIND_OF_TYPENAME: ReadonlyMap<string, IdKind> = new Map(

@@ -264,6 +264,10 @@ export const EVENT_TYPES = [
   'REMOVE_ARTIFACT_TAG',
   'ADD_COLLECTION_TAG',
   'REMOVE_COLLECTION_TAG',
+  'RUN_STATE',
+  'RUN_METRIC',
+  'RUN_METRIC_CHANGE',
+  'RUN_METRIC_ZSCORE',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
@@ -279,6 +283,68 @@ export type ScopeType = (typeof SCOPE_TYPES)[number];
 export const SLACK_SEVERITIES = ['INFO', 'WARN', 'ERROR'] as const;
 export type SlackSeverity = (typeof SLACK_SEVERITIES)[number];
 
+/** The states a training run reports (`CRASHED` is stored as `FAILED`). */
+export const TRAINING_RUN_STATES = ['RUNNING', 'FINISHED', 'FAILED'] as const;
+export type TrainingRunState = (typeof TRAINING_RUN_STATES)[number];
+
+/** How a metric's window of values is reduced to one number. */
+export const METRIC_AGGREGATIONS = ['LATEST', 'MAX', 'MIN', 'AVERAGE'] as const;
+export type MetricAggregation = (typeof METRIC_AGGREGATIONS)[number];
+
+/** `>`, `>=`, `<`, `<=`, `==`, `!=`. */
+export const METRIC_COMPARISONS = ['GT', 'GTE', 'LT', 'LTE', 'EQ', 'NE'] as const;
+export type MetricComparison = (typeof METRIC_COMPARISONS)[number];
+
+export const METRIC_CHANGE_TYPES = ['ABSOLUTE', 'RELATIVE'] as const;
+export type MetricChangeType = (typeof METRIC_CHANGE_TYPES)[number];
+
+export const METRIC_CHANGE_DIRECTIONS = ['INCREASE', 'DECREASE', 'ANY'] as const;
+export type MetricChangeDirection = (typeof METRIC_CHANGE_DIRECTIONS)[number];
+
+export const ZSCORE_DIRECTIONS = ['ABOVE', 'BELOW', 'EITHER'] as const;
+export type ZScoreDirection = (typeof ZSCORE_DIRECTIONS)[number];
+
+/**
+ * What fires a run automation, one kind per run event type: a closed union (switch over `kind`
+ * with a `never` default).
+ */
+export type RunCondition =
+  /** RUN_STATE: the run enters one of `states`. */
+  | { kind: 'STATE'; states: TrainingRunState[] }
+  /** RUN_METRIC: `aggregation` of the last `window` values of `metric` compared with `threshold`. */
+  | {
+      kind: 'METRIC';
+      metric: string;
+      aggregation: MetricAggregation;
+      window: number;
+      comparison: MetricComparison;
+      threshold: number;
+    }
+  /**
+   * RUN_METRIC_CHANGE: `aggregation` of the last `window` values against that of the `window`
+   * values before them, changed by more than `amount` (absolute, or relative to the prior window).
+   */
+  | {
+      kind: 'METRIC_CHANGE';
+      metric: string;
+      aggregation: MetricAggregation;
+      window: number;
+      changeType: MetricChangeType;
+      direction: MetricChangeDirection;
+      amount: number;
+    }
+  /**
+   * RUN_METRIC_ZSCORE: the run's latest value of `metric` against the latest values of the same
+   * metric in the `runs` most recently updated other runs of the project, in standard deviations.
+   */
+  | {
+      kind: 'METRIC_ZSCORE';
+      metric: string;
+      runs: number;
+      direction: ZScoreDirection;
+      threshold: number;
+    };
+
 /** What an automation is: everything a client sets. */
 export interface AutomationSettings {
   /** Unique in the entity. */
@@ -293,6 +359,17 @@ export interface AutomationSettings {
   filterArtifactType: string | null;
   filterAliasPattern: string | null;
   filterTagPattern: string | null;
+  /** Run events: an RE2 pattern the run's name must match; null matches every run. */
+  filterRunNamePattern: string | null;
+  /** Run events: only runs reported by this user (stored id); null matches every user. */
+  filterRunReportedById: string | null;
+  /** Run events: the condition that fires the automation; null for artifact events. */
+  runCondition: RunCondition | null;
+  /**
+   * Run events: after firing for a run, the automation does not fire for that run again for this
+   * many seconds; null for artifact events.
+   */
+  cooldownSeconds: number | null;
   actionId: string;
   /** Webhook: the JSON payload template; null sends the default envelope. */
   payloadTemplate: string | null;

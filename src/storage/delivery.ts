@@ -46,6 +46,23 @@ export interface DeliveryEvent {
   registryName: string | null;
 }
 
+/** The run event (a fired run condition) a run was created for, as an attempt renders it. */
+export interface DeliveryRunEvent {
+  id: string;
+  eventType: EventType;
+  /** The training run's state when the condition fired. */
+  runState: string;
+  metricName: string | null;
+  metricValues: number[] | null;
+  condition: string;
+  trainingRunId: string;
+  runName: string;
+  /** The name of the account that reported the run; null once it is deleted. */
+  reportedBy: string | null;
+  entityName: string;
+  projectName: string;
+}
+
 /** How loud a Slack message is. */
 export type SlackSeverity = 'INFO' | 'WARN' | 'ERROR';
 
@@ -98,8 +115,10 @@ export interface ClaimedRun {
    */
   openAttempts: number;
   actionId: string | null;
-  /** Null when the event is gone (the run is about to go with it). */
+  /** Null for a run event's run, and when the event is gone (the run is about to go with it). */
   event: DeliveryEvent | null;
+  /** Null for an artifact event's run, and when the run event is gone. */
+  runEvent: DeliveryRunEvent | null;
   /** Null when the automation was deleted. */
   automation: DeliveryAutomation | null;
   /** Null when the action was deleted. */

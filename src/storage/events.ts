@@ -39,7 +39,12 @@ export interface ArtifactEvent {
 export interface TriggeredRun {
   id: string;
   entityId: string;
-  eventId: string;
+  /** The artifact event that triggered the run; null for a run event's run. */
+  eventId: string | null;
+  /** The run event (a fired run condition) that triggered the run; null for an artifact event's. */
+  runEventId: string | null;
+  /** The training run of `runEventId`; null for an artifact event's run. */
+  trainingRunId: string | null;
   /** Null once the automation is deleted; the run keeps its name. */
   automationId: string | null;
   automationName: string;
@@ -151,7 +156,7 @@ export interface EventStore {
 
 /** The object whose runs a history list shows, by its stored id. */
 export interface RunOwner {
-  kind: 'entity' | 'project' | 'registry' | 'automation' | 'event';
+  kind: 'entity' | 'project' | 'registry' | 'automation' | 'event' | 'trainingRun';
   id: string;
 }
 

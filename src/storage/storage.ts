@@ -2,6 +2,7 @@ import type { ActionStore, AutomationStore, SecretStore } from './config.js';
 import type { DeliveryStore } from './delivery.js';
 import type { EventStore, RunStore } from './events.js';
 import type { AuditStore, ContainerStore, EntityStore, UserStore } from './identity.js';
+import type { TrainingRunStore } from './training-runs.js';
 
 /**
  * Every read and write of Tripline's data, as operations named for the domain. Services and the
@@ -27,6 +28,7 @@ export interface Storage {
   readonly automations: AutomationStore;
   readonly events: EventStore;
   readonly runs: RunStore;
+  readonly trainingRuns: TrainingRunStore;
   readonly delivery: DeliveryStore;
   /** Resolves when the database answers; rejects otherwise (the readiness check). */
   ping(): Promise<void>;

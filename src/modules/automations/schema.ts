@@ -14,11 +14,14 @@ import { decodeId, storedIdOf } from '../global-id.js';
 import { MAX_JSON_DEPTH } from '../json-depth.js';
 import { ArtifactCollectionRef, ProjectRef, RegistryRef } from '../projects/schema.js';
 import { getCollection, getContainer } from '../projects/service.js';
+import { DEFAULT_COOLDOWN_SECONDS, MAX_COOLDOWN_SECONDS } from '../training-runs/conditions.js';
 import { UserRef } from '../users/schema.js';
 import { findUser, isVisibleTo } from '../users/service.js';
+import { RunConditionInputRef, RunConditionRef, runConditionOf } from './run-condition-schema.js';
 import {
   type Automation,
   type AutomationActionInput,
+  type AutomationFilterInput,
   type AutomationScopeInput,
   automationList,
   createAutomation,
@@ -28,7 +31,8 @@ import {
 } from './service.js';
 
 export const EventTypeEnum = builder.enumType('EventType', {
-  description: 'What happened to an artifact version.',
+  description:
+    'What happened: to an artifact version or collection (reported with emitArtifactEvent), or to a training run (reported with reportRunState and logRunMetrics).',
   values: {
     CREATE_ARTIFACT: {
       description:
@@ -57,6 +61,22 @@ export const EventTypeEnum = builder.enumType('EventType', {
     REMOVE_COLLECTION_TAG: {
       description:
         'A tag was removed from a collection (no version involved). Watched from any scope.',
+    },
+    RUN_STATE: {
+      description:
+        'A training run entered one of the chosen states (reportRunState). Watched from a project or the entity.',
+    },
+    RUN_METRIC: {
+      description:
+        "A run's metric (latest, or MAX/MIN/AVERAGE over its last N values) met a threshold (logRunMetrics). Watched from a project or the entity.",
+    },
+    RUN_METRIC_CHANGE: {
+      description:
+        "A run's metric changed between its prior and current window of N values by more than an amount. Watched from a project or the entity.",
+    },
+    RUN_METRIC_ZSCORE: {
+      description:
+        "A run's latest metric value lies more than a threshold of standard deviations from the same metric across the project's recent runs. Watched from a project or the entity.",
     },
   } as const,
 });
@@ -156,6 +176,22 @@ const AutomationFilterRef = builder.objectRef<Automation>('AutomationFilter').im
       description:
         'Only tags this RE2 regular expression matches anywhere (anchor with `^…$` for whole tags). Tag events only.',
     }),
+    runNamePattern: t.exposeString('filterRunNamePattern', {
+      nullable: true,
+      description:
+        'Only runs whose name this RE2 regular expression matches anywhere. Run events only.',
+    }),
+    reportedBy: t.field({
+      type: UserRef,
+      nullable: true,
+      description:
+        'Only runs first reported by this user. Run events only. Null when unset, or when the user is gone or not visible to you.',
+      resolve: async (a, _args, ctx) =>
+        a.filterRunReportedById &&
+        (await isVisibleTo(ctx.deps, ctx.viewer, a.filterRunReportedById))
+          ? ((await findUser(ctx.deps, a.filterRunReportedById)) ?? null)
+          : null,
+    }),
   }),
 });
 
@@ -238,6 +274,17 @@ export const AutomationRef = builder.node(builder.objectRef<Automation>('Automat
       description: 'Its settings for the action.',
       resolve: (a) => a,
     }),
+    runCondition: t.field({
+      type: RunConditionRef,
+      nullable: true,
+      description: 'Run events: what fires it. Null for artifact events.',
+      resolve: (a) => a.runCondition,
+    }),
+    cooldownSeconds: t.exposeInt('cooldownSeconds', {
+      nullable: true,
+      description:
+        'Run events: after firing for a run, it does not fire for that run again for this many seconds. Null for artifact events.',
+    }),
     createdAt: t.expose('createdAt', { type: 'DateTime', description: 'When it was created.' }),
     updatedAt: t.field({
       type: 'DateTime',
@@ -271,6 +318,19 @@ function decodeActionInput(input: AutomationActionInput): AutomationActionInput 
     );
   }
   return { ...input, actionId };
+}
+
+/** The filter part of an input with the user's global ID decoded. */
+function decodeFilterInput(
+  filter: AutomationFilterInput & { reportedBy?: string | null },
+): AutomationFilterInput {
+  const { reportedBy, ...rest } = filter;
+  if (reportedBy == null) return rest;
+  const reportedById = storedIdOf(reportedBy, 'User');
+  if (reportedById === null) {
+    throw new NotFoundError('input.filter.reportedBy', `No user with id "${reportedBy}".`);
+  }
+  return { ...rest, reportedById };
 }
 
 export const AutomationConnectionRef = builder.connectionObject(
@@ -415,6 +475,16 @@ const FilterInput = builder.inputType('AutomationFilterInput', {
       description:
         'ADD_ARTIFACT_ALIAS only: an RE2 regular expression (linear-time; no backreferences or lookaround; up to 256 characters) the alias must match somewhere, e.g. `^prod`.',
     }),
+    runNamePattern: f.string({
+      required: false,
+      description:
+        'Run events only: an RE2 regular expression (checked like `aliasPattern`) the run name must match somewhere, e.g. `^sweep-`.',
+    }),
+    reportedBy: f.id({
+      required: false,
+      description:
+        'Run events only: the global ID of a member of the entity; only runs that user first reported.',
+    }),
     tagPattern: f.string({
       required: false,
       description:
@@ -490,6 +560,15 @@ builder.mutationField('createAutomation', (t) =>
               description: 'Further conditions.',
             }),
             action: f.field({ type: ActionInput, description: 'What to run.' }),
+            runCondition: f.field({
+              type: RunConditionInputRef,
+              required: false,
+              description: 'Run events: what fires it; required for them, refused for others.',
+            }),
+            cooldownSeconds: f.int({
+              required: false,
+              description: `Run events: seconds (0 to ${MAX_COOLDOWN_SECONDS}) before it fires again for the same run; ${DEFAULT_COOLDOWN_SECONDS} (24 hours, as W&B) when left out.`,
+            }),
           }),
         }),
       }),
@@ -498,7 +577,9 @@ builder.mutationField('createAutomation', (t) =>
       automation: await createAutomation(ctx, {
         ...input,
         scope: scopeOf(input.scope),
+        filter: input.filter && decodeFilterInput(input.filter),
         action: decodeActionInput(input.action),
+        runCondition: input.runCondition && runConditionOf(input.runCondition),
       }),
     }),
   }),
@@ -542,6 +623,16 @@ builder.mutationField('updateAutomation', (t) =>
               required: false,
               description: 'New action configuration, replacing the old one whole.',
             }),
+            runCondition: f.field({
+              type: RunConditionInputRef,
+              required: false,
+              description:
+                'New run condition; null removes it (needed to change to an artifact event).',
+            }),
+            cooldownSeconds: f.int({
+              required: false,
+              description: 'New cooldown in seconds; null restores the default for run events.',
+            }),
           }),
         }),
       }),
@@ -551,7 +642,12 @@ builder.mutationField('updateAutomation', (t) =>
         ...input,
         id: decodeId(input.id, 'Automation', 'input.id'),
         scope: input.scope && scopeOf(input.scope),
+        filter: input.filter && decodeFilterInput(input.filter),
         action: input.action && decodeActionInput(input.action),
+        runCondition:
+          input.runCondition === undefined
+            ? undefined
+            : input.runCondition && runConditionOf(input.runCondition),
       }),
     }),
   }),

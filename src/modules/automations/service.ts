@@ -16,9 +16,14 @@ import { DuplicateError } from '../../storage/errors.js';
 import { getAction } from '../actions/service.js';
 import type { StoredList } from '../connection.js';
 import { requireEntity, requireRole } from '../entities/access.js';
-import { EVENT_SHAPES, typesCarrying } from '../events/event-types.js';
+import { EVENT_SHAPES, isRunEvent, typesCarrying } from '../events/event-types.js';
 import { checkDescription, checkName, checkSlug } from '../names.js';
 import { findCollection, type Kind, requireContainer } from '../projects/service.js';
+import {
+  checkCooldown,
+  checkRunCondition,
+  type RunConditionInput,
+} from '../training-runs/conditions.js';
 import { checkAliasPattern } from './pattern.js';
 import { checkPayloadTemplate, checkTextTemplate } from './template.js';
 
@@ -42,6 +47,10 @@ export interface AutomationFilterInput {
   artifactType?: string | null;
   aliasPattern?: string | null;
   tagPattern?: string | null;
+  /** Run events: an RE2 pattern the run's name must match. */
+  runNamePattern?: string | null;
+  /** Run events: only runs reported by this user (stored id). */
+  reportedById?: string | null;
 }
 
 export interface AutomationActionInput {
@@ -62,6 +71,10 @@ export interface CreateAutomationInput {
   scope: AutomationScopeInput;
   filter?: AutomationFilterInput | null;
   action: AutomationActionInput;
+  /** Run events: the condition that fires the automation. */
+  runCondition?: RunConditionInput | null;
+  /** Run events: seconds before the automation fires again for the same run. */
+  cooldownSeconds?: number | null;
 }
 
 /**
@@ -79,43 +92,11 @@ export interface UpdateAutomationInput {
   scope?: AutomationScopeInput | null;
   filter?: AutomationFilterInput | null;
   action?: AutomationActionInput | null;
+  /** Replaces the run condition when given; kept when absent (null clears it). */
+  runCondition?: RunConditionInput | null;
+  /** Replaces the cooldown when given; kept when absent (null restores the default). */
+  cooldownSeconds?: number | null;
 }
-
-/** Which scopes can watch each event type (DESIGN §1, "Events and scopes"). */
-export const SCOPES_FOR_EVENT: Readonly<Record<EventType, readonly ScopeType[]>> = {
-  CREATE_ARTIFACT: ['PROJECT', 'PROJECT_COLLECTION', 'ENTITY'],
-  LINK_ARTIFACT: ['REGISTRY', 'REGISTRY_COLLECTION', 'ENTITY'],
-  UNLINK_ARTIFACT: ['REGISTRY', 'REGISTRY_COLLECTION', 'ENTITY'],
-  ADD_ARTIFACT_ALIAS: [
-    'PROJECT',
-    'REGISTRY',
-    'PROJECT_COLLECTION',
-    'REGISTRY_COLLECTION',
-    'ENTITY',
-  ],
-  ADD_ARTIFACT_TAG: ['PROJECT', 'REGISTRY', 'PROJECT_COLLECTION', 'REGISTRY_COLLECTION', 'ENTITY'],
-  REMOVE_ARTIFACT_TAG: [
-    'PROJECT',
-    'REGISTRY',
-    'PROJECT_COLLECTION',
-    'REGISTRY_COLLECTION',
-    'ENTITY',
-  ],
-  ADD_COLLECTION_TAG: [
-    'PROJECT',
-    'REGISTRY',
-    'PROJECT_COLLECTION',
-    'REGISTRY_COLLECTION',
-    'ENTITY',
-  ],
-  REMOVE_COLLECTION_TAG: [
-    'PROJECT',
-    'REGISTRY',
-    'PROJECT_COLLECTION',
-    'REGISTRY_COLLECTION',
-    'ENTITY',
-  ],
-};
 
 /**
  * The container kind each scope type lives in, and whether it names one collection of it. An
@@ -166,6 +147,7 @@ export async function createAutomation(
     ...scope,
     ...filterColumns(input.filter),
     ...actionColumns(input.action),
+    ...runColumns(input.eventType, input.runCondition ?? null, input.cooldownSeconds),
   };
   const secretIds = await checkDraft(deps, entity.id, draft);
   const now = deps.clock.now();
@@ -234,8 +216,15 @@ export async function updateAutomation(
             filterArtifactType: current.filterArtifactType,
             filterAliasPattern: current.filterAliasPattern,
             filterTagPattern: current.filterTagPattern,
+            filterRunNamePattern: current.filterRunNamePattern,
+            filterRunReportedById: current.filterRunReportedById,
           }
         : filterColumns(input.filter)),
+      ...runColumns(
+        input.eventType ?? current.eventType,
+        input.runCondition === undefined ? storedConditionInput(current) : input.runCondition,
+        input.cooldownSeconds === undefined ? current.cooldownSeconds : input.cooldownSeconds,
+      ),
       ...(input.action == null
         ? {
             actionId: current.actionId,
@@ -328,6 +317,10 @@ const PUBLIC_FIELD: Readonly<Record<keyof Draft, string>> = {
   filterArtifactType: 'filter.artifactType',
   filterAliasPattern: 'filter.aliasPattern',
   filterTagPattern: 'filter.tagPattern',
+  filterRunNamePattern: 'filter.runNamePattern',
+  filterRunReportedById: 'filter.reportedBy',
+  runCondition: 'runCondition',
+  cooldownSeconds: 'cooldownSeconds',
   actionId: 'action',
   payloadTemplate: 'config.payloadTemplate',
   slackTitle: 'config.slackTitle',
@@ -339,7 +332,9 @@ const PUBLIC_FIELD: Readonly<Record<keyof Draft, string>> = {
 function changedFields(before: Draft, after: Draft): string[] {
   const changed = new Set<string>();
   for (const [column, field] of Object.entries(PUBLIC_FIELD)) {
-    if (before[column as keyof Draft] !== after[column as keyof Draft]) changed.add(field);
+    const [a, b] = [before[column as keyof Draft], after[column as keyof Draft]];
+    // The run condition is an object: compared by value.
+    if (a !== b && JSON.stringify(a) !== JSON.stringify(b)) changed.add(field);
   }
   return [...changed];
 }
@@ -423,14 +418,38 @@ function filterColumns(
   filter: AutomationFilterInput | null | undefined,
 ): Pick<
   Draft,
-  'filterCollectionName' | 'filterArtifactType' | 'filterAliasPattern' | 'filterTagPattern'
+  | 'filterCollectionName'
+  | 'filterArtifactType'
+  | 'filterAliasPattern'
+  | 'filterTagPattern'
+  | 'filterRunNamePattern'
+  | 'filterRunReportedById'
 > {
   return {
     filterCollectionName: filter?.collectionName ?? null,
     filterArtifactType: filter?.artifactType ?? null,
     filterAliasPattern: filter?.aliasPattern ?? null,
     filterTagPattern: filter?.tagPattern ?? null,
+    filterRunNamePattern: filter?.runNamePattern ?? null,
+    filterRunReportedById: filter?.reportedById ?? null,
   };
+}
+
+/** The run condition and cooldown, checked for the event type (see conditions.ts). */
+function runColumns(
+  eventType: EventType,
+  condition: RunConditionInput | null,
+  cooldownSeconds: number | null | undefined,
+): Pick<Draft, 'runCondition' | 'cooldownSeconds'> {
+  return {
+    runCondition: checkRunCondition(eventType, condition, 'input.runCondition'),
+    cooldownSeconds: checkCooldown(eventType, cooldownSeconds, 'input.cooldownSeconds'),
+  };
+}
+
+/** A stored condition as input, so an update that keeps it checks it against a new event type. */
+function storedConditionInput(current: Automation): RunConditionInput | null {
+  return current.runCondition;
 }
 
 function actionColumns(
@@ -457,19 +476,69 @@ async function checkDraft(
   entityId: string,
   draft: Draft,
 ): Promise<string[]> {
-  const scopes = SCOPES_FOR_EVENT[draft.eventType];
+  const scopes = EVENT_SHAPES[draft.eventType].scopes;
   if (!scopes.includes(draft.scopeType)) {
     throw new ValidationError(
       SCOPE_FIELD,
       `${draft.eventType} events can only be watched from a ${scopes.join(', ').replace(/, (?=[^,]*$)/, ' or ')} scope, not ${draft.scopeType}; change the scope or the event type.`,
     );
   }
-  checkFilter(draft);
+  await checkFilter(deps, entityId, draft);
   return checkActionConfig(deps, entityId, draft);
 }
 
-function checkFilter(draft: Draft): void {
+async function checkFilter(
+  deps: Pick<AppDeps, 'storage'>,
+  entityId: string,
+  draft: Draft,
+): Promise<void> {
   const field = (name: string) => `${FILTER_FIELD}.${name}`;
+  if (isRunEvent(draft.eventType)) {
+    for (const [name, value] of [
+      ['collectionName', draft.filterCollectionName],
+      ['artifactType', draft.filterArtifactType],
+    ] as const) {
+      if (value !== null) {
+        throw new ValidationError(
+          field(name),
+          `${draft.eventType} is about a training run, which has no artifact; remove \`${name}\`, or filter runs with \`runNamePattern\` and \`reportedBy\`.`,
+        );
+      }
+    }
+  } else {
+    for (const [name, value] of [
+      ['runNamePattern', draft.filterRunNamePattern],
+      ['reportedBy', draft.filterRunReportedById],
+    ] as const) {
+      if (value !== null) {
+        throw new ValidationError(
+          field(name),
+          `Only run events (RUN_STATE, RUN_METRIC, RUN_METRIC_CHANGE, RUN_METRIC_ZSCORE) have a run; remove \`${name}\` for ${draft.eventType} automations.`,
+        );
+      }
+    }
+  }
+  if (draft.filterRunNamePattern !== null) {
+    if (draft.filterRunNamePattern === '') {
+      throw new ValidationError(
+        field('runNamePattern'),
+        'The run name pattern is empty; leave `runNamePattern` out to match every run.',
+      );
+    }
+    checkAliasPattern(draft.filterRunNamePattern, field('runNamePattern'), 'run name');
+  }
+  if (draft.filterRunReportedById !== null) {
+    const member = await deps.storage.entities.findMembership(
+      entityId,
+      draft.filterRunReportedById,
+    );
+    if (!member) {
+      throw new NotFoundError(
+        field('reportedBy'),
+        'No member of this entity has that id; pick a user from `entity.members`.',
+      );
+    }
+  }
   if (draft.filterCollectionName !== null) {
     if (draft.scopeType !== 'ENTITY' && SCOPE_SHAPE[draft.scopeType].collection) {
       throw new ValidationError(
@@ -560,6 +629,7 @@ async function checkActionConfig(
           draft.payloadTemplate,
           secretNames,
           field('payloadTemplate'),
+          draft.eventType,
         )) {
           used.add(name);
         }
@@ -574,7 +644,8 @@ async function checkActionConfig(
             `A Slack action needs \`${name}\`: the ${name === 'slackTitle' ? 'title' : 'message text'} to post, which may use template variables.`,
           );
         }
-        for (const secret of checkTextTemplate(text, secretNames, field(name))) used.add(secret);
+        for (const secret of checkTextTemplate(text, secretNames, field(name), draft.eventType))
+          used.add(secret);
       }
       draft.slackSeverity ??= 'INFO';
       break;

@@ -1,6 +1,8 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: this module handles ${…} references as literal text.
 
 import { ValidationError } from '../../errors.js';
+import type { EventType } from '../../storage/config.js';
+import { EVENT_SHAPES } from '../events/event-types.js';
 import { checkJsonDepth, MAX_JSON_DEPTH } from '../json-depth.js';
 
 /** Values the variables of DESIGN §1 take for one run. */
@@ -19,27 +21,75 @@ export interface TemplateContext {
   alias: string | null;
   tag: string | null;
   metadata: Record<string, unknown>;
+  /** For run events: the run and, for metric events, what fired; absent or null for artifact events. */
+  run?: RunTemplateContext | null;
 }
 
-/** The value of each plain variable for one run; the single list of their names. */
-const VARIABLES: ReadonlyMap<string, (ctx: TemplateContext) => string> = new Map([
-  ['event_type', (ctx) => ctx.eventType],
-  ['event_author', (ctx) => ctx.eventAuthor],
-  ['event_id', (ctx) => ctx.eventId],
-  ['automation_name', (ctx) => ctx.automationName],
-  ['entity_name', (ctx) => ctx.entityName],
-  ['project_name', (ctx) => ctx.projectName],
-  ['artifact_collection_name', (ctx) => ctx.artifactCollectionName],
-  ['artifact_type', (ctx) => ctx.artifactType],
-  ['artifact_version_index', (ctx) => String(ctx.artifactVersionIndex ?? '')],
-  ['artifact_version', (ctx) => versionUri(ctx)],
-  ['artifact_version_string', (ctx) => versionString(ctx)],
-  ['alias', (ctx) => ctx.alias ?? ''],
-  ['tag', (ctx) => ctx.tag ?? ''],
+/** What a run event's variables render (W&B's run variables). */
+export interface RunTemplateContext {
+  /** The run's global ID (the `Run` node's `id`). */
+  id: string;
+  name: string;
+  /** RUNNING, FINISHED or FAILED, when the condition fired. */
+  status: string;
+  /** Null for RUN_STATE events. */
+  metricName: string | null;
+  /** The values the condition looked at, oldest first; null for RUN_STATE events. */
+  metricValues: number[] | null;
+  /** The condition, for people. */
+  metricFilter: string;
+}
+
+/** Which events a variable exists for. */
+type Audience = 'all' | 'artifact' | 'run' | 'metric';
+
+const ARTIFACT_AUDIENCES: ReadonlySet<Audience> = new Set(['all', 'artifact']);
+
+/** The audience an event type's templates may address (an unknown type: artifact events'). */
+function audiencesOf(eventType: string): ReadonlySet<Audience> {
+  const shape = (EVENT_SHAPES as Partial<Record<string, (typeof EVENT_SHAPES)[EventType]>>)[
+    eventType
+  ];
+  if (shape?.subject !== 'run') return ARTIFACT_AUDIENCES;
+  return new Set(eventType === 'RUN_STATE' ? ['all', 'run'] : ['all', 'run', 'metric']);
+}
+
+const runField = <K extends keyof RunTemplateContext>(ctx: TemplateContext, key: K) =>
+  ctx.run?.[key] ?? null;
+
+type Variable = [Audience, (ctx: TemplateContext) => string];
+
+/** The value of each plain variable for one run, and the events it exists for; the single list of their names. */
+const VARIABLES: ReadonlyMap<string, Variable> = new Map<string, Variable>([
+  ['event_type', ['all', (ctx) => ctx.eventType]],
+  ['event_author', ['all', (ctx) => ctx.eventAuthor]],
+  ['event_id', ['all', (ctx) => ctx.eventId]],
+  ['automation_name', ['all', (ctx) => ctx.automationName]],
+  ['entity_name', ['all', (ctx) => ctx.entityName]],
+  ['project_name', ['all', (ctx) => ctx.projectName]],
+  ['artifact_collection_name', ['artifact', (ctx) => ctx.artifactCollectionName]],
+  ['artifact_type', ['artifact', (ctx) => ctx.artifactType]],
+  ['artifact_version_index', ['artifact', (ctx) => String(ctx.artifactVersionIndex ?? '')]],
+  ['artifact_version', ['artifact', (ctx) => versionUri(ctx)]],
+  ['artifact_version_string', ['artifact', (ctx) => versionString(ctx)]],
+  ['alias', ['artifact', (ctx) => ctx.alias ?? '']],
+  ['tag', ['artifact', (ctx) => ctx.tag ?? '']],
+  ['run_name', ['run', (ctx) => runField(ctx, 'name') ?? '']],
+  ['run_id', ['run', (ctx) => runField(ctx, 'id') ?? '']],
+  ['run_status', ['run', (ctx) => runField(ctx, 'status') ?? '']],
+  ['metric_name', ['metric', (ctx) => runField(ctx, 'metricName') ?? '']],
+  ['metric_values', ['metric', (ctx) => JSON.stringify(runField(ctx, 'metricValues') ?? [])]],
+  ['metric_filter', ['metric', (ctx) => runField(ctx, 'metricFilter') ?? '']],
 ]);
 
 /** The plain variables a template may use, besides `artifact_metadata.KEY` and secret names. */
 export const TEMPLATE_VARIABLES: readonly string[] = Object.freeze([...VARIABLES.keys()]);
+
+/** The plain variables templates of `eventType` may use, in the order of {@link TEMPLATE_VARIABLES}. */
+export function variablesFor(eventType: string): string[] {
+  const audiences = audiencesOf(eventType);
+  return [...VARIABLES].filter(([, [audience]]) => audiences.has(audience)).map(([name]) => name);
+}
 
 export const MAX_TEMPLATE_BYTES = 64 * 1024;
 
@@ -49,10 +99,13 @@ const MAX_SECRET_NAME_LENGTH = 64;
 
 const METADATA_PREFIX = 'artifact_metadata.';
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const KNOWN_LIST = [
-  ...TEMPLATE_VARIABLES.map((name) => `\${${name}}`),
-  '${artifact_metadata.KEY}',
-].join(', ');
+/** The variables an event type's templates may use, for messages. */
+function knownList(eventType: string): string {
+  return [
+    ...variablesFor(eventType).map((name) => `\${${name}}`),
+    ...(audiencesOf(eventType).has('artifact') ? ['${artifact_metadata.KEY}'] : []),
+  ].join(', ');
+}
 /** The field render errors are reported under: the stored template itself. */
 const RENDER_FIELD = 'template';
 
@@ -115,7 +168,7 @@ class TemplateError extends Error {
  * malformed reference and for an unknown lower-case variable; secret names are only checked for
  * form here, since whether they exist depends on the caller.
  */
-function tokenize(text: string): Segment[] {
+function tokenize(text: string, eventType: string | null): Segment[] {
   const segments: Segment[] = [];
   let from = 0;
   for (;;) {
@@ -127,22 +180,34 @@ function tokenize(text: string): Segment[] {
       throw new TemplateError(start, 'unclosed "${": a variable reference ends with "}"');
     }
     const body = text.slice(start + 2, end);
-    segments.push({ ...classify(body, start), offset: start });
+    segments.push({ ...classify(body, start, eventType), offset: start });
     from = end + 1;
   }
   if (from < text.length) segments.push(text.slice(from));
   return segments;
 }
 
-function classify(body: string, offset: number): Reference {
+function classify(body: string, offset: number, eventType: string | null): Reference {
+  // Rendering (no event type) takes every variable: the audience was checked when saved.
+  const audiences = eventType === null ? null : audiencesOf(eventType);
+  const absent = (name: string) =>
+    new TemplateError(
+      offset,
+      `\${${name}} does not exist for ${eventType} events. Known variables for them: ${knownList(eventType ?? '')}, and \${SECRET_NAME} for a secret of the entity (UPPER_SNAKE_CASE)`,
+    );
   if (body.startsWith(METADATA_PREFIX)) {
+    if (audiences && !audiences.has('artifact')) throw absent(body);
     const key = body.slice(METADATA_PREFIX.length);
     if (key === '') {
       throw new TemplateError(offset, 'missing metadata key: write ${artifact_metadata.KEY}');
     }
     return { kind: 'metadata', key };
   }
-  if (VARIABLES.has(body)) return { kind: 'variable', name: body };
+  const variable = VARIABLES.get(body);
+  if (variable) {
+    if (audiences && !audiences.has(variable[0])) throw absent(body);
+    return { kind: 'variable', name: body };
+  }
   if (SECRET_NAME_PATTERN.test(body)) {
     if (body.length > MAX_SECRET_NAME_LENGTH) {
       throw new TemplateError(
@@ -155,7 +220,7 @@ function classify(body: string, offset: number): Reference {
   if (IDENTIFIER.test(body)) {
     throw new TemplateError(
       offset,
-      `unknown variable \${${body}}. Known variables: ${KNOWN_LIST}, and \${SECRET_NAME} for a secret of the entity (UPPER_SNAKE_CASE)`,
+      `unknown variable \${${body}}. Known variables${eventType === null ? '' : ` for ${eventType} events`}: ${knownList(eventType ?? 'CREATE_ARTIFACT')}, and \${SECRET_NAME} for a secret of the entity (UPPER_SNAKE_CASE)`,
     );
   }
   throw new TemplateError(
@@ -337,6 +402,7 @@ export function checkPayloadTemplate(
   text: string,
   secretNames: ReadonlySet<string>,
   field: string,
+  eventType: EventType = 'CREATE_ARTIFACT',
 ): string[] {
   checkSize(text, field);
   const literals = scanOrThrow(text, field);
@@ -353,7 +419,7 @@ export function checkPayloadTemplate(
       }
       continue;
     }
-    collectSecrets(tokenizeOrThrow(value, field, at), secretNames, used, at, field);
+    collectSecrets(tokenizeOrThrow(value, field, at, eventType), secretNames, used, at, field);
   }
   return [...used].sort();
 }
@@ -369,11 +435,12 @@ export function checkTextTemplate(
   text: string,
   secretNames: ReadonlySet<string>,
   field: string,
+  eventType: EventType = 'CREATE_ARTIFACT',
 ): string[] {
   checkSize(text, field);
   const locate = (offset: number): string => `At ${describePosition(text, offset)}`;
   const used = new Set<string>();
-  collectSecrets(tokenizeOrThrow(text, field, locate), secretNames, used, locate, field);
+  collectSecrets(tokenizeOrThrow(text, field, locate, eventType), secretNames, used, locate, field);
   return [...used].sort();
 }
 
@@ -401,9 +468,11 @@ function tokenizeOrThrow(
   value: string,
   field: string,
   locate: (offset: number) => string,
+  /** Whose variables are known; null (rendering) knows every variable. */
+  eventType: string | null,
 ): Segment[] {
   try {
-    return tokenize(value);
+    return tokenize(value, eventType);
   } catch (error) {
     if (!(error instanceof TemplateError)) throw error;
     throw new ValidationError(field, `${locate(error.offset)}: ${error.message}`);
@@ -476,7 +545,7 @@ function substitute(
       out += segment;
     } else if (segment.kind === 'variable') {
       // tokenize only yields names that are keys of VARIABLES.
-      out += VARIABLES.get(segment.name)!(ctx);
+      out += VARIABLES.get(segment.name)![1](ctx);
     } else if (segment.kind === 'metadata') {
       out += metadataText(metadataValue(ctx.metadata, segment.key));
     } else {
@@ -515,6 +584,17 @@ function substitute(
  *   "artifact_metadata": { … }        // the version's metadata object
  * }
  * ```
+ * and for run events (the metric fields for RUN_METRIC, RUN_METRIC_CHANGE and RUN_METRIC_ZSCORE;
+ * a RUN_STATE envelope has `"condition": "run state is FINISHED or FAILED"` instead):
+ * ```jsonc
+ * {
+ *   "event_type": "RUN_METRIC", "event_id": "…", "event_author": "alice",
+ *   "automation_name": "…", "entity_name": "acme", "project_name": "vision",
+ *   "run_id": "UnVuOj…", "run_name": "resnet-lr3e-4", "run_status": "RUNNING",
+ *   "metric_name": "val/loss", "metric_values": [0.41, 0.39, 0.38],
+ *   "metric_filter": "average of val/loss over the last 3 values < 0.4"
+ * }
+ * ```
  *
  * `secrets` maps secret name to plaintext. Throws `ValidationError('template', …)` when the
  * template fails the save-time checks or uses a secret absent from `secrets`: the run cannot be
@@ -534,7 +614,7 @@ export function renderPayload(
     const value = decodeLiteral(template, literal);
     if (!value.includes('${')) continue;
     const at = (): string => `In the string at ${describePosition(template, literal.start)}`;
-    const rendered = substitute(tokenizeOrThrow(value, RENDER_FIELD, at), ctx, secrets);
+    const rendered = substitute(tokenizeOrThrow(value, RENDER_FIELD, at, null), ctx, secrets);
     out += template.slice(from, literal.start) + JSON.stringify(rendered);
     from = literal.end;
   }
@@ -542,6 +622,28 @@ export function renderPayload(
 }
 
 function defaultEnvelope(ctx: TemplateContext): Record<string, unknown> {
+  if (ctx.run) {
+    const metric =
+      ctx.run.metricName === null
+        ? {}
+        : {
+            metric_name: ctx.run.metricName,
+            metric_values: ctx.run.metricValues,
+            metric_filter: ctx.run.metricFilter,
+          };
+    return {
+      event_type: ctx.eventType,
+      event_id: ctx.eventId,
+      event_author: ctx.eventAuthor,
+      automation_name: ctx.automationName,
+      entity_name: ctx.entityName,
+      project_name: ctx.projectName,
+      run_id: ctx.run.id,
+      run_name: ctx.run.name,
+      run_status: ctx.run.status,
+      ...(ctx.run.metricName === null ? { condition: ctx.run.metricFilter } : metric),
+    };
+  }
   return {
     event_type: ctx.eventType,
     event_id: ctx.eventId,
@@ -571,5 +673,5 @@ export function renderText(
   secrets: ReadonlyMap<string, string>,
 ): string {
   const locate = (offset: number): string => `At ${describePosition(text, offset)}`;
-  return substitute(tokenizeOrThrow(text, RENDER_FIELD, locate), ctx, secrets);
+  return substitute(tokenizeOrThrow(text, RENDER_FIELD, locate, null), ctx, secrets);
 }

@@ -59,6 +59,12 @@ export async function emitArtifactEvent(
     const first = await deps.storage.events.findByIdempotencyKey(entity.id, idempotencyKey);
     if (first) return { ...first, replayed: true };
   }
+  if (EVENT_SHAPES[input.eventType].subject === 'run') {
+    throw new ValidationError(
+      'input.eventType',
+      `${input.eventType} is a run event: report runs with reportRunState and logRunMetrics, which fire run automations.`,
+    );
+  }
   const where = EVENT_SHAPES[input.eventType].owner;
   if (where === 'project' && input.owner.registry != null) {
     throw new ValidationError(
@@ -149,7 +155,7 @@ function passesFilter(
   return true;
 }
 
-function checkIdempotencyKey(key: string | null | undefined): string | null {
+export function checkIdempotencyKey(key: string | null | undefined): string | null {
   if (key == null) return null;
   if (key.length === 0 || key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
     throw new ValidationError(

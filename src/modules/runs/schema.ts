@@ -152,8 +152,10 @@ export const TriggeredRunRef = builder.node(builder.objectRef<TriggeredRun>('Tri
     }),
     event: t.field({
       type: ArtifactEventRef,
-      description: 'The event that triggered the run.',
-      resolve: async (r, _args, ctx) => (await getEvent(ctx.deps, r.eventId))!,
+      nullable: true,
+      description:
+        'The artifact event that triggered the run; null for a run event (see `runEvent`).',
+      resolve: async (r, _args, ctx) => (r.eventId ? await getEvent(ctx.deps, r.eventId) : null),
     }),
     attemptCount: t.exposeInt('attemptCount', {
       description:

@@ -30,6 +30,8 @@ export function runUpdate(run: TriggeredRun): RunUpdate {
     id: run.id,
     entityId: run.entityId,
     eventId: run.eventId,
+    runEventId: run.runEventId,
+    trainingRunId: run.trainingRunId,
     automationId: run.automationId,
     automationName: run.automationName,
     actionId: run.actionId,

@@ -5,6 +5,7 @@ import {
   type AttemptOutcome,
   type ClaimedRun,
   type DeliveryAction,
+  type DeliveryRunEvent,
   type DeliveryStore,
   INTERRUPTED_ATTEMPT_MESSAGE,
   type Lease,
@@ -21,11 +22,14 @@ import type { PgHandle } from './support.js';
 const LEASED = `id = $1 AND status = 'RUNNING' AND lease_owner = $2`;
 
 /**
- * Takes the oldest due runs (equal times in insertion order) from the partial due index and
- * leases them, in one statement. `FOR UPDATE SKIP LOCKED` passes over runs another claim is
- * taking at this moment, so claimers never wait for each other nor take one run twice; a run
- * another claim took and committed meanwhile is re-checked after the lock and no longer due.
- * Returns what orders the claimed runs: the time they were due to be tried and the insertion order.
+ * Takes the oldest due runs (equal times in insertion order) from the partial due index, leases
+ * them, and reads everything their attempts need, in one statement (one round trip).
+ * `FOR UPDATE SKIP LOCKED` passes over runs another claim is taking at this moment, so claimers
+ * never wait for each other nor take one run twice; a run another claim took and committed
+ * meanwhile is re-checked after the lock and no longer due. Each row: the run, how many of its
+ * attempts were left open, its event with the names of its entity and project or registry, its
+ * automation and action as they are now, the sealed secrets of the action and of the
+ * automation's templates (a JSON array of [id, name, ciphertext]); oldest due first.
  */
 const CLAIM = (passOver: boolean) => `
   WITH due AS (
@@ -34,20 +38,14 @@ const CLAIM = (passOver: boolean) => `
     ORDER BY due_at, seq
     LIMIT $4
     FOR UPDATE SKIP LOCKED
+  ), claimed AS (
+    UPDATE triggered_runs r
+    SET status = 'RUNNING', lease_owner = $2, lease_expires_at = $3, updated_at = $1
+    FROM due
+    WHERE r.id = due.id
+    RETURNING r.id, r.attempt_count, r.action_id, r.event_id, r.run_event_id, r.automation_id,
+      coalesce(r.next_attempt_at, 0) AS due_order, r.seq
   )
-  UPDATE triggered_runs r
-  SET status = 'RUNNING', lease_owner = $2, lease_expires_at = $3, updated_at = $1
-  FROM due
-  WHERE r.id = due.id
-  RETURNING r.id, coalesce(r.next_attempt_at, 0)::float8, r.seq::float8`;
-
-/**
- * Everything the attempts of claimed runs need, one row per run ($1: their ids): the run, its
- * event with the names of its entity and project or registry, its automation and action as they
- * are now, how many of its attempts were left open, and the sealed secrets of the action and of
- * the automation's templates (a JSON array of [id, name, ciphertext]).
- */
-const LOAD = `
   SELECT
     r.id, r.attempt_count, r.action_id,
     (SELECT count(*)::int FROM delivery_attempts d
@@ -62,15 +60,22 @@ const LOAD = `
       FROM secrets s
       WHERE s.id IN (a.access_token_secret_id, a.signing_secret_id, a.slack_url_secret_id)
         OR s.id IN (SELECT ref.secret_id FROM automation_secret_refs ref WHERE ref.automation_id = au.id)),
-    e.tag
-  FROM triggered_runs r
+    e.tag,
+    re.id, re.event_type, re.run_state, re.metric_name, re.metric_values, re.condition,
+    tr.id, tr.name, ren.name, rp.name, ru.name
+  FROM claimed r
   LEFT JOIN artifact_events e ON e.id = r.event_id
+  LEFT JOIN run_events re ON re.id = r.run_event_id
+  LEFT JOIN training_runs tr ON tr.id = re.training_run_id
+  LEFT JOIN entities ren ON ren.id = re.entity_id
+  LEFT JOIN projects rp ON rp.id = re.project_id
+  LEFT JOIN users ru ON ru.id = tr.reported_by_id
   LEFT JOIN entities en ON en.id = e.entity_id
   LEFT JOIN projects p ON p.id = e.project_id
   LEFT JOIN registries rg ON rg.id = e.registry_id
   LEFT JOIN automations au ON au.id = r.automation_id
   LEFT JOIN actions a ON a.id = r.action_id
-  WHERE r.id = ANY($1::text[])`;
+  ORDER BY r.due_order, r.seq`;
 
 const UNCLAIM = `
   UPDATE triggered_runs
@@ -78,25 +83,71 @@ const UNCLAIM = `
     lease_owner = NULL, lease_expires_at = NULL, updated_at = $3
   WHERE id = ANY($1::text[]) AND status = 'RUNNING' AND lease_owner = $2`;
 
-const CLOSE_OPEN_ATTEMPTS = `
-  UPDATE delivery_attempts SET error_class = 'INTERRUPTED', error_message = $2
-  WHERE run_id = $1 AND duration_ms IS NULL AND error_class IS NULL`;
+/**
+ * Counts an attempt on the leased run, closes its open attempts and writes the new attempt's row,
+ * in one statement ($1 run, $2 owner, $3 start time, $4 attempt id, $5 the interrupted message):
+ * no row when the lease no longer holds, and then nothing is written.
+ */
+const START_ATTEMPT = `
+  WITH counted AS (
+    UPDATE triggered_runs SET attempt_count = attempt_count + 1, updated_at = $3
+    WHERE ${LEASED}
+    RETURNING attempt_count
+  ), closed AS (
+    UPDATE delivery_attempts SET error_class = 'INTERRUPTED', error_message = $5
+    WHERE run_id = $1 AND duration_ms IS NULL AND error_class IS NULL
+      AND EXISTS (SELECT 1 FROM counted)
+  ), inserted AS (
+    INSERT INTO delivery_attempts (id, run_id, attempt_number, started_at)
+    SELECT $4, $1,
+      coalesce((SELECT max(attempt_number) FROM delivery_attempts WHERE run_id = $1), 0) + 1, $3
+    FROM counted
+    RETURNING attempt_number
+  )
+  SELECT counted.attempt_count, inserted.attempt_number FROM counted, inserted`;
 
-const COUNT_ATTEMPT = `
-  UPDATE triggered_runs SET attempt_count = attempt_count + 1, updated_at = $3
-  WHERE ${LEASED}
-  RETURNING attempt_count`;
+/** An attempt's outcome, set only when the run's write in the same statement (\`changed\`) happened. */
+const RECORD_OUTCOME = (first: number) => `
+  recorded AS (
+    UPDATE delivery_attempts
+    SET duration_ms = $${first + 1}, status_code = $${first + 2}, error_class = $${first + 3},
+      error_message = $${first + 4}, response_body = $${first + 5}
+    WHERE id = $${first} AND EXISTS (SELECT 1 FROM changed)
+  )`;
 
-const INSERT_ATTEMPT = `
-  INSERT INTO delivery_attempts (id, run_id, attempt_number, started_at)
-  SELECT $1, $2, coalesce(max(attempt_number), 0) + 1, $3
-  FROM delivery_attempts WHERE run_id = $2
-  RETURNING attempt_number`;
+/** The leased run's final or retry state ($1 run, $2 owner, $3…$7). */
+const SETTLE = `
+  changed AS (
+    UPDATE triggered_runs
+    SET status = $3, result = $4, next_attempt_at = $5, lease_owner = NULL,
+      lease_expires_at = NULL, updated_at = $6, finished_at = $7
+    WHERE ${LEASED}
+    RETURNING id
+  )`;
 
-const RECORD_OUTCOME = `
-  UPDATE delivery_attempts
-  SET duration_ms = $2, status_code = $3, error_class = $4, error_message = $5, response_body = $6
-  WHERE id = $1`;
+/** Settles the run and records its attempt's outcome ($8 attempt, $9… outcome) in one statement. */
+const FINISH_ATTEMPT = `WITH ${SETTLE}, ${RECORD_OUTCOME(8)} SELECT count(*)::int FROM changed`;
+
+/** Settles the run and closes its open attempts ($8 the interrupted message). */
+const FINISH_RUN = `
+  WITH ${SETTLE}, closed AS (
+    UPDATE delivery_attempts SET error_class = 'INTERRUPTED', error_message = $8
+    WHERE run_id = $1 AND duration_ms IS NULL AND error_class IS NULL
+      AND EXISTS (SELECT 1 FROM changed)
+  )
+  SELECT count(*)::int FROM changed`;
+
+/** Puts the run back in line, due $4, and records the attempt ($5, outcome $6…). */
+const RELEASE_ATTEMPT = `
+  WITH changed AS (
+    UPDATE triggered_runs
+    SET status = CASE WHEN attempt_count - 1 <= 0 THEN 'QUEUED' ELSE 'RETRYING' END,
+      attempt_count = attempt_count - 1, result = $3, next_attempt_at = $4, lease_owner = NULL,
+      lease_expires_at = NULL, updated_at = $4
+    WHERE ${LEASED}
+    RETURNING id
+  ), ${RECORD_OUTCOME(5)}
+  SELECT count(*)::int FROM changed`;
 
 const SETTLE_RUN = `
   UPDATE triggered_runs
@@ -104,12 +155,10 @@ const SETTLE_RUN = `
     lease_expires_at = NULL, updated_at = $6, finished_at = $7
   WHERE ${LEASED}`;
 
-const RELEASE_RUN = `
-  UPDATE triggered_runs
-  SET status = CASE WHEN attempt_count - 1 <= 0 THEN 'QUEUED' ELSE 'RETRYING' END,
-    attempt_count = attempt_count - 1, result = $3, next_attempt_at = $4, lease_owner = NULL,
-    lease_expires_at = NULL, updated_at = $4
-  WHERE ${LEASED}`;
+const RECORD_OUTCOME_ALONE = `
+  UPDATE delivery_attempts
+  SET duration_ms = $2, status_code = $3, error_class = $4, error_message = $5, response_body = $6
+  WHERE id = $1`;
 
 const DISABLE_ACTION = `
   UPDATE actions SET enabled = false, disabled_reason = $2, updated_at = $3
@@ -188,7 +237,23 @@ function claimedRun(row: Row): ClaimedRun {
   const secrets = ((row[34] as [string, string, string][] | null) ?? []).map(
     ([secretId, name, ciphertext]): SealedSecret => ({ id: secretId, name, ciphertext }),
   );
-  return { id, attemptCount, openAttempts, actionId, event, automation, action, secrets };
+  const runEvent: DeliveryRunEvent | null =
+    row[36] === null || row[42] === null
+      ? null
+      : {
+          id: row[36] as string,
+          eventType: row[37] as EventType,
+          runState: row[38] as string,
+          metricName: row[39] as string | null,
+          metricValues: row[40] as number[] | null,
+          condition: row[41] as string,
+          trainingRunId: row[42] as string,
+          runName: row[43] as string,
+          entityName: row[44] as string,
+          projectName: row[45] as string,
+          reportedBy: row[46] as string | null,
+        };
+  return { id, attemptCount, openAttempts, actionId, event, runEvent, automation, action, secrets };
 }
 
 const time = (date: Date | null): number | null => (date === null ? null : date.getTime());
@@ -215,65 +280,51 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
     }
   }
 
-  /** Closes the run's open attempts; only inside a transaction that checked the lease. */
-  const closeOpenAttempts = (client: pg.PoolClient, runId: string) =>
-    run(client, 'closeOpenAttempts', CLOSE_OPEN_ATTEMPTS, [runId, INTERRUPTED_ATTEMPT_MESSAGE]);
+  const outcomeValues = (outcome: AttemptOutcome) => [
+    outcome.durationMs,
+    outcome.statusCode,
+    outcome.errorClass,
+    outcome.errorMessage,
+    outcome.responseBody,
+  ];
 
-  const recordOutcome = (client: pg.PoolClient, id: string, outcome: AttemptOutcome) =>
-    run(client, 'recordOutcome', RECORD_OUTCOME, [
-      id,
-      outcome.durationMs,
-      outcome.statusCode,
-      outcome.errorClass,
-      outcome.errorMessage,
-      outcome.responseBody,
-    ]);
-
-  /** Sets a leased run's final or retry state; false when the lease no longer holds. */
-  const settleRun = async (
-    client: pg.PoolClient,
+  /** The values of {@link SETTLE} ($1…$7). */
+  const settleValues = (
     lease: Lease,
     change: { status: string; result: string; nextAttemptAt: Date | null },
     now: Date,
-  ): Promise<boolean> => {
-    const result = await run(client, 'settleRun', SETTLE_RUN, [
-      lease.runId,
-      lease.owner,
-      change.status,
-      change.result,
-      time(change.nextAttemptAt),
-      now.getTime(),
-      change.status === 'RETRYING' ? null : now.getTime(),
-    ]);
-    return (result.rowCount ?? 0) > 0;
-  };
+  ) => [
+    lease.runId,
+    lease.owner,
+    change.status,
+    change.result,
+    time(change.nextAttemptAt),
+    now.getTime(),
+    change.status === 'RETRYING' ? null : now.getTime(),
+  ];
+
+  /** Whether a statement that reports `count(*)` of its changed run changed it. */
+  const changedOne = (result: pg.QueryResult<Row>) => (result.rows[0]?.[0] as number) > 0;
 
   return {
     async claimDue(request) {
       if (request.limit <= 0) return [];
       const passOver = request.passOver.length > 0;
-      return transaction(async (client) => {
-        const values: unknown[] = [
-          request.now.getTime(),
-          request.owner,
-          request.leaseExpiresAt.getTime(),
-          request.limit,
-        ];
-        if (passOver) values.push([...request.passOver]);
-        const claimed = (
-          await run(client, passOver ? 'claim:passOver' : 'claim', CLAIM(passOver), values)
-        ).rows as [string, number, number][];
-        if (claimed.length === 0) return [];
-        claimed.sort((a, b) => a[1] - b[1] || a[2] - b[2]);
-        const ids = claimed.map((row) => row[0]);
-        const loaded = new Map<string, ClaimedRun>();
-        for (const row of (await run(client, 'load', LOAD, [ids])).rows) {
-          const claimedRunRow = claimedRun(row);
-          loaded.set(claimedRunRow.id, claimedRunRow);
-        }
-        // Oldest due first; a run deleted meanwhile (with its event) is left out.
-        return ids.flatMap((id) => loaded.get(id) ?? []);
-      });
+      const values: unknown[] = [
+        request.now.getTime(),
+        request.owner,
+        request.leaseExpiresAt.getTime(),
+        request.limit,
+      ];
+      if (passOver) values.push([...request.passOver]);
+      const claimed = await run(
+        h.pool,
+        passOver ? 'claim:passOver' : 'claim',
+        CLAIM(passOver),
+        values,
+      );
+      // Oldest due first, as the statement orders them.
+      return claimed.rows.map(claimedRun);
     },
 
     async unclaim(owner, runIds, now) {
@@ -281,80 +332,88 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
       await run(h.pool, 'unclaim', UNCLAIM, [[...runIds], owner, now.getTime()]);
     },
 
-    startAttempt(lease, startedAt) {
-      return transaction(async (client) => {
-        const counted = (
-          await run(client, 'countAttempt', COUNT_ATTEMPT, [
-            lease.runId,
-            lease.owner,
-            startedAt.getTime(),
-          ])
-        ).rows[0];
-        if (counted === undefined) return null;
-        await closeOpenAttempts(client, lease.runId);
-        const id = newId();
-        const inserted = (
-          await run(client, 'insertAttempt', INSERT_ATTEMPT, [id, lease.runId, startedAt.getTime()])
-        ).rows[0] as Row;
-        return {
-          id,
-          attemptNumber: inserted[0] as number,
-          startedAt,
-          attemptCount: counted[0] as number,
-        };
-      });
-    },
-
-    finishAttempt(lease, attemptId, outcome, verdict, now, disable) {
-      return transaction(async (client) => {
-        if (!(await settleRun(client, lease, verdict, now))) return false;
-        await recordOutcome(client, attemptId, outcome);
-        if (disable !== undefined) {
-          const disabled = await run(client, 'disableAction', DISABLE_ACTION, [
-            disable.actionId,
-            disable.reason,
-            now.getTime(),
-          ]);
-          if ((disabled.rowCount ?? 0) > 0) {
-            const audit = disable.audit;
-            await run(client, 'insertAudit', INSERT_AUDIT, [
-              newId(),
-              audit.entityId,
-              audit.actorId,
-              audit.action,
-              audit.targetType,
-              audit.targetId,
-              JSON.stringify(audit.details ?? {}),
-              now.getTime(),
-            ]);
-          }
-        }
-        return true;
-      });
-    },
-
-    finishRun(lease, change, now) {
-      return transaction(async (client) => {
-        if (!(await settleRun(client, lease, { ...change, nextAttemptAt: null }, now))) {
-          return false;
-        }
-        await closeOpenAttempts(client, lease.runId);
-        return true;
-      });
-    },
-
-    releaseAttempt(lease, attemptId, outcome, result, now) {
-      return transaction(async (client) => {
-        const released = await run(client, 'releaseRun', RELEASE_RUN, [
+    async startAttempt(lease, startedAt) {
+      const id = newId();
+      const started = (
+        await run(h.pool, 'startAttempt', START_ATTEMPT, [
           lease.runId,
           lease.owner,
-          result,
+          startedAt.getTime(),
+          id,
+          INTERRUPTED_ATTEMPT_MESSAGE,
+        ])
+      ).rows[0];
+      if (started === undefined) return null;
+      return {
+        id,
+        attemptNumber: started[1] as number,
+        startedAt,
+        attemptCount: started[0] as number,
+      };
+    },
+
+    async finishAttempt(lease, attemptId, outcome, verdict, now, disable) {
+      if (disable === undefined) {
+        const finished = await run(h.pool, 'finishAttempt', FINISH_ATTEMPT, [
+          ...settleValues(lease, verdict, now),
+          attemptId,
+          ...outcomeValues(outcome),
+        ]);
+        return changedOne(finished);
+      }
+      // Rare (the receiver said the endpoint is gone): a transaction of several statements.
+      return transaction(async (client) => {
+        const settled = await run(
+          client,
+          'settleRun',
+          SETTLE_RUN,
+          settleValues(lease, verdict, now),
+        );
+        if ((settled.rowCount ?? 0) === 0) return false;
+        await run(client, 'recordOutcome', RECORD_OUTCOME_ALONE, [
+          attemptId,
+          ...outcomeValues(outcome),
+        ]);
+        const disabled = await run(client, 'disableAction', DISABLE_ACTION, [
+          disable.actionId,
+          disable.reason,
           now.getTime(),
         ]);
-        if ((released.rowCount ?? 0) === 0) return false;
-        await recordOutcome(client, attemptId, outcome);
+        if ((disabled.rowCount ?? 0) > 0) {
+          const audit = disable.audit;
+          await run(client, 'insertAudit', INSERT_AUDIT, [
+            newId(),
+            audit.entityId,
+            audit.actorId,
+            audit.action,
+            audit.targetType,
+            audit.targetId,
+            JSON.stringify(audit.details ?? {}),
+            now.getTime(),
+          ]);
+        }
         return true;
       });
+    },
+
+    async finishRun(lease, change, now) {
+      const finished = await run(h.pool, 'finishRun', FINISH_RUN, [
+        ...settleValues(lease, { ...change, nextAttemptAt: null }, now),
+        INTERRUPTED_ATTEMPT_MESSAGE,
+      ]);
+      return changedOne(finished);
+    },
+
+    async releaseAttempt(lease, attemptId, outcome, result, now) {
+      const released = await run(h.pool, 'releaseAttempt', RELEASE_ATTEMPT, [
+        lease.runId,
+        lease.owner,
+        result,
+        now.getTime(),
+        attemptId,
+        ...outcomeValues(outcome),
+      ]);
+      return changedOne(released);
     },
 
     async queueDepth(now) {

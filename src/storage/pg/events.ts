@@ -39,10 +39,12 @@ true satisfies Same<RunStatus, StoredRunStatus>;
 true satisfies Same<EventType, (typeof artifactEvents.$inferSelect)['eventType']>;
 
 /** The columns of a {@link TriggeredRun}: what every run query reads. */
-const RUN_COLUMNS = {
+export const RUN_COLUMNS = {
   id: triggeredRuns.id,
   entityId: triggeredRuns.entityId,
   eventId: triggeredRuns.eventId,
+  runEventId: triggeredRuns.runEventId,
+  trainingRunId: triggeredRuns.trainingRunId,
   automationId: triggeredRuns.automationId,
   automationName: triggeredRuns.automationName,
   actionId: triggeredRuns.actionId,
@@ -221,6 +223,8 @@ export function createEventStore(h: PgHandle): EventStore {
         id: run.id,
         entityId: run.entityId,
         eventId: run.eventId,
+        runEventId: run.runEventId,
+        trainingRunId: run.trainingRunId,
         automationId: run.automationId,
         automationName: run.automationName,
         actionId: run.actionId,
@@ -316,6 +320,8 @@ export function createEventStore(h: PgHandle): EventStore {
               id: newId(),
               entityId: event.entityId,
               eventId: event.id,
+              runEventId: null,
+              trainingRunId: null,
               automationId: automation.id,
               automationName: automation.name,
               actionId: automation.actionId,
@@ -395,12 +401,14 @@ const OWNER_COLUMN = {
   registry: triggeredRuns.registryId,
   automation: triggeredRuns.automationId,
   event: triggeredRuns.eventId,
+  trainingRun: triggeredRuns.trainingRunId,
 } as const;
 type OwnerKind = keyof typeof OWNER_COLUMN;
 
 /** Owners from the one with the fewest runs to the one with the most, as a rule of thumb. */
 const NARROWEST_FIRST: readonly OwnerKind[] = [
   'event',
+  'trainingRun',
   'automation',
   'project',
   'registry',

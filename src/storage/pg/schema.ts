@@ -12,7 +12,14 @@ import {
   text,
   uniqueIndex,
 } from 'drizzle-orm/pg-core';
-import { ACTION_KINDS, EVENT_TYPES, SCOPE_TYPES, SLACK_SEVERITIES } from '../config.js';
+import {
+  ACTION_KINDS,
+  EVENT_TYPES,
+  type RunCondition,
+  SCOPE_TYPES,
+  SLACK_SEVERITIES,
+  TRAINING_RUN_STATES,
+} from '../config.js';
 
 /**
  * A time as epoch milliseconds in a `bigint`, a `Date` in TypeScript. The same representation as
@@ -210,6 +217,12 @@ export const automations = pgTable(
     filterArtifactType: text('filter_artifact_type'),
     filterAliasPattern: text('filter_alias_pattern'),
     filterTagPattern: text('filter_tag_pattern'),
+    filterRunNamePattern: text('filter_run_name_pattern'),
+    /** Not a foreign key: an automation keeps its filter (and matches nothing) once the user is gone. */
+    filterRunReportedById: text('filter_run_reported_by_id'),
+    /** Run events: the condition (see RunCondition). */
+    runCondition: json('run_condition').$type<RunCondition>(),
+    cooldownSeconds: integer('cooldown_seconds'),
     actionId: text('action_id')
       .notNull()
       .references(() => actions.id),
@@ -278,6 +291,117 @@ export const artifactEvents = pgTable(
   ],
 );
 
+/** A training run a pipeline reports (W&B's "run"), unique by name in its project. */
+export const trainingRuns = pgTable(
+  'training_runs',
+  {
+    id: text('id').primaryKey(),
+    entityId: text('entity_id')
+      .notNull()
+      .references(() => entities.id, { onDelete: 'cascade' }),
+    projectId: text('project_id')
+      .notNull()
+      .references(() => projects.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    state: text('state', { enum: TRAINING_RUN_STATES }).notNull(),
+    /** Who first reported the run; null once that account is deleted. */
+    reportedById: text('reported_by_id').references(() => users.id, { onDelete: 'set null' }),
+    createdAt: createdAt(),
+    updatedAt: epochMs('updated_at').notNull(),
+  },
+  (t) => [
+    uniqueIndex('training_runs_project_name_idx').on(t.projectId, t.name),
+    index('training_runs_project_created_idx').on(t.projectId, t.createdAt, t.id),
+  ],
+);
+
+/** The last values of one metric of one run (see the SQLite schema). */
+export const runMetricWindows = pgTable(
+  'run_metric_windows',
+  {
+    trainingRunId: text('training_run_id')
+      .notNull()
+      .references(() => trainingRuns.id, { onDelete: 'cascade' }),
+    projectId: text('project_id').notNull(),
+    name: text('name').notNull(),
+    lastStep: integer('last_step').notNull(),
+    /** Points accepted so far (the window keeps the last ones). */
+    count: integer('count').notNull(),
+    /** The values, oldest first. */
+    recent: json('recent').$type<number[]>().notNull(),
+    updatedAt: epochMs('updated_at').notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.trainingRunId, t.name] }),
+    // Z-scores: the latest values of a metric in the project's most recently updated runs.
+    index('run_metric_windows_peers_idx').on(t.projectId, t.name, t.updatedAt),
+  ],
+);
+
+/** One reportRunState or logRunMetrics call, for its idempotency key. */
+export const runReports = pgTable(
+  'run_reports',
+  {
+    id: text('id').primaryKey(),
+    entityId: text('entity_id')
+      .notNull()
+      .references(() => entities.id, { onDelete: 'cascade' }),
+    trainingRunId: text('training_run_id')
+      .notNull()
+      .references(() => trainingRuns.id, { onDelete: 'cascade' }),
+    kind: text('kind', { enum: ['STATE', 'METRICS'] }).notNull(),
+    acceptedPoints: integer('accepted_points').notNull(),
+    idempotencyKey: text('idempotency_key'),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('run_reports_idempotency_idx').on(t.entityId, t.idempotencyKey)],
+);
+
+/** A run condition that fired: what its triggered run renders. */
+export const runEvents = pgTable(
+  'run_events',
+  {
+    id: text('id').primaryKey(),
+    entityId: text('entity_id')
+      .notNull()
+      .references(() => entities.id, { onDelete: 'cascade' }),
+    projectId: text('project_id')
+      .notNull()
+      .references(() => projects.id, { onDelete: 'cascade' }),
+    trainingRunId: text('training_run_id')
+      .notNull()
+      .references(() => trainingRuns.id, { onDelete: 'cascade' }),
+    reportId: text('report_id')
+      .notNull()
+      .references(() => runReports.id, { onDelete: 'cascade' }),
+    eventType: text('event_type', { enum: EVENT_TYPES }).notNull(),
+    /** The run's state when the condition fired. */
+    runState: text('run_state', { enum: TRAINING_RUN_STATES }).notNull(),
+    metricName: text('metric_name'),
+    /** The values the condition looked at, oldest first. */
+    metricValues: json('metric_values').$type<number[]>(),
+    /** The condition that fired, for people. */
+    condition: text('condition').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('run_events_report_idx').on(t.reportId)],
+);
+
+/** When an automation last fired for a run, for its cooldown. */
+export const runAutomationFirings = pgTable(
+  'run_automation_firings',
+  {
+    automationId: text('automation_id')
+      .notNull()
+      .references(() => automations.id, { onDelete: 'cascade' }),
+    trainingRunId: text('training_run_id')
+      .notNull()
+      .references(() => trainingRuns.id, { onDelete: 'cascade' }),
+    firedAt: epochMs('fired_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.trainingRunId, t.automationId] })],
+);
+
 export const RUN_STATUSES = [
   'QUEUED',
   'RUNNING',
@@ -297,9 +421,14 @@ export const triggeredRuns = pgTable(
     entityId: text('entity_id')
       .notNull()
       .references(() => entities.id, { onDelete: 'cascade' }),
-    eventId: text('event_id')
-      .notNull()
-      .references(() => artifactEvents.id, { onDelete: 'cascade' }),
+    /** The artifact event that triggered the run; null for a run event's run. */
+    eventId: text('event_id').references(() => artifactEvents.id, { onDelete: 'cascade' }),
+    /** The run event (a fired run condition) that triggered the run; null for artifact events. */
+    runEventId: text('run_event_id').references((): AnyPgColumn => runEvents.id, {
+      onDelete: 'cascade',
+    }),
+    /** The training run of `runEventId`, for its history; null for artifact events. */
+    trainingRunId: text('training_run_id'),
     /** Kept when the automation is deleted, so history survives; the run is then skipped. */
     automationId: text('automation_id').references((): AnyPgColumn => automations.id, {
       onDelete: 'set null',
@@ -330,6 +459,7 @@ export const triggeredRuns = pgTable(
     // Claims read due runs oldest first, equal times in insertion order, straight from this index.
     index('triggered_runs_due_idx').on(t.dueAt, t.seq).where(sql`${t.dueAt} IS NOT NULL`),
     index('triggered_runs_event_seq_idx').on(t.eventId, t.seq),
+    index('triggered_runs_run_event_seq_idx').on(t.runEventId, t.seq),
     // History: each owner's runs newest first, and the same narrowed to a status.
     ...(
       [
@@ -338,6 +468,7 @@ export const triggeredRuns = pgTable(
         ['registry', t.registryId],
         ['automation', t.automationId],
         ['event', t.eventId],
+        ['training_run', t.trainingRunId],
       ] as const
     ).flatMap(([owner, column]) => [
       index(`triggered_runs_${owner}_created_idx`).on(column, t.createdAt, t.id),

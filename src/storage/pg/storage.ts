@@ -11,6 +11,7 @@ import {
   createUserStore,
 } from './identity.js';
 import { createPgHandle, type PgHandle } from './support.js';
+import { createTrainingRunStore } from './training-runs.js';
 
 /** The PostgreSQL implementation of the storage layer, with its handle for tests and the CLI. */
 export interface PgStorage extends Storage {
@@ -56,6 +57,7 @@ export async function openPgStorage(
     automations: createAutomationStore(handle),
     events: createEventStore(handle),
     runs: createRunStore(handle),
+    trainingRuns: createTrainingRunStore(handle),
     delivery: createDeliveryStore(handle),
     ping: async () => {
       await handle.db.execute(sql`select 1`);

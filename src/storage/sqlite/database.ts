@@ -41,10 +41,27 @@ export const migrationsFolder = join(
 
 /**
  * Applies, in one transaction, every migration in `drizzle/sqlite/` newer than the newest one the
- * database records. Throws if one fails; the database is then left as it was.
+ * database records. Throws if one fails (the database is then left as it was), or if the migrated
+ * rows break a foreign key (a bug in a migration; the error names the tables).
+ *
+ * Foreign keys are off while migrations run: a migration that rebuilds a table (drizzle-kit's
+ * create-copy-drop-rename) would otherwise cascade the drop onto the rows that reference it. The
+ * `PRAGMA foreign_keys=OFF` drizzle-kit writes into such a migration is a no-op inside the
+ * migration's transaction, hence here, outside it (SQLite's documented procedure).
  */
-export function applyMigrations(db: Db): void {
-  migrate(db, { migrationsFolder });
+export function applyMigrations(db: Db, sqlite: BetterSqlite3.Database): void {
+  const enforced = sqlite.pragma('foreign_keys', { simple: true }) === 1;
+  if (enforced) sqlite.pragma('foreign_keys = OFF');
+  try {
+    migrate(db, { migrationsFolder });
+  } finally {
+    if (enforced) sqlite.pragma('foreign_keys = ON');
+  }
+  const broken = sqlite.pragma('foreign_key_check') as { table: string }[];
+  if (broken.length > 0) {
+    const tables = [...new Set(broken.map((row) => row.table))].join(', ');
+    throw new Error(`The migrations left ${broken.length} broken foreign key(s) in ${tables}.`);
+  }
 }
 
 /**
@@ -60,7 +77,7 @@ export function openDatabase(file: string, options: { migrate?: boolean } = {}):
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('synchronous = NORMAL');
   const db = drizzle(sqlite, { schema });
-  if (options.migrate !== false) applyMigrations(db);
+  if (options.migrate !== false) applyMigrations(db, sqlite);
   return {
     db,
     sqlite,

@@ -4,6 +4,7 @@ import {
   type AttemptOutcome,
   type ClaimedRun,
   type DeliveryAction,
+  type DeliveryRunEvent,
   type DeliveryStore,
   INTERRUPTED_ATTEMPT_MESSAGE,
   type Lease,
@@ -64,10 +65,17 @@ const LOAD = `
         SELECT a.access_token_secret_id UNION SELECT a.signing_secret_id
         UNION SELECT a.slack_url_secret_id
         UNION SELECT ref.secret_id FROM automation_secret_refs ref WHERE ref.automation_id = au.id)),
-    e.tag
+    e.tag,
+    re.id, re.event_type, re.run_state, re.metric_name, re.metric_values, re.condition,
+    tr.id, tr.name, ren.name, rp.name, ru.name
   FROM json_each(@ids) claimed
   JOIN triggered_runs r ON r.id = claimed.value
   LEFT JOIN artifact_events e ON e.id = r.event_id
+  LEFT JOIN run_events re ON re.id = r.run_event_id
+  LEFT JOIN training_runs tr ON tr.id = re.training_run_id
+  LEFT JOIN entities ren ON ren.id = re.entity_id
+  LEFT JOIN projects rp ON rp.id = re.project_id
+  LEFT JOIN users ru ON ru.id = tr.reported_by_id
   LEFT JOIN entities en ON en.id = e.entity_id
   LEFT JOIN projects p ON p.id = e.project_id
   LEFT JOIN registries rg ON rg.id = e.registry_id
@@ -196,7 +204,23 @@ function claimedRun(row: Row): ClaimedRun {
   const secrets = (parseJson<[string, string, string][]>(row[34]) ?? []).map(
     ([secretId, name, ciphertext]): SealedSecret => ({ id: secretId, name, ciphertext }),
   );
-  return { id, attemptCount, openAttempts, actionId, event, automation, action, secrets };
+  const runEvent: DeliveryRunEvent | null =
+    row[36] === null || row[42] === null
+      ? null
+      : {
+          id: row[36] as string,
+          eventType: row[37] as EventType,
+          runState: row[38] as string,
+          metricName: row[39] as string | null,
+          metricValues: parseJson<number[]>(row[40]),
+          condition: row[41] as string,
+          trainingRunId: row[42] as string,
+          runName: row[43] as string,
+          entityName: row[44] as string,
+          projectName: row[45] as string,
+          reportedBy: row[46] as string | null,
+        };
+  return { id, attemptCount, openAttempts, actionId, event, runEvent, automation, action, secrets };
 }
 
 const time = (date: Date | null): number | null => (date === null ? null : date.getTime());

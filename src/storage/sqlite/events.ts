@@ -43,6 +43,8 @@ const RUN_COLUMNS = {
   id: triggeredRuns.id,
   entityId: triggeredRuns.entityId,
   eventId: triggeredRuns.eventId,
+  runEventId: triggeredRuns.runEventId,
+  trainingRunId: triggeredRuns.trainingRunId,
   automationId: triggeredRuns.automationId,
   automationName: triggeredRuns.automationName,
   actionId: triggeredRuns.actionId,
@@ -305,6 +307,8 @@ export function createEventStore(h: SqliteHandle): EventStore {
               id: newId(),
               entityId: event.entityId,
               eventId: event.id,
+              runEventId: null,
+              trainingRunId: null,
               automationId: automation.id,
               automationName: automation.name,
               actionId: automation.actionId,
@@ -386,12 +390,14 @@ const OWNER_COLUMN = {
   registry: triggeredRuns.registryId,
   automation: triggeredRuns.automationId,
   event: triggeredRuns.eventId,
+  trainingRun: triggeredRuns.trainingRunId,
 } as const;
 type OwnerKind = keyof typeof OWNER_COLUMN;
 
 /** Owners from the one with the fewest runs to the one with the most, as a rule of thumb. */
 const NARROWEST_FIRST: readonly OwnerKind[] = [
   'event',
+  'trainingRun',
   'automation',
   'project',
   'registry',
@@ -510,6 +516,8 @@ function timeConditions(filter: RunFilter): {
   const shape = `${filter.createdAfter ? 'a' : '-'}${filter.createdBefore ? 'b' : '-'}`;
   return { conditions, shape, params };
 }
+
+export { RUN_COLUMNS };
 
 export function createRunStore(h: SqliteHandle): RunStore {
   const getRun = () =>

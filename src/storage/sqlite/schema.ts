@@ -8,7 +8,14 @@ import {
   text,
   uniqueIndex,
 } from 'drizzle-orm/sqlite-core';
-import { ACTION_KINDS, EVENT_TYPES, SCOPE_TYPES, SLACK_SEVERITIES } from '../config.js';
+import {
+  ACTION_KINDS,
+  EVENT_TYPES,
+  type RunCondition,
+  SCOPE_TYPES,
+  SLACK_SEVERITIES,
+  TRAINING_RUN_STATES,
+} from '../config.js';
 
 const createdAt = () =>
   integer('created_at', { mode: 'timestamp_ms' })
@@ -191,6 +198,12 @@ export const automations = sqliteTable(
     filterArtifactType: text('filter_artifact_type'),
     filterAliasPattern: text('filter_alias_pattern'),
     filterTagPattern: text('filter_tag_pattern'),
+    filterRunNamePattern: text('filter_run_name_pattern'),
+    /** Not a foreign key: an automation keeps its filter (and matches nothing) once the user is gone. */
+    filterRunReportedById: text('filter_run_reported_by_id'),
+    /** Run events: the condition, as JSON (see RunCondition). */
+    runCondition: text('run_condition', { mode: 'json' }).$type<RunCondition>(),
+    cooldownSeconds: integer('cooldown_seconds'),
     actionId: text('action_id')
       .notNull()
       .references(() => actions.id),
@@ -259,6 +272,120 @@ export const artifactEvents = sqliteTable(
   ],
 );
 
+/** A training run a pipeline reports (W&B's "run"), unique by name in its project. */
+export const trainingRuns = sqliteTable(
+  'training_runs',
+  {
+    id: text('id').primaryKey(),
+    entityId: text('entity_id')
+      .notNull()
+      .references(() => entities.id, { onDelete: 'cascade' }),
+    projectId: text('project_id')
+      .notNull()
+      .references(() => projects.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    state: text('state', { enum: TRAINING_RUN_STATES }).notNull(),
+    /** Who first reported the run; null once that account is deleted. */
+    reportedById: text('reported_by_id').references(() => users.id, { onDelete: 'set null' }),
+    createdAt: createdAt(),
+    updatedAt: integer('updated_at', { mode: 'timestamp_ms' }).notNull(),
+  },
+  (t) => [
+    uniqueIndex('training_runs_project_name_idx').on(t.projectId, t.name),
+    index('training_runs_project_created_idx').on(t.projectId, t.createdAt, t.id),
+  ],
+);
+
+/**
+ * The last values of one metric of one run (at most METRIC_WINDOW_CAP, oldest first): what the
+ * run automations evaluate, updated as points arrive, never rebuilt from history.
+ */
+export const runMetricWindows = sqliteTable(
+  'run_metric_windows',
+  {
+    trainingRunId: text('training_run_id')
+      .notNull()
+      .references(() => trainingRuns.id, { onDelete: 'cascade' }),
+    projectId: text('project_id').notNull(),
+    name: text('name').notNull(),
+    lastStep: integer('last_step').notNull(),
+    /** Points accepted so far (the window keeps the last ones). */
+    count: integer('count').notNull(),
+    /** JSON array of numbers, oldest first. */
+    recent: text('recent').notNull(),
+    updatedAt: integer('updated_at', { mode: 'timestamp_ms' }).notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.trainingRunId, t.name] }),
+    // Z-scores: the latest values of a metric in the project's most recently updated runs.
+    index('run_metric_windows_peers_idx').on(t.projectId, t.name, t.updatedAt),
+  ],
+);
+
+/** One reportRunState or logRunMetrics call, for its idempotency key. */
+export const runReports = sqliteTable(
+  'run_reports',
+  {
+    id: text('id').primaryKey(),
+    entityId: text('entity_id')
+      .notNull()
+      .references(() => entities.id, { onDelete: 'cascade' }),
+    trainingRunId: text('training_run_id')
+      .notNull()
+      .references(() => trainingRuns.id, { onDelete: 'cascade' }),
+    kind: text('kind', { enum: ['STATE', 'METRICS'] }).notNull(),
+    acceptedPoints: integer('accepted_points').notNull(),
+    idempotencyKey: text('idempotency_key'),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('run_reports_idempotency_idx').on(t.entityId, t.idempotencyKey)],
+);
+
+/** A run condition that fired: what its triggered run renders. */
+export const runEvents = sqliteTable(
+  'run_events',
+  {
+    id: text('id').primaryKey(),
+    entityId: text('entity_id')
+      .notNull()
+      .references(() => entities.id, { onDelete: 'cascade' }),
+    projectId: text('project_id')
+      .notNull()
+      .references(() => projects.id, { onDelete: 'cascade' }),
+    trainingRunId: text('training_run_id')
+      .notNull()
+      .references(() => trainingRuns.id, { onDelete: 'cascade' }),
+    reportId: text('report_id')
+      .notNull()
+      .references(() => runReports.id, { onDelete: 'cascade' }),
+    eventType: text('event_type', { enum: EVENT_TYPES }).notNull(),
+    /** The run's state when the condition fired. */
+    runState: text('run_state', { enum: TRAINING_RUN_STATES }).notNull(),
+    metricName: text('metric_name'),
+    /** JSON array of the values the condition looked at, oldest first. */
+    metricValues: text('metric_values', { mode: 'json' }).$type<number[]>(),
+    /** The condition that fired, for people. */
+    condition: text('condition').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('run_events_report_idx').on(t.reportId)],
+);
+
+/** When an automation last fired for a run, for its cooldown. */
+export const runAutomationFirings = sqliteTable(
+  'run_automation_firings',
+  {
+    automationId: text('automation_id')
+      .notNull()
+      .references(() => automations.id, { onDelete: 'cascade' }),
+    trainingRunId: text('training_run_id')
+      .notNull()
+      .references(() => trainingRuns.id, { onDelete: 'cascade' }),
+    firedAt: integer('fired_at', { mode: 'timestamp_ms' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.trainingRunId, t.automationId] })],
+);
+
 export const RUN_STATUSES = [
   'QUEUED',
   'RUNNING',
@@ -276,9 +403,14 @@ export const triggeredRuns = sqliteTable(
     entityId: text('entity_id')
       .notNull()
       .references(() => entities.id, { onDelete: 'cascade' }),
-    eventId: text('event_id')
-      .notNull()
-      .references(() => artifactEvents.id, { onDelete: 'cascade' }),
+    /** The artifact event that triggered the run; null for a run event's run. */
+    eventId: text('event_id').references(() => artifactEvents.id, { onDelete: 'cascade' }),
+    /** The run event (a fired run condition) that triggered the run; null for artifact events. */
+    runEventId: text('run_event_id').references((): AnySQLiteColumn => runEvents.id, {
+      onDelete: 'cascade',
+    }),
+    /** The training run of `runEventId`, for its history; null for artifact events. */
+    trainingRunId: text('training_run_id'),
     /** Kept when the automation is deleted, so history survives; the run is then skipped. */
     automationId: text('automation_id').references((): AnySQLiteColumn => automations.id, {
       onDelete: 'set null',
@@ -321,6 +453,7 @@ export const triggeredRuns = sqliteTable(
         ['registry', t.registryId],
         ['automation', t.automationId],
         ['event', t.eventId],
+        ['training_run', t.trainingRunId],
       ] as const
     ).flatMap(([owner, column]) => [
       index(`triggered_runs_${owner}_created_idx`).on(column, t.createdAt, t.id),

@@ -11,6 +11,7 @@ import {
   createUserStore,
 } from './identity.js';
 import { createSqliteHandle, type SqliteHandle } from './support.js';
+import { createTrainingRunStore } from './training-runs.js';
 
 /** The SQLite implementation of the storage layer, with its handle for the parts not yet moved onto it. */
 export interface SqliteStorage extends Storage {
@@ -71,6 +72,7 @@ export function openSqliteStorage(file: string, options: SqliteStorageOptions = 
     automations: createAutomationStore(handle),
     events: createEventStore(handle),
     runs: createRunStore(handle),
+    trainingRuns: createTrainingRunStore(handle),
     delivery: createDeliveryStore(handle),
     ping: async () => {
       handle.prepared('ping', () => handle.sqlite.prepare('select 1')).get();
