@@ -11,19 +11,22 @@ export const DASHBOARD_ENTRY = fileURLToPath(new URL('../dashboard/src/main.tsx'
 export const DASHBOARD_ASSETS_PREFIX = '/dashboard/';
 
 /**
- * The page's Content-Security-Policy: its own script and styles only, GraphQL on this origin
- * (HTTP and WebSocket), no frames, no plugins.
+ * The page's Content-Security-Policy for a page served at `host`: its own script and styles only,
+ * GraphQL on this origin over HTTP and WebSocket (named as well as `'self'`, which older browsers
+ * do not extend to `ws:`), no frames, no plugins.
  */
-export const DASHBOARD_CSP = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' data:",
-  "connect-src 'self'",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join('; ');
+export function dashboardCsp(host: string): string {
+  return [
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    `connect-src 'self' ws://${host} wss://${host}`,
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join('; ');
+}
 
 interface Asset {
   type: string;
@@ -117,7 +120,7 @@ function respond(
 }
 
 /**
- * Serves the dashboard: its page at `/` (never cached, with {@link DASHBOARD_CSP}) and its
+ * Serves the dashboard: its page at `/` (never cached, with {@link dashboardCsp}) and its
  * bundle under `/dashboard/<content hash>/` (cached for a year: a new build has new URLs). The
  * bundle is built on the first request, once; a failed build is answered 500 and tried again on
  * the next request.
@@ -150,7 +153,7 @@ export function useDashboard(): Plugin {
             endResponse(
               respond(request, fetchAPI, built.page, {
                 'cache-control': 'no-cache',
-                'content-security-policy': DASHBOARD_CSP,
+                'content-security-policy': dashboardCsp(url.host),
                 'referrer-policy': 'no-referrer',
                 'x-frame-options': 'DENY',
               }),

@@ -262,6 +262,47 @@ describe('query limits', () => {
   });
 });
 
+describe('the NUL character', () => {
+  it('is refused in any variable or string literal, on every engine, before anything runs', async () => {
+    const a = await app();
+    const create = 'mutation($i: CreateProjectInput!) { createProject(input: $i) { __typename } }';
+    for (const [query, variables, where] of [
+      [create, { i: { entity: 'default', name: 'a\u0000b' } }, 'Variable $i.name'],
+      [
+        create,
+        { i: { entity: 'default', name: 'ok', description: 'y\u0000' } },
+        'Variable $i.description',
+      ],
+      [
+        'mutation { createProject(input: { entity: "default", name: "a\\u0000b" }) { __typename } }',
+        {},
+        'A string in the document',
+      ],
+      [
+        '{ entity(name: $n) { name } }'.replace('{ entity', 'query($n: String!) { entity'),
+        { n: '\u0000' },
+        'Variable $n',
+      ],
+    ] as const) {
+      const res = await a.gql(query, variables);
+      expect(res.errors?.[0]?.extensions?.code, JSON.stringify(res)).toBe('INVALID_CHARACTER');
+      expect(res.errors?.[0]?.message).toContain(`${where} contains the NUL character (U+0000)`);
+    }
+    // A key of a JSON object, too.
+    const emitted = await a.gql(
+      'mutation($m: JSONObject) { emitArtifactEvent(input: { entity: "default", eventType: CREATE_ARTIFACT, owner: { project: "p" }, collection: "m", artifactType: "model", versionIndex: 0, metadata: $m }) { __typename } }',
+      { m: { 'k\u0000': 1 } },
+    );
+    expect(emitted.errors?.[0]?.message).toContain('Variable $m."k\\u0000" contains the NUL');
+    const listed = await a.gql(
+      'mutation($m: JSONObject) { emitArtifactEvent(input: { entity: "default", eventType: CREATE_ARTIFACT, owner: { project: "p" }, collection: "m", artifactType: "model", versionIndex: 0, metadata: $m }) { __typename } }',
+      { m: { list: ['a', 'b\u0000'] } },
+    );
+    expect(listed.errors?.[0]?.message).toContain('Variable $m.list[1] contains the NUL');
+    expect(await projectCount(a)).toBe(0);
+  });
+});
+
 describe('query cost with variables (issue 7, item 5)', () => {
   /** The issue's operation: 50 automations with 20 runs each costs about 83,000. */
   const AUTOMATION_RUNS = (first: string, runs: string) => `{ entity(name: "default") {

@@ -1,5 +1,7 @@
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import {
+  BREAK,
+  type DocumentNode,
   type GraphQLError,
   getNamedType,
   isIntrospectionType,
@@ -8,6 +10,7 @@ import {
   TokenKind,
   type ValidationContext,
   type ValidationRule,
+  visit,
 } from 'graphql';
 import { createGraphQLError, type Plugin } from 'graphql-yoga';
 import type { Config, RequestLimits } from '../config.js';
@@ -189,6 +192,78 @@ function useNestingLimit(maxTokens: number): Plugin {
   };
 }
 
+/**
+ * Where `value` holds a NUL character (U+0000), in a string or an object key, as a path such as
+ * `$i.owner.project`; undefined when it holds none. Walks with a stack, so no input overflows it.
+ */
+function nulPath(value: unknown, root: string): string | undefined {
+  const pending: { value: unknown; path: string }[] = [{ value, path: root }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const current = next.value;
+    if (typeof current === 'string') {
+      if (current.includes('\0')) return next.path;
+    } else if (Array.isArray(current)) {
+      current.forEach((item, i) => {
+        pending.push({ value: item, path: `${next.path}[${i}]` });
+      });
+    } else if (typeof current === 'object' && current !== null) {
+      for (const [key, item] of Object.entries(current)) {
+        if (key.includes('\0')) return `${next.path}.${JSON.stringify(key)}`;
+        pending.push({ value: item, path: `${next.path}.${key}` });
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Whether a string literal of `document` holds a NUL character. */
+function nulLiteral(document: DocumentNode): boolean {
+  let found = false;
+  visit(document, {
+    StringValue(node) {
+      if (node.value.includes('\0')) {
+        found = true;
+        return BREAK;
+      }
+      return undefined;
+    },
+  });
+  return found;
+}
+
+/**
+ * Refuses, before anything runs, an operation whose variables or string literals hold the NUL
+ * character (U+0000): PostgreSQL cannot store it in text, so neither engine accepts it, and no
+ * name, key, pattern or template needs it. Code INVALID_CHARACTER, naming where it is.
+ */
+function useNulRefusal(): Plugin {
+  const refusal = (where: string) =>
+    createGraphQLError(
+      `${where} contains the NUL character (U+0000), which Tripline does not accept in any input; remove it.`,
+      { extensions: { code: 'INVALID_CHARACTER', http: { status: 400 } } },
+    );
+  const check = (args: { document: DocumentNode; variableValues?: unknown }) => {
+    const variables = args.variableValues;
+    if (variables && typeof variables === 'object') {
+      for (const [name, value] of Object.entries(variables)) {
+        const path = nulPath(value, `$${name}`);
+        if (path) return refusal(`Variable ${path}`);
+      }
+    }
+    return nulLiteral(args.document) ? refusal('A string in the document') : undefined;
+  };
+  return {
+    onExecute({ args, setResultAndStopExecution }) {
+      const error = check(args);
+      if (error) setResultAndStopExecution({ errors: [error] });
+    },
+    onSubscribe({ args, setResultAndStopExecution }) {
+      const error = check(args);
+      if (error) setResultAndStopExecution({ errors: [error] });
+    },
+  };
+}
+
 function requestTooLarge(maxBytes: number): GraphQLError {
   return createGraphQLError(
     `The request body exceeds the limit of ${maxBytes} bytes set by TRIPLINE_MAX_REQUEST_BYTES. Send a smaller request.`,
@@ -348,6 +423,7 @@ export function useRequestLimits(
     useRequestSizeLimit(config.maxRequestBytes),
     useBatchLimit(config.limits.maxBatchOperations),
     useNestingLimit(config.limits.maxTokens),
+    useNulRefusal(),
     EnvelopArmorPlugin(armorConfig(config.limits, config.introspection)) as Plugin,
     useCostLimit(config.limits.maxCost),
   ];
