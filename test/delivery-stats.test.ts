@@ -40,8 +40,15 @@ describe('deliveryStats', () => {
     await emit(t);
     await t.app.engine.drain();
     clock.advance(30 * 60_000);
-    await emit(t);
+    const failed = (await emit(t)).triggeredRuns[0].id;
     await t.app.engine.drain();
+    const run = await t.gql(
+      'query($id: ID!) { node(id: $id) { ... on TriggeredRun { result } } }',
+      {
+        id: failed,
+      },
+    );
+    expect(run.data.node.result).toBe('HTTP 500 from receiver; gave up after 1 attempt');
     clock.advance(31 * 60_000);
     await emit(t); // queued, not delivered: the backlog
 

@@ -26,6 +26,9 @@ import { type DeliveryErrorClass, type DeliveryOutcome, deliver, NO_OP_RESULT } 
 import { type AttemptHealth, createDestinationSlots, type Slot } from './slots.js';
 import { createAddressGuard, createGuardedAgent, type Lookup } from './ssrf.js';
 
+/** The end of a failed run's result: `gave up after 1 attempt`, `… after 3 attempts`. */
+const gaveUp = (attempts: number): string =>
+  `gave up after ${attempts} ${attempts === 1 ? 'attempt' : 'attempts'}`;
 export interface DeliveryEngineDeps {
   /** Claims, leases and attempt records. */
   store: DeliveryStore;
@@ -382,7 +385,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
         run.openAttempts > 0 ? `Interrupted: ${INTERRUPTED_ATTEMPT_MESSAGE}` : 'No attempts left';
       await finish(lease, {
         status: 'FAILED',
-        result: `${why}; gave up after ${run.attemptCount} attempts`,
+        result: `${why}; ${gaveUp(run.attemptCount)}`,
       });
       return;
     }
@@ -451,7 +454,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     }
     return {
       status: 'FAILED',
-      result: verdict === 'retry' ? `${what}; gave up after ${attempts} attempts` : what,
+      result: verdict === 'retry' ? `${what}; ${gaveUp(attempts)}` : what,
       nextAttemptAt: null,
     };
   }
