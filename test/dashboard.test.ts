@@ -23,7 +23,7 @@ import { type Receiver, startReceiver } from './support/receiver.js';
 /** Screenshots land here, for a person to look at; the folder is not committed. */
 const ARTIFACTS = join(import.meta.dirname, '..', 'test-artifacts', 'dashboard');
 /** The README's screenshot is refreshed from this run when TRIPLINE_DASHBOARD_SCREENSHOT is set. */
-const README_SCREENSHOT = join(import.meta.dirname, '..', 'docs', 'dashboard.png');
+const README_SCREENSHOT = join(import.meta.dirname, '..', 'dashboard', 'screenshot.png');
 
 warnWithoutChromium('dashboard');
 
