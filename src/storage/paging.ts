@@ -24,3 +24,44 @@ export interface PageRequest {
   /** At most this many rows. */
   limit: number;
 }
+
+/** Compares two positions of a list key, value by value, as SQL compares row values. */
+function compareKeys(a: readonly KeyValue[], b: readonly KeyValue[]): number {
+  for (let i = 0; i < a.length; i += 1) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return 0;
+}
+
+/** Of two bounds on one side, the one that lets fewer rows through. */
+function tighter(a: Bound | null, b: Bound, keepSmaller: boolean): Bound {
+  if (a === null) return b;
+  const order = compareKeys(a.position, b.position);
+  if (order === 0) return a.inclusive ? b : a;
+  return order < 0 === keepSmaller ? a : b;
+}
+
+/**
+ * A request on a list sorted newest first by `[createdAt, id]`, narrowed to a filter's time
+ * bounds, so they become keyset bounds (on SQLite, as range conditions beside the keyset they lead
+ * the planner to an owner's creation index rather than its status index). `createdBefore` T bounds
+ * the start of the list (keys below `[T + 1, '']`) and `createdAfter` T its end (keys from
+ * `[T, '']`); the empty id sorts before every id.
+ */
+export function withinTimes(
+  request: PageRequest,
+  filter: { createdAfter?: Date | null; createdBefore?: Date | null },
+): PageRequest {
+  let { after, before } = request;
+  if (filter.createdBefore) {
+    const bound = { position: [filter.createdBefore.getTime() + 1, ''], inclusive: false };
+    after = tighter(after, bound, true);
+  }
+  if (filter.createdAfter) {
+    const bound = { position: [filter.createdAfter.getTime(), ''], inclusive: true };
+    before = tighter(before, bound, false);
+  }
+  return { ...request, after, before };
+}

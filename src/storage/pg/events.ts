@@ -15,7 +15,7 @@ import type {
   TriggeredRun,
 } from '../events.js';
 import { FINISHED_STATUSES } from '../events.js';
-import type { Bound, KeyValue, PageRequest } from '../paging.js';
+import { withinTimes } from '../paging.js';
 import {
   artifactCollections,
   artifactEvents,
@@ -454,42 +454,6 @@ function runConditions(q: RunQuery): SQL[] {
     );
   }
   return conditions;
-}
-
-/** Compares two positions of a list key, value by value. */
-function compareKeys(a: readonly KeyValue[], b: readonly KeyValue[]): number {
-  for (let i = 0; i < a.length; i += 1) {
-    const x = a[i]!;
-    const y = b[i]!;
-    if (x !== y) return x < y ? -1 : 1;
-  }
-  return 0;
-}
-
-/** Of two bounds on one side, the one that lets fewer rows through. */
-function tighter(a: Bound | null, b: Bound, keepSmaller: boolean): Bound {
-  if (a === null) return b;
-  const order = compareKeys(a.position, b.position);
-  if (order === 0) return a.inclusive ? b : a;
-  return order < 0 === keepSmaller ? a : b;
-}
-
-/**
- * The request narrowed to the filter's time bounds, as keyset bounds on `[createdAt, id]` (see
- * the SQLite store): newest first, `createdBefore` T bounds the start of the list (keys below
- * `[T + 1, '']`) and `createdAfter` T its end (keys from `[T, '']`).
- */
-function withinTimes(request: PageRequest, filter: RunFilter): PageRequest {
-  let { after, before } = request;
-  if (filter.createdBefore) {
-    const bound = { position: [filter.createdBefore.getTime() + 1, ''], inclusive: false };
-    after = tighter(after, bound, true);
-  }
-  if (filter.createdAfter) {
-    const bound = { position: [filter.createdAfter.getTime(), ''], inclusive: true };
-    before = tighter(before, bound, false);
-  }
-  return { ...request, after, before };
 }
 
 /** The filter's time bounds as conditions, for counting. */
