@@ -170,6 +170,73 @@ export interface NoOpActionRecord extends ActionCommon {
 
 export type ActionRecord = WebhookActionRecord | SlackActionRecord | NoOpActionRecord;
 
+/** An action as either engine stores it: one row with every kind's columns, null where unused. */
+export interface StoredAction extends ActionCommon {
+  kind: ActionRecord['kind'];
+  url: string | null;
+  accessTokenSecretId: string | null;
+  signingSecretId: string | null;
+  headers: Record<string, string> | null;
+  channel: string | null;
+  slackUrlSecretId: string | null;
+}
+
+/** A stored row as the record of its kind. A row missing what its kind needs is a bug. */
+export function actionRecord(row: StoredAction): ActionRecord {
+  const common = {
+    id: row.id,
+    entityId: row.entityId,
+    name: row.name,
+    enabled: row.enabled,
+    disabledReason: row.disabledReason,
+    createdAt: row.createdAt,
+    createdById: row.createdById,
+    updatedAt: row.updatedAt,
+  };
+  const broken = (what: string) => new Error(`${row.kind} action ${row.id} has no ${what}`);
+  switch (row.kind) {
+    case 'WEBHOOK':
+      if (row.url === null) throw broken('url');
+      if (row.signingSecretId === null) throw broken('signing secret');
+      return {
+        ...common,
+        kind: 'WEBHOOK',
+        url: row.url,
+        accessTokenSecretId: row.accessTokenSecretId,
+        signingSecretId: row.signingSecretId,
+        headers: row.headers ?? {},
+        channel: null,
+        slackUrlSecretId: null,
+      };
+    case 'SLACK':
+      if (row.channel === null) throw broken('channel');
+      if (row.slackUrlSecretId === null) throw broken('Slack URL secret');
+      return {
+        ...common,
+        kind: 'SLACK',
+        channel: row.channel,
+        slackUrlSecretId: row.slackUrlSecretId,
+        url: null,
+        accessTokenSecretId: null,
+        signingSecretId: null,
+        headers: null,
+      };
+    case 'NO_OP':
+      return {
+        ...common,
+        kind: 'NO_OP',
+        url: null,
+        accessTokenSecretId: null,
+        signingSecretId: null,
+        headers: null,
+        channel: null,
+        slackUrlSecretId: null,
+      };
+    default:
+      return unreachable(row.kind);
+  }
+}
+
 /** A new action: every field but the ones that only change later. */
 export type NewAction =
   | Omit<WebhookActionRecord, 'enabled' | 'disabledReason' | 'updatedAt'>

@@ -7,6 +7,7 @@ import {
   type ActionStore,
   type AutomationFilter,
   type AutomationStore,
+  actionRecord,
   type LabelledSecret,
   type NewAction,
   type NewSecret,
@@ -261,62 +262,6 @@ export function createSecretStore(h: SqliteHandle): SecretStore {
 // Actions
 
 type ActionRow = typeof actions.$inferSelect;
-
-/** A stored row as the record of its kind. A row missing what its kind needs is a bug. */
-function actionRecord(row: ActionRow): ActionRecord {
-  const common = {
-    id: row.id,
-    entityId: row.entityId,
-    name: row.name,
-    enabled: row.enabled,
-    disabledReason: row.disabledReason,
-    createdAt: row.createdAt,
-    createdById: row.createdById,
-    updatedAt: row.updatedAt,
-  };
-  const broken = (what: string) => new Error(`${row.kind} action ${row.id} has no ${what}`);
-  switch (row.kind) {
-    case 'WEBHOOK':
-      if (row.url === null) throw broken('url');
-      if (row.signingSecretId === null) throw broken('signing secret');
-      return {
-        ...common,
-        kind: 'WEBHOOK',
-        url: row.url,
-        accessTokenSecretId: row.accessTokenSecretId,
-        signingSecretId: row.signingSecretId,
-        headers: row.headers ?? {},
-        channel: null,
-        slackUrlSecretId: null,
-      };
-    case 'SLACK':
-      if (row.channel === null) throw broken('channel');
-      if (row.slackUrlSecretId === null) throw broken('Slack URL secret');
-      return {
-        ...common,
-        kind: 'SLACK',
-        channel: row.channel,
-        slackUrlSecretId: row.slackUrlSecretId,
-        url: null,
-        accessTokenSecretId: null,
-        signingSecretId: null,
-        headers: null,
-      };
-    case 'NO_OP':
-      return {
-        ...common,
-        kind: 'NO_OP',
-        url: null,
-        accessTokenSecretId: null,
-        signingSecretId: null,
-        headers: null,
-        channel: null,
-        slackUrlSecretId: null,
-      };
-    default:
-      return unreachable(row.kind);
-  }
-}
 
 function insertAction(h: SqliteHandle, action: NewAction): ActionRow | undefined {
   const common = {
