@@ -1,5 +1,6 @@
 /* Artifact events and the runs they trigger, as history. */
 
+import { newId } from '../ids.js';
 import type { EventType } from './config.js';
 import type { PageRequest } from './paging.js';
 
@@ -63,6 +64,36 @@ export interface TriggeredRun {
   createdAt: Date;
   updatedAt: Date | null;
   finishedAt: Date | null;
+}
+
+/**
+ * A new run of `automation`, queued at `at` for what triggered it: an artifact event (`eventId`)
+ * or a run event (`runEventId` of training run `trainingRunId`), with the owner's ids.
+ */
+export function queuedRun(
+  trigger: Pick<
+    TriggeredRun,
+    'entityId' | 'eventId' | 'runEventId' | 'trainingRunId' | 'projectId' | 'registryId'
+  >,
+  automation: { id: string; name: string; actionId: string | null },
+  at: Date,
+): TriggeredRun {
+  return {
+    id: newId(),
+    ...trigger,
+    automationId: automation.id,
+    automationName: automation.name,
+    actionId: automation.actionId,
+    status: 'QUEUED',
+    attemptCount: 0,
+    nextAttemptAt: at,
+    leaseOwner: null,
+    leaseExpiresAt: null,
+    result: null,
+    createdAt: at,
+    updatedAt: at,
+    finishedAt: null,
+  };
 }
 
 /** One try of a run, as stored. */

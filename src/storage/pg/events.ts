@@ -14,7 +14,7 @@ import type {
   RunStore,
   TriggeredRun,
 } from '../events.js';
-import { FINISHED_STATUSES } from '../events.js';
+import { FINISHED_STATUSES, queuedRun } from '../events.js';
 import { withinTimes } from '../paging.js';
 import {
   artifactCollections,
@@ -315,28 +315,19 @@ export function createEventStore(h: PgHandle): EventStore {
               eventType: input.eventType,
             })
           ).filter((row) => row.entityId === input.entityId && accepts(row));
-          const runs = matched.map(
-            (automation): TriggeredRun => ({
-              id: newId(),
-              entityId: event.entityId,
-              eventId: event.id,
-              runEventId: null,
-              trainingRunId: null,
-              automationId: automation.id,
-              automationName: automation.name,
-              actionId: automation.actionId,
-              projectId: event.projectId,
-              registryId: event.registryId,
-              status: 'QUEUED',
-              attemptCount: 0,
-              nextAttemptAt: event.createdAt,
-              leaseOwner: null,
-              leaseExpiresAt: null,
-              result: null,
-              createdAt: event.createdAt,
-              updatedAt: event.createdAt,
-              finishedAt: null,
-            }),
+          const runs = matched.map((automation) =>
+            queuedRun(
+              {
+                entityId: event.entityId,
+                eventId: event.id,
+                runEventId: null,
+                trainingRunId: null,
+                projectId: event.projectId,
+                registryId: event.registryId,
+              },
+              automation,
+              event.createdAt,
+            ),
           );
           await insertRuns(tx, runs);
           return { outcome: 'recorded' as const, event, runs };

@@ -1,7 +1,7 @@
 import { and, asc, eq, type SQL, sql } from 'drizzle-orm';
 import { newId } from '../../ids.js';
 import type { EventType, RunCondition, TrainingRunState } from '../config.js';
-import type { TriggeredRun } from '../events.js';
+import { queuedRun, type TriggeredRun } from '../events.js';
 import type {
   MetricWindow,
   RecordedRunReport,
@@ -200,27 +200,20 @@ export function createTrainingRunStore(h: PgHandle): TrainingRunStore {
           VALUES (${firing.automation.id}, ${run.id}, ${at})
           ON CONFLICT (training_run_id, automation_id) DO UPDATE SET fired_at = excluded.fired_at`,
       );
-      queued.push({
-        id: newId(),
-        entityId: run.entityId,
-        eventId: null,
-        runEventId: eventId,
-        trainingRunId: run.id,
-        automationId: firing.automation.id,
-        automationName: firing.automation.name,
-        actionId: firing.automation.actionId,
-        projectId: run.projectId,
-        registryId: null,
-        status: 'QUEUED',
-        attemptCount: 0,
-        nextAttemptAt: now,
-        leaseOwner: null,
-        leaseExpiresAt: null,
-        result: null,
-        createdAt: now,
-        updatedAt: now,
-        finishedAt: null,
-      });
+      queued.push(
+        queuedRun(
+          {
+            entityId: run.entityId,
+            eventId: null,
+            runEventId: eventId,
+            trainingRunId: run.id,
+            projectId: run.projectId,
+            registryId: null,
+          },
+          firing.automation,
+          now,
+        ),
+      );
     }
     if (queued.length > 0) {
       await tx.insert(triggeredRuns).values(

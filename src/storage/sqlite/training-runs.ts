@@ -1,7 +1,7 @@
 import { and, eq, sql } from 'drizzle-orm';
 import { newId } from '../../ids.js';
 import type { EventType, RunCondition, TrainingRunState } from '../config.js';
-import type { TriggeredRun } from '../events.js';
+import { queuedRun, type TriggeredRun } from '../events.js';
 import type {
   MetricWindow,
   RecordedRunReport,
@@ -245,27 +245,20 @@ export function createTrainingRunStore(h: SqliteHandle): TrainingRunStore {
         runId: run.id,
         now: at,
       });
-      queued.push({
-        id: newId(),
-        entityId: run.entityId,
-        eventId: null,
-        runEventId: eventId,
-        trainingRunId: run.id,
-        automationId: firing.automation.id,
-        automationName: firing.automation.name,
-        actionId: firing.automation.actionId,
-        projectId: run.projectId,
-        registryId: null,
-        status: 'QUEUED',
-        attemptCount: 0,
-        nextAttemptAt: now,
-        leaseOwner: null,
-        leaseExpiresAt: null,
-        result: null,
-        createdAt: now,
-        updatedAt: now,
-        finishedAt: null,
-      });
+      queued.push(
+        queuedRun(
+          {
+            entityId: run.entityId,
+            eventId: null,
+            runEventId: eventId,
+            trainingRunId: run.id,
+            projectId: run.projectId,
+            registryId: null,
+          },
+          firing.automation,
+          now,
+        ),
+      );
     }
     for (let start = 0; start < queued.length; start += RUNS_PER_INSERT) {
       const chunk = queued.slice(start, start + RUNS_PER_INSERT);
