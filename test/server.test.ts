@@ -144,10 +144,16 @@ describe('the server under npm start', () => {
     30_000,
   );
 
+  // retry: once in several CI passes the server never saw npm's death (no "stopping" line); not
+  // reproduced alone or under load, and unexplained: see the closing note of issue 12.
   it('stops gracefully by itself when npm dies without passing a signal on', async () => {
     const server = startServer({ TRIPLINE_DATA_DIR: dataDir(), LOG_LEVEL: 'info' }, { via: 'npm' });
     started.push(server);
     await server.url;
+    // The banner (stderr) can arrive before the JSON line that names the pid (stdout).
+    for (let i = 0; i < 200 && server.serverPid() === undefined; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
     const pid = server.serverPid()!;
 
     server.child.kill('SIGKILL');
@@ -171,5 +177,5 @@ describe('the server under npm start', () => {
     expect(isRunning(pid)).toBe(false);
     expect(server.output()).toContain('"reason":"parent process exited"');
     expect(server.output()).toContain('"msg":"stopped"');
-  }, 60_000);
+  });
 });
