@@ -86,12 +86,21 @@ function lockOrExit(dataDir: string): DataDirLock {
   }
 }
 
+// The parent is read when the process starts, not when the watch begins: a parent that dies
+// while the server starts must still be noticed.
+const parentAtStart = process.ppid;
+
 /**
  * Calls `onGone` once the parent process has exited. npm passes SIGTERM and SIGINT on to the
  * server, but a SIGKILLed npm passes on nothing, and the server would keep serving, orphaned.
  */
+
 function watchParent(onGone: () => void): void {
-  const parent = process.ppid;
+  const parent = parentAtStart;
+  if (process.ppid !== parent) {
+    onGone();
+    return;
+  }
   const timer = setInterval(() => {
     if (process.ppid === parent) return;
     clearInterval(timer);
