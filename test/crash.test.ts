@@ -249,7 +249,7 @@ describe('crash safety', () => {
     }
     expect(status).toBe(503);
     expect(await readyz(url)).toBe(503);
-    expect(isRunning(first.serverPid()!)).toBe(true);
+    expect(isRunning(await first.listeningPid)).toBe(true);
 
     release({ status: 200, body: 'ok' });
     expect(await first.exited).toBe(0);

@@ -142,8 +142,7 @@ describe('the server under npm start', () => {
       started.push(server);
       const url = await server.url;
       expect((await fetch(url.replace('/graphql', '/readyz'))).status).toBe(200);
-      const pid = server.serverPid();
-      expect(pid).toBeDefined();
+      const pid = await server.listeningPid;
       expect(pid).not.toBe(server.child.pid);
 
       server.child.kill(signal);
@@ -151,7 +150,7 @@ describe('the server under npm start', () => {
       await server.outputClosed;
       expect(server.output()).toContain(`"reason":"${signal}"`);
       expect(server.output()).toContain('"msg":"stopped"');
-      expect(isRunning(pid!)).toBe(false);
+      expect(isRunning(pid)).toBe(false);
     },
     30_000,
   );
@@ -183,11 +182,7 @@ describe('the server under npm start', () => {
     const server = startServer({ TRIPLINE_DATA_DIR: dataDir(), LOG_LEVEL: 'info' }, { via: 'npm' });
     started.push(server);
     await server.url;
-    // The banner (stderr) can arrive before the JSON line that names the pid (stdout).
-    for (let i = 0; i < 200 && server.serverPid() === undefined; i += 1) {
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-    const pid = server.serverPid()!;
+    const pid = await server.listeningPid;
 
     server.child.kill('SIGKILL');
     await server.exited;

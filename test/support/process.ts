@@ -21,6 +21,11 @@ export interface ServerProcess {
   outputClosed: Promise<void>;
   /** The server's own process id, from its log (needs `LOG_LEVEL` info or lower), once it listens. */
   serverPid(): number | undefined;
+  /**
+   * Resolves with {@link serverPid} once its log line has arrived: the banner (stderr) that
+   * resolves `url` can come before it (stdout), so a test that needs the pid waits for this.
+   */
+  listeningPid: Promise<number>;
 }
 
 export interface StartOptions {
@@ -74,6 +79,18 @@ export function startServer(
     const line = out.split('\n').find((l) => l.includes('"msg":"Tripline is listening"'));
     return line ? (JSON.parse(line) as { pid: number }).pid : undefined;
   };
+  const listeningPid = new Promise<number>((resolve, reject) => {
+    const check = () => {
+      const pid = serverPid();
+      if (pid !== undefined) resolve(pid);
+    };
+    child.stdout?.on('data', check);
+    child.on('exit', () => {
+      check();
+      reject(new Error(`no "Tripline is listening" line before the process exited:\n${out}`));
+    });
+  });
+  listeningPid.catch(() => {});
   return {
     child,
     output: () => out,
@@ -83,6 +100,7 @@ export function startServer(
     exited,
     outputClosed,
     serverPid,
+    listeningPid,
   };
 }
 
