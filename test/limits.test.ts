@@ -110,6 +110,33 @@ describe('request body size', () => {
     expect(pulled).toBeLessThan(10);
   });
 
+  it('bounds a chunked body over a real socket, where no length is declared', async () => {
+    const a = await app({ TRIPLINE_MAX_REQUEST_BYTES: '2048' });
+    const url = await a.listen();
+    const send = (text: string) =>
+      fetch(url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/graphql-response+json',
+          authorization: `Bearer ${a.adminKey}`,
+        },
+        // A stream has no length, so it goes chunked.
+        body: new Blob([text]).stream(),
+        duplex: 'half',
+      } as RequestInit);
+    const over = await send(padded(2049));
+    expect(over.status).toBe(413);
+    expect(((await over.json()) as GraphQLResponse).errors?.[0]?.extensions?.code).toBe(
+      'REQUEST_TOO_LARGE',
+    );
+    const exact = await send(padded(2048));
+    expect(exact.status).toBe(200);
+    expect(((await exact.json()) as GraphQLResponse).data?.createProject).toEqual({
+      __typename: 'CreateProjectPayload',
+    });
+  });
+
   it('refuses an oversized body over a real socket from its Content-Length, and caps WebSocket messages', async () => {
     const a = await app({ TRIPLINE_MAX_REQUEST_BYTES: '4096' });
     const url = await a.listen();

@@ -39,20 +39,31 @@ export interface CostedOperation {
  * count once. Fragments count where they are spread, without a level of their own; `__schema`
  * and `__type` cost nothing.
  *
- * Returns 0 when there is no operation to run or its variables do not fit it: execution
- * refuses those without running anything.
+ * Returns 0 when there is no operation to run or the variables a page size is read from do not
+ * fit it: execution refuses those without running anything.
  */
 export function operationCost(op: CostedOperation): number {
+  const cached = costsOf(op).get(op.operationName ?? '');
+  if (cached !== undefined) return cached;
   const operation = getOperationAST(op.document, op.operationName);
   const root = operation && op.schema.getRootType(operation.operation);
   if (!operation || !root) return 0;
-  const variables = getVariableValues(
-    op.schema,
-    operation.variableDefinitions ?? [],
-    op.variableValues ?? {},
-  );
-  if (!variables.coerced) return 0;
-  const coerced = variables.coerced;
+  // The variables are coerced only when a page size is read from one; an operation none of whose
+  // page sizes is a variable costs the same whatever its variables, and is measured once.
+  let coerced: Record<string, unknown> | undefined;
+  let fitting = true;
+  const variable = (name: string): unknown => {
+    if (coerced === undefined) {
+      const variables = getVariableValues(
+        op.schema,
+        operation.variableDefinitions ?? [],
+        op.variableValues ?? {},
+      );
+      fitting = variables.coerced !== undefined;
+      coerced = variables.coerced ?? {};
+    }
+    return coerced[name];
+  };
 
   const fragments = new Map<string, FragmentDefinitionNode>();
   for (const definition of op.document.definitions) {
@@ -73,7 +84,7 @@ export function operationCost(op: CostedOperation): number {
         arg.value.kind === Kind.INT
           ? Number.parseInt(arg.value.value, 10)
           : arg.value.kind === Kind.VARIABLE
-            ? coerced[arg.value.name.value]
+            ? variable(arg.value.name.value)
             : undefined;
       if (typeof value === 'number') size = Math.max(size ?? 0, value);
     }
@@ -120,5 +131,27 @@ export function operationCost(op: CostedOperation): number {
     return pageSize(field, definition) * (OBJECT_COST + DEPTH_FACTOR * children);
   };
 
-  return selectionCost(operation.selectionSet, root);
+  const cost = selectionCost(operation.selectionSet, root);
+  if (coerced === undefined) costsOf(op).set(op.operationName ?? '', cost);
+  return fitting ? cost : 0;
+}
+
+/**
+ * Costs of the operations of a document that do not depend on variables, by operation name, per
+ * schema: yoga's parser cache hands every request with the same text the same document.
+ */
+const knownCosts = new WeakMap<GraphQLSchema, WeakMap<DocumentNode, Map<string, number>>>();
+
+function costsOf(op: CostedOperation): Map<string, number> {
+  let bySchema = knownCosts.get(op.schema);
+  if (!bySchema) {
+    bySchema = new WeakMap();
+    knownCosts.set(op.schema, bySchema);
+  }
+  let costs = bySchema.get(op.document);
+  if (!costs) {
+    costs = new Map();
+    bySchema.set(op.document, costs);
+  }
+  return costs;
 }
