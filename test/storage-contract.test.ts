@@ -121,6 +121,40 @@ describe.each(engines)('storage contract on %s', (engineName, makeEngine) => {
 
   const test = skip ? it.skip : it;
 
+  test('finds an entity, project or registry another instance created after a miss here', async () => {
+    // Found rows are kept in memory (they never change); a miss must not be, or a name created
+    // on another instance would stay unknown here.
+    const other = await engine!.second();
+    expect(await storage.entities.findEntityByName('late')).toBeNull();
+    expect(await storage.containers.findContainerByName('project', admin.entityId, 'p')).toBeNull();
+    expect(
+      await storage.containers.findContainerByName('registry', admin.entityId, 'r'),
+    ).toBeNull();
+    const late = await other.entities.createEntity(
+      { id: newId(), name: 'late' },
+      admin.userId,
+      [audit(null, 'entity.created')],
+      at(0),
+    );
+    for (const kind of ['project', 'registry'] as const) {
+      await other.containers.createContainer(kind, {
+        id: newId(),
+        entityId: admin.entityId,
+        name: kind === 'project' ? 'p' : 'r',
+        description: null,
+      });
+    }
+    expect(await storage.entities.findEntityByName('late')).toEqual(late);
+    expect(await storage.entities.findEntity(late.id)).toEqual(late);
+    const project = await storage.containers.findContainerByName('project', admin.entityId, 'p');
+    expect(project?.name).toBe('p');
+    expect(await storage.containers.findContainer('project', project!.id)).toEqual(project);
+    expect(await storage.containers.findContainer('registry', project!.id)).toBeNull();
+    expect(
+      (await storage.containers.findContainerByName('registry', admin.entityId, 'r'))?.name,
+    ).toBe('r');
+  });
+
   async function newUser(name: string, entityId: string, role: 'ADMIN' | 'MEMBER' | 'VIEWER') {
     const id = newId();
     const key = `trl_${newId()}`;

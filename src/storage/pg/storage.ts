@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import { keepContainers, keepEntities } from '../immutable-rows.js';
 import type { Storage } from '../storage.js';
 import { createActionStore, createAutomationStore, createSecretStore } from './config.js';
 import { applyMigrations, createPool, drizzleOver, type PgPoolOptions } from './database.js';
@@ -49,8 +50,8 @@ export async function openPgStorage(
   return {
     handle,
     users: createUserStore(handle),
-    entities: createEntityStore(handle),
-    containers: createContainerStore(handle),
+    entities: keepEntities(createEntityStore(handle)),
+    containers: keepContainers(createContainerStore(handle)),
     audit: createAuditStore(handle),
     secrets: createSecretStore(handle),
     actions: createActionStore(handle),

@@ -1,3 +1,4 @@
+import { keepContainers, keepEntities } from '../immutable-rows.js';
 import type { Storage } from '../storage.js';
 import { type CheckpointResult, startCheckpointer } from './checkpointer.js';
 import { createActionStore, createAutomationStore, createSecretStore } from './config.js';
@@ -64,8 +65,8 @@ export function openSqliteStorage(file: string, options: SqliteStorageOptions = 
     db: handle.db,
     sqlite: handle.sqlite,
     users: createUserStore(handle),
-    entities: createEntityStore(handle),
-    containers: createContainerStore(handle),
+    entities: keepEntities(createEntityStore(handle)),
+    containers: keepContainers(createContainerStore(handle)),
     audit: createAuditStore(handle),
     secrets: createSecretStore(handle),
     actions: createActionStore(handle),
