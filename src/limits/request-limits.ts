@@ -171,14 +171,30 @@ function nestsTooDeep(source: string | Source, maxTokens: number): boolean {
   return false;
 }
 
+const KNOWN_SOURCES = 1_000;
+const KNOWN_LENGTH = 4_096;
+
 /**
  * Refuses a document nested deeper than {@link MAX_DOCUMENT_NESTING} before the parser sees it,
  * with the code QUERY_TOO_NESTED; over HTTP and graphql-ws alike, since both parse through it.
  */
 function useNestingLimit(maxTokens: number): Plugin {
+  // Documents seen to nest within the limit, so a client sending the same one again is not
+  // lexed twice: the few small ones sent over and over, at most KNOWN_SOURCES of KNOWN_LENGTH.
+  const known = new Set<string>();
+  const fine = (source: string | Source): boolean => {
+    const text = typeof source === 'string' ? source : source.body;
+    if (known.has(text)) return true;
+    if (nestsTooDeep(source, maxTokens)) return false;
+    if (text.length <= KNOWN_LENGTH) {
+      if (known.size >= KNOWN_SOURCES) known.delete(known.values().next().value as string);
+      known.add(text);
+    }
+    return true;
+  };
   return {
     onParse({ params }) {
-      if (!nestsTooDeep(params.source, maxTokens)) return;
+      if (fine(params.source)) return;
       throw createGraphQLError(
         `The document nests braces and brackets more than ${MAX_DOCUMENT_NESTING} levels deep, the most this server parses. Nest less: JSON values may nest at most ${MAX_JSON_DEPTH} levels, selections as deep as TRIPLINE_MAX_QUERY_DEPTH allows.`,
         {
