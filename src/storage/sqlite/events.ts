@@ -267,7 +267,7 @@ export function createEventStore(h: SqliteHandle): EventStore {
   return {
     async recordEvent(input, accepts) {
       try {
-        return h.transaction(() => {
+        return await h.grouped(() => {
           const collection = findOrCreateCollection(input);
           if (collection.artifactType !== input.artifactType) {
             return {

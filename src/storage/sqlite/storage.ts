@@ -79,6 +79,7 @@ export function openSqliteStorage(file: string, options: SqliteStorageOptions = 
       handle.prepared('ping', () => handle.sqlite.prepare('select 1')).get();
     },
     close: async () => {
+      handle.flushGrouped();
       await checkpointer?.stop();
       database.close();
     },
