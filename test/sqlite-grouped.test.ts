@@ -27,7 +27,7 @@ function open(): { storage: SqliteStorage; other: ReturnType<typeof openDatabase
 }
 
 describe('grouped SQLite writes', () => {
-  it('commits the writes queued in one turn together, each in its own savepoint', async () => {
+  it('commits the writes asked for in one turn in one transaction', async () => {
     const { storage, other } = open();
     const h = storage.handle;
     const insert = storage.sqlite.prepare('INSERT INTO notes (body) VALUES (?)');
@@ -36,35 +36,45 @@ describe('grouped SQLite writes', () => {
         (row) => row.body,
       );
     const seenByOther: string[][] = [];
-    const results = await Promise.allSettled([
-      h.grouped(() => {
-        insert.run('a');
-        return 'first';
-      }),
+    const values = await Promise.all([
+      h.grouped(() => insert.run('a').changes),
       h.grouped(() => {
         // Inside the shared transaction: the first write is not committed yet.
         seenByOther.push(committed());
-        insert.run('b');
-        insert.run('a'); // a unique violation: this body alone is rolled back
+        return insert.run('b').changes;
       }),
       h.grouped(() => {
         seenByOther.push(committed());
-        insert.run('c');
-        return 'third';
-      }),
+        return insert.run('c').changes;
+      }, true),
     ]);
-    expect(results[0]).toEqual({ status: 'fulfilled', value: 'first' });
-    expect(results[1]).toMatchObject({
-      status: 'rejected',
-      reason: { code: 'SQLITE_CONSTRAINT_UNIQUE' },
-    });
-    expect(results[2]).toEqual({ status: 'fulfilled', value: 'third' });
+    expect(values).toEqual([1, 1, 1]);
     expect(seenByOther).toEqual([[], []]);
-    expect(committed()).toEqual(['a', 'c']);
+    expect(committed()).toEqual(['a', 'b', 'c']);
 
     // The next turn is a transaction of its own.
     await h.grouped(() => insert.run('d'));
-    expect(committed()).toEqual(['a', 'c', 'd']);
+    expect(committed()).toEqual(['a', 'b', 'c', 'd']);
+  });
+
+  it('fails only the write that threw, and keeps the others of its turn', async () => {
+    const { storage, other } = open();
+    const h = storage.handle;
+    const insert = storage.sqlite.prepare('INSERT INTO notes (body) VALUES (?)');
+    const results = await Promise.allSettled([
+      h.grouped(() => insert.run('a')),
+      h.grouped(() => {
+        insert.run('b');
+        insert.run('a'); // a unique violation once the first write is in
+      }),
+      h.grouped(() => insert.run('c')),
+    ]);
+    expect(results.map((result) => result.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(results[1]).toMatchObject({ reason: { code: 'SQLITE_CONSTRAINT_UNIQUE' } });
+    expect(other.prepare('SELECT body FROM notes ORDER BY body').all()).toEqual([
+      { body: 'a' },
+      { body: 'c' },
+    ]);
   });
 
   it('commits what is queued when the storage closes', async () => {

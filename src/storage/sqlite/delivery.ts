@@ -225,80 +225,11 @@ function claimedRun(row: Row): ClaimedRun {
 
 const time = (date: Date | null): number | null => (date === null ? null : date.getTime());
 
-interface Queued {
-  body: () => unknown;
-  resolve: (value: never) => void;
-  reject: (error: unknown) => void;
-}
-
-/**
- * Group commit: write operations requested close together run in one transaction, and each
- * promise settles once that transaction has committed. While a backlog drains, dozens of attempts
- * start and end per turn of the event loop; a commit costs far more than the statements in it
- * (its pages go to the WAL), and the attempts of one turn share most of their pages.
- *
- * A write that something waits on before it can go on (a claim, the start of an attempt) is
- * `urgent`: it commits as soon as the code that asked for it yields (a microtask), together with
- * everything asked for until then, such as the other starts of one claim. Other writes (the end of
- * an attempt) wait for the end of the turn (`setImmediate`), so the results of every response
- * that arrived in one turn commit together, or go along with an urgent one.
- *
- * Should any operation throw, the batch is rolled back and each operation runs again in a
- * transaction of its own, so one failure fails only its own operation. (Not a savepoint per
- * operation: rolling back to one needs a copy of every page it changes, which costs more than
- * the changes.)
- */
-function createGroupCommit(h: SqliteHandle) {
-  let queue: Queued[] = [];
-  let soon = false;
-  let later = false;
-  const settle = (operation: Queued, run: () => unknown): void => {
-    let value: unknown;
-    try {
-      value = run();
-    } catch (error) {
-      operation.reject(error);
-      return;
-    }
-    operation.resolve(value as never);
-  };
-  const flush = (): void => {
-    const batch = queue;
-    if (batch.length === 0) return;
-    queue = [];
-    let values: unknown[];
-    try {
-      values = h.transaction(() => batch.map((operation) => operation.body()));
-    } catch {
-      for (const operation of batch) settle(operation, () => h.transaction(operation.body));
-      return;
-    }
-    for (const [index, operation] of batch.entries()) operation.resolve(values[index] as never);
-  };
-  return <T>(body: () => T, urgent = false): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      queue.push({ body, resolve: resolve as (value: never) => void, reject });
-      if (urgent && !soon) {
-        soon = true;
-        queueMicrotask(() => {
-          soon = false;
-          flush();
-        });
-      } else if (!urgent && !later) {
-        later = true;
-        setImmediate(() => {
-          later = false;
-          flush();
-        });
-      }
-    });
-}
-
-/** For {@link createGroupCommit}: something waits on this write to go on. */
+/** For `SqliteHandle.grouped`: something waits on this write to go on. */
 const URGENT = true;
 
 export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
-  const write = createGroupCommit(h);
+  const write = <T>(body: () => T, urgent = false) => h.grouped(body, urgent);
   const statement = (key: string, text: string) =>
     h.prepared(`delivery.${key}`, () => h.sqlite.prepare(text));
   const rows = (key: string, text: string) =>

@@ -24,55 +24,65 @@ export interface SqliteHandle {
    */
   transaction<T>(body: () => T): T;
   /**
-   * Runs `body` in a transaction shared with every other body queued in the same turn of the
-   * event loop: one `BEGIN IMMEDIATE … COMMIT` for all of them, each body in a savepoint of its
-   * own, so a throw rolls back that body alone and rejects its promise. Every promise settles
-   * after the commit, so nothing is answered or published before it is stored. A failed commit
-   * rejects them all.
+   * Group commit: runs `body` in a transaction shared with the other writes asked for close to it,
+   * and settles once that transaction has committed, so nothing is answered or published before
+   * it is stored.
    *
-   * Under load, requests that write come in bursts: an index page or the WAL frame of a page that
-   * several of them change is then written once per burst instead of once per request.
+   * Under load, writes come in bursts (dozens of attempts start and end per turn of the event loop
+   * while a backlog drains; concurrent emits arrive together), and a commit costs far more than
+   * the statements in it: its pages go to the WAL, and the writes of one burst share most of
+   * their pages (the same index pages, the same table pages).
+   *
+   * A write that something waits on before it can go on (a claim, the start of an attempt) is
+   * `urgent`: it commits as soon as the code that asked for it yields (a microtask), together
+   * with everything asked for until then, such as the other starts of one claim. Other writes
+   * (the end of an attempt, an event and its runs) wait for the end of the turn (`setImmediate`),
+   * so everything asked for in one turn commits together, or goes along with an urgent write.
+   *
+   * Should any body throw, the batch is rolled back and each body runs again in a transaction of
+   * its own, so one failure fails only its own write; a body must therefore be safe to run again
+   * after a rollback. (Not a savepoint per body: rolling back to one needs a copy of every page it
+   * changes, which costs more than the changes.)
    */
-  grouped<T>(body: () => T): Promise<T>;
+  grouped<T>(body: () => T, urgent?: boolean): Promise<T>;
   /** Commits what {@link grouped} has queued at once, as before closing the connection. */
   flushGrouped(): void;
 }
 
 interface Queued {
   body: () => unknown;
-  resolve(value: unknown): void;
-  reject(error: unknown): void;
+  resolve: (value: never) => void;
+  reject: (error: unknown) => void;
 }
 
 export function createSqliteHandle(db: Db, sqlite: BetterSqlite3.Database): SqliteHandle {
   const cache = new Map<string, unknown>();
-  let queued: Queued[] = [];
-  const flush = () => {
-    const bodies = queued;
-    queued = [];
-    const settled: { ok: boolean; value: unknown }[] = [];
+  const transaction = <T>(body: () => T): T => sqlite.transaction(body).immediate();
+  let queue: Queued[] = [];
+  let soon = false;
+  let later = false;
+  const settle = (write: Queued, run: () => unknown): void => {
+    let value: unknown;
     try {
-      sqlite
-        .transaction(() => {
-          for (const { body } of bodies) {
-            // Called inside a transaction, a transaction function runs in a savepoint.
-            try {
-              settled.push({ ok: true, value: sqlite.transaction(body)() });
-            } catch (error) {
-              settled.push({ ok: false, value: error });
-            }
-          }
-        })
-        .immediate();
+      value = run();
     } catch (error) {
-      for (const { reject } of bodies) reject(error);
+      write.reject(error);
       return;
     }
-    bodies.forEach(({ resolve, reject }, i) => {
-      const { ok, value } = settled[i]!;
-      if (ok) resolve(value);
-      else reject(value);
-    });
+    write.resolve(value as never);
+  };
+  const flush = (): void => {
+    const batch = queue;
+    if (batch.length === 0) return;
+    queue = [];
+    let values: unknown[];
+    try {
+      values = transaction(() => batch.map((write) => write.body()));
+    } catch {
+      for (const write of batch) settle(write, () => transaction(write.body));
+      return;
+    }
+    for (const [index, write] of batch.entries()) write.resolve(values[index] as never);
   };
   return {
     db,
@@ -85,20 +95,24 @@ export function createSqliteHandle(db: Db, sqlite: BetterSqlite3.Database): Sqli
       }
       return query;
     },
-    transaction<T>(body: () => T): T {
-      return sqlite.transaction(body).immediate();
-    },
-    flushGrouped() {
-      if (queued.length > 0) flush();
-    },
-    grouped<T>(body: () => T): Promise<T> {
+    transaction,
+    flushGrouped: flush,
+    grouped<T>(body: () => T, urgent = false): Promise<T> {
       return new Promise<T>((resolve, reject) => {
-        if (queued.length === 0) {
+        queue.push({ body, resolve: resolve as (value: never) => void, reject });
+        if (urgent && !soon) {
+          soon = true;
+          queueMicrotask(() => {
+            soon = false;
+            flush();
+          });
+        } else if (!urgent && !later) {
+          later = true;
           setImmediate(() => {
-            if (queued.length > 0) flush();
+            later = false;
+            flush();
           });
         }
-        queued.push({ body, resolve: resolve as (value: unknown) => void, reject });
       });
     },
   };
