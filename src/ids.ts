@@ -1,3 +1,4 @@
+import { randomFillSync } from 'node:crypto';
 import { v7 } from 'uuid';
 
 /**
@@ -7,7 +8,31 @@ import { v7 } from 'uuid';
  * an event with ten runs wrote 30 % fewer bytes and took about 40 % less CPU than with random
  * (v4) ids. Ids are not secrets: that one shows its creation time does no harm.
  */
-export const newId = (): string => v7();
+export function newId(): string {
+  // uuid's own v7 asks the system for 16 random bytes per id, a tenth of an emit's CPU at 100 runs
+  // (a call each); here they come from a pool filled 256 ids at a time. Its clock and sequence
+  // are kept as uuid keeps them (a random 31-bit start each millisecond, then one more per id),
+  // so ids made in one millisecond still sort in the order they were made.
+  if (poolOffset === randomPool.length) {
+    randomFillSync(randomPool);
+    poolOffset = 0;
+  }
+  const random = randomPool.subarray(poolOffset, poolOffset + 16);
+  poolOffset += 16;
+  const now = Date.now();
+  if (now > clock.msecs) {
+    clock.msecs = now;
+    clock.seq = ((random[6]! & 0x7f) << 24) | (random[7]! << 16) | (random[8]! << 8) | random[9]!;
+  } else {
+    clock.seq = (clock.seq + 1) | 0;
+    if (clock.seq === 0) clock.msecs += 1;
+  }
+  return v7({ random, msecs: clock.msecs, seq: clock.seq });
+}
+
+const randomPool = new Uint8Array(16 * 256);
+let poolOffset = randomPool.length;
+const clock = { msecs: Number.NEGATIVE_INFINITY, seq: 0 };
 
 /**
  * What a public id names. Each kind has its own prefix, so an id says what it is

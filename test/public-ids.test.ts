@@ -150,8 +150,16 @@ describe('public ids', () => {
 
 describe('stored ids', () => {
   it('are UUIDv7s in creation order, so new rows go to the end of every index holding them', () => {
+    const before = Date.now();
     const ids = Array.from({ length: 10_000 }, () => newId());
+    const after = Date.now();
     expect(new Set(ids).size).toBe(ids.length);
+    // The first 48 bits are the millisecond it was made (one more per 2^32 ids in a millisecond).
+    for (const id of [ids[0]!, ids.at(-1)!]) {
+      const ms = Number.parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+      expect(ms).toBeGreaterThanOrEqual(before);
+      expect(ms).toBeLessThanOrEqual(after + 1);
+    }
     expect([...ids].sort()).toEqual(ids);
     for (const id of ids.slice(0, 10)) {
       expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
