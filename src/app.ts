@@ -1,5 +1,5 @@
 import type { IncomingMessage, RequestListener, Server } from 'node:http';
-import { createYoga, useReadinessCheck } from 'graphql-yoga';
+import { createYoga } from 'graphql-yoga';
 import {
   type AppDeps,
   authorizationFromConnectionParams,
@@ -18,6 +18,7 @@ import { batchingOption, useRequestLimits } from './limits/request-limits.js';
 import { publishRunUpdate } from './modules/runs/service.js';
 import { useObservability } from './observability/http.js';
 import { createMetrics } from './observability/metrics.js';
+import { useReadiness } from './observability/readiness.js';
 import { createTelemetry, type Telemetry } from './observability/telemetry.js';
 import { usePersistedQueries } from './protocols/persisted-queries.js';
 import { useSingleConnectionSSE } from './protocols/sse.js';
@@ -120,9 +121,9 @@ export function createApp(given: AppDeps, options: AppOptions = {}): App {
       }),
       useGraphiQLAssets(),
       useDashboard(),
-      useReadinessCheck({
+      useReadiness({
         endpoint: '/readyz',
-        check: async ({ fetchAPI }) => {
+        check: async (fetchAPI) => {
           if (stopping) return false;
           await deps.storage.ping();
           const bus = deps.bus?.state();

@@ -61,6 +61,17 @@ describe('GraphQL over HTTP', () => {
     expect((await get('/readyz')).status).toBe(503);
   });
 
+  it('answers /readyz with 503 and the reason when the database cannot answer', async () => {
+    expect((await get('/readyz')).status).toBe(200);
+    t.storage.sqlite.close();
+    const res = await get('/readyz');
+    expect(res.status).toBe(503);
+    expect(res.headers.get('content-type')).toContain('text/plain');
+    expect(await res.text()).toMatch(/database connection is not open/);
+    // Other paths are not the probe.
+    expect((await get('/readyz/x')).status).not.toBe(503);
+  });
+
   it('masks unexpected errors', async () => {
     t.storage.sqlite.exec('drop table projects');
     const res = await t.gql('{ entity(name: "default") { projects { totalCount } } }');
