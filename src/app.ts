@@ -204,9 +204,11 @@ export function createApp(given: AppDeps, options: AppOptions = {}): App {
       const stream = deps.pubsub.subscribe('runsUpdated');
       queuedRuns = stream;
       void (async () => {
-        // With a shared bus, runs queued by every instance: each wakes every engine.
+        // With a shared bus, runs queued by every instance: each wakes every engine. Their
+        // actions let the engine skip the claim when it would pass all of them over.
         for await (const runs of stream) {
-          if (runs.some((run) => run.status === 'QUEUED')) engine.wake();
+          const queued = runs.filter((run) => run.status === 'QUEUED');
+          if (queued.length > 0) engine.wake(queued.map((run) => run.actionId));
         }
       })();
     },

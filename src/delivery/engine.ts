@@ -61,8 +61,14 @@ export interface DeliveryEngineDeps {
 export interface DeliveryEngine {
   /** Starts polling every `pollIntervalMs` (unref'd timers, so it never holds the process). */
   start(): void;
-  /** Looks for due runs now, e.g. right after runs were queued. Does nothing unless started. */
-  wake(): void;
+  /**
+   * Looks for due runs now, e.g. right after runs were queued. Does nothing unless started.
+   * `actionIds` are the actions of the runs just queued (null for a run without one): when the
+   * last claim found nothing due outside the actions it passed over, and nothing that could
+   * change that happened since, a wake whose every action is among those does nothing, since a
+   * claim would pass its runs over too. Without `actionIds`, anything may be due.
+   */
+  wake(actionIds?: readonly (string | null)[]): void;
   /**
    * Claims and executes every run due at `clock.now()`, including retries that become due
    * immediately, and resolves once nothing is due and nothing is in flight. Runs due later are
@@ -237,6 +243,34 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
    * slots (see slots.ts).
    */
   let othersMayWait = true;
+  /**
+   * The actions passed over by the claim that ended the last fill, when that claim returned
+   * nothing; undefined when unknown. While set, every due run belongs to one of these actions,
+   * apart from runs that came due with time (retries, expired leases) or were handed back by
+   * another process, which the poll finds, as it would without a wake: so a wake whose runs all
+   * belong to these actions may skip its claims, which would come back empty. They would,
+   * because the next claim passes over at least these actions:
+   *
+   * - only a claim that passed nothing over (so nothing is recorded but the empty set) or a
+   *   claim that lends (`fair` false) ends a fill with nothing, and a fair claim passes over
+   *   every action a lending one does at the same moment (a destination full for lending is
+   *   full);
+   * - a lending claim passes over more as time goes on (a destination's attempts outlive its
+   *   patience), never less, until a slot is released;
+   * - `admit` only adds slots and actions, and only after a claim returned runs.
+   *
+   * So everything else that may change what is due or what is passed over forgets it: a claim
+   * (whatever it returns; runs it hands back are due again), a slot released, a wake that is not
+   * skipped, the poll, `drain`, `start` and `stop`. `forgotten` counts those, so that a claim
+   * during which one happened records nothing. A skipped wake leaves `othersMayWait` alone: its
+   * fair claim would have come back empty and cleared it again.
+   */
+  let quiet: ReadonlySet<string> | undefined;
+  let forgotten = 0;
+  const forget = (): void => {
+    quiet = undefined;
+    forgotten++;
+  };
 
   const publish = (runId: string, status?: RunStatus): void => {
     try {
@@ -281,6 +315,8 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     for (let claims = 0; claims < CLAIMS_PER_FILL_MAX; claims++) {
       const room = config.concurrency - busy;
       if (stopping || room <= 0) return false;
+      forget();
+      const seen = forgotten;
       if (slots.takeFreedShare()) othersMayWait = true;
       const fair = othersMayWait;
       const now = clock.now();
@@ -314,7 +350,10 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
       if (claimed.length < room) {
         // Nothing more is due outside the actions passed over. Idle slots may be lent now,
         // unless this claim passed nothing over or lent already.
-        if (!fair || passOver.length === 0) return false;
+        if (!fair || passOver.length === 0) {
+          if (claimed.length === 0 && forgotten === seen) quiet = new Set(passOver);
+          return false;
+        }
         othersMayWait = false;
       }
     }
@@ -340,6 +379,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
       entry.settling = true;
       busy--;
       slot?.release(healthOf(outcome));
+      forget();
       if (started) scheduleTick();
     };
     const previous = inFlight.get(run.id)?.done;
@@ -540,6 +580,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     if (stopping) return;
     pollTimer = setTimeout(() => {
       // Retries come due with time, and other processes queue runs: look at everything again.
+      forget();
       othersMayWait = true;
       void fill();
       schedulePoll();
@@ -551,15 +592,20 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     start() {
       if (started || stopping) return;
       started = true;
+      forget();
       scheduleTick();
       schedulePoll();
     },
-    wake() {
+    wake(actionIds) {
       if (!started) return;
+      const known = quiet;
+      if (known && actionIds?.every((id) => id !== null && known.has(id))) return;
+      forget();
       othersMayWait = true;
       scheduleTick();
     },
     async drain() {
+      forget();
       othersMayWait = true;
       for (;;) {
         await fill();
@@ -570,6 +616,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     stop(graceMs) {
       if (stopped) return stopped;
       stopping = true;
+      forget();
       clearTimeout(pollTimer);
       stopped = (async () => {
         // A claim under way launches its runs before the in-flight set is read.
