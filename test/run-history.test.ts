@@ -7,6 +7,7 @@ import {
   entities,
   projects,
   registries,
+  trainingRuns,
   triggeredRuns,
   users,
 } from '../src/storage/sqlite/schema.js';
@@ -16,6 +17,7 @@ import {
   createProject,
   createRegistry,
   createWebhookAction,
+  mutate,
 } from './support/fixtures.js';
 
 // One data set for every test here: tests only read it.
@@ -26,12 +28,15 @@ let ids: {
   registry: string;
   automations: string[];
   events: string[];
+  trainingRun: string;
 };
 const START = Date.parse('2026-01-01T00:00:00Z');
 const STATUSES: RunStatus[] = ['QUEUED', 'RUNNING', 'RETRYING', 'SUCCEEDED', 'FAILED', 'SKIPPED'];
 
 // SQLite-only: seeds its history through storage.db and checks SQLite's query plans; skipped on
-// PostgreSQL (see ON_POSTGRES), where the storage contract test covers run paging.
+// PostgreSQL (see ON_POSTGRES), where the storage contract test covers run paging. Artifact events
+// leave a run's training run and its project or registry null, and run events its event and
+// registry, so every nullable owner has runs without it beside its own.
 beforeAll(async () => {
   if (ON_POSTGRES) return;
   t = await createTestApp();
@@ -62,6 +67,7 @@ beforeAll(async () => {
       .sort((a, b) => a.name.localeCompare(b.name))
       .map((a) => a.id),
     events: [],
+    trainingRun: '',
   };
   const admin = one(db.select().from(users).get()).id;
   // 45 events, three per millisecond, so runs share creation times and the id orders them.
@@ -90,6 +96,40 @@ beforeAll(async () => {
     if (recorded.outcome !== 'recorded') throw new Error(recorded.outcome);
     ids.events.push(recorded.event.id);
   }
+  // Two RUN_STATE automations fire on each report of FINISHED: 16 runs of training run `r1`, and
+  // 4 of `r2` beside them.
+  for (const name of ['on-run-1', 'on-run-2']) {
+    await mutate(
+      t,
+      `mutation($i: CreateAutomationInput!) { createAutomation(input: $i) { __typename } }`,
+      {
+        i: {
+          entity: 'default',
+          name,
+          scope: { project: 'p' },
+          eventType: 'RUN_STATE',
+          runCondition: { state: { states: ['FINISHED'] } },
+          cooldownSeconds: 0,
+          action: { actionId },
+        },
+      },
+    );
+  }
+  for (const [run, reports] of [
+    ['r1', 8],
+    ['r2', 2],
+  ] as const) {
+    for (let i = 0; i < reports; i += 1) {
+      for (const state of ['RUNNING', 'FINISHED']) {
+        await mutate(
+          t,
+          `mutation($i: ReportRunStateInput!) { reportRunState(input: $i) { __typename } }`,
+          { i: { entity: 'default', project: 'p', run, state } },
+        );
+      }
+    }
+  }
+  ids.trainingRun = one(db.select().from(trainingRuns).where(eq(trainingRuns.name, 'r1')).get()).id;
   // Statuses spread unevenly over the runs, as a delivery history would leave them.
   const runs = db.select().from(triggeredRuns).all();
   runs.forEach((run, i) => {
@@ -112,7 +152,7 @@ beforeAll(() => {
   });
 });
 
-type Owner = 'entity' | 'project' | 'registry' | 'automation' | 'event';
+type Owner = 'entity' | 'project' | 'registry' | 'automation' | 'event' | 'trainingRun';
 
 const OWNER_KIND: Record<Owner, IdKind> = {
   entity: 'entity',
@@ -120,6 +160,7 @@ const OWNER_KIND: Record<Owner, IdKind> = {
   registry: 'registry',
   automation: 'automation',
   event: 'event',
+  trainingRun: 'trainingRun',
 };
 const OWNER_TYPE: Record<Owner, string> = {
   entity: 'Entity',
@@ -127,6 +168,7 @@ const OWNER_TYPE: Record<Owner, string> = {
   registry: 'Registry',
   automation: 'Automation',
   event: 'ArtifactEvent',
+  trainingRun: 'Run',
 };
 const OWNER_COLUMN = {
   entity: 'entityId',
@@ -134,6 +176,7 @@ const OWNER_COLUMN = {
   registry: 'registryId',
   automation: 'automationId',
   event: 'eventId',
+  trainingRun: 'trainingRunId',
 } as const;
 
 interface Filter {
@@ -155,6 +198,8 @@ function storedId(owner: Owner): string {
       return ids.automations[0]!;
     case 'event':
       return ids.events[4]!;
+    case 'trainingRun':
+      return ids.trainingRun;
   }
 }
 
@@ -219,6 +264,14 @@ const CASES: [Owner, Filter][] = [
   ['registry', { statuses: ['FAILED'], createdBefore: at(9) }],
   ['automation', { statuses: ['QUEUED', 'FAILED'] }],
   ['event', {}],
+  ['project', {}],
+  ['project', { statuses: ['FAILED'] }],
+  ['registry', { statuses: ['SUCCEEDED'] }],
+  ['automation', {}],
+  ['event', { statuses: ['SUCCEEDED', 'FAILED', 'SKIPPED'] }],
+  ['trainingRun', {}],
+  ['trainingRun', { statuses: ['SUCCEEDED'] }],
+  ['trainingRun', { statuses: ['FAILED', 'SKIPPED'], createdAfter: at(0) }],
 ];
 
 describe.skipIf(ON_POSTGRES)('run history', () => {
@@ -263,7 +316,7 @@ describe.skipIf(ON_POSTGRES)('run history', () => {
     expect(other.edges).toEqual([]);
   });
 
-  it('reads every page from an owner index in list order, never sorting or scanning', async () => {
+  it('reads every page from its owner index in list order, never sorting or scanning', async () => {
     for (const [owner, filter] of CASES) {
       const first = await page(owner, filter, { first: 2 });
       await page(owner, filter, { first: 2, after: first.pageInfo.endCursor });
@@ -277,23 +330,39 @@ describe.skipIf(ON_POSTGRES)('run history', () => {
       (text) => /from "triggered_runs" where/.test(text) && /order by|count\(/.test(text),
     );
     expect(history.length).toBeGreaterThan(20);
+    const read = new Set<string>();
     for (const text of history) {
       const plan = (
         original(`EXPLAIN QUERY PLAN ${text}`).all(
           ...Array((text.match(/\?/g) ?? []).length).fill(1),
         ) as { detail: string }[]
       ).map((step) => step.detail);
+      // The owner the query leads with: the others are written `+column = ?`, kept off their index.
+      const lead = /(?<!\+)"triggered_runs"\."(\w+)_id" = \?/.exec(text)?.[1];
+      expect(lead, text).toBeDefined();
       const reads = plan.filter((step) => /^(SEARCH|SCAN)/.test(step));
       expect(reads.length, text).toBeGreaterThan(0);
-      for (const read of reads) {
-        expect(read, text).toMatch(
-          /^SEARCH triggered_runs USING (COVERING )?INDEX triggered_runs_(entity|project|registry|automation|event)_(status_)?created_idx/,
-        );
+      for (const step of reads) {
+        // Searched by the owner: a partial index (every owner's but the entity's) only serves a
+        // query whose conditions imply the index's `owner IS NOT NULL`.
+        const index = new RegExp(
+          `^SEARCH triggered_runs USING (?:COVERING )?INDEX (triggered_runs_${lead}_(?:status_)?created_idx) \\(${lead}_id=\\?`,
+        ).exec(step);
+        expect(index, `${text}\n${step}`).not.toBeNull();
+        read.add(index![1]!);
       }
       expect(plan.join('\n'), text).not.toContain('TEMP B-TREE');
       // A status filter reads the owner's status index.
       if (/"status" = \?/.test(text))
         expect(plan.join('\n'), text).toContain('_status_created_idx');
     }
+    // Every history index serves some query here, with and without a status filter.
+    const indexes = (
+      original(
+        `SELECT name FROM sqlite_master WHERE tbl_name = 'triggered_runs' AND name LIKE '%created_idx'`,
+      ).all() as { name: string }[]
+    ).map((row) => row.name);
+    expect(indexes).toHaveLength(12);
+    expect([...read].sort()).toEqual(indexes.sort());
   });
 });
