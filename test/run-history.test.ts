@@ -1,7 +1,9 @@
 import { eq } from 'drizzle-orm';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type IdKind, publicId } from '../src/ids.js';
-import type { RunStatus } from '../src/storage/events.js';
+import type { RunFilter, RunOwner, RunStatus } from '../src/storage/events.js';
+import type { PgStorage } from '../src/storage/pg/storage.js';
 import {
   automations,
   entities,
@@ -33,74 +35,26 @@ let ids: {
 const START = Date.parse('2026-01-01T00:00:00Z');
 const STATUSES: RunStatus[] = ['QUEUED', 'RUNNING', 'RETRYING', 'SUCCEEDED', 'FAILED', 'SKIPPED'];
 
-// SQLite-only: seeds its history through storage.db and checks SQLite's query plans; skipped on
-// PostgreSQL (see ON_POSTGRES), where the storage contract test covers run paging. Artifact events
-// leave a run's training run and its project or registry null, and run events its event and
-// registry, so every nullable owner has runs without it beside its own.
-beforeAll(async () => {
-  if (ON_POSTGRES) return;
-  t = await createTestApp();
-  await createProject(t, 'p');
-  await createRegistry(t, 'r');
-  const actionId = (await createWebhookAction(t, { name: 'hook', url: 'https://example.com/h' }))
+/**
+ * A project `p` and a registry `r` with their automations: two on the project's and one on the
+ * registry's artifact events, and two RUN_STATE automations of the project that fire (with no
+ * cooldown) on every report of FINISHED.
+ */
+async function createOwners(app: TestApp): Promise<void> {
+  await createProject(app, 'p');
+  await createRegistry(app, 'r');
+  const actionId = (await createWebhookAction(app, { name: 'hook', url: 'https://example.com/h' }))
     .id;
   for (const [name, scope, eventType] of [
     ['on-project-1', { type: 'PROJECT', project: 'p' }, 'CREATE_ARTIFACT'],
     ['on-project-2', { type: 'PROJECT', project: 'p' }, 'CREATE_ARTIFACT'],
     ['on-registry', { type: 'REGISTRY', registry: 'r' }, 'LINK_ARTIFACT'],
   ] as const) {
-    await createAutomation(t, { name, scope, eventType, actionId });
+    await createAutomation(app, { name, scope, eventType, actionId });
   }
-  const db = t.storage.db;
-  const one = <T>(row: T | undefined): T => {
-    if (row === undefined) throw new Error('fixture missing');
-    return row;
-  };
-  ids = {
-    entity: one(db.select().from(entities).where(eq(entities.name, 'default')).get()).id,
-    project: one(db.select().from(projects).where(eq(projects.name, 'p')).get()).id,
-    registry: one(db.select().from(registries).where(eq(registries.name, 'r')).get()).id,
-    automations: db
-      .select()
-      .from(automations)
-      .all()
-      .sort((a, b) => a.name.localeCompare(b.name))
-      .map((a) => a.id),
-    events: [],
-    trainingRun: '',
-  };
-  const admin = one(db.select().from(users).get()).id;
-  // 45 events, three per millisecond, so runs share creation times and the id orders them.
-  for (let i = 0; i < 45; i += 1) {
-    const inRegistry = i % 3 === 2;
-    const recorded = await t.storage.events.recordEvent(
-      {
-        entityId: ids.entity,
-        eventType: inRegistry ? 'LINK_ARTIFACT' : 'CREATE_ARTIFACT',
-        owner: inRegistry
-          ? { kind: 'registry', id: ids.registry }
-          : { kind: 'project', id: ids.project },
-        collectionName: 'model',
-        artifactType: 'model',
-        versionIndex: i,
-        alias: null,
-        tag: null,
-        author: 'ci',
-        metadata: null,
-        idempotencyKey: null,
-        createdById: admin,
-        createdAt: new Date(START + Math.floor(i / 3)),
-      },
-      () => true,
-    );
-    if (recorded.outcome !== 'recorded') throw new Error(recorded.outcome);
-    ids.events.push(recorded.event.id);
-  }
-  // Two RUN_STATE automations fire on each report of FINISHED: 16 runs of training run `r1`, and
-  // 4 of `r2` beside them.
   for (const name of ['on-run-1', 'on-run-2']) {
     await mutate(
-      t,
+      app,
       `mutation($i: CreateAutomationInput!) { createAutomation(input: $i) { __typename } }`,
       {
         i: {
@@ -115,21 +69,102 @@ beforeAll(async () => {
       },
     );
   }
-  for (const [run, reports] of [
-    ['r1', 8],
-    ['r2', 2],
-  ] as const) {
-    for (let i = 0; i < reports; i += 1) {
+}
+
+/**
+ * Records `count` artifact events through the storage layer, every third in the registry, the
+ * others in the project, created at `createdAt(i)`; returns their ids.
+ */
+async function recordEvents(
+  app: TestApp,
+  owners: { entity: string; project: string; registry: string; admin: string },
+  count: number,
+  createdAt: (i: number) => Date,
+): Promise<string[]> {
+  const events: string[] = [];
+  for (let i = 0; i < count; i += 1) {
+    const inRegistry = i % 3 === 2;
+    const recorded = await app.storage.events.recordEvent(
+      {
+        entityId: owners.entity,
+        eventType: inRegistry ? 'LINK_ARTIFACT' : 'CREATE_ARTIFACT',
+        owner: inRegistry
+          ? { kind: 'registry', id: owners.registry }
+          : { kind: 'project', id: owners.project },
+        collectionName: 'model',
+        artifactType: 'model',
+        versionIndex: i,
+        alias: null,
+        tag: null,
+        author: 'ci',
+        metadata: null,
+        idempotencyKey: null,
+        createdById: owners.admin,
+        createdAt: createdAt(i),
+      },
+      () => true,
+    );
+    if (recorded.outcome !== 'recorded') throw new Error(recorded.outcome);
+    events.push(recorded.event.id);
+  }
+  return events;
+}
+
+/** Reports each training run RUNNING then FINISHED `times` times: two runs queued each time. */
+async function finishRuns(app: TestApp, runs: readonly (readonly [string, number])[]) {
+  for (const [run, times] of runs) {
+    for (let i = 0; i < times; i += 1) {
       for (const state of ['RUNNING', 'FINISHED']) {
         await mutate(
-          t,
+          app,
           `mutation($i: ReportRunStateInput!) { reportRunState(input: $i) { __typename } }`,
           { i: { entity: 'default', project: 'p', run, state } },
         );
       }
     }
   }
-  ids.trainingRun = one(db.select().from(trainingRuns).where(eq(trainingRuns.name, 'r1')).get()).id;
+}
+
+// SQLite-only: seeds its history through storage.db and checks SQLite's query plans; skipped on
+// PostgreSQL (see ON_POSTGRES), where the storage contract test covers run paging and the last
+// test here PostgreSQL's plans. Artifact events leave a run's training run and its project or
+// registry null, and run events its event and registry, so every nullable owner has runs
+// without it beside its own.
+beforeAll(async () => {
+  if (ON_POSTGRES) return;
+  t = await createTestApp();
+  await createOwners(t);
+  const db = t.storage.db;
+  const one = <T>(row: T | undefined): T => {
+    if (row === undefined) throw new Error('fixture missing');
+    return row;
+  };
+  const entity = one(db.select().from(entities).where(eq(entities.name, 'default')).get()).id;
+  const project = one(db.select().from(projects).where(eq(projects.name, 'p')).get()).id;
+  const registry = one(db.select().from(registries).where(eq(registries.name, 'r')).get()).id;
+  const admin = one(db.select().from(users).get()).id;
+  // 45 events, three per millisecond, so runs share creation times and the id orders them.
+  const events = await recordEvents(t, { entity, project, registry, admin }, 45, (i) => {
+    return new Date(START + Math.floor(i / 3));
+  });
+  // 16 runs of training run `r1`, and 4 of `r2` beside them.
+  await finishRuns(t, [
+    ['r1', 8],
+    ['r2', 2],
+  ]);
+  ids = {
+    entity,
+    project,
+    registry,
+    automations: db
+      .select()
+      .from(automations)
+      .all()
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((a) => a.id),
+    events,
+    trainingRun: one(db.select().from(trainingRuns).where(eq(trainingRuns.name, 'r1')).get()).id,
+  };
   // Statuses spread unevenly over the runs, as a delivery history would leave them.
   const runs = db.select().from(triggeredRuns).all();
   runs.forEach((run, i) => {
@@ -364,5 +399,122 @@ describe.skipIf(ON_POSTGRES)('run history', () => {
     ).map((row) => row.name);
     expect(indexes).toHaveLength(12);
     expect([...read].sort()).toEqual(indexes.sort());
+  });
+});
+
+// PostgreSQL picks plans by cost, so its check runs on a few thousand runs with statistics. It
+// reads the generic plan of each history statement: the one a named statement settles on after
+// its first executions, planned without the owner's id, so a partial index serves it only when
+// `owner = $1` alone implies the index's condition.
+describe.runIf(ON_POSTGRES)('run history on PostgreSQL', () => {
+  let app: TestApp;
+  let pool: pg.Pool;
+  const owners: RunOwner[] = [];
+  const query = async <T>(text: string): Promise<T[]> => (await pool.query(text)).rows as T[];
+
+  beforeAll(async () => {
+    app = await createTestApp();
+    pool = (app.storage as unknown as PgStorage).handle.pool;
+    await createOwners(app);
+    const id = async (text: string) => (await query<{ id: string }>(text))[0]!.id;
+    const entity = await id(`SELECT id FROM entities WHERE name = 'default'`);
+    const project = await id(`SELECT id FROM projects WHERE name = 'p'`);
+    const registry = await id(`SELECT id FROM registries WHERE name = 'r'`);
+    const admin = await id('SELECT id FROM users LIMIT 1');
+    // 2,500 runs of 1,500 events, and 20 runs of each of 10 training runs.
+    const events = await recordEvents(
+      app,
+      { entity, project, registry, admin },
+      1500,
+      (i) => new Date(START + i),
+    );
+    await finishRuns(
+      app,
+      Array.from({ length: 10 }, (_, i) => [`r${i}`, 10] as const),
+    );
+    await query(
+      `UPDATE triggered_runs SET status = (ARRAY['${STATUSES.join("','")}'])[1 + (seq * 7 + seq % 5) % 6]`,
+    );
+    await query('ANALYZE triggered_runs');
+    owners.push(
+      { kind: 'entity', id: entity },
+      { kind: 'project', id: project },
+      { kind: 'registry', id: registry },
+      {
+        kind: 'automation',
+        id: await id(`SELECT id FROM automations WHERE name = 'on-project-1'`),
+      },
+      { kind: 'event', id: events[700]! },
+      { kind: 'trainingRun', id: await id(`SELECT id FROM training_runs WHERE name = 'r3'`) },
+    );
+  }, 120_000);
+  afterAll(() => app?.close());
+
+  it("reads every page from its owner's index in list order, never sorting", async () => {
+    // The statements the storage layer sends for pages of each owner, with their values.
+    const sent = new Map<string, unknown[]>();
+    const original = pg.Client.prototype.query as (...args: unknown[]) => unknown;
+    const send = vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (
+      this: pg.Client,
+      ...args: unknown[]
+    ) {
+      const [config, values] = args as [{ text?: string; values?: unknown[] }, unknown];
+      if (config?.text && /from "triggered_runs" where .* order by/.test(config.text)) {
+        sent.set(config.text, config.values ?? (values as unknown[]));
+      }
+      return original.apply(this, args);
+    } as never);
+    try {
+      const pages = async (owner: RunOwner, filter: RunFilter) => {
+        const from = { after: null, before: null, backward: false, limit: 5 };
+        const last = (await app.storage.runs.pageRuns(owner, filter, from)).at(-1);
+        // The statement is the same whatever the bound; an owner may have no run of a status.
+        const position = last ? [last.createdAt.getTime(), last.id] : [START, ''];
+        const bound = { position, inclusive: false };
+        await app.storage.runs.pageRuns(owner, filter, { ...from, after: bound });
+        await app.storage.runs.pageRuns(owner, filter, { ...from, before: bound, backward: true });
+      };
+      for (const owner of owners) {
+        for (const statuses of [null, ['FAILED'], ['FAILED', 'SKIPPED']] as const) {
+          await pages(owner, { statuses });
+        }
+      }
+      await pages(owners[0]!, { automationId: owners[3]!.id });
+    } finally {
+      send.mockRestore();
+    }
+    expect(sent.size).toBeGreaterThan(40);
+
+    const client = await pool.connect();
+    const read = new Set<string>();
+    try {
+      await client.query('SET plan_cache_mode = force_generic_plan');
+      let n = 0;
+      for (const [text, values] of sent) {
+        const name = `history_${n++}`;
+        await client.query(`PREPARE ${name} AS ${text}`);
+        const args = values.map((value) => client.escapeLiteral(String(value))).join(', ');
+        const plan = (await client.query(`EXPLAIN EXECUTE ${name}(${args})`)).rows
+          .map((row: Record<string, string>) => row['QUERY PLAN'])
+          .join('\n');
+        // The narrowest owner comes first (see the PostgreSQL run store).
+        const lead = /"triggered_runs"\."(\w+)_id" = \$/.exec(text)?.[1];
+        const index = new RegExp(
+          `Index Scan(?: Backward)? using (triggered_runs_${lead}_(?:status_)?created_idx) `,
+        ).exec(plan);
+        expect(index, `${text}\n${plan}`).not.toBeNull();
+        read.add(index![1]!);
+        expect(plan, text).not.toMatch(/Sort|Seq Scan/);
+      }
+    } finally {
+      await client.query('DEALLOCATE ALL');
+      await client.query('RESET plan_cache_mode');
+      client.release();
+    }
+    const indexes = await query<{ indexname: string }>(
+      `SELECT indexname FROM pg_indexes WHERE tablename = 'triggered_runs' AND indexname LIKE '%created_idx'`,
+    );
+    expect(indexes).toHaveLength(12);
+    expect([...read].sort()).toEqual(indexes.map((row) => row.indexname).sort());
   });
 });
