@@ -144,9 +144,8 @@ beforeAll(async () => {
   const registry = one(db.select().from(registries).where(eq(registries.name, 'r')).get()).id;
   const admin = one(db.select().from(users).get()).id;
   // 45 events, three per millisecond, so runs share creation times and the id orders them.
-  const events = await recordEvents(t, { entity, project, registry, admin }, 45, (i) => {
-    return new Date(START + Math.floor(i / 3));
-  });
+  const at3PerMs = (i: number) => new Date(START + Math.floor(i / 3));
+  const events = await recordEvents(t, { entity, project, registry, admin }, 45, at3PerMs);
   // 16 runs of training run `r1`, and 4 of `r2` beside them.
   await finishRuns(t, [
     ['r1', 8],
