@@ -461,9 +461,15 @@ export const triggeredRuns = pgTable(
     index('triggered_runs_event_seq_idx').on(t.eventId, t.seq),
     index('triggered_runs_run_event_seq_idx').on(t.runEventId, t.seq),
     // History: each owner's runs newest first, and the same narrowed to a status.
+    index('triggered_runs_entity_created_idx').on(t.entityId, t.createdAt, t.id),
+    index('triggered_runs_entity_status_created_idx').on(t.entityId, t.status, t.createdAt, t.id),
+    // The other owners are null on many runs (an artifact event's run has no training run and no
+    // project or no registry, a run event's run no event and no registry, a deleted automation's
+    // runs no automation), so their indexes leave those runs out: recording an event writes fewer
+    // index entries. A history query's `owner = ?` implies `owner IS NOT NULL`, which is what the
+    // database needs to read a partial index.
     ...(
       [
-        ['entity', t.entityId],
         ['project', t.projectId],
         ['registry', t.registryId],
         ['automation', t.automationId],
@@ -471,8 +477,12 @@ export const triggeredRuns = pgTable(
         ['training_run', t.trainingRunId],
       ] as const
     ).flatMap(([owner, column]) => [
-      index(`triggered_runs_${owner}_created_idx`).on(column, t.createdAt, t.id),
-      index(`triggered_runs_${owner}_status_created_idx`).on(column, t.status, t.createdAt, t.id),
+      index(`triggered_runs_${owner}_created_idx`)
+        .on(column, t.createdAt, t.id)
+        .where(sql`${column} IS NOT NULL`),
+      index(`triggered_runs_${owner}_status_created_idx`)
+        .on(column, t.status, t.createdAt, t.id)
+        .where(sql`${column} IS NOT NULL`),
     ]),
   ],
 );
