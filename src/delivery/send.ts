@@ -258,11 +258,12 @@ export async function deliver(
       bodyTimeout: 0,
       signal,
     });
-    const longest = Math.max(0, ...redactionForms(redactions).map((f) => Buffer.byteLength(f)));
+    const forms = redactionForms(redactions);
+    const longest = Math.max(0, ...forms.map((f) => Buffer.byteLength(f)));
     // Read past the stored limit by the longest secret, so one straddling the cut is still
     // found whole and redacted before truncation.
     const raw = await readLimited(response.body, config.maxStoredResponseBytes + longest);
-    const responseBody = truncateUtf8(redact(raw.text, redactions), config.maxStoredResponseBytes);
+    const responseBody = truncateUtf8(replaceForms(raw.text, forms), config.maxStoredResponseBytes);
     const cut = raw.broken ? interrupted() : undefined;
     if (cut) {
       // The status alone is no answer: a receiver that never finishes its body has not accepted
@@ -446,8 +447,12 @@ function redactionForms(values: Iterable<string>): string[] {
 
 /** Replaces every form (see {@link redactionForms}) of each value with `[redacted]`. */
 export function redact(text: string, values: Iterable<string>): string {
+  return replaceForms(text, redactionForms(values));
+}
+
+function replaceForms(text: string, forms: readonly string[]): string {
   let out = text;
-  for (const form of redactionForms(values)) out = out.replaceAll(form, REDACTED);
+  for (const form of forms) if (out.includes(form)) out = out.replaceAll(form, REDACTED);
   return out;
 }
 
