@@ -3,6 +3,7 @@ import {
   type GraphQLError,
   getOperationAST,
   Kind,
+  type OperationDefinitionNode,
   type SelectionSetNode,
 } from 'graphql';
 import { createGraphQLError, type Plugin } from 'graphql-yoga';
@@ -160,51 +161,60 @@ export function useMutationRateLimits(
   onRefused?: (limit: 'mutations' | 'events') => void,
 ): Plugin<Context> {
   return {
-    async onExecute({ args, setResultAndStopExecution }) {
+    // Synchronous for queries (see persisted-queries.ts); a mutation may wait on a shared store.
+    onExecute({ args, setResultAndStopExecution }) {
       const operation = getOperationAST(args.document, args.operationName);
       if (operation?.operation !== 'mutation') return;
-      const { viewer, deps } = args.contextValue;
-      const fields = rootFields(operation.selectionSet, args.document);
-      const events = fields.filter((name) => name === EVENT_FIELD).length;
-      const demands: (BucketDemand & { events: boolean })[] = [];
-      if (limits.mutationsPerMinute > 0 && fields.length > events) {
-        demands.push({
-          key: `${viewer.apiKeyId}:mutations`,
-          cost: fields.length - events,
-          perMinute: limits.mutationsPerMinute,
-          events: false,
-        });
-      }
-      if (limits.eventsPerMinute > 0 && events > 0) {
-        demands.push({
-          key: `${viewer.apiKeyId}:events`,
-          cost: events,
-          perMinute: limits.eventsPerMinute,
-          events: true,
-        });
-      }
-      if (demands.length === 0) return;
-      const decision = await store.take(demands, deps.clock.now().getTime());
-      if (decision.allowed) return;
-      const limited = demands.find((d) => d.key === decision.demand.key);
-      onRefused?.(limited?.events ? 'events' : 'mutations');
-      setResultAndStopExecution({
-        errors: [
-          limited?.events
-            ? rateLimited(
-                `${EVENT_FIELD} calls`,
-                limits.eventsPerMinute,
-                'TRIPLINE_RATE_LIMIT_EVENTS_PER_MINUTE',
-                decision.retryAfterMs,
-              )
-            : rateLimited(
-                'mutations',
-                limits.mutationsPerMinute,
-                'TRIPLINE_RATE_LIMIT_MUTATIONS_PER_MINUTE',
-                decision.retryAfterMs,
-              ),
-        ],
-      });
+      return limitMutation(args, setResultAndStopExecution, operation);
     },
   };
+
+  async function limitMutation(
+    args: { document: DocumentNode; contextValue: Context },
+    setResultAndStopExecution: (result: { errors: GraphQLError[] }) => void,
+    operation: OperationDefinitionNode,
+  ): Promise<void> {
+    const { viewer, deps } = args.contextValue;
+    const fields = rootFields(operation.selectionSet, args.document);
+    const events = fields.filter((name) => name === EVENT_FIELD).length;
+    const demands: (BucketDemand & { events: boolean })[] = [];
+    if (limits.mutationsPerMinute > 0 && fields.length > events) {
+      demands.push({
+        key: `${viewer.apiKeyId}:mutations`,
+        cost: fields.length - events,
+        perMinute: limits.mutationsPerMinute,
+        events: false,
+      });
+    }
+    if (limits.eventsPerMinute > 0 && events > 0) {
+      demands.push({
+        key: `${viewer.apiKeyId}:events`,
+        cost: events,
+        perMinute: limits.eventsPerMinute,
+        events: true,
+      });
+    }
+    if (demands.length === 0) return;
+    const decision = await store.take(demands, deps.clock.now().getTime());
+    if (decision.allowed) return;
+    const limited = demands.find((d) => d.key === decision.demand.key);
+    onRefused?.(limited?.events ? 'events' : 'mutations');
+    setResultAndStopExecution({
+      errors: [
+        limited?.events
+          ? rateLimited(
+              `${EVENT_FIELD} calls`,
+              limits.eventsPerMinute,
+              'TRIPLINE_RATE_LIMIT_EVENTS_PER_MINUTE',
+              decision.retryAfterMs,
+            )
+          : rateLimited(
+              'mutations',
+              limits.mutationsPerMinute,
+              'TRIPLINE_RATE_LIMIT_MUTATIONS_PER_MINUTE',
+              decision.retryAfterMs,
+            ),
+      ],
+    });
+  }
 }

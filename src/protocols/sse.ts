@@ -149,19 +149,22 @@ export function useSingleConnectionSSE(
         yoga.fetchAPI,
       );
     },
-    async onRequest({ request, url, endResponse, fetchAPI }) {
+    // Synchronous for requests outside the mode (nearly all): see persisted-queries.ts.
+    onRequest({ request, url, endResponse, fetchAPI }) {
       if (url.pathname !== yoga.graphqlEndpoint) return;
       const inMode =
         request.method === 'PUT' || request.method === 'DELETE' || tokenOf(request) !== null;
       if (!inMode) return;
-      try {
-        endResponse(
-          await handler(await withBoundedBody(request, deps.config.maxRequestBytes, fetchAPI)),
-        );
-      } catch (error) {
-        if (!(error instanceof GraphQLError)) throw error;
-        endResponse(new fetchAPI.Response(...refusal(statusOf(error), '', error)));
-      }
+      return (async () => {
+        try {
+          endResponse(
+            await handler(await withBoundedBody(request, deps.config.maxRequestBytes, fetchAPI)),
+          );
+        } catch (error) {
+          if (!(error instanceof GraphQLError)) throw error;
+          endResponse(new fetchAPI.Response(...refusal(statusOf(error), '', error)));
+        }
+      })();
     },
   };
 }
