@@ -77,6 +77,31 @@ describe('grouped SQLite writes', () => {
     ]);
   });
 
+  it('commits at once on a quiet connection, and at the end of the turn right after a commit', async () => {
+    const { storage, other } = open();
+    const h = storage.handle;
+    const insert = storage.sqlite.prepare('INSERT INTO notes (body) VALUES (?)');
+    const committed = () => other.prepare('SELECT count(*) AS n FROM notes').get() as { n: number };
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // Quiet: the write commits as soon as this code yields, before the turn ends.
+    const endOfTurn = new Promise((resolve) => setImmediate(() => resolve('end of turn')));
+    expect(
+      await Promise.race([h.grouped(() => insert.run('quiet')).then(() => 'committed'), endOfTurn]),
+    ).toBe('committed');
+
+    // Just after a commit: writes asked for in separate microtasks of one turn commit together.
+    const seen: number[] = [];
+    const first = h.grouped(() => insert.run('busy-1'));
+    await Promise.resolve();
+    const second = h.grouped(() => {
+      seen.push(committed().n);
+      return insert.run('busy-2');
+    });
+    await Promise.all([first, second]);
+    expect(seen).toEqual([1]);
+    expect(committed().n).toBe(3);
+  });
+
   it('commits what is queued when the storage closes', async () => {
     const { storage, other } = open();
     const written = storage.handle.grouped(() =>
