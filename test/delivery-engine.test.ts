@@ -5,18 +5,10 @@ import { publicId } from '../src/ids.js';
 import { createDecryptedSecrets } from '../src/modules/secrets/decrypted.js';
 import { secrets as secretsTable, triggeredRuns } from '../src/storage/sqlite/schema.js';
 import { openSqliteStorage } from '../src/storage/sqlite/storage.js';
-import { deliveryConfig, useDeliveryTestbed } from './support/delivery-fixtures.js';
+import { deferred, deliveryConfig, useDeliveryTestbed } from './support/delivery-fixtures.js';
 import { startReceiver } from './support/receiver.js';
 
 const tb = useDeliveryTestbed();
-
-function deferred<T = void>() {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
 
 function automation(): string {
   const actionId = tb.fx.addWebhookAction({ url: `${tb.receiver.url}/hook` });

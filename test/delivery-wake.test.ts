@@ -1,19 +1,11 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { DeliveryStore } from '../src/storage/delivery.js';
 import { createTestApp } from './support/app.js';
-import { deliveryConfig, useDeliveryTestbed } from './support/delivery-fixtures.js';
+import { deferred, deliveryConfig, useDeliveryTestbed } from './support/delivery-fixtures.js';
 import { createAutomation, createProject, createWebhookAction, emit } from './support/fixtures.js';
 import { startReceiver } from './support/receiver.js';
 
 const tb = useDeliveryTestbed();
-
-function deferred<T = void>() {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
 
 /**
  * The next turn of the event loop. A wake claims in the turn after it (`setImmediate`), so after

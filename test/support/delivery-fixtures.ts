@@ -467,3 +467,12 @@ export function useDeliveryTestbed(): {
     },
   };
 }
+
+/** A promise and the function that resolves it, for a test to hold something open. */
+export function deferred<T = void>() {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
