@@ -96,6 +96,59 @@ export function queuedRun(
   };
 }
 
+/** The event `input` records in its collection (found or just created), with a new id. */
+export function newArtifactEvent(
+  input: NewArtifactEvent,
+  collection: { id: string; name: string; artifactType: string },
+): ArtifactEvent {
+  return {
+    id: newId(),
+    entityId: input.entityId,
+    eventType: input.eventType,
+    projectId: input.owner.kind === 'project' ? input.owner.id : null,
+    registryId: input.owner.kind === 'registry' ? input.owner.id : null,
+    collectionId: collection.id,
+    collectionName: collection.name,
+    artifactType: collection.artifactType,
+    versionIndex: input.versionIndex,
+    alias: input.alias,
+    tag: input.tag,
+    author: input.author,
+    metadata: input.metadata,
+    idempotencyKey: input.idempotencyKey,
+    createdById: input.createdById,
+    createdAt: input.createdAt,
+  };
+}
+
+/**
+ * The runs `event` queues: one per candidate of its own entity that `accepts` takes, in the
+ * candidates' order. Candidates are read by scope id alone (see the engines' match queries), so
+ * the entity is checked here.
+ */
+export function queuedRunsOf(
+  event: ArtifactEvent,
+  candidates: readonly (MatchCandidate & { entityId: string })[],
+  accepts: (candidate: MatchCandidate) => boolean,
+): TriggeredRun[] {
+  return candidates
+    .filter((candidate) => candidate.entityId === event.entityId && accepts(candidate))
+    .map((automation) =>
+      queuedRun(
+        {
+          entityId: event.entityId,
+          eventId: event.id,
+          runEventId: null,
+          trainingRunId: null,
+          projectId: event.projectId,
+          registryId: event.registryId,
+        },
+        automation,
+        event.createdAt,
+      ),
+    );
+}
+
 /** One try of a run, as stored. */
 export interface DeliveryAttempt {
   id: string;

@@ -5,7 +5,6 @@ import type {
   EventFilter,
   EventStore,
   EventType,
-  MatchCandidate,
   NewArtifactEvent,
   RecordedEvent,
   RunFilter,
@@ -14,7 +13,7 @@ import type {
   RunStore,
   TriggeredRun,
 } from '../events.js';
-import { FINISHED_STATUSES, queuedRun } from '../events.js';
+import { FINISHED_STATUSES, newArtifactEvent, queuedRunsOf } from '../events.js';
 import { withinTimes } from '../paging.js';
 import {
   artifactCollections,
@@ -275,46 +274,17 @@ export function createEventStore(h: SqliteHandle): EventStore {
               storedArtifactType: collection.artifactType,
             };
           }
-          const event: ArtifactEvent = {
-            id: newId(),
-            entityId: input.entityId,
-            eventType: input.eventType,
-            projectId: input.owner.kind === 'project' ? input.owner.id : null,
-            registryId: input.owner.kind === 'registry' ? input.owner.id : null,
-            collectionId: collection.id,
-            collectionName: collection.name,
-            artifactType: collection.artifactType,
-            versionIndex: input.versionIndex,
-            alias: input.alias,
-            tag: input.tag,
-            author: input.author,
-            metadata: input.metadata,
-            idempotencyKey: input.idempotencyKey,
-            createdById: input.createdById,
-            createdAt: input.createdAt,
-          };
+          const event = newArtifactEvent(input, collection);
           insertEvent(event);
-          const matched: MatchCandidate[] = candidates()
-            .all({
+          const runs = queuedRunsOf(
+            event,
+            candidates().all({
               entityId: input.entityId,
               ownerId: input.owner.id,
               collectionId: collection.id,
               eventType: input.eventType,
-            })
-            .filter((row) => row.entityId === input.entityId && accepts(row));
-          const runs = matched.map((automation) =>
-            queuedRun(
-              {
-                entityId: event.entityId,
-                eventId: event.id,
-                runEventId: null,
-                trainingRunId: null,
-                projectId: event.projectId,
-                registryId: event.registryId,
-              },
-              automation,
-              event.createdAt,
-            ),
+            }),
+            accepts,
           );
           insertRuns(event, runs);
           return { outcome: 'recorded' as const, event, runs };
