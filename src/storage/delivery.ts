@@ -252,3 +252,85 @@ export interface DeliveryStore {
     wanted: { ids: readonly string[]; names: readonly string[] },
   ): Promise<SealedSecret[]>;
 }
+
+/** How an engine's driver hands over a boolean column and a JSON column. */
+export interface ColumnDecoders {
+  bool(value: unknown): boolean;
+  json<T>(value: unknown): T | null;
+}
+
+/**
+ * A claimed run from one row of an engine's load query, whose columns both engines select in
+ * this order: the run (id, attempt count, action id, open attempts), its event (4–14, and its
+ * tag at 35), automation (15–21), action (22–33), sealed secrets as [id, name, ciphertext]
+ * (34), and its run event with the training run's names (36–46).
+ */
+export function claimedRun(row: readonly unknown[], decode: ColumnDecoders): ClaimedRun {
+  const [id, attemptCount, actionId, openAttempts] = row as [string, number, string | null, number];
+  const event =
+    row[4] === null
+      ? null
+      : {
+          id: row[4] as string,
+          eventType: row[5] as EventType,
+          collectionName: row[6] as string,
+          artifactType: row[7] as string,
+          versionIndex: row[8] as number,
+          alias: row[9] as string | null,
+          tag: row[35] as string | null,
+          author: row[10] as string,
+          metadata: decode.json<Record<string, unknown>>(row[11]),
+          entityName: row[12] as string,
+          projectName: row[13] as string | null,
+          registryName: row[14] as string | null,
+        };
+  const automation =
+    row[15] === null
+      ? null
+      : {
+          id: row[15] as string,
+          name: row[16] as string,
+          enabled: decode.bool(row[17]),
+          payloadTemplate: row[18] as string | null,
+          slackTitle: row[19] as string | null,
+          slackMessage: row[20] as string | null,
+          slackSeverity: row[21] as SlackSeverity | null,
+        };
+  const action: DeliveryAction | null =
+    row[22] === null
+      ? null
+      : {
+          id: row[22] as string,
+          entityId: row[23] as string,
+          kind: row[24] as ActionKind,
+          name: row[25] as string,
+          enabled: decode.bool(row[26]),
+          disabledReason: row[27] as string | null,
+          url: row[28] as string | null,
+          headers: decode.json<Record<string, string>>(row[29]),
+          channel: row[30] as string | null,
+          accessTokenSecretId: row[31] as string | null,
+          signingSecretId: row[32] as string | null,
+          slackUrlSecretId: row[33] as string | null,
+        };
+  const secrets = (decode.json<[string, string, string][]>(row[34]) ?? []).map(
+    ([secretId, name, ciphertext]): SealedSecret => ({ id: secretId, name, ciphertext }),
+  );
+  const runEvent: DeliveryRunEvent | null =
+    row[36] === null || row[42] === null
+      ? null
+      : {
+          id: row[36] as string,
+          eventType: row[37] as EventType,
+          runState: row[38] as string,
+          metricName: row[39] as string | null,
+          metricValues: decode.json<number[]>(row[40]),
+          condition: row[41] as string,
+          trainingRunId: row[42] as string,
+          runName: row[43] as string,
+          entityName: row[44] as string,
+          projectName: row[45] as string,
+          reportedBy: row[46] as string | null,
+        };
+  return { id, attemptCount, openAttempts, actionId, event, runEvent, automation, action, secrets };
+}

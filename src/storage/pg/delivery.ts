@@ -1,17 +1,13 @@
 import type pg from 'pg';
 import { newId } from '../../ids.js';
-import type { ActionKind, EventType } from '../config.js';
 import {
   type AttemptOutcome,
-  type ClaimedRun,
-  type DeliveryAction,
-  type DeliveryRunEvent,
+  type ColumnDecoders,
+  claimedRun,
   type DeliveryStore,
   INTERRUPTED_ATTEMPT_MESSAGE,
   type Lease,
   type QueueDepth,
-  type SealedSecret,
-  type SlackSeverity,
 } from '../delivery.js';
 import type { PgHandle } from './support.js';
 
@@ -186,75 +182,11 @@ const FIND_SECRETS = `
 
 type Row = unknown[];
 
-function claimedRun(row: Row): ClaimedRun {
-  const [id, attemptCount, actionId, openAttempts] = row as [string, number, string | null, number];
-  const event =
-    row[4] === null
-      ? null
-      : {
-          id: row[4] as string,
-          eventType: row[5] as EventType,
-          collectionName: row[6] as string,
-          artifactType: row[7] as string,
-          versionIndex: row[8] as number,
-          alias: row[9] as string | null,
-          tag: row[35] as string | null,
-          author: row[10] as string,
-          metadata: row[11] as Record<string, unknown> | null,
-          entityName: row[12] as string,
-          projectName: row[13] as string | null,
-          registryName: row[14] as string | null,
-        };
-  const automation =
-    row[15] === null
-      ? null
-      : {
-          id: row[15] as string,
-          name: row[16] as string,
-          enabled: row[17] as boolean,
-          payloadTemplate: row[18] as string | null,
-          slackTitle: row[19] as string | null,
-          slackMessage: row[20] as string | null,
-          slackSeverity: row[21] as SlackSeverity | null,
-        };
-  const action: DeliveryAction | null =
-    row[22] === null
-      ? null
-      : {
-          id: row[22] as string,
-          entityId: row[23] as string,
-          kind: row[24] as ActionKind,
-          name: row[25] as string,
-          enabled: row[26] as boolean,
-          disabledReason: row[27] as string | null,
-          url: row[28] as string | null,
-          headers: row[29] as Record<string, string> | null,
-          channel: row[30] as string | null,
-          accessTokenSecretId: row[31] as string | null,
-          signingSecretId: row[32] as string | null,
-          slackUrlSecretId: row[33] as string | null,
-        };
-  const secrets = ((row[34] as [string, string, string][] | null) ?? []).map(
-    ([secretId, name, ciphertext]): SealedSecret => ({ id: secretId, name, ciphertext }),
-  );
-  const runEvent: DeliveryRunEvent | null =
-    row[36] === null || row[42] === null
-      ? null
-      : {
-          id: row[36] as string,
-          eventType: row[37] as EventType,
-          runState: row[38] as string,
-          metricName: row[39] as string | null,
-          metricValues: row[40] as number[] | null,
-          condition: row[41] as string,
-          trainingRunId: row[42] as string,
-          runName: row[43] as string,
-          entityName: row[44] as string,
-          projectName: row[45] as string,
-          reportedBy: row[46] as string | null,
-        };
-  return { id, attemptCount, openAttempts, actionId, event, runEvent, automation, action, secrets };
-}
+/** node-postgres reads booleans and `json` columns as JavaScript values already. */
+const decode: ColumnDecoders = {
+  bool: (value) => value as boolean,
+  json: <T>(value: unknown) => value as T | null,
+};
 
 const time = (date: Date | null): number | null => (date === null ? null : date.getTime());
 
@@ -324,7 +256,7 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
         values,
       );
       // Oldest due first, as the statement orders them.
-      return claimed.rows.map(claimedRun);
+      return claimed.rows.map((row) => claimedRun(row, decode));
     },
 
     async unclaim(owner, runIds, now) {

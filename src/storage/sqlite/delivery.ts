@@ -1,16 +1,13 @@
 import { newId } from '../../ids.js';
-import type { ActionKind, EventType } from '../config.js';
 import {
   type AttemptOutcome,
   type ClaimedRun,
-  type DeliveryAction,
-  type DeliveryRunEvent,
+  type ColumnDecoders,
+  claimedRun,
   type DeliveryStore,
   INTERRUPTED_ATTEMPT_MESSAGE,
   type Lease,
   type QueueDepth,
-  type SealedSecret,
-  type SlackSeverity,
 } from '../delivery.js';
 import { insertAudit } from './audit.js';
 import type { SqliteHandle } from './support.js';
@@ -153,75 +150,8 @@ function parseJson<T>(value: unknown): T | null {
   return typeof value === 'string' ? (JSON.parse(value) as T) : null;
 }
 
-function claimedRun(row: Row): ClaimedRun {
-  const [id, attemptCount, actionId, openAttempts] = row as [string, number, string | null, number];
-  const event =
-    row[4] === null
-      ? null
-      : {
-          id: row[4] as string,
-          eventType: row[5] as EventType,
-          collectionName: row[6] as string,
-          artifactType: row[7] as string,
-          versionIndex: row[8] as number,
-          alias: row[9] as string | null,
-          tag: row[35] as string | null,
-          author: row[10] as string,
-          metadata: parseJson<Record<string, unknown>>(row[11]),
-          entityName: row[12] as string,
-          projectName: row[13] as string | null,
-          registryName: row[14] as string | null,
-        };
-  const automation =
-    row[15] === null
-      ? null
-      : {
-          id: row[15] as string,
-          name: row[16] as string,
-          enabled: bool(row[17]),
-          payloadTemplate: row[18] as string | null,
-          slackTitle: row[19] as string | null,
-          slackMessage: row[20] as string | null,
-          slackSeverity: row[21] as SlackSeverity | null,
-        };
-  const action: DeliveryAction | null =
-    row[22] === null
-      ? null
-      : {
-          id: row[22] as string,
-          entityId: row[23] as string,
-          kind: row[24] as ActionKind,
-          name: row[25] as string,
-          enabled: bool(row[26]),
-          disabledReason: row[27] as string | null,
-          url: row[28] as string | null,
-          headers: parseJson<Record<string, string>>(row[29]),
-          channel: row[30] as string | null,
-          accessTokenSecretId: row[31] as string | null,
-          signingSecretId: row[32] as string | null,
-          slackUrlSecretId: row[33] as string | null,
-        };
-  const secrets = (parseJson<[string, string, string][]>(row[34]) ?? []).map(
-    ([secretId, name, ciphertext]): SealedSecret => ({ id: secretId, name, ciphertext }),
-  );
-  const runEvent: DeliveryRunEvent | null =
-    row[36] === null || row[42] === null
-      ? null
-      : {
-          id: row[36] as string,
-          eventType: row[37] as EventType,
-          runState: row[38] as string,
-          metricName: row[39] as string | null,
-          metricValues: parseJson<number[]>(row[40]),
-          condition: row[41] as string,
-          trainingRunId: row[42] as string,
-          runName: row[43] as string,
-          entityName: row[44] as string,
-          projectName: row[45] as string,
-          reportedBy: row[46] as string | null,
-        };
-  return { id, attemptCount, openAttempts, actionId, event, runEvent, automation, action, secrets };
-}
+/** Booleans are 0 or 1 in SQLite, and JSON values are text. */
+const decode: ColumnDecoders = { bool, json: parseJson };
 
 const time = (date: Date | null): number | null => (date === null ? null : date.getTime());
 
@@ -279,7 +209,7 @@ export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
         const ids = claimed.map((row) => row[0]);
         const loaded = new Map<string, ClaimedRun>();
         for (const row of rows('load', LOAD).all({ ids: JSON.stringify(ids) }) as Row[]) {
-          const run = claimedRun(row);
+          const run = claimedRun(row, decode);
           loaded.set(run.id, run);
         }
         // Oldest due first; a run deleted meanwhile (with its event) is left out.
