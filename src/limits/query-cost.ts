@@ -43,7 +43,8 @@ export interface CostedOperation {
  * fit it: execution refuses those without running anything.
  */
 export function operationCost(op: CostedOperation): number {
-  const cached = costsOf(op).get(op.operationName ?? '');
+  const known = costsOf(op);
+  const cached = known.get(op.operationName ?? '');
   if (cached !== undefined) return cached;
   const operation = getOperationAST(op.document, op.operationName);
   const root = operation && op.schema.getRootType(operation.operation);
@@ -132,7 +133,7 @@ export function operationCost(op: CostedOperation): number {
   };
 
   const cost = selectionCost(operation.selectionSet, root);
-  if (coerced === undefined) costsOf(op).set(op.operationName ?? '', cost);
+  if (coerced === undefined) known.set(op.operationName ?? '', cost);
   return fitting ? cost : 0;
 }
 
