@@ -188,14 +188,17 @@ export function createApp(given: AppDeps, options: AppOptions = {}): App {
               }
             : {}),
           // Refuse a bad key at connection time, before any subscription starts.
-          connect: (initial) =>
-            createContext(
-              deps,
-              authorizationOf(initial as unknown as Record<string, unknown>),
-            ).then(
-              () => true,
-              () => false,
-            ),
+          connect: async (initial) => {
+            try {
+              await createContext(
+                deps,
+                authorizationOf(initial as unknown as Record<string, unknown>),
+              );
+              return true;
+            } catch {
+              return false;
+            }
+          },
         }),
       );
     },

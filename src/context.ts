@@ -54,22 +54,26 @@ export interface Context {
 
 /**
  * Builds the request context from an `Authorization` header value, for HTTP and WebSocket
- * alike. Throws a GraphQL error with code `UNAUTHENTICATED` (HTTP 401) when the header is
- * missing, malformed, or names an unknown or revoked key.
+ * alike. Rejects with a GraphQL error with code `UNAUTHENTICATED` (HTTP 401) when the header is
+ * missing, malformed, or names an unknown or revoked key. Returns the context itself, not a
+ * promise, when the key is known in memory (see `AccessCache.authenticate`); it never throws.
  */
-export async function createContext(
+export function createContext(
   deps: AppDeps,
   authorization: string | null | undefined,
-): Promise<Context> {
+): Context | Promise<Context> {
   const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
   if (!match?.[1]) {
-    throw unauthenticated(
-      'Authentication required: send an API key as `Authorization: Bearer <key>`.',
+    return Promise.reject(
+      unauthenticated('Authentication required: send an API key as `Authorization: Bearer <key>`.'),
     );
   }
-  const viewer = await authenticate(deps, match[1]);
-  if (!viewer) throw unauthenticated('The API key is unknown or has been revoked.');
-  return { deps, viewer };
+  const viewer = authenticate(deps, match[1]);
+  if (!(viewer instanceof Promise)) return { deps, viewer };
+  return viewer.then((found) => {
+    if (!found) throw unauthenticated('The API key is unknown or has been revoked.');
+    return { deps, viewer: found };
+  });
 }
 
 /**

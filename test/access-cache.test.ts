@@ -135,6 +135,22 @@ describe('authentication from the access cache', () => {
     expect(keyUses()).toBe(1);
   });
 
+  it('answers a known key without a promise, and a key whose use is due to be recorded with one', async () => {
+    const access = t.deps.access;
+    const first = access.authenticate(t.adminKey);
+    expect(first).toBeInstanceOf(Promise);
+    const viewer = await first;
+    const again = access.authenticate(t.adminKey);
+    expect(again).not.toBeInstanceOf(Promise);
+    expect(again).toEqual(viewer);
+    clock.advance(60_000);
+    const due = access.authenticate(t.adminKey);
+    expect(due).toBeInstanceOf(Promise);
+    expect(await due).toEqual(viewer);
+    expect(access.authenticate('tl_unknown')).toBeInstanceOf(Promise);
+    expect(await access.authenticate('tl_unknown')).toBeNull();
+  });
+
   it('refuses a revoked key on the very next request', async () => {
     const person = await createPerson('MEMBER', 'rita');
     expect((await t.gql(TYPENAME, {}, person.key)).status).toBe(200);

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import type { Clock } from '../../clock.js';
 import type { AppDeps, Context } from '../../context.js';
 import { NotFoundError, PermissionDeniedError } from '../../errors.js';
@@ -23,16 +23,18 @@ export interface Viewer {
 
 const KEY_PREFIX = 'tl_';
 
-export const hashApiKey = (key: string): string => createHash('sha256').update(key).digest('hex');
+/** The stored form of an API key: its SHA-256 in hex (one-shot, as every request hashes its key). */
+export const hashApiKey = (key: string): string => hash('sha256', key, 'hex');
 
 /**
  * Looks up the user behind an API key, from the access cache. Returns null for an unknown or
  * revoked key; never throws for bad input. Records when the key was last used, to the minute.
+ * Answers without a promise when it can (see `AccessCache.authenticate`).
  */
-export async function authenticate(
+export function authenticate(
   deps: Pick<AppDeps, 'access'>,
   key: string,
-): Promise<Viewer | null> {
+): Viewer | Promise<Viewer | null> {
   return deps.access.authenticate(key);
 }
 
