@@ -15,7 +15,7 @@ import {
 import { renderOfflineGraphiQL, useGraphiQLAssets } from './graphiql.js';
 import { createMemoryRateLimitStore, useMutationRateLimits } from './limits/rate-limit.js';
 import { batchingOption, useRequestLimits } from './limits/request-limits.js';
-import { publishRunUpdate } from './modules/runs/service.js';
+import { publishRuns, runUpdate } from './modules/runs/service.js';
 import { useObservability } from './observability/http.js';
 import { createMetrics } from './observability/metrics.js';
 import { useReadiness } from './observability/readiness.js';
@@ -154,7 +154,7 @@ export function createApp(given: AppDeps, options: AppOptions = {}): App {
     clock: deps.clock,
     logger: deps.logger,
     config: deps.config.delivery,
-    onRunUpdated: (runId, status) => publishRunUpdate(deps, runId, status),
+    onRunUpdated: (run) => publishRuns(deps, [runUpdate(run)]),
     telemetry,
     ...(deps.lookup ? { lookup: deps.lookup } : {}),
     ...options.delivery,

@@ -216,7 +216,7 @@ describe('attempt writes', () => {
       succeeded,
       tb.fx.clock.now(),
     );
-    expect(late).toBe(false);
+    expect(late).toBeNull();
     expect(tb.fx.run(runId)).toMatchObject({ status: 'RUNNING', leaseOwner: 'w2' });
     expect(await store.startAttempt({ runId, owner: 'w1' }, tb.fx.clock.now())).toBeNull();
     const next = await store.startAttempt({ runId, owner: 'w2' }, tb.fx.clock.now());

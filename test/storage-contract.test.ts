@@ -574,10 +574,16 @@ describe.each(engines)('storage contract on %s', (engineName, makeEngine) => {
       action: { id: scope.actionId, kind: 'WEBHOOK', enabled: true, headers: { 'x-team': 'ml' } },
     });
     expect(claimed!.secrets.map((s) => s.name)).toEqual(['HOOK_SIGNING']);
+    // Each write returns the run as it left it, as a read would find it: the engine publishes it.
+    const stored = () => storage.runs.getRun(claimed!.id);
+    expect(claimed!.run).toEqual(await stored());
+    expect(claimed!.run).toMatchObject({ status: 'RUNNING', leaseOwner: 'w1', attemptCount: 0 });
     const lease = { runId: claimed!.id, owner: 'w1' };
     expect(await storage.delivery.startAttempt({ ...lease, owner: 'w2' }, at(1_001))).toBeNull();
     const started = await storage.delivery.startAttempt(lease, at(1_001));
     expect(started).toMatchObject({ attemptNumber: 1, attemptCount: 1 });
+    expect(started!.run).toEqual(await stored());
+    expect(started!.run).toMatchObject({ attemptCount: 1, updatedAt: at(1_001) });
     const outcome = {
       durationMs: 12,
       statusCode: 500,
@@ -594,15 +600,21 @@ describe.each(engines)('storage contract on %s', (engineName, makeEngine) => {
         retry,
         at(1_013),
       ),
-    ).toBe(false);
-    expect(
-      await storage.delivery.finishAttempt(lease, started!.id, outcome, retry, at(1_013), {
+    ).toBeNull();
+    const retrying = await storage.delivery.finishAttempt(
+      lease,
+      started!.id,
+      outcome,
+      retry,
+      at(1_013),
+      {
         actionId: scope.actionId,
         reason: 'gone',
         audit: audit(scope.entityId, 'action.disabled'),
-      }),
-    ).toBe(true);
-    expect(await storage.runs.getRun(lease.runId)).toMatchObject({
+      },
+    );
+    expect(retrying).toEqual(await stored());
+    expect(retrying).toMatchObject({
       status: 'RETRYING',
       attemptCount: 1,
       nextAttemptAt: at(5_000),
@@ -642,6 +654,46 @@ describe.each(engines)('storage contract on %s', (engineName, makeEngine) => {
     expect(depth).toMatchObject({ byStatus: { RETRYING: 1 }, scheduled: 1, dueNow: 0 });
   });
 
+  test('a release and a run ended without an attempt return the run as they left it', async () => {
+    const scope = await watchedProject('returns');
+    await storage.events.recordEvent(eventIn(scope), () => true);
+    const [claimed] = await claim(storage, 'w1', 1_000);
+    const lease = { runId: claimed!.id, owner: 'w1' };
+    const started = await storage.delivery.startAttempt(lease, at(1_001));
+    const aborted = {
+      durationMs: 3,
+      statusCode: null,
+      errorClass: 'ABORTED',
+      errorMessage: 'stopping',
+      responseBody: null,
+    };
+    expect(
+      await storage.delivery.releaseAttempt(
+        { ...lease, owner: 'w2' },
+        started!.id,
+        aborted,
+        'again',
+        at(1_002),
+      ),
+    ).toBeNull();
+    const released = await storage.delivery.releaseAttempt(
+      lease,
+      started!.id,
+      aborted,
+      'again',
+      at(1_002),
+    );
+    expect(released).toEqual(await storage.runs.getRun(lease.runId));
+    expect(released).toMatchObject({ status: 'QUEUED', attemptCount: 0, result: 'again' });
+    const [again] = await claim(storage, 'w1', 1_003);
+    expect(again!.run).toMatchObject({ id: lease.runId, status: 'RUNNING', result: 'again' });
+    const skip = { status: 'SKIPPED' as const, result: 'automation disabled' };
+    expect(await storage.delivery.finishRun({ ...lease, owner: 'w2' }, skip, at(1_004))).toBeNull();
+    const skipped = await storage.delivery.finishRun(lease, skip, at(1_004));
+    expect(skipped).toEqual(await storage.runs.getRun(lease.runId));
+    expect(skipped).toMatchObject({ status: 'SKIPPED', finishedAt: at(1_004), leaseOwner: null });
+  });
+
   test('takes a run again once its lease expired and drops the first owner’s late writes', async () => {
     const scope = await watchedProject('leases');
     await storage.events.recordEvent(eventIn(scope), () => true);
@@ -670,21 +722,21 @@ describe.each(engines)('storage contract on %s', (engineName, makeEngine) => {
         done,
         at(2_002),
       ),
-    ).toBe(false);
+    ).toBeNull();
     const second = await storage.delivery.startAttempt(
       { runId: first!.id, owner: 'w2' },
       at(2_003),
     );
     expect(second).toMatchObject({ attemptNumber: 2, attemptCount: 2 });
-    expect(
-      await storage.delivery.finishAttempt(
-        { runId: first!.id, owner: 'w2' },
-        second!.id,
-        outcome,
-        done,
-        at(2_004),
-      ),
-    ).toBe(true);
+    const succeeded = await storage.delivery.finishAttempt(
+      { runId: first!.id, owner: 'w2' },
+      second!.id,
+      outcome,
+      done,
+      at(2_004),
+    );
+    expect(succeeded).toEqual(await storage.runs.getRun(first!.id));
+    expect(succeeded).toMatchObject({ status: 'SUCCEEDED', attemptCount: 2, result: 'HTTP 200' });
     const attempts = await storage.runs.listAttempts(first!.id);
     expect(attempts.map((a) => [a.attemptNumber, a.errorClass, a.statusCode])).toEqual([
       [1, 'INTERRUPTED', null],

@@ -1,5 +1,5 @@
 import { type Client, createClient } from 'graphql-ws';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { createTestApp, fakeClock, type TestApp } from './support/app.js';
 import { createAutomation, createProject, createWebhookAction, emit } from './support/fixtures.js';
@@ -109,6 +109,49 @@ describe('triggeredRunUpdated over graphql-ws', () => {
     expect(new Set(admin.updates.map((u) => u.id))).toEqual(new Set([runId]));
     expect(receiver.requests).toHaveLength(2);
     expect(stranger.updates).toEqual([]);
+  });
+
+  it('streams each state as the delivery wrote it, without reading the run again', async () => {
+    receiver.enqueue({ status: 503 });
+    const client = wsClient(t.adminKey);
+    const updates: { status: string; attemptCount: number; result: string | null }[] = [];
+    let done: () => void = () => {};
+    const until = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    client.subscribe<{
+      triggeredRunUpdated: { status: string; attemptCount: number; result: string | null };
+    }>(
+      { query: 'subscription { triggeredRunUpdated { status attemptCount result } }' },
+      {
+        next: (message) => {
+          const update = message.data?.triggeredRunUpdated;
+          if (update) updates.push(update);
+          if (update?.status === 'SUCCEEDED') done();
+        },
+        error: () => {},
+        complete: () => {},
+      },
+    );
+    await t.subscribers(1);
+    const reads = vi.spyOn(t.storage.runs, 'getRun');
+    await emit(t);
+    await t.app.engine.drain();
+    clock.advance(1_000);
+    await t.app.engine.drain();
+    await until;
+    expect(updates).toEqual([
+      { status: 'QUEUED', attemptCount: 0, result: null },
+      { status: 'RUNNING', attemptCount: 0, result: null },
+      { status: 'RETRYING', attemptCount: 1, result: 'HTTP 503 from receiver; retrying in 1.0s' },
+      {
+        status: 'RUNNING',
+        attemptCount: 1,
+        result: 'HTTP 503 from receiver; retrying in 1.0s',
+      },
+      { status: 'SUCCEEDED', attemptCount: 2, result: 'Delivered: HTTP 200 from receiver' },
+    ]);
+    expect(reads).not.toHaveBeenCalled();
   });
 
   it('filters by run, automation and event', async () => {

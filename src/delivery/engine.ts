@@ -19,7 +19,7 @@ import type {
   StartedAttempt,
 } from '../storage/delivery.js';
 import { INTERRUPTED_ATTEMPT_MESSAGE } from '../storage/delivery.js';
-import type { RunStatus } from '../storage/events.js';
+import type { TriggeredRun } from '../storage/events.js';
 import { planDelivery } from './load.js';
 import { classify, nextRetryDelayMs } from './retry.js';
 import { type DeliveryErrorClass, type DeliveryOutcome, deliver, NO_OP_RESULT } from './send.js';
@@ -39,13 +39,13 @@ export interface DeliveryEngineDeps {
   logger: Logger;
   config: DeliveryConfig;
   /**
-   * Called with a run id after each committed status change of that run (RUNNING, RETRYING,
-   * SUCCEEDED, FAILED, SKIPPED, and QUEUED/RETRYING when released on stop), in order, with the
-   * status this change wrote (absent for a release). The stored run may already be further on:
-   * one commit can hold an attempt's end and the claim of its retry. An exception it throws is
-   * logged and otherwise ignored.
+   * Called after each committed status change of a run (RUNNING, RETRYING, SUCCEEDED, FAILED,
+   * SKIPPED, and QUEUED/RETRYING when released on stop), in order, with the run as that change
+   * left it, as the write returned it: nothing is read again to publish. The stored run may
+   * already be further on (one commit can hold an attempt's end and the claim of its retry);
+   * each change is still told. An exception it throws is logged and otherwise ignored.
    */
-  onRunUpdated: (runId: string, status?: RunStatus) => void;
+  onRunUpdated: (run: TriggeredRun) => void;
   /** Names this worker in leases; unique per process by default. */
   workerId?: string;
   /** Source of jitter in `[0, 1)`; Math.random by default. */
@@ -272,11 +272,11 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     forgotten++;
   };
 
-  const publish = (runId: string, status?: RunStatus): void => {
+  const publish = (run: TriggeredRun): void => {
     try {
-      deps.onRunUpdated(runId, status);
+      deps.onRunUpdated(run);
     } catch (error) {
-      logger.error({ err: error, runId }, 'onRunUpdated threw');
+      logger.error({ err: error, runId: run.id }, 'onRunUpdated threw');
     }
   };
 
@@ -408,7 +408,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     signal: AbortSignal,
     ended: (outcome: DeliveryOutcome) => void,
   ): Promise<void> {
-    publish(run.id, 'RUNNING');
+    publish(run.run);
     const lease: Lease = { runId: run.id, owner: workerId };
     if (run.openAttempts > 0) deps.telemetry?.leaseExpired();
     const plan = planDelivery(decrypted, run);
@@ -468,8 +468,9 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     lease: Lease,
     change: { status: 'SKIPPED' | 'FAILED'; result: string },
   ): Promise<void> {
-    if (!(await store.finishRun(lease, change, clock.now()))) throw new LeaseLostError();
-    publish(lease.runId, change.status);
+    const finished = await store.finishRun(lease, change, clock.now());
+    if (finished === null) throw new LeaseLostError();
+    publish(finished);
   }
 
   /** The run's new state after an attempt: the retry policy applied to the outcome. */
@@ -532,7 +533,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
       now,
       disable,
     );
-    if (!recorded) throw new LeaseLostError();
+    if (recorded === null) throw new LeaseLostError();
     const terminal = verdict.status !== 'RETRYING';
     logger[terminal && verdict.status !== 'SUCCEEDED' ? 'warn' : 'info'](
       {
@@ -544,7 +545,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
       },
       verdict.result,
     );
-    publish(run.id, verdict.status);
+    publish(recorded);
   }
 
   /**
@@ -564,7 +565,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
       'Interrupted by shutdown; it will be delivered again',
       clock.now(),
     );
-    if (released) publish(lease.runId);
+    if (released !== null) publish(released);
   }
 
   function scheduleTick(): void {

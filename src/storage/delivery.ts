@@ -2,6 +2,7 @@
 
 import type { AuditRecord } from './audit.js';
 import type { ActionKind, EventType } from './config.js';
+import type { RunStatus, TriggeredRun } from './events.js';
 
 /**
  * The message of an attempt that started and never recorded an end: its process died (perhaps
@@ -107,6 +108,8 @@ export interface SealedSecret {
 /** A claimed run with everything its attempt needs, read in the claim. */
 export interface ClaimedRun {
   id: string;
+  /** The run as the claim left it (RUNNING), to publish without reading it again. */
+  run: TriggeredRun;
   /** Attempts started since the run was last queued, interrupted ones included. */
   attemptCount: number;
   /**
@@ -144,6 +147,8 @@ export interface StartedAttempt {
   startedAt: Date;
   /** The run's attempt count with this attempt. */
   attemptCount: number;
+  /** The run as this attempt's start left it. */
+  run: TriggeredRun;
 }
 
 /** How an attempt ended, as stored on its row. */
@@ -206,8 +211,8 @@ export interface DeliveryStore {
   startAttempt(lease: Lease, startedAt: Date): Promise<StartedAttempt | null>;
   /**
    * Records how an attempt ended and the run's new state together, and disables the action when
-   * told to (with its audit entry, only if it was still enabled). False when the lease no longer
-   * holds: a late result is dropped and nothing is written.
+   * told to (with its audit entry, only if it was still enabled). Returns the run as it left it;
+   * null when the lease no longer holds: a late result is dropped and nothing is written.
    */
   finishAttempt(
     lease: Lease,
@@ -216,20 +221,21 @@ export interface DeliveryStore {
     verdict: RunVerdict,
     now: Date,
     disable?: DisableAction,
-  ): Promise<boolean>;
+  ): Promise<TriggeredRun | null>;
   /**
    * Ends a run without an attempt (SKIPPED, or FAILED without attempts left), closing its open
-   * attempts as INTERRUPTED. False when the lease no longer holds.
+   * attempts as INTERRUPTED. Returns the run as it left it; null when the lease no longer holds.
    */
   finishRun(
     lease: Lease,
     change: { status: 'SKIPPED' | 'FAILED'; result: string },
     now: Date,
-  ): Promise<boolean>;
+  ): Promise<TriggeredRun | null>;
   /**
    * Puts a run whose attempt the server aborted back in line, due `now`, with `result` as its
    * result: the attempt is recorded with `outcome` and no longer counted, and the run is QUEUED
-   * when no other attempt counts, RETRYING otherwise. False when the lease no longer holds.
+   * when no other attempt counts, RETRYING otherwise. Returns the run as it left it; null when
+   * the lease no longer holds.
    */
   releaseAttempt(
     lease: Lease,
@@ -237,7 +243,7 @@ export interface DeliveryStore {
     outcome: AttemptOutcome,
     result: string,
     now: Date,
-  ): Promise<boolean>;
+  ): Promise<TriggeredRun | null>;
   /**
    * Counts the runs not yet finished at `now`. Reads only those runs (an index holds them), so
    * finished runs, however many, cost nothing.
@@ -253,6 +259,106 @@ export interface DeliveryStore {
   ): Promise<SealedSecret[]>;
 }
 
+/**
+ * The columns of a run that the claim and every write of a run's status return, in this order
+ * on both engines (after a statement's own columns, if any), for {@link runFromRow}: the run as
+ * the write left it, which the engine publishes without reading it again.
+ */
+const RUN_STATE = [
+  'id',
+  'entity_id',
+  'event_id',
+  'run_event_id',
+  'training_run_id',
+  'automation_id',
+  'automation_name',
+  'action_id',
+  'project_id',
+  'registry_id',
+  'status',
+  'attempt_count',
+  'next_attempt_at',
+  'lease_owner',
+  'lease_expires_at',
+  'result',
+  'created_at',
+  'updated_at',
+  'finished_at',
+] as const;
+
+/** {@link RUN_STATE} as a select list, each column qualified by `table` when given. */
+export const runStateColumns = (table?: string): string =>
+  RUN_STATE.map((column) => (table ? `${table}.${column}` : column)).join(', ');
+
+/** Times are epoch milliseconds: numbers on SQLite, bigint text from node-postgres. */
+const timeOf = (value: unknown): Date | null => (value === null ? null : new Date(Number(value)));
+
+/** The run in `row`, whose {@link runStateColumns} start at index `at`. */
+export function runFromRow(row: readonly unknown[], at = 0): TriggeredRun {
+  const [
+    id,
+    entityId,
+    eventId,
+    runEventId,
+    trainingRunId,
+    automationId,
+    automationName,
+    actionId,
+    projectId,
+    registryId,
+    status,
+    attemptCount,
+    nextAttemptAt,
+    leaseOwner,
+    leaseExpiresAt,
+    result,
+    createdAt,
+    updatedAt,
+    finishedAt,
+  ] = row.slice(at, at + RUN_STATE.length) as [
+    string,
+    string,
+    string | null,
+    string | null,
+    string | null,
+    string | null,
+    string,
+    string | null,
+    string | null,
+    string | null,
+    RunStatus,
+    number,
+    unknown,
+    string | null,
+    unknown,
+    string | null,
+    unknown,
+    unknown,
+    unknown,
+  ];
+  return {
+    id,
+    entityId,
+    eventId,
+    runEventId,
+    trainingRunId,
+    automationId,
+    automationName,
+    actionId,
+    projectId,
+    registryId,
+    status,
+    attemptCount,
+    nextAttemptAt: timeOf(nextAttemptAt),
+    leaseOwner,
+    leaseExpiresAt: timeOf(leaseExpiresAt),
+    result,
+    createdAt: timeOf(createdAt) as Date,
+    updatedAt: timeOf(updatedAt),
+    finishedAt: timeOf(finishedAt),
+  };
+}
+
 /** How an engine's driver hands over a boolean column and a JSON column. */
 export interface ColumnDecoders {
   bool(value: unknown): boolean;
@@ -263,7 +369,8 @@ export interface ColumnDecoders {
  * A claimed run from one row of an engine's load query, whose columns both engines select in
  * this order: the run (id, attempt count, action id, open attempts), its event (4–14, and its
  * tag at 35), automation (15–21), action (22–33), sealed secrets as [id, name, ciphertext]
- * (34), and its run event with the training run's names (36–46).
+ * (34), its run event with the training run's names (36–46), and the run as the claim left it
+ * ({@link runStateColumns} from 47).
  */
 export function claimedRun(row: readonly unknown[], decode: ColumnDecoders): ClaimedRun {
   const [id, attemptCount, actionId, openAttempts] = row as [string, number, string | null, number];
@@ -332,5 +439,16 @@ export function claimedRun(row: readonly unknown[], decode: ColumnDecoders): Cla
           projectName: row[45] as string,
           reportedBy: row[46] as string | null,
         };
-  return { id, attemptCount, openAttempts, actionId, event, runEvent, automation, action, secrets };
+  return {
+    id,
+    run: runFromRow(row, 47),
+    attemptCount,
+    openAttempts,
+    actionId,
+    event,
+    runEvent,
+    automation,
+    action,
+    secrets,
+  };
 }

@@ -21,6 +21,7 @@ import {
 } from '../../src/modules/automations/template.js';
 import { createSecretBox, type SecretBox } from '../../src/modules/secrets/box.js';
 import { createDecryptedSecrets } from '../../src/modules/secrets/decrypted.js';
+import type { TriggeredRun } from '../../src/storage/events.js';
 import type { Db } from '../../src/storage/sqlite/database.js';
 import {
   actions,
@@ -154,10 +155,12 @@ export interface DeliveryFixture {
   run(runId: string): typeof triggeredRuns.$inferSelect;
   attempts(runId: string): (typeof deliveryAttempts.$inferSelect)[];
   action(actionId: string): typeof actions.$inferSelect;
-  /** Statuses published through `onRunUpdated`, read back from the database at publication. */
+  /** Statuses published through `onRunUpdated`, as the engine handed them over. */
   published(runId: string): RunStatus[];
+  /** The runs published through `onRunUpdated`, in order. */
+  publishedRuns(runId: string): TriggeredRun[];
   /** The `onRunUpdated` callback that feeds {@link published}. */
-  onRunUpdated(runId: string): void;
+  onRunUpdated(run: TriggeredRun): void;
   /** Resolves when `onRunUpdated` publishes `status` for the run (at once if it already did). */
   waitForStatus(runId: string, status: RunStatus): Promise<void>;
   /** An engine wired to this fixture; stopped by `close()`. */
@@ -182,7 +185,7 @@ export function createDeliveryFixture(): DeliveryFixture {
   db.insert(entities).values({ id: entityId, name: names.entityName }).run();
   db.insert(projects).values({ id: projectId, entityId, name: names.projectName }).run();
   db.insert(registries).values({ id: registryId, entityId, name: names.registryName }).run();
-  const publications: { runId: string; status: RunStatus }[] = [];
+  const publications: { runId: string; status: RunStatus; run: TriggeredRun }[] = [];
   const waiters: { runId: string; status: RunStatus; resolve: () => void }[] = [];
   const engines: DeliveryEngine[] = [];
   let counter = 0;
@@ -199,9 +202,9 @@ export function createDeliveryFixture(): DeliveryFixture {
     if (!row) throw new Error(`no run ${runId}`);
     return row;
   };
-  const onRunUpdated = (runId: string): void => {
-    const { status } = run(runId);
-    publications.push({ runId, status });
+  const onRunUpdated = (published: TriggeredRun): void => {
+    const { id: runId, status } = published;
+    publications.push({ runId, status, run: published });
     for (const waiter of [...waiters]) {
       if (waiter.runId === runId && waiter.status === status) {
         waiters.splice(waiters.indexOf(waiter), 1);
@@ -366,6 +369,7 @@ export function createDeliveryFixture(): DeliveryFixture {
       return row;
     },
     published: (runId) => publications.filter((p) => p.runId === runId).map((p) => p.status),
+    publishedRuns: (runId) => publications.filter((p) => p.runId === runId).map((p) => p.run),
     onRunUpdated,
     waitForStatus: (runId, status) =>
       publications.some((p) => p.runId === runId && p.status === status)

@@ -8,7 +8,6 @@ import {
   FINISHED_STATUSES,
   type RunFilter,
   type RunOwner,
-  type RunStatus,
   type TriggeredRun,
 } from '../../storage/events.js';
 import type { StoredList } from '../connection.js';
@@ -61,28 +60,6 @@ export function publishRuns(
   // Counted where published, so a shared bus's updates from other instances are not counted here.
   const metrics = deps.telemetry?.metrics;
   if (metrics) for (const run of updates) metrics.runStatusChanged(run.status);
-}
-
-/**
- * Publishes the run's current state (see {@link publishRuns}). Reads it first, so updates of one
- * run published in order arrive in order; a failed read is logged, never thrown.
- */
-export function publishRunUpdate(
-  deps: Pick<AppDeps, 'storage' | 'pubsub' | 'logger' | 'telemetry'>,
-  runId: string,
-  status?: RunStatus,
-): void {
-  deps.storage.runs.getRun(runId).then(
-    (run) => {
-      // The change being published may be behind the stored run (an attempt's end committed with
-      // the claim of its retry): subscribers still see each status the run went through.
-      if (run)
-        publishRuns(deps, [
-          runUpdate(status === undefined || run.status === status ? run : { ...run, status }),
-        ]);
-    },
-    (error: unknown) => deps.logger.error({ err: error, runId }, 'could not publish a run update'),
-  );
 }
 
 /**

@@ -8,7 +8,10 @@ import {
   INTERRUPTED_ATTEMPT_MESSAGE,
   type Lease,
   type QueueDepth,
+  runFromRow,
+  runStateColumns,
 } from '../delivery.js';
+import type { TriggeredRun } from '../events.js';
 import type { PgHandle } from './support.js';
 
 // As on SQLite, the statements are written as SQL and read as arrays: each is a named statement,
@@ -25,7 +28,8 @@ const LEASED = `id = $1 AND status = 'RUNNING' AND lease_owner = $2`;
  * meanwhile is re-checked after the lock and no longer due. Each row: the run, how many of its
  * attempts were left open, its event with the names of its entity and project or registry, its
  * automation and action as they are now, the sealed secrets of the action and of the
- * automation's templates (a JSON array of [id, name, ciphertext]); oldest due first.
+ * automation's templates (a JSON array of [id, name, ciphertext]), and the run as the claim left
+ * it; oldest due first.
  */
 const CLAIM = (passOver: boolean) => `
   WITH due AS (
@@ -39,8 +43,7 @@ const CLAIM = (passOver: boolean) => `
     SET status = 'RUNNING', lease_owner = $2, lease_expires_at = $3, updated_at = $1
     FROM due
     WHERE r.id = due.id
-    RETURNING r.id, r.attempt_count, r.action_id, r.event_id, r.run_event_id, r.automation_id,
-      coalesce(r.next_attempt_at, 0) AS due_order, r.seq
+    RETURNING ${runStateColumns('r')}, coalesce(r.next_attempt_at, 0) AS due_order, r.seq
   )
   SELECT
     r.id, r.attempt_count, r.action_id,
@@ -58,7 +61,8 @@ const CLAIM = (passOver: boolean) => `
         OR s.id IN (SELECT ref.secret_id FROM automation_secret_refs ref WHERE ref.automation_id = au.id)),
     e.tag,
     re.id, re.event_type, re.run_state, re.metric_name, re.metric_values, re.condition,
-    tr.id, tr.name, ren.name, rp.name, ru.name
+    tr.id, tr.name, ren.name, rp.name, ru.name,
+    ${runStateColumns('r')}
   FROM claimed r
   LEFT JOIN artifact_events e ON e.id = r.event_id
   LEFT JOIN run_events re ON re.id = r.run_event_id
@@ -82,13 +86,14 @@ const UNCLAIM = `
 /**
  * Counts an attempt on the leased run, closes its open attempts and writes the new attempt's row,
  * in one statement ($1 run, $2 owner, $3 start time, $4 attempt id, $5 the interrupted message):
- * no row when the lease no longer holds, and then nothing is written.
+ * the attempt's number and the run as it left it, or no row when the lease no longer holds, and
+ * then nothing is written.
  */
 const START_ATTEMPT = `
   WITH counted AS (
     UPDATE triggered_runs SET attempt_count = attempt_count + 1, updated_at = $3
     WHERE ${LEASED}
-    RETURNING attempt_count
+    RETURNING ${runStateColumns()}
   ), closed AS (
     UPDATE delivery_attempts SET error_class = 'INTERRUPTED', error_message = $5
     WHERE run_id = $1 AND duration_ms IS NULL AND error_class IS NULL
@@ -100,7 +105,7 @@ const START_ATTEMPT = `
     FROM counted
     RETURNING attempt_number
   )
-  SELECT counted.attempt_count, inserted.attempt_number FROM counted, inserted`;
+  SELECT inserted.attempt_number, ${runStateColumns('counted')} FROM counted, inserted`;
 
 /** An attempt's outcome, set only when the run's write in the same statement (\`changed\`) happened. */
 const RECORD_OUTCOME = (first: number) => `
@@ -118,11 +123,14 @@ const SETTLE = `
     SET status = $3, result = $4, next_attempt_at = $5, lease_owner = NULL,
       lease_expires_at = NULL, updated_at = $6, finished_at = $7
     WHERE ${LEASED}
-    RETURNING id
+    RETURNING ${runStateColumns()}
   )`;
 
+/** The run as a statement's `changed` write left it; no row when the lease no longer held. */
+const CHANGED_RUN = `SELECT ${runStateColumns()} FROM changed`;
+
 /** Settles the run and records its attempt's outcome ($8 attempt, $9… outcome) in one statement. */
-const FINISH_ATTEMPT = `WITH ${SETTLE}, ${RECORD_OUTCOME(8)} SELECT count(*)::int FROM changed`;
+const FINISH_ATTEMPT = `WITH ${SETTLE}, ${RECORD_OUTCOME(8)} ${CHANGED_RUN}`;
 
 /** Settles the run and closes its open attempts ($8 the interrupted message). */
 const FINISH_RUN = `
@@ -131,7 +139,7 @@ const FINISH_RUN = `
     WHERE run_id = $1 AND duration_ms IS NULL AND error_class IS NULL
       AND EXISTS (SELECT 1 FROM changed)
   )
-  SELECT count(*)::int FROM changed`;
+  ${CHANGED_RUN}`;
 
 /** Puts the run back in line, due $4, and records the attempt ($5, outcome $6…). */
 const RELEASE_ATTEMPT = `
@@ -141,15 +149,16 @@ const RELEASE_ATTEMPT = `
       attempt_count = attempt_count - 1, result = $3, next_attempt_at = $4, lease_owner = NULL,
       lease_expires_at = NULL, updated_at = $4
     WHERE ${LEASED}
-    RETURNING id
+    RETURNING ${runStateColumns()}
   ), ${RECORD_OUTCOME(5)}
-  SELECT count(*)::int FROM changed`;
+  ${CHANGED_RUN}`;
 
 const SETTLE_RUN = `
   UPDATE triggered_runs
   SET status = $3, result = $4, next_attempt_at = $5, lease_owner = NULL,
     lease_expires_at = NULL, updated_at = $6, finished_at = $7
-  WHERE ${LEASED}`;
+  WHERE ${LEASED}
+  RETURNING ${runStateColumns()}`;
 
 const RECORD_OUTCOME_ALONE = `
   UPDATE delivery_attempts
@@ -235,8 +244,11 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
     change.status === 'RETRYING' ? null : now.getTime(),
   ];
 
-  /** Whether a statement that reports `count(*)` of its changed run changed it. */
-  const changedOne = (result: pg.QueryResult<Row>) => (result.rows[0]?.[0] as number) > 0;
+  /** The run a statement returned (its {@link runStateColumns}), or null when it changed none. */
+  const changedRun = (result: pg.QueryResult<Row>): TriggeredRun | null => {
+    const row = result.rows[0];
+    return row === undefined ? null : runFromRow(row);
+  };
 
   return {
     async claimDue(request) {
@@ -276,11 +288,13 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
         ])
       ).rows[0];
       if (started === undefined) return null;
+      const counted = runFromRow(started, 1);
       return {
         id,
-        attemptNumber: started[1] as number,
+        attemptNumber: started[0] as number,
         startedAt,
-        attemptCount: started[0] as number,
+        attemptCount: counted.attemptCount,
+        run: counted,
       };
     },
 
@@ -291,7 +305,7 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
           attemptId,
           ...outcomeValues(outcome),
         ]);
-        return changedOne(finished);
+        return changedRun(finished);
       }
       // Rare (the receiver said the endpoint is gone): a transaction of several statements.
       return transaction(async (client) => {
@@ -301,7 +315,8 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
           SETTLE_RUN,
           settleValues(lease, verdict, now),
         );
-        if ((settled.rowCount ?? 0) === 0) return false;
+        const settledRun = changedRun(settled);
+        if (settledRun === null) return null;
         await run(client, 'recordOutcome', RECORD_OUTCOME_ALONE, [
           attemptId,
           ...outcomeValues(outcome),
@@ -324,7 +339,7 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
             now.getTime(),
           ]);
         }
-        return true;
+        return settledRun;
       });
     },
 
@@ -333,7 +348,7 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
         ...settleValues(lease, { ...change, nextAttemptAt: null }, now),
         INTERRUPTED_ATTEMPT_MESSAGE,
       ]);
-      return changedOne(finished);
+      return changedRun(finished);
     },
 
     async releaseAttempt(lease, attemptId, outcome, result, now) {
@@ -345,7 +360,7 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
         attemptId,
         ...outcomeValues(outcome),
       ]);
-      return changedOne(released);
+      return changedRun(released);
     },
 
     async queueDepth(now) {

@@ -8,7 +8,10 @@ import {
   INTERRUPTED_ATTEMPT_MESSAGE,
   type Lease,
   type QueueDepth,
+  runFromRow,
+  runStateColumns,
 } from '../delivery.js';
+import type { TriggeredRun } from '../events.js';
 import { insertAudit } from './audit.js';
 import type { SqliteHandle } from './support.js';
 
@@ -44,7 +47,8 @@ const CLAIM = (passOver: boolean) => `
 /**
  * Everything the attempts of claimed runs need, one row per run (`ids`: a JSON array): the run, its event with the names of its entity and project or registry, its automation
  * and action as they are now, how many of its attempts were left open, and the sealed secrets of
- * the action and of the automation's templates (as a JSON array of [id, name, ciphertext]).
+ * the action and of the automation's templates (as a JSON array of [id, name, ciphertext]), and
+ * the run as the claim left it.
  */
 const LOAD = `
   SELECT
@@ -64,7 +68,8 @@ const LOAD = `
         UNION SELECT ref.secret_id FROM automation_secret_refs ref WHERE ref.automation_id = au.id)),
     e.tag,
     re.id, re.event_type, re.run_state, re.metric_name, re.metric_values, re.condition,
-    tr.id, tr.name, ren.name, rp.name, ru.name
+    tr.id, tr.name, ren.name, rp.name, ru.name,
+    ${runStateColumns('r')}
   FROM json_each(@ids) claimed
   JOIN triggered_runs r ON r.id = claimed.value
   LEFT JOIN artifact_events e ON e.id = r.event_id
@@ -92,7 +97,7 @@ const CLOSE_OPEN_ATTEMPTS = `
 const COUNT_ATTEMPT = `
   UPDATE triggered_runs SET attempt_count = attempt_count + 1, updated_at = @now
   WHERE ${LEASED}
-  RETURNING attempt_count`;
+  RETURNING ${runStateColumns()}`;
 
 const INSERT_ATTEMPT = `
   INSERT INTO delivery_attempts (id, run_id, attempt_number, started_at)
@@ -110,14 +115,16 @@ const SETTLE_RUN = `
   UPDATE triggered_runs
   SET status = @status, result = @result, next_attempt_at = @nextAttemptAt, lease_owner = NULL,
     lease_expires_at = NULL, updated_at = @now, finished_at = @finishedAt
-  WHERE ${LEASED}`;
+  WHERE ${LEASED}
+  RETURNING ${runStateColumns()}`;
 
 const RELEASE_RUN = `
   UPDATE triggered_runs
   SET status = CASE WHEN attempt_count - 1 <= 0 THEN 'QUEUED' ELSE 'RETRYING' END,
     attempt_count = attempt_count - 1, result = @result, next_attempt_at = @now, lease_owner = NULL,
     lease_expires_at = NULL, updated_at = @now
-  WHERE ${LEASED}`;
+  WHERE ${LEASED}
+  RETURNING ${runStateColumns()}`;
 
 const DISABLE_ACTION = `
   UPDATE actions SET enabled = 0, disabled_reason = @reason, updated_at = @now
@@ -177,20 +184,26 @@ export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
     statement('recordOutcome', RECORD_OUTCOME).run({ id, ...outcome });
   };
 
-  /** Sets a leased run's final or retry state; false when the lease no longer holds. */
+  /** The run a write returned (its {@link runStateColumns}), or null when it changed none. */
+  const changed = (row: unknown): TriggeredRun | null =>
+    row === undefined ? null : runFromRow(row as Row);
+
+  /** Sets a leased run's final or retry state; null when the lease no longer holds. */
   const settleRun = (
     lease: Lease,
     change: { status: string; result: string; nextAttemptAt: Date | null },
     now: Date,
-  ): boolean =>
-    statement('settleRun', SETTLE_RUN).run({
-      ...lease,
-      status: change.status,
-      result: change.result,
-      nextAttemptAt: time(change.nextAttemptAt),
-      now: now.getTime(),
-      finishedAt: change.status === 'RETRYING' ? null : now.getTime(),
-    }).changes > 0;
+  ): TriggeredRun | null =>
+    changed(
+      rows('settleRun', SETTLE_RUN).get({
+        ...lease,
+        status: change.status,
+        result: change.result,
+        nextAttemptAt: time(change.nextAttemptAt),
+        now: now.getTime(),
+        finishedAt: change.status === 'RETRYING' ? null : now.getTime(),
+      }),
+    );
 
   return {
     claimDue(request) {
@@ -232,11 +245,10 @@ export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
 
     startAttempt(lease, startedAt) {
       return write(() => {
-        const counted = rows('countAttempt', COUNT_ATTEMPT).get({
-          ...lease,
-          now: startedAt.getTime(),
-        }) as Row | undefined;
-        if (counted === undefined) return null;
+        const run = changed(
+          rows('countAttempt', COUNT_ATTEMPT).get({ ...lease, now: startedAt.getTime() }),
+        );
+        if (run === null) return null;
         closeOpenAttempts(lease.runId);
         const id = newId();
         const inserted = rows('insertAttempt', INSERT_ATTEMPT).get({
@@ -248,14 +260,16 @@ export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
           id,
           attemptNumber: inserted[0] as number,
           startedAt,
-          attemptCount: counted[0] as number,
+          attemptCount: run.attemptCount,
+          run,
         };
       }, URGENT);
     },
 
     finishAttempt(lease, attemptId, outcome, verdict, now, disable) {
       return write(() => {
-        if (!settleRun(lease, verdict, now)) return false;
+        const run = settleRun(lease, verdict, now);
+        if (run === null) return null;
         recordOutcome(attemptId, outcome);
         if (disable !== undefined) {
           const disabled = statement('disableAction', DISABLE_ACTION).run({
@@ -265,28 +279,25 @@ export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
           });
           if (disabled.changes > 0) insertAudit(h, disable.audit, now);
         }
-        return true;
+        return run;
       });
     },
 
     finishRun(lease, change, now) {
       return write(() => {
-        if (!settleRun(lease, { ...change, nextAttemptAt: null }, now)) return false;
-        closeOpenAttempts(lease.runId);
-        return true;
+        const run = settleRun(lease, { ...change, nextAttemptAt: null }, now);
+        if (run !== null) closeOpenAttempts(lease.runId);
+        return run;
       });
     },
 
     releaseAttempt(lease, attemptId, outcome, result, now) {
       return write(() => {
-        const released = statement('releaseRun', RELEASE_RUN).run({
-          ...lease,
-          result,
-          now: now.getTime(),
-        });
-        if (released.changes === 0) return false;
-        recordOutcome(attemptId, outcome);
-        return true;
+        const run = changed(
+          rows('releaseRun', RELEASE_RUN).get({ ...lease, result, now: now.getTime() }),
+        );
+        if (run !== null) recordOutcome(attemptId, outcome);
+        return run;
       });
     },
 
