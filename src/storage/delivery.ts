@@ -2,7 +2,7 @@
 
 import type { AuditRecord } from './audit.js';
 import type { ActionKind, EventType } from './config.js';
-import type { RunStatus, TriggeredRun } from './events.js';
+import type { TriggeredRun } from './events.js';
 
 /**
  * The message of an attempt that started and never recorded an end: its process died (perhaps
@@ -260,103 +260,56 @@ export interface DeliveryStore {
 }
 
 /**
- * The columns of a run that the claim and every write of a run's status return, in this order
- * on both engines (after a statement's own columns, if any), for {@link runFromRow}: the run as
- * the write left it, which the engine publishes without reading it again.
+ * The column of each field of a run, in the order the claim and every write of a run's status
+ * return them on both engines (after a statement's own columns, if any), for
+ * {@link runFromRow}: the run as the write left it, which the engine publishes without reading it
+ * again. Every field of {@link TriggeredRun} is listed, as the compiler checks.
  */
-const RUN_STATE = [
-  'id',
-  'entity_id',
-  'event_id',
-  'run_event_id',
-  'training_run_id',
-  'automation_id',
-  'automation_name',
-  'action_id',
-  'project_id',
-  'registry_id',
-  'status',
-  'attempt_count',
-  'next_attempt_at',
-  'lease_owner',
-  'lease_expires_at',
-  'result',
-  'created_at',
-  'updated_at',
-  'finished_at',
-] as const;
+const RUN_STATE = {
+  id: 'id',
+  entityId: 'entity_id',
+  eventId: 'event_id',
+  runEventId: 'run_event_id',
+  trainingRunId: 'training_run_id',
+  automationId: 'automation_id',
+  automationName: 'automation_name',
+  actionId: 'action_id',
+  projectId: 'project_id',
+  registryId: 'registry_id',
+  status: 'status',
+  attemptCount: 'attempt_count',
+  nextAttemptAt: 'next_attempt_at',
+  leaseOwner: 'lease_owner',
+  leaseExpiresAt: 'lease_expires_at',
+  result: 'result',
+  createdAt: 'created_at',
+  updatedAt: 'updated_at',
+  finishedAt: 'finished_at',
+} as const satisfies Record<keyof TriggeredRun, string>;
 
-/** {@link RUN_STATE} as a select list, each column qualified by `table` when given. */
+const RUN_FIELDS = Object.keys(RUN_STATE) as (keyof TriggeredRun)[];
+
+/** Fields stored as epoch milliseconds: numbers on SQLite, bigint text from node-postgres. */
+const TIMES: ReadonlySet<keyof TriggeredRun> = new Set([
+  'nextAttemptAt',
+  'leaseExpiresAt',
+  'createdAt',
+  'updatedAt',
+  'finishedAt',
+]);
+
+/** {@link RUN_STATE}'s columns as a select list, each qualified by `table` when given. */
 export const runStateColumns = (table?: string): string =>
-  RUN_STATE.map((column) => (table ? `${table}.${column}` : column)).join(', ');
-
-/** Times are epoch milliseconds: numbers on SQLite, bigint text from node-postgres. */
-const timeOf = (value: unknown): Date | null => (value === null ? null : new Date(Number(value)));
+  RUN_FIELDS.map((field) => (table ? `${table}.${RUN_STATE[field]}` : RUN_STATE[field])).join(', ');
 
 /** The run in `row`, whose {@link runStateColumns} start at index `at`. */
 export function runFromRow(row: readonly unknown[], at = 0): TriggeredRun {
-  const [
-    id,
-    entityId,
-    eventId,
-    runEventId,
-    trainingRunId,
-    automationId,
-    automationName,
-    actionId,
-    projectId,
-    registryId,
-    status,
-    attemptCount,
-    nextAttemptAt,
-    leaseOwner,
-    leaseExpiresAt,
-    result,
-    createdAt,
-    updatedAt,
-    finishedAt,
-  ] = row.slice(at, at + RUN_STATE.length) as [
-    string,
-    string,
-    string | null,
-    string | null,
-    string | null,
-    string | null,
-    string,
-    string | null,
-    string | null,
-    string | null,
-    RunStatus,
-    number,
-    unknown,
-    string | null,
-    unknown,
-    string | null,
-    unknown,
-    unknown,
-    unknown,
-  ];
-  return {
-    id,
-    entityId,
-    eventId,
-    runEventId,
-    trainingRunId,
-    automationId,
-    automationName,
-    actionId,
-    projectId,
-    registryId,
-    status,
-    attemptCount,
-    nextAttemptAt: timeOf(nextAttemptAt),
-    leaseOwner,
-    leaseExpiresAt: timeOf(leaseExpiresAt),
-    result,
-    createdAt: timeOf(createdAt) as Date,
-    updatedAt: timeOf(updatedAt),
-    finishedAt: timeOf(finishedAt),
-  };
+  const run: Record<string, unknown> = {};
+  for (const [index, field] of RUN_FIELDS.entries()) {
+    const value = row[at + index];
+    run[field] = TIMES.has(field) && value !== null ? new Date(Number(value)) : value;
+  }
+  return run as unknown as TriggeredRun;
 }
 
 /** How an engine's driver hands over a boolean column and a JSON column. */
