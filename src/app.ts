@@ -162,7 +162,8 @@ export function createApp(given: AppDeps, options: AppOptions = {}): App {
 
   const unshareAccess = deps.bus?.shareAccess(deps.access);
   const sockets: GraphQLWebSocketServer[] = [];
-  let queuedRuns: AsyncGenerator<unknown> | undefined;
+  /** Stops the engine's wake on queued runs (see `start`). */
+  let stopWaking: (() => void) | undefined;
 
   return {
     yoga,
@@ -204,20 +205,20 @@ export function createApp(given: AppDeps, options: AppOptions = {}): App {
     },
     start() {
       engine.start();
-      const stream = deps.pubsub.subscribe('runsUpdated');
-      queuedRuns = stream;
-      void (async () => {
-        // With a shared bus, runs queued by every instance: each wakes every engine. Their
-        // actions let the engine skip the claim when it would pass all of them over.
-        for await (const runs of stream) {
+      // With a shared bus, runs queued by every instance: each wakes every engine. Their
+      // actions let the engine skip the claim when it would pass all of them over.
+      stopWaking = deps.pubsub.listen('runsUpdated', (runs) => {
+        try {
           const queued = runs.filter((run) => run.status === 'QUEUED');
           if (queued.length > 0) engine.wake(queued.map((run) => run.actionId));
+        } catch (error) {
+          deps.logger.error({ err: error }, 'waking the delivery engine failed');
         }
-      })();
+      });
     },
     async stop(graceMs) {
       stopping = true;
-      await queuedRuns?.return(undefined);
+      stopWaking?.();
       await engine.stop(graceMs);
       for (const wss of sockets) await wss.close();
       hub.close();

@@ -37,7 +37,19 @@ export type Channels = {
   runsUpdated: [RunUpdate[]];
 };
 
-export type TriplinePubSub = PubSub<Channels>;
+export interface TriplinePubSub extends PubSub<Channels> {
+  /**
+   * Calls `listener` with each message of `topic`, within its publication: for a consumer that
+   * acts at once and needs no queue (the delivery engine's wake), where `subscribe`'s async
+   * iterator would cost every message a buffer entry and a turn of the microtask queue. An
+   * exception `listener` throws is the listener's to catch: it would escape the event target.
+   * Returns a function that stops listening.
+   */
+  listen<K extends keyof Channels>(
+    topic: K,
+    listener: (...message: Channels[K]) => void,
+  ): () => void;
+}
 
 /**
  * The pub/sub that carries run updates to subscribers and to the delivery engine. In-memory by
@@ -45,9 +57,21 @@ export type TriplinePubSub = PubSub<Channels>;
  * server processes.
  */
 export function createTriplinePubSub(eventTarget?: PubSubEventTarget<Channels>): TriplinePubSub {
-  if (eventTarget) return createPubSub<Channels>({ eventTarget });
-  const inProcess = new EventTarget();
-  // Every distinct subscription listens, and the delivery engine: no warning at 11 listeners.
-  setMaxListeners(0, inProcess);
-  return createPubSub<Channels>({ eventTarget: inProcess });
+  let target = eventTarget;
+  if (!target) {
+    const inProcess = new EventTarget();
+    // Every distinct subscription listens, and the delivery engine: no warning at 11 listeners.
+    setMaxListeners(0, inProcess);
+    target = inProcess as PubSubEventTarget<Channels>;
+  }
+  const shared = target;
+  return Object.assign(createPubSub<Channels>({ eventTarget: shared }), {
+    listen<K extends keyof Channels>(topic: K, listener: (...message: Channels[K]) => void) {
+      // createPubSub publishes a message of one argument as the event's `detail`.
+      const handler = (event: Event) =>
+        listener(...([(event as CustomEvent).detail] as Channels[K]));
+      shared.addEventListener(topic, handler as never);
+      return () => shared.removeEventListener(topic, handler as never);
+    },
+  });
 }
