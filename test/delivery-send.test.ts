@@ -76,6 +76,26 @@ describe('deliver', () => {
     },
   );
 
+  it('aborts the caller’s controller at the deadline, and stops when the caller aborts it', async () => {
+    receiver.enqueue({ hang: true }, { hang: true });
+    const request = webhookRequest(`${receiver.url}/hook`);
+    const timedOut = new AbortController();
+    const late = await deliver(request, {
+      config: { ...config, timeoutMs: 100 },
+      timestamp,
+      controller: timedOut,
+    });
+    expect(late).toMatchObject({ errorClass: 'TIMEOUT' });
+    expect(timedOut.signal.aborted).toBe(true);
+    expect((timedOut.signal.reason as Error).name).toBe('DeadlineExceeded');
+
+    const stopped = new AbortController();
+    const pending = deliver(request, { config, timestamp, controller: stopped });
+    await receiver.waitForRequests(2);
+    stopped.abort();
+    expect(await pending).toMatchObject({ errorClass: 'ABORTED' });
+  });
+
   it('renders the payload template with variables and secrets', async () => {
     await send(
       webhookRequest(receiver.url, {

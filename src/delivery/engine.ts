@@ -383,7 +383,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
       if (started) scheduleTick();
     };
     const previous = inFlight.get(run.id)?.done;
-    const begin = () => execute(run, controller.signal, free);
+    const begin = () => execute(run, controller, free);
     const done = (previous ? previous.then(begin) : begin())
       .catch((error: unknown) => {
         if (error instanceof LeaseLostError) {
@@ -405,7 +405,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
 
   async function execute(
     run: ClaimedRun,
-    signal: AbortSignal,
+    controller: AbortController,
     ended: (outcome: DeliveryOutcome) => void,
   ): Promise<void> {
     publish(run.run);
@@ -452,7 +452,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
             timestamp: attempt.startedAt,
             dispatcher,
             guard,
-            signal,
+            controller,
             ...(observed?.headers ? { headers: observed.headers } : {}),
           });
     ended(outcome);

@@ -149,6 +149,12 @@ export interface DeliverOptions {
   /** Aborting stops the attempt; the outcome is then `ABORTED`. */
   signal?: AbortSignal;
   /**
+   * The attempt's own controller, instead of `signal`: aborting it stops the attempt (`ABORTED`),
+   * and the deadline aborts it too, with a {@link DeadlineExceeded} reason. It spares every
+   * attempt a second controller and a listener on the first (the engine makes one per attempt).
+   */
+  controller?: AbortController;
+  /**
    * Headers added to the request after the action's own, such as the W3C `traceparent` of the
    * attempt's span. They are not signed (Standard Webhooks signs the id, timestamp and body).
    */
@@ -231,14 +237,15 @@ export async function deliver(
       : undefined;
   // One deadline for the whole exchange. Per-phase timeouts cannot bound it: a receiver that
   // sends a byte now and then is never idle long enough to trip one.
-  // The caller's abort is passed on to the same controller (cheaper than AbortSignal.any); the
-  // reason tells the two apart.
-  const controller = new AbortController();
+  // The caller's abort is passed on to the same controller (cheaper than AbortSignal.any), or the
+  // caller's controller is that controller; the reason tells the two apart.
+  const controller = options.controller ?? new AbortController();
   const { signal } = controller;
   const timer = setTimeout(() => controller.abort(new DeadlineExceeded()), config.timeoutMs);
-  const callerAborted = () => controller.abort(options.signal?.reason);
-  if (options.signal?.aborted) callerAborted();
-  else options.signal?.addEventListener('abort', callerAborted, { once: true });
+  const given = options.controller ? undefined : options.signal;
+  const callerAborted = () => controller.abort(given?.reason);
+  if (given?.aborted) callerAborted();
+  else given?.addEventListener('abort', callerAborted, { once: true });
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   const interrupted = (): DeliveryOutcome | undefined => {
@@ -291,7 +298,7 @@ export async function deliver(
     return failure(errorClass, redact(message, redactions), elapsed());
   } finally {
     clearTimeout(timer);
-    options.signal?.removeEventListener('abort', callerAborted);
+    given?.removeEventListener('abort', callerAborted);
     // destroy, not close: close waits for keep-alive sockets and would hold the caller.
     await ownDispatcher?.destroy();
   }
