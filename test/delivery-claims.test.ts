@@ -125,9 +125,8 @@ describe('claimDue', () => {
     const [run] = await claim();
     expect(run).toMatchObject({
       id: runId,
-      attemptCount: 1,
+      run: { attemptCount: 1, actionId },
       openAttempts: 1,
-      actionId,
       event: {
         eventType: 'ADD_ARTIFACT_ALIAS',
         alias: 'prod',
@@ -220,7 +219,7 @@ describe('attempt writes', () => {
     expect(tb.fx.run(runId)).toMatchObject({ status: 'RUNNING', leaseOwner: 'w2' });
     expect(await store.startAttempt({ runId, owner: 'w1' }, tb.fx.clock.now())).toBeNull();
     const next = await store.startAttempt({ runId, owner: 'w2' }, tb.fx.clock.now());
-    expect(next).toMatchObject({ attemptNumber: 2, attemptCount: 2 });
+    expect(next).toMatchObject({ attemptNumber: 2, run: { attemptCount: 2 } });
     expect(tb.fx.attempts(runId)).toMatchObject([
       { attemptNumber: 1, errorClass: 'INTERRUPTED', durationMs: null, responseBody: null },
       { attemptNumber: 2, errorClass: null, durationMs: null },

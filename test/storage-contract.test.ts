@@ -567,7 +567,7 @@ describe.each(engines)('storage contract on %s', (engineName, makeEngine) => {
     await storage.events.recordEvent(eventIn(scope), () => true);
     const [claimed] = await claim(storage, 'w1', 1_000);
     expect(claimed).toMatchObject({
-      attemptCount: 0,
+      run: { attemptCount: 0 },
       openAttempts: 0,
       event: { entityName: 'attempts', projectName: 'p', metadata: { accuracy: 0.9 } },
       automation: { id: scope.automationId, enabled: true },
@@ -581,7 +581,7 @@ describe.each(engines)('storage contract on %s', (engineName, makeEngine) => {
     const lease = { runId: claimed!.id, owner: 'w1' };
     expect(await storage.delivery.startAttempt({ ...lease, owner: 'w2' }, at(1_001))).toBeNull();
     const started = await storage.delivery.startAttempt(lease, at(1_001));
-    expect(started).toMatchObject({ attemptNumber: 1, attemptCount: 1 });
+    expect(started).toMatchObject({ attemptNumber: 1, run: { attemptCount: 1 } });
     expect(started!.run).toEqual(await stored());
     expect(started!.run).toMatchObject({ attemptCount: 1, updatedAt: at(1_001) });
     const outcome = {
@@ -705,7 +705,7 @@ describe.each(engines)('storage contract on %s', (engineName, makeEngine) => {
     expect(await claim(storage, 'w2', 1_999)).toEqual([]);
     expect((await storage.delivery.queueDepth(at(2_001))).leaseExpired).toBe(1);
     const [again] = await claim(storage, 'w2', 2_001);
-    expect(again).toMatchObject({ id: first!.id, attemptCount: 1, openAttempts: 1 });
+    expect(again).toMatchObject({ id: first!.id, run: { attemptCount: 1 }, openAttempts: 1 });
     const outcome = {
       durationMs: 5,
       statusCode: 200,
@@ -727,7 +727,7 @@ describe.each(engines)('storage contract on %s', (engineName, makeEngine) => {
       { runId: first!.id, owner: 'w2' },
       at(2_003),
     );
-    expect(second).toMatchObject({ attemptNumber: 2, attemptCount: 2 });
+    expect(second).toMatchObject({ attemptNumber: 2, run: { attemptCount: 2 } });
     const succeeded = await storage.delivery.finishAttempt(
       { runId: first!.id, owner: 'w2' },
       second!.id,

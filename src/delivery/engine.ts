@@ -340,9 +340,9 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
         if (running(run.id)) continue;
         const destination = destinationOf(run.action);
         const slot =
-          destination === null || run.actionId === null
+          destination === null || run.run.actionId === null
             ? undefined
-            : slots.admit(destination, run.actionId, fair, monotonic);
+            : slots.admit(destination, run.run.actionId, fair, monotonic);
         if (slot === null) handBack.push(run.id);
         else launch(run, slot);
       }
@@ -417,7 +417,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
       await finish(lease, { status: 'SKIPPED', result: plan.reason });
       return;
     }
-    if (run.attemptCount >= config.retry.maxAttempts) {
+    if (run.run.attemptCount >= config.retry.maxAttempts) {
       // Only an attempt that never ended (or a lowered TRIPLINE_RETRY_MAX_ATTEMPTS) leaves a
       // claimable run without attempts left: the process died during it, perhaps because of
       // it, and one more try could kill it again.
@@ -425,7 +425,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
         run.openAttempts > 0 ? `Interrupted: ${INTERRUPTED_ATTEMPT_MESSAGE}` : 'No attempts left';
       await finish(lease, {
         status: 'FAILED',
-        result: `${why}; ${gaveUp(run.attemptCount)}`,
+        result: `${why}; ${gaveUp(run.run.attemptCount)}`,
       });
       return;
     }
@@ -475,7 +475,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
 
   /** The run's new state after an attempt: the retry policy applied to the outcome. */
   function verdictOf(attempt: StartedAttempt, outcome: DeliveryOutcome, now: Date): RunVerdict {
-    const attempts = attempt.attemptCount;
+    const attempts = attempt.run.attemptCount;
     const verdict = classify(outcome);
     const what = describeOutcome(outcome);
     if (verdict === 'success') {

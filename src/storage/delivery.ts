@@ -108,16 +108,16 @@ export interface SealedSecret {
 /** A claimed run with everything its attempt needs, read in the claim. */
 export interface ClaimedRun {
   id: string;
-  /** The run as the claim left it (RUNNING), to publish without reading it again. */
+  /**
+   * The run as the claim left it (RUNNING), to publish without reading it again; its
+   * `attemptCount` counts attempts started since it was last queued, interrupted ones included.
+   */
   run: TriggeredRun;
-  /** Attempts started since the run was last queued, interrupted ones included. */
-  attemptCount: number;
   /**
    * Attempts of the run that started and never recorded an end: an earlier owner died or lost
    * the run during them. The next write for the run marks them INTERRUPTED.
    */
   openAttempts: number;
-  actionId: string | null;
   /** Null for a run event's run, and when the event is gone (the run is about to go with it). */
   event: DeliveryEvent | null;
   /** Null for an artifact event's run, and when the run event is gone. */
@@ -145,9 +145,7 @@ export interface StartedAttempt {
   /** 1-based, counting every attempt the run ever had. */
   attemptNumber: number;
   startedAt: Date;
-  /** The run's attempt count with this attempt. */
-  attemptCount: number;
-  /** The run as this attempt's start left it. */
+  /** The run as this attempt's start left it; its `attemptCount` counts this attempt. */
   run: TriggeredRun;
 }
 
@@ -320,84 +318,82 @@ export interface ColumnDecoders {
 
 /**
  * A claimed run from one row of an engine's load query, whose columns both engines select in
- * this order: the run (id, attempt count, action id, open attempts), its event (4–14, and its
- * tag at 35), automation (15–21), action (22–33), sealed secrets as [id, name, ciphertext]
- * (34), its run event with the training run's names (36–46), and the run as the claim left it
- * ({@link runStateColumns} from 47).
+ * this order: the run's id and open attempts, its event (2–12, and its tag at 33), automation
+ * (13–19), action (20–31), sealed secrets as [id, name, ciphertext] (32), its run event with
+ * the training run's names (34–44), and the run as the claim left it ({@link runStateColumns}
+ * from 45).
  */
 export function claimedRun(row: readonly unknown[], decode: ColumnDecoders): ClaimedRun {
-  const [id, attemptCount, actionId, openAttempts] = row as [string, number, string | null, number];
+  const [id, openAttempts] = row as [string, number];
   const event =
-    row[4] === null
+    row[2] === null
       ? null
       : {
-          id: row[4] as string,
-          eventType: row[5] as EventType,
-          collectionName: row[6] as string,
-          artifactType: row[7] as string,
-          versionIndex: row[8] as number,
-          alias: row[9] as string | null,
-          tag: row[35] as string | null,
-          author: row[10] as string,
-          metadata: decode.json<Record<string, unknown>>(row[11]),
-          entityName: row[12] as string,
-          projectName: row[13] as string | null,
-          registryName: row[14] as string | null,
+          id: row[2] as string,
+          eventType: row[3] as EventType,
+          collectionName: row[4] as string,
+          artifactType: row[5] as string,
+          versionIndex: row[6] as number,
+          alias: row[7] as string | null,
+          tag: row[33] as string | null,
+          author: row[8] as string,
+          metadata: decode.json<Record<string, unknown>>(row[9]),
+          entityName: row[10] as string,
+          projectName: row[11] as string | null,
+          registryName: row[12] as string | null,
         };
   const automation =
-    row[15] === null
+    row[13] === null
       ? null
       : {
-          id: row[15] as string,
-          name: row[16] as string,
-          enabled: decode.bool(row[17]),
-          payloadTemplate: row[18] as string | null,
-          slackTitle: row[19] as string | null,
-          slackMessage: row[20] as string | null,
-          slackSeverity: row[21] as SlackSeverity | null,
+          id: row[13] as string,
+          name: row[14] as string,
+          enabled: decode.bool(row[15]),
+          payloadTemplate: row[16] as string | null,
+          slackTitle: row[17] as string | null,
+          slackMessage: row[18] as string | null,
+          slackSeverity: row[19] as SlackSeverity | null,
         };
   const action: DeliveryAction | null =
-    row[22] === null
+    row[20] === null
       ? null
       : {
-          id: row[22] as string,
-          entityId: row[23] as string,
-          kind: row[24] as ActionKind,
-          name: row[25] as string,
-          enabled: decode.bool(row[26]),
-          disabledReason: row[27] as string | null,
-          url: row[28] as string | null,
-          headers: decode.json<Record<string, string>>(row[29]),
-          channel: row[30] as string | null,
-          accessTokenSecretId: row[31] as string | null,
-          signingSecretId: row[32] as string | null,
-          slackUrlSecretId: row[33] as string | null,
+          id: row[20] as string,
+          entityId: row[21] as string,
+          kind: row[22] as ActionKind,
+          name: row[23] as string,
+          enabled: decode.bool(row[24]),
+          disabledReason: row[25] as string | null,
+          url: row[26] as string | null,
+          headers: decode.json<Record<string, string>>(row[27]),
+          channel: row[28] as string | null,
+          accessTokenSecretId: row[29] as string | null,
+          signingSecretId: row[30] as string | null,
+          slackUrlSecretId: row[31] as string | null,
         };
-  const secrets = (decode.json<[string, string, string][]>(row[34]) ?? []).map(
+  const secrets = (decode.json<[string, string, string][]>(row[32]) ?? []).map(
     ([secretId, name, ciphertext]): SealedSecret => ({ id: secretId, name, ciphertext }),
   );
   const runEvent: DeliveryRunEvent | null =
-    row[36] === null || row[42] === null
+    row[34] === null || row[40] === null
       ? null
       : {
-          id: row[36] as string,
-          eventType: row[37] as EventType,
-          runState: row[38] as string,
-          metricName: row[39] as string | null,
-          metricValues: decode.json<number[]>(row[40]),
-          condition: row[41] as string,
-          trainingRunId: row[42] as string,
-          runName: row[43] as string,
-          entityName: row[44] as string,
-          projectName: row[45] as string,
-          reportedBy: row[46] as string | null,
+          id: row[34] as string,
+          eventType: row[35] as EventType,
+          runState: row[36] as string,
+          metricName: row[37] as string | null,
+          metricValues: decode.json<number[]>(row[38]),
+          condition: row[39] as string,
+          trainingRunId: row[40] as string,
+          runName: row[41] as string,
+          entityName: row[42] as string,
+          projectName: row[43] as string,
+          reportedBy: row[44] as string | null,
         };
   return {
     id,
-    run: runFromRow(row, 47),
-    attemptCount,
+    run: runFromRow(row, 45),
     openAttempts,
-    actionId,
     event,
     runEvent,
     automation,

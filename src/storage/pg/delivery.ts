@@ -46,7 +46,7 @@ const CLAIM = (passOver: boolean) => `
     RETURNING ${runStateColumns('r')}, coalesce(r.next_attempt_at, 0) AS due_order, r.seq
   )
   SELECT
-    r.id, r.attempt_count, r.action_id,
+    r.id,
     (SELECT count(*)::int FROM delivery_attempts d
       WHERE d.run_id = r.id AND d.duration_ms IS NULL AND d.error_class IS NULL),
     e.id, e.event_type, e.collection_name, e.artifact_type, e.version_index, e.alias, e.author,
@@ -288,13 +288,11 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
         ])
       ).rows[0];
       if (started === undefined) return null;
-      const counted = runFromRow(started, 1);
       return {
         id,
         attemptNumber: started[0] as number,
         startedAt,
-        attemptCount: counted.attemptCount,
-        run: counted,
+        run: runFromRow(started, 1),
       };
     },
 

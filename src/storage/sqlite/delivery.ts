@@ -52,7 +52,7 @@ const CLAIM = (passOver: boolean) => `
  */
 const LOAD = `
   SELECT
-    r.id, r.attempt_count, r.action_id,
+    r.id,
     (SELECT count(*) FROM delivery_attempts d
       WHERE d.run_id = r.id AND d.duration_ms IS NULL AND d.error_class IS NULL),
     e.id, e.event_type, e.collection_name, e.artifact_type, e.version_index, e.alias, e.author,
@@ -260,7 +260,6 @@ export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
           id,
           attemptNumber: inserted[0] as number,
           startedAt,
-          attemptCount: run.attemptCount,
           run,
         };
       }, URGENT);
