@@ -28,7 +28,8 @@ export interface Api {
   subscribe<T>(query: string, variables: Variables, onData: (data: T) => void): () => void;
   /** Whether the live connection is up, and a listener for its changes. */
   onLive(listener: (up: boolean) => void): () => void;
-  close(): void;
+  /** Closes the live connection; resolves once it is closed, and never rejects. */
+  close(): Promise<void>;
 }
 
 /** The GraphQL endpoint beside the dashboard, over HTTP and WebSocket. */
@@ -127,8 +128,13 @@ export function createApi(key: string, onUnauthenticated: (message: string) => v
       liveListeners.add(listener);
       return () => liveListeners.delete(listener);
     },
-    close() {
-      void client.dispose();
+    async close() {
+      try {
+        await client.dispose();
+      } catch {
+        // A connection that closes (or is refused) before it opened rejects the dispose with its
+        // close event: there is then nothing left to close.
+      }
     },
   };
 }

@@ -121,7 +121,7 @@ function SignedIn({
   onSignOut: (message: string | null) => void;
 }) {
   const api = useMemo<Api>(() => createApi(apiKey, (message) => onSignOut(message)), [apiKey]);
-  useEffect(() => () => api.close(), [api]);
+  useEffect(() => () => void api.close(), [api]);
   const [viewer, setViewer] = useState<ViewerData['viewer'] | null>(null);
   const [failure, setFailure] = useState<string | null>(null);
   const [entity, setEntity] = useState<string | null>(() => sessionStorage.getItem(ENTITY_STORAGE));
