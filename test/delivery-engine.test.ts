@@ -134,6 +134,55 @@ describe('claiming', () => {
   });
 });
 
+describe('starting attempts in the claim', () => {
+  it("starts each attempt in its claim's commit, and none for a run it skips", async () => {
+    const delivered = [automation(), automation()].map((automationId) =>
+      tb.fx.queueRun({ automationId }),
+    );
+    const disabled = tb.fx.addAutomation({
+      actionId: tb.fx.addWebhookAction({ url: `${tb.receiver.url}/hook` }),
+      enabled: false,
+    });
+    const skipped = tb.fx.queueRun({ automationId: disabled });
+    const startAttempt = vi.spyOn(tb.fx.storage.delivery, 'startAttempt');
+    const claimedAt = tb.fx.clock.now();
+    await tb.fx.engine().drain();
+    expect(startAttempt).not.toHaveBeenCalled();
+    for (const runId of delivered) {
+      expect(tb.fx.run(runId)).toMatchObject({ status: 'SUCCEEDED', attemptCount: 1 });
+      expect(tb.fx.attempts(runId)).toMatchObject([{ startedAt: claimedAt, statusCode: 200 }]);
+    }
+    expect(tb.fx.run(skipped).status).toBe('SKIPPED');
+    expect(tb.fx.attempts(skipped)).toEqual([]);
+    expect(tb.receiver.requests.map((r) => r.headers['webhook-timestamp'])).toEqual([
+      String(Math.floor(claimedAt.getTime() / 1000)),
+      String(Math.floor(claimedAt.getTime() / 1000)),
+    ]);
+  });
+
+  it('gives back the slots of runs chosen for in a claim the store made again', async () => {
+    const automationId = automation();
+    const runs = Array.from({ length: 20 }, () => tb.fx.queueRun({ automationId }));
+    const store = tb.fx.storage.delivery;
+    const claimDue = store.claimDue.bind(store);
+    // As a rolled-back group commit does: the store asks about runs it then does not claim.
+    const claims = vi.spyOn(store, 'claimDue').mockImplementation((request, choose) =>
+      claimDue(request, (run) => {
+        const choice = choose!(run);
+        choose!({ ...run, id: `${run.id}-again` });
+        return choice;
+      }),
+    );
+    const engine = tb.fx.engine({ config: deliveryConfig({ concurrency: 4 }) });
+    await engine.drain();
+    for (const runId of runs) expect(tb.fx.run(runId).status).toBe('SUCCEEDED');
+    // Nothing is in flight, so no destination holds a slot and a claim passes nothing over.
+    const before = claims.mock.calls.length;
+    await engine.drain();
+    expect(claims.mock.calls[before]?.[0].passOver).toEqual([]);
+  });
+});
+
 describe('sharing slots', () => {
   it('claims as many runs as it has free slots at once', async () => {
     const other = await startReceiver();
@@ -161,7 +210,7 @@ describe('sharing slots', () => {
     // One prompt answer shows the destination is healthy.
     tb.fx.queueRun({ automationId });
     await engine.drain();
-    const runs = Array.from({ length: 6 }, () => tb.fx.queueRun({ automationId }));
+    const runs = Array.from({ length: 20 }, () => tb.fx.queueRun({ automationId }));
     const drained = engine.drain();
     // Its share is 2 of the 4 slots; with nobody else waiting it may use all 4.
     await tb.receiver.waitForRequests(1 + 4);

@@ -36,9 +36,9 @@ function countingStore(store: DeliveryStore): {
   return {
     store: {
       ...store,
-      claimDue(request) {
+      claimDue(request, choose) {
         claims++;
-        return track(store.claimDue(request));
+        return track(store.claimDue(request, choose));
       },
       unclaim(owner, runIds, now) {
         return track(store.unclaim(owner, runIds, now));

@@ -654,6 +654,44 @@ describe.each(engines)('storage contract on %s', (engineName, makeEngine) => {
     expect(depth).toMatchObject({ byStatus: { RETRYING: 1 }, scheduled: 1, dueNow: 0 });
   });
 
+  test('a claim carries out its choices: starts attempts, keeps runs and gives runs back', async () => {
+    const scope = await watchedProject('choices');
+    for (let i = 0; i < 3; i++) {
+      await storage.events.recordEvent(
+        eventIn(scope, { versionIndex: i, createdAt: at(i) }),
+        () => true,
+      );
+    }
+    const asked: number[] = [];
+    const choices = ['start', 'keep', 'handBack'] as const;
+    const claimed = await storage.delivery.claimDue(
+      { owner: 'w1', now: at(1_000), leaseExpiresAt: at(61_000), limit: 10, passOver: [] },
+      (run) => {
+        asked.push(run.event!.versionIndex);
+        return choices[run.event!.versionIndex]!;
+      },
+    );
+    expect(asked).toEqual([0, 1, 2]);
+    expect(claimed.map((run) => run.event!.versionIndex)).toEqual([0, 1]);
+    const [started, kept] = claimed;
+    expect(started!.attempt).toMatchObject({ attemptNumber: 1, startedAt: at(1_000) });
+    expect(started!.attempt!.run).toMatchObject({ status: 'RUNNING', attemptCount: 1 });
+    expect(started!.attempt!.run).toEqual(await storage.runs.getRun(started!.id));
+    expect(await storage.runs.listAttempts(started!.id)).toMatchObject([
+      { id: started!.attempt!.id, attemptNumber: 1, startedAt: at(1_000), durationMs: null },
+    ]);
+    expect(kept!.attempt).toBeUndefined();
+    expect(kept!.run).toEqual(await storage.runs.getRun(kept!.id));
+    expect(kept!.run).toMatchObject({ status: 'RUNNING', leaseOwner: 'w1', attemptCount: 0 });
+    expect(await storage.runs.listAttempts(kept!.id)).toEqual([]);
+    // The run given back is due as before, for anyone.
+    const [again] = await claim(storage, 'w2', 1_001);
+    expect(again).toMatchObject({ event: { versionIndex: 2 }, run: { leaseOwner: 'w2' } });
+    expect(await storage.delivery.queueDepth(at(1_001))).toMatchObject({
+      byStatus: { QUEUED: 0, RUNNING: 3, RETRYING: 0 },
+    });
+  });
+
   test('a release and a run ended without an attempt return the run as they left it', async () => {
     const scope = await watchedProject('returns');
     await storage.events.recordEvent(eventIn(scope), () => true);

@@ -10,6 +10,7 @@ import type { Telemetry } from '../observability/telemetry.js';
 import { unreachable } from '../storage/config.js';
 import type {
   AttemptOutcome,
+  ClaimChoice,
   ClaimedRun,
   DeliveryAction,
   DeliveryStore,
@@ -20,7 +21,7 @@ import type {
 } from '../storage/delivery.js';
 import { INTERRUPTED_ATTEMPT_MESSAGE } from '../storage/delivery.js';
 import type { TriggeredRun } from '../storage/events.js';
-import { planDelivery } from './load.js';
+import { planDelivery, type RunDelivery } from './load.js';
 import { classify, nextRetryDelayMs } from './retry.js';
 import { type DeliveryErrorClass, type DeliveryOutcome, deliver, NO_OP_RESULT } from './send.js';
 import { type AttemptHealth, createDestinationSlots, type Slot } from './slots.js';
@@ -83,6 +84,19 @@ export interface DeliveryEngine {
    * closed. Calling it again returns the same promise.
    */
   stop(graceMs: number): Promise<void>;
+}
+
+/** A claimed run's delivery as planned when it was claimed, or what planning it threw. */
+type Planned = { delivery: RunDelivery } | { error: unknown };
+
+/**
+ * The engine's choice for a claimed run (see `chooseFor`), with the slot it took and its plan;
+ * no plan when the run is not to be executed (handed back, or in flight here already).
+ */
+interface Chosen {
+  choice: ClaimChoice;
+  slot?: Slot;
+  plan?: Planned;
 }
 
 interface InFlight {
@@ -322,36 +336,64 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
       const now = clock.now();
       const monotonic = performance.now();
       const passOver = slots.passOver(fair, monotonic);
-      const claimed = await store.claimDue({
-        owner: workerId,
-        now,
-        leaseExpiresAt: new Date(now.getTime() + config.leaseMs),
-        limit: room,
-        passOver,
-      });
-      if (stopping) {
-        const unstarted = claimed.filter((run) => !running(run.id)).map((run) => run.id);
-        await store.unclaim(workerId, unstarted, clock.now());
-        return false;
+      // What to do with each claimed run is chosen inside the claim's transaction, so that the
+      // attempts to be made now start in the claim's commit.
+      const chosen = new Map<string, Chosen>();
+      const choose = (run: ClaimedRun): ClaimChoice => {
+        let choice = chosen.get(run.id);
+        if (choice === undefined) {
+          choice = stopping ? { choice: 'handBack' } : chooseFor(run, fair, monotonic);
+          chosen.set(run.id, choice);
+        }
+        return choice.choice;
+      };
+      let claimed: ClaimedRun[];
+      try {
+        claimed = await store.claimDue(
+          {
+            owner: workerId,
+            now,
+            leaseExpiresAt: new Date(now.getTime() + config.leaseMs),
+            limit: room,
+            passOver,
+          },
+          choose,
+        );
+      } catch (error) {
+        for (const { slot } of chosen.values()) slot?.release(null);
+        throw error;
+      }
+      // The store gave back the runs chosen to be. Runs chosen for while the store claimed
+      // again (a rolled-back group commit), and not claimed in the end, give their slots back.
+      const returned = new Set(claimed.map((run) => run.id));
+      let gaveBack = 0;
+      for (const [runId, { choice, slot }] of chosen) {
+        if (returned.has(runId)) continue;
+        slot?.release(null);
+        if (choice === 'handBack') gaveBack++;
       }
       const handBack: string[] = [];
       for (const run of claimed) {
+        // A store that did not ask (a wrapper in a test, say) has its runs chosen for now.
+        const choice = chosen.get(run.id) ?? chooseFor(run, fair, monotonic);
+        if (choice.choice === 'handBack') handBack.push(run.id);
+        // Once stopping, only runs whose attempt the claim started go on (stop waits for them);
+        // the others go back.
+        else if (stopping && run.attempt === undefined) {
+          if (choice.plan !== undefined) handBack.push(run.id);
+          choice.slot?.release(null);
+        }
         // Ours already, still in flight past its lease (a clock jump): the claim only renewed it.
-        if (running(run.id)) continue;
-        const destination = destinationOf(run.action);
-        const slot =
-          destination === null || run.run.actionId === null
-            ? undefined
-            : slots.admit(destination, run.run.actionId, fair, monotonic);
-        if (slot === null) handBack.push(run.id);
-        else launch(run, slot);
+        else if (choice.plan !== undefined) launch(run, choice.slot, choice.plan);
       }
       if (handBack.length > 0) await store.unclaim(workerId, handBack, clock.now());
-      if (claimed.length < room) {
+      if (stopping) return false;
+      const taken = claimed.length + gaveBack;
+      if (taken < room) {
         // Nothing more is due outside the actions passed over. Idle slots may be lent now,
         // unless this claim passed nothing over or lent already.
         if (!fair || passOver.length === 0) {
-          if (claimed.length === 0 && forgotten === seen) quiet = new Set(passOver);
+          if (taken === 0 && forgotten === seen) quiet = new Set(passOver);
           return false;
         }
         othersMayWait = false;
@@ -360,13 +402,42 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     return true;
   }
 
+  /**
+   * What to do with a claimed run: nothing when an attempt of it is under way here already;
+   * hand it back when its destination has no slot for it; otherwise take the slot, plan the
+   * delivery, and start the attempt in the claim when one is to be made now (not when the run is
+   * skipped, has no attempts left, or its previous execution is still writing its end).
+   */
+  function chooseFor(run: ClaimedRun, fair: boolean, monotonic: number): Chosen {
+    if (running(run.id)) return { choice: 'keep' };
+    const destination = destinationOf(run.action);
+    const slot =
+      destination === null || run.run.actionId === null
+        ? undefined
+        : slots.admit(destination, run.run.actionId, fair, monotonic);
+    if (slot === null) return { choice: 'handBack' };
+    let plan: Planned;
+    try {
+      plan = { delivery: planDelivery(decrypted, run) };
+    } catch (error) {
+      // Thrown again by the execution, which logs it and leaves the run to its lease.
+      return { choice: 'keep', slot, plan: { error } };
+    }
+    const { kind } = plan.delivery;
+    const attempt =
+      (kind === 'deliver' || kind === 'misconfigured') &&
+      run.run.attemptCount < config.retry.maxAttempts &&
+      !inFlight.has(run.id);
+    return { choice: attempt ? 'start' : 'keep', slot, plan };
+  }
+
   /** Whether an attempt of the run is under way here (not merely writing its end). */
   function running(runId: string): boolean {
     const current = inFlight.get(runId);
     return current !== undefined && !current.settling;
   }
 
-  function launch(run: ClaimedRun, slot: Slot | undefined): void {
+  function launch(run: ClaimedRun, slot: Slot | undefined, plan: Planned): void {
     const controller = new AbortController();
     busy++;
     let holding = true;
@@ -383,8 +454,11 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
       if (started) scheduleTick();
     };
     const previous = inFlight.get(run.id)?.done;
-    const begin = () => execute(run, controller, free);
-    const done = (previous ? previous.then(begin) : begin())
+    // In the map before it begins: an attempt the claim started may run to its end at once.
+    const entry: InFlight = { done: Promise.resolve(), controller, settling: false };
+    inFlight.set(run.id, entry);
+    const begin = () => execute(run, plan, controller, free);
+    entry.done = (previous ? previous.then(begin) : begin())
       .catch((error: unknown) => {
         if (error instanceof LeaseLostError) {
           logger.warn({ runId: run.id }, 'lease lost mid-attempt; another worker owns the run');
@@ -399,19 +473,19 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
         if (inFlight.get(run.id) === entry) inFlight.delete(run.id);
         free(undefined);
       });
-    const entry: InFlight = { done, controller, settling: false };
-    inFlight.set(run.id, entry);
   }
 
   async function execute(
     run: ClaimedRun,
+    planned: Planned,
     controller: AbortController,
     ended: (outcome: DeliveryOutcome) => void,
   ): Promise<void> {
     publish(run.run);
     const lease: Lease = { runId: run.id, owner: workerId };
     if (run.openAttempts > 0) deps.telemetry?.leaseExpired();
-    const plan = planDelivery(decrypted, run);
+    if ('error' in planned) throw planned.error;
+    const plan = planned.delivery;
     if (plan.kind === 'missing') return;
     if (plan.kind === 'skip') {
       await finish(lease, { status: 'SKIPPED', result: plan.reason });
@@ -432,7 +506,7 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     if (run.openAttempts > 0) {
       logger.warn({ runId: run.id }, 'the previous attempt was interrupted; trying again');
     }
-    const attempt = await store.startAttempt(lease, clock.now());
+    const attempt = run.attempt ?? (await store.startAttempt(lease, clock.now()));
     if (attempt === null) throw new LeaseLostError();
     const observed = deps.telemetry?.attempt({
       runId: run.id,

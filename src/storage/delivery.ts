@@ -131,7 +131,21 @@ export interface ClaimedRun {
    * each once.
    */
   secrets: SealedSecret[];
+  /** The attempt the claim started, when its `choose` said `start`; absent otherwise. */
+  attempt?: StartedAttempt;
 }
+
+/**
+ * What the engine does with a run it claimed, chosen while the claim's transaction is open (see
+ * {@link DeliveryStore.claimDue}).
+ */
+export type ClaimChoice =
+  /** Start the run's attempt in the claim's transaction, as {@link DeliveryStore.startAttempt} would. */
+  | 'start'
+  /** Keep the run leased, and leave the rest to the engine. */
+  | 'keep'
+  /** Give the run back untouched, as {@link DeliveryStore.unclaim} would; it is not returned. */
+  | 'handBack';
 
 /** Which run, under which lease. Every write after a claim is made only while the lease holds. */
 export interface Lease {
@@ -194,8 +208,16 @@ export interface DeliveryStore {
    * in one conditional write, so engines sharing the database never take the same run; a RUNNING
    * run whose lease expired is due and taken again. Returns them with everything their attempts
    * need. Reads the due runs from an index in due order: the backlog is never sorted.
+   *
+   * With `choose`, each claimed run, in order, is put to it inside the claim's transaction, and
+   * the claim carries out its choice there: it starts the attempts of the runs that are to be
+   * tried now (their `attempt`, started at `request.now`), so a run's claim and its attempt's
+   * start commit together, and gives back the runs chosen to be, which are left out of the result.
+   * `choose` must not write through the store. It may be asked again about the same run, or about
+   * other runs, should the store have to claim again (a rolled-back group commit); the choices
+   * made for the runs returned are the ones that hold.
    */
-  claimDue(request: ClaimRequest): Promise<ClaimedRun[]>;
+  claimDue(request: ClaimRequest, choose?: (run: ClaimedRun) => ClaimChoice): Promise<ClaimedRun[]>;
   /**
    * Gives claimed runs back untouched, for runs claimed in a batch beyond a destination's slots:
    * QUEUED or RETRYING again (by their attempt count), due when they were due before. Runs no

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { newId } from '../../ids.js';
 import {
   type AttemptOutcome,
+  type ClaimedRun,
   type ColumnDecoders,
   claimedRun,
   type DeliveryStore,
@@ -10,6 +11,7 @@ import {
   type QueueDepth,
   runFromRow,
   runStateColumns,
+  type StartedAttempt,
 } from '../delivery.js';
 import type { TriggeredRun } from '../events.js';
 import type { PgHandle } from './support.js';
@@ -250,8 +252,38 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
     return row === undefined ? null : runFromRow(row);
   };
 
+  /** Starts the leased run's attempt; null when the lease no longer holds. */
+  async function begin(
+    client: pg.PoolClient | pg.Pool,
+    lease: Lease,
+    startedAt: Date,
+  ): Promise<StartedAttempt | null> {
+    const id = newId();
+    const started = (
+      await run(client, 'startAttempt', START_ATTEMPT, [
+        lease.runId,
+        lease.owner,
+        startedAt.getTime(),
+        id,
+        INTERRUPTED_ATTEMPT_MESSAGE,
+      ])
+    ).rows[0];
+    if (started === undefined) return null;
+    return { id, attemptNumber: started[0] as number, startedAt, run: runFromRow(started, 1) };
+  }
+
+  async function giveBack(
+    client: pg.PoolClient | pg.Pool,
+    owner: string,
+    runIds: readonly string[],
+    now: Date,
+  ): Promise<void> {
+    if (runIds.length === 0) return;
+    await run(client, 'unclaim', UNCLAIM, [[...runIds], owner, now.getTime()]);
+  }
+
   return {
-    async claimDue(request) {
+    async claimDue(request, choose) {
       if (request.limit <= 0) return [];
       const passOver = request.passOver.length > 0;
       const values: unknown[] = [
@@ -261,39 +293,39 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
         request.limit,
       ];
       if (passOver) values.push([...request.passOver]);
-      const claimed = await run(
-        h.pool,
-        passOver ? 'claim:passOver' : 'claim',
-        CLAIM(passOver),
-        values,
-      );
-      // Oldest due first, as the statement orders them.
-      return claimed.rows.map((row) => claimedRun(row, decode));
+      const claim = async (client: pg.PoolClient | pg.Pool) =>
+        // Oldest due first, as the statement orders them.
+        (
+          await run(client, passOver ? 'claim:passOver' : 'claim', CLAIM(passOver), values)
+        ).rows.map((row) => claimedRun(row, decode));
+      if (choose === undefined) return claim(h.pool);
+      return transaction(async (client) => {
+        const kept: ClaimedRun[] = [];
+        const handBack: string[] = [];
+        for (const claimed of await claim(client)) {
+          const choice = choose(claimed);
+          if (choice === 'handBack') {
+            handBack.push(claimed.id);
+            continue;
+          }
+          if (choice === 'start') {
+            const lease = { runId: claimed.id, owner: request.owner };
+            const attempt = await begin(client, lease, request.now);
+            if (attempt !== null) claimed.attempt = attempt;
+          }
+          kept.push(claimed);
+        }
+        await giveBack(client, request.owner, handBack, request.now);
+        return kept;
+      });
     },
 
     async unclaim(owner, runIds, now) {
-      if (runIds.length === 0) return;
-      await run(h.pool, 'unclaim', UNCLAIM, [[...runIds], owner, now.getTime()]);
+      await giveBack(h.pool, owner, runIds, now);
     },
 
-    async startAttempt(lease, startedAt) {
-      const id = newId();
-      const started = (
-        await run(h.pool, 'startAttempt', START_ATTEMPT, [
-          lease.runId,
-          lease.owner,
-          startedAt.getTime(),
-          id,
-          INTERRUPTED_ATTEMPT_MESSAGE,
-        ])
-      ).rows[0];
-      if (started === undefined) return null;
-      return {
-        id,
-        attemptNumber: started[0] as number,
-        startedAt,
-        run: runFromRow(started, 1),
-      };
+    startAttempt(lease, startedAt) {
+      return begin(h.pool, lease, startedAt);
     },
 
     async finishAttempt(lease, attemptId, outcome, verdict, now, disable) {

@@ -10,6 +10,7 @@ import {
   type QueueDepth,
   runFromRow,
   runStateColumns,
+  type StartedAttempt,
 } from '../delivery.js';
 import type { TriggeredRun } from '../events.js';
 import { insertAudit } from './audit.js';
@@ -205,8 +206,32 @@ export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
       }),
     );
 
+  /** Starts the leased run's attempt; null when the lease no longer holds. */
+  const begin = (lease: Lease, startedAt: Date): StartedAttempt | null => {
+    const run = changed(
+      rows('countAttempt', COUNT_ATTEMPT).get({ ...lease, now: startedAt.getTime() }),
+    );
+    if (run === null) return null;
+    closeOpenAttempts(lease.runId);
+    const id = newId();
+    const inserted = rows('insertAttempt', INSERT_ATTEMPT).get({
+      id,
+      runId: lease.runId,
+      startedAt: startedAt.getTime(),
+    }) as Row;
+    return { id, attemptNumber: inserted[0] as number, startedAt, run };
+  };
+
+  const giveBack = (owner: string, runIds: readonly string[], now: Date): void => {
+    statement('unclaim', UNCLAIM).run({
+      runIds: JSON.stringify(runIds),
+      owner,
+      now: now.getTime(),
+    });
+  };
+
   return {
-    claimDue(request) {
+    claimDue(request, choose) {
       if (request.limit <= 0) return Promise.resolve([]);
       const passOver = request.passOver.length > 0;
       return write(() => {
@@ -226,43 +251,34 @@ export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
           loaded.set(run.id, run);
         }
         // Oldest due first; a run deleted meanwhile (with its event) is left out.
-        return ids.flatMap((id) => loaded.get(id) ?? []);
+        const kept: ClaimedRun[] = [];
+        const handBack: string[] = [];
+        for (const id of ids) {
+          const run = loaded.get(id);
+          if (run === undefined) continue;
+          const choice = choose?.(run) ?? 'keep';
+          if (choice === 'handBack') {
+            handBack.push(id);
+            continue;
+          }
+          if (choice === 'start') {
+            const attempt = begin({ runId: id, owner: request.owner }, request.now);
+            if (attempt !== null) run.attempt = attempt;
+          }
+          kept.push(run);
+        }
+        if (handBack.length > 0) giveBack(request.owner, handBack, request.now);
+        return kept;
       }, URGENT);
     },
 
     async unclaim(owner, runIds, now) {
       if (runIds.length === 0) return;
-      await write(
-        () =>
-          statement('unclaim', UNCLAIM).run({
-            runIds: JSON.stringify(runIds),
-            owner,
-            now: now.getTime(),
-          }),
-        URGENT,
-      );
+      await write(() => giveBack(owner, runIds, now), URGENT);
     },
 
     startAttempt(lease, startedAt) {
-      return write(() => {
-        const run = changed(
-          rows('countAttempt', COUNT_ATTEMPT).get({ ...lease, now: startedAt.getTime() }),
-        );
-        if (run === null) return null;
-        closeOpenAttempts(lease.runId);
-        const id = newId();
-        const inserted = rows('insertAttempt', INSERT_ATTEMPT).get({
-          id,
-          runId: lease.runId,
-          startedAt: startedAt.getTime(),
-        }) as Row;
-        return {
-          id,
-          attemptNumber: inserted[0] as number,
-          startedAt,
-          run,
-        };
-      }, URGENT);
+      return write(() => begin(lease, startedAt), URGENT);
     },
 
     finishAttempt(lease, attemptId, outcome, verdict, now, disable) {
