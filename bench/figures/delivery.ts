@@ -27,8 +27,18 @@ export const delivery: Figure = {
     const secret = context.template.fastSigningSecret;
     const { receiver } = context;
 
-    const measure = (start: () => Promise<() => Promise<unknown>>): Promise<Measured> =>
-      measureDeliveries({ receiver, runs, secret, start, timeoutMs: TIMEOUT_MS });
+    const measure = (
+      start: () => Promise<() => Promise<unknown>>,
+      cpuOf?: () => Promise<number[]>,
+    ): Promise<Measured> =>
+      measureDeliveries({
+        receiver,
+        runs,
+        secret,
+        start,
+        timeoutMs: TIMEOUT_MS,
+        ...(cpuOf ? { cpuOf: { server: cpuOf } } : {}),
+      });
 
     const results: { concurrency: number; server: Measured; raw: Measured }[] = [];
     for (const concurrency of CONCURRENCIES) {
@@ -41,12 +51,17 @@ export const delivery: Figure = {
         env: { BENCH_SIGNING_SECRET: secret },
       });
       try {
-        const server = await measure(async () => {
-          const started = await context.startServer(dataDir, {
-            TRIPLINE_DELIVERY_CONCURRENCY: String(concurrency),
-          });
-          return () => started.stop();
-        });
+        let serverPid: number | undefined;
+        const server = await measure(
+          async () => {
+            const started = await context.startServer(dataDir, {
+              TRIPLINE_DELIVERY_CONCURRENCY: String(concurrency),
+            });
+            serverPid = started.pid;
+            return () => started.stop();
+          },
+          async () => (serverPid === undefined ? [] : [serverPid]),
+        );
         context.log(`delivery: raw undici loop, concurrency ${concurrency}`);
         await loop.waitFor(/^ready$/m);
         const raw = await measure(async () => {
@@ -62,12 +77,16 @@ export const delivery: Figure = {
       }
     }
     const ratios = results.map((r) => r.server.perSecond / r.raw.perSecond);
+    // The server's share of its core, and its CPU per delivered run: whether the engine, not the
+    // receiver or the pace of round trips, sets the rate, and what a change saved per run.
+    const serverCpu = results.map((r) => r.server.cpuShares.server?.[0] ?? Number.NaN);
+    const cpuPerRunUs = results.map((r, i) => (serverCpu[i]! / r.server.perSecond) * 1e6);
     const both = (pick: (r: (typeof results)[number], i: number) => string) =>
       results.map(pick).join(' / ');
     return [
       {
         figure: `runs delivered per second / raw undici loop POSTing the same signed bodies to the same receiver, concurrency ${CONCURRENCIES.join(' and ')}, ${runs.toLocaleString('en')} runs queued`,
-        measured: both((r) => formatRate(r.server.perSecond, 'runs/s')),
+        measured: `${both((r) => formatRate(r.server.perSecond, 'runs/s'))} (server CPU ${both((_, i) => `${round(serverCpu[i]!, 2)}`)} of a core, ${both((_, i) => `${Math.round(cpuPerRunUs[i]!)}`)} µs per run)`,
         baseline: both((r) => formatRate(r.raw.perSecond, 'req/s')),
         ratio: both((_, i) => formatRatio(ratios[i]!)),
         goal: '≥ 0.5 both',
@@ -81,6 +100,8 @@ export const delivery: Figure = {
               [`c${r.concurrency}RawPerSecond`, round(r.raw.perSecond, 1)],
               [`c${r.concurrency}Ratio`, round(ratios[i]!, 4)],
               [`c${r.concurrency}ReceiverCpuShare`, round(r.server.receiverCpuShare, 2)],
+              [`c${r.concurrency}ServerCpuShare`, round(serverCpu[i]!, 2)],
+              [`c${r.concurrency}ServerCpuPerRunUs`, Math.round(cpuPerRunUs[i]!)],
               [`c${r.concurrency}RawReceiverCpuShare`, round(r.raw.receiverCpuShare, 2)],
             ]),
           ),
