@@ -205,12 +205,14 @@ const attemptOutcome = (outcome: DeliveryOutcome): AttemptOutcome => ({
  * Whenever slots are free it claims as many due runs as there are free slots in one conditional
  * write (`DeliveryStore.claimDue`), oldest due first, so several engines on one database never
  * claim the same run twice; a RUNNING run whose lease expired (its worker died) is claimed again.
- * The claim loads everything the attempts need. Slots are shared between destinations (see
+ * The claim loads everything the attempts need, and starts the attempts to be made now (on
+ * SQLite in its own commit). Slots are shared between destinations (see
  * {@link destinationOf} and slots.ts): a destination gets half of them while others wait, and
  * idle ones when nobody else needs them and it answers promptly, so a receiver that hangs on
  * every request cannot hold every slot, and a lone fast receiver can use them all.
  *
- * An attempt's row is written, and counted in the run's `attemptCount`, when it starts, in one
+ * An attempt's row is written, and counted in the run's `attemptCount`, when it starts (with the
+ * claim, or on its own when the run's previous execution was still writing its end), in one
  * transaction guarded by the lease; its outcome and the run's new state are written together
  * when it ends. An attempt that never ends (the process was killed, perhaps by the attempt
  * itself) is marked `INTERRUPTED` when the run is claimed again and still counts, so
@@ -336,8 +338,8 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
       const now = clock.now();
       const monotonic = performance.now();
       const passOver = slots.passOver(fair, monotonic);
-      // What to do with each claimed run is chosen inside the claim's transaction, so that the
-      // attempts to be made now start in the claim's commit.
+      // What to do with each claimed run is chosen as the store claims it, so that the attempts
+      // to be made now start with the claim (on SQLite, in its commit).
       const chosen = new Map<string, Chosen>();
       const choose = (run: ClaimedRun): ClaimChoice => {
         let choice = chosen.get(run.id);

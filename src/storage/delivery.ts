@@ -135,10 +135,7 @@ export interface ClaimedRun {
   attempt?: StartedAttempt;
 }
 
-/**
- * What the engine does with a run it claimed, chosen while the claim's transaction is open (see
- * {@link DeliveryStore.claimDue}).
- */
+/** What the engine does with a run it claimed, chosen as the claim is made (see {@link DeliveryStore.claimDue}). */
 export type ClaimChoice =
   /** Start the run's attempt in the claim's transaction, as {@link DeliveryStore.startAttempt} would. */
   | 'start'
@@ -209,10 +206,11 @@ export interface DeliveryStore {
    * run whose lease expired is due and taken again. Returns them with everything their attempts
    * need. Reads the due runs from an index in due order: the backlog is never sorted.
    *
-   * With `choose`, each claimed run, in order, is put to it inside the claim's transaction, and
-   * the claim carries out its choice there: it starts the attempts of the runs that are to be
-   * tried now (their `attempt`, started at `request.now`), so a run's claim and its attempt's
-   * start commit together, and gives back the runs chosen to be, which are left out of the result.
+   * With `choose`, each claimed run, in order, is put to it, and the claim carries out its
+   * choice: it starts the attempts of the runs that are to be tried now (their `attempt`, started
+   * at `request.now`) and gives back the runs chosen to be, which are left out of the result. On
+   * SQLite that happens in the claim's own transaction, so a run's claim and its attempt's start
+   * commit together; on PostgreSQL in one statement right after the claim's.
    * `choose` must not write through the store. It may be asked again about the same run, or about
    * other runs, should the store have to claim again (a rolled-back group commit); the choices
    * made for the runs returned are the ones that hold.

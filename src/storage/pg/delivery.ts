@@ -86,28 +86,34 @@ const UNCLAIM = `
   WHERE id = ANY($1::text[]) AND status = 'RUNNING' AND lease_owner = $2`;
 
 /**
- * Counts an attempt on the leased run, closes its open attempts and writes the new attempt's row,
- * in one statement ($1 run, $2 owner, $3 start time, $4 attempt id, $5 the interrupted message):
- * the attempt's number and the run as it left it, or no row when the lease no longer holds, and
- * then nothing is written.
+ * Starts an attempt of each of the runs leased to the owner, in one statement: counts it on the
+ * run, closes the run's open attempts and writes the new attempt's row ($1 run ids, $2 attempt
+ * ids, in the same order; $3 owner, $4 start time, $5 the interrupted message). One row per run
+ * whose lease holds: the run's id, the attempt's number and the run as it left it; nothing is
+ * written for a run whose lease no longer holds.
  */
-const START_ATTEMPT = `
-  WITH counted AS (
-    UPDATE triggered_runs SET attempt_count = attempt_count + 1, updated_at = $3
-    WHERE ${LEASED}
-    RETURNING ${runStateColumns()}
+const START_ATTEMPTS = `
+  WITH chosen AS (
+    SELECT * FROM unnest($1::text[], $2::text[]) AS c(run_id, attempt_id)
+  ), counted AS (
+    UPDATE triggered_runs r SET attempt_count = r.attempt_count + 1, updated_at = $4
+    FROM chosen c
+    WHERE r.id = c.run_id AND r.status = 'RUNNING' AND r.lease_owner = $3
+    RETURNING ${runStateColumns('r')}
   ), closed AS (
     UPDATE delivery_attempts SET error_class = 'INTERRUPTED', error_message = $5
-    WHERE run_id = $1 AND duration_ms IS NULL AND error_class IS NULL
-      AND EXISTS (SELECT 1 FROM counted)
+    WHERE run_id IN (SELECT id FROM counted) AND duration_ms IS NULL AND error_class IS NULL
   ), inserted AS (
     INSERT INTO delivery_attempts (id, run_id, attempt_number, started_at)
-    SELECT $4, $1,
-      coalesce((SELECT max(attempt_number) FROM delivery_attempts WHERE run_id = $1), 0) + 1, $3
-    FROM counted
-    RETURNING attempt_number
+    SELECT c.attempt_id, c.run_id,
+      coalesce((SELECT max(d.attempt_number) FROM delivery_attempts d WHERE d.run_id = c.run_id), 0)
+        + 1,
+      $4
+    FROM chosen c JOIN counted ON counted.id = c.run_id
+    RETURNING run_id, attempt_number
   )
-  SELECT inserted.attempt_number, ${runStateColumns('counted')} FROM counted, inserted`;
+  SELECT inserted.attempt_number, ${runStateColumns('counted')}
+  FROM counted JOIN inserted ON inserted.run_id = counted.id`;
 
 /** An attempt's outcome, set only when the run's write in the same statement (\`changed\`) happened. */
 const RECORD_OUTCOME = (first: number) => `
@@ -252,24 +258,38 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
     return row === undefined ? null : runFromRow(row);
   };
 
-  /** Starts the leased run's attempt; null when the lease no longer holds. */
-  async function begin(
+  /**
+   * Starts an attempt of each run leased to `owner`; the attempts by run id, without the runs
+   * whose lease no longer holds.
+   */
+  async function beginAll(
     client: pg.PoolClient | pg.Pool,
-    lease: Lease,
+    owner: string,
+    runIds: readonly string[],
     startedAt: Date,
-  ): Promise<StartedAttempt | null> {
-    const id = newId();
-    const started = (
-      await run(client, 'startAttempt', START_ATTEMPT, [
-        lease.runId,
-        lease.owner,
+  ): Promise<Map<string, StartedAttempt>> {
+    const started = new Map<string, StartedAttempt>();
+    if (runIds.length === 0) return started;
+    const ids = runIds.map(() => newId());
+    const rows = (
+      await run(client, 'startAttempts', START_ATTEMPTS, [
+        [...runIds],
+        ids,
+        owner,
         startedAt.getTime(),
-        id,
         INTERRUPTED_ATTEMPT_MESSAGE,
       ])
-    ).rows[0];
-    if (started === undefined) return null;
-    return { id, attemptNumber: started[0] as number, startedAt, run: runFromRow(started, 1) };
+    ).rows;
+    for (const row of rows) {
+      const attemptRun = runFromRow(row, 1);
+      started.set(attemptRun.id, {
+        id: ids[runIds.indexOf(attemptRun.id)]!,
+        attemptNumber: row[0] as number,
+        startedAt,
+        run: attemptRun,
+      });
+    }
+    return started;
   }
 
   async function giveBack(
@@ -293,39 +313,45 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
         request.limit,
       ];
       if (passOver) values.push([...request.passOver]);
-      const claim = async (client: pg.PoolClient | pg.Pool) =>
-        // Oldest due first, as the statement orders them.
-        (
-          await run(client, passOver ? 'claim:passOver' : 'claim', CLAIM(passOver), values)
-        ).rows.map((row) => claimedRun(row, decode));
-      if (choose === undefined) return claim(h.pool);
-      return transaction(async (client) => {
-        const kept: ClaimedRun[] = [];
-        const handBack: string[] = [];
-        for (const claimed of await claim(client)) {
-          const choice = choose(claimed);
-          if (choice === 'handBack') {
-            handBack.push(claimed.id);
-            continue;
-          }
-          if (choice === 'start') {
-            const lease = { runId: claimed.id, owner: request.owner };
-            const attempt = await begin(client, lease, request.now);
-            if (attempt !== null) claimed.attempt = attempt;
-          }
-          kept.push(claimed);
+      const rows = (
+        await run(h.pool, passOver ? 'claim:passOver' : 'claim', CLAIM(passOver), values)
+      ).rows;
+      // Oldest due first, as the statement orders them.
+      const claimed = rows.map((row) => claimedRun(row, decode));
+      if (choose === undefined) return claimed;
+      // The attempts start in one statement right after the claim's (a transaction around both
+      // would cost two more round trips per claim). Should the process die between them, the
+      // runs are leased without an attempt, and taken again when the lease expires.
+      const kept: ClaimedRun[] = [];
+      const handBack: string[] = [];
+      const start: string[] = [];
+      for (const run of claimed) {
+        const choice = choose(run);
+        if (choice === 'handBack') {
+          handBack.push(run.id);
+          continue;
         }
-        await giveBack(client, request.owner, handBack, request.now);
-        return kept;
-      });
+        if (choice === 'start') start.push(run.id);
+        kept.push(run);
+      }
+      const [started] = await Promise.all([
+        beginAll(h.pool, request.owner, start, request.now),
+        giveBack(h.pool, request.owner, handBack, request.now),
+      ]);
+      for (const run of kept) {
+        const attempt = started.get(run.id);
+        if (attempt !== undefined) run.attempt = attempt;
+      }
+      return kept;
     },
 
     async unclaim(owner, runIds, now) {
       await giveBack(h.pool, owner, runIds, now);
     },
 
-    startAttempt(lease, startedAt) {
-      return begin(h.pool, lease, startedAt);
+    async startAttempt(lease, startedAt) {
+      const started = await beginAll(h.pool, lease.owner, [lease.runId], startedAt);
+      return started.get(lease.runId) ?? null;
     },
 
     async finishAttempt(lease, attemptId, outcome, verdict, now, disable) {
