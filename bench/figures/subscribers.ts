@@ -3,8 +3,10 @@
 // Compared: server CPU time (from /proc) per message delivered, until every message arrived.
 // Also: emit → receipt latency of each run's QUEUED update at each subscriber, and the server's
 // resident memory per connected subscriber, read after a full GC. RSS moves in whole pages and
-// V8 keeps freed pages for a while, so it varies between runs by several KB per subscriber; the
-// V8 heap in use, shown beside it, is the steadier number.
+// V8 keeps freed pages for a while, so it varies between runs by several KB per subscriber, and
+// can even fall while subscribers connect (the heap reuses pages it had, and returns others); the
+// V8 heap in use, shown beside it, is the steadier number. When RSS moved less than the heap, the
+// figure is the heap: the subscribers hold at least that.
 //
 // "10 run updates per second": one event every 300 ms creates one run, delivered to the fast
 // receiver, so each run publishes QUEUED, RUNNING and SUCCEEDED.
@@ -34,6 +36,9 @@ interface RunUpdate {
 }
 
 const formatUs = (seconds: number) => `${(seconds * 1e6).toFixed(1)} µs`;
+
+/** Bytes per subscriber in KB, as the table prints them. */
+const kb = (bytes: number): string => `${(bytes / 1024).toFixed(1)} KB`;
 
 export const subscribers: Figure = {
   id: 'subscribers',
@@ -178,11 +183,15 @@ async function measureBoth(context: BenchContext, broadcaster: NodeChild): Promi
     },
     {
       figure: 'RSS per subscriber',
-      measured: `${(rssPerSubscriber / 1024).toFixed(1)} KB (V8 heap in use: ${(heapPerSubscriber / 1024).toFixed(1)} KB)`,
+      measured:
+        rssPerSubscriber >= heapPerSubscriber
+          ? `${kb(rssPerSubscriber)} (V8 heap in use: ${kb(heapPerSubscriber)})`
+          : `at least ${kb(heapPerSubscriber)}, the V8 heap in use (RSS moved by ${kb(rssPerSubscriber)}: the heap reused pages it had)`,
       baseline: '—',
       ratio: '—',
       goal: '< 20 KB',
-      met: rssPerSubscriber / 1024 < 20,
+      // The subscribers hold at least their heap, whatever RSS shows.
+      met: Math.max(rssPerSubscriber, heapPerSubscriber) / 1024 < 20,
       issue: '16.6 KB',
       values: {
         subscribers: SUBSCRIBERS,
