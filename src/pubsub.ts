@@ -57,14 +57,7 @@ export interface TriplinePubSub extends PubSub<Channels> {
  * server processes.
  */
 export function createTriplinePubSub(eventTarget?: PubSubEventTarget<Channels>): TriplinePubSub {
-  let target = eventTarget;
-  if (!target) {
-    const inProcess = new EventTarget();
-    // Every distinct subscription listens, and the delivery engine: no warning at 11 listeners.
-    setMaxListeners(0, inProcess);
-    target = inProcess as PubSubEventTarget<Channels>;
-  }
-  const shared = target;
+  const shared = eventTarget ?? inProcessTarget();
   return Object.assign(createPubSub<Channels>({ eventTarget: shared }), {
     listen<K extends keyof Channels>(topic: K, listener: (...message: Channels[K]) => void) {
       // createPubSub publishes a message of one argument as the event's `detail`.
@@ -74,4 +67,12 @@ export function createTriplinePubSub(eventTarget?: PubSubEventTarget<Channels>):
       return () => shared.removeEventListener(topic, handler as never);
     },
   });
+}
+
+/** An event target for one process's subscribers. */
+function inProcessTarget(): PubSubEventTarget<Channels> {
+  const inProcess = new EventTarget();
+  // Every distinct subscription listens, and the delivery engine: no warning at 11 listeners.
+  setMaxListeners(0, inProcess);
+  return inProcess as PubSubEventTarget<Channels>;
 }

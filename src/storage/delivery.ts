@@ -137,12 +137,34 @@ export interface ClaimedRun {
 
 /** What the engine does with a run it claimed, chosen as the claim is made (see {@link DeliveryStore.claimDue}). */
 export type ClaimChoice =
-  /** Start the run's attempt in the claim's transaction, as {@link DeliveryStore.startAttempt} would. */
+  /** Start the run's attempt with the claim, as {@link DeliveryStore.startAttempt} would. */
   | 'start'
   /** Keep the run leased, and leave the rest to the engine. */
   | 'keep'
   /** Give the run back untouched, as {@link DeliveryStore.unclaim} would; it is not returned. */
   | 'handBack';
+
+/**
+ * A claim's runs as `choose` sorts them (see {@link DeliveryStore.claimDue}), in claim order: those
+ * to return (`kept`), among them those whose attempt the store starts (`start`), and the ids of
+ * those to give back. Without `choose`, every run is kept and none started.
+ */
+export function sortClaimed(
+  claimed: readonly ClaimedRun[],
+  choose: ((run: ClaimedRun) => ClaimChoice) | undefined,
+): { kept: ClaimedRun[]; start: ClaimedRun[]; handBack: string[] } {
+  const sorted = { kept: [] as ClaimedRun[], start: [] as ClaimedRun[], handBack: [] as string[] };
+  for (const run of claimed) {
+    const choice = choose?.(run) ?? 'keep';
+    if (choice === 'handBack') {
+      sorted.handBack.push(run.id);
+      continue;
+    }
+    if (choice === 'start') sorted.start.push(run);
+    sorted.kept.push(run);
+  }
+  return sorted;
+}
 
 /** Which run, under which lease. Every write after a claim is made only while the lease holds. */
 export interface Lease {

@@ -2,7 +2,6 @@ import type pg from 'pg';
 import { newId } from '../../ids.js';
 import {
   type AttemptOutcome,
-  type ClaimedRun,
   type ColumnDecoders,
   claimedRun,
   type DeliveryStore,
@@ -12,6 +11,7 @@ import {
   runFromRow,
   runStateColumns,
   type StartedAttempt,
+  sortClaimed,
 } from '../delivery.js';
 import type { TriggeredRun } from '../events.js';
 import type { PgHandle } from './support.js';
@@ -89,8 +89,8 @@ const UNCLAIM = `
  * Starts an attempt of each of the runs leased to the owner, in one statement: counts it on the
  * run, closes the run's open attempts and writes the new attempt's row ($1 run ids, $2 attempt
  * ids, in the same order; $3 owner, $4 start time, $5 the interrupted message). One row per run
- * whose lease holds: the run's id, the attempt's number and the run as it left it; nothing is
- * written for a run whose lease no longer holds.
+ * whose lease holds: the attempt's id and number and the run as it left it; nothing is written
+ * for a run whose lease no longer holds.
  */
 const START_ATTEMPTS = `
   WITH chosen AS (
@@ -110,9 +110,9 @@ const START_ATTEMPTS = `
         + 1,
       $4
     FROM chosen c JOIN counted ON counted.id = c.run_id
-    RETURNING run_id, attempt_number
+    RETURNING id, run_id, attempt_number
   )
-  SELECT inserted.attempt_number, ${runStateColumns('counted')}
+  SELECT inserted.id, inserted.attempt_number, ${runStateColumns('counted')}
   FROM counted JOIN inserted ON inserted.run_id = counted.id`;
 
 /** An attempt's outcome, set only when the run's write in the same statement (\`changed\`) happened. */
@@ -263,28 +263,24 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
    * whose lease no longer holds.
    */
   async function beginAll(
-    client: pg.PoolClient | pg.Pool,
     owner: string,
     runIds: readonly string[],
     startedAt: Date,
   ): Promise<Map<string, StartedAttempt>> {
     const started = new Map<string, StartedAttempt>();
     if (runIds.length === 0) return started;
-    const ids = runIds.map(() => newId());
-    const rows = (
-      await run(client, 'startAttempts', START_ATTEMPTS, [
-        [...runIds],
-        ids,
-        owner,
-        startedAt.getTime(),
-        INTERRUPTED_ATTEMPT_MESSAGE,
-      ])
-    ).rows;
-    for (const row of rows) {
-      const attemptRun = runFromRow(row, 1);
+    const result = await run(h.pool, 'startAttempts', START_ATTEMPTS, [
+      [...runIds],
+      runIds.map(() => newId()),
+      owner,
+      startedAt.getTime(),
+      INTERRUPTED_ATTEMPT_MESSAGE,
+    ]);
+    for (const row of result.rows) {
+      const attemptRun = runFromRow(row, 2);
       started.set(attemptRun.id, {
-        id: ids[runIds.indexOf(attemptRun.id)]!,
-        attemptNumber: row[0] as number,
+        id: row[0] as string,
+        attemptNumber: row[1] as number,
         startedAt,
         run: attemptRun,
       });
@@ -292,14 +288,9 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
     return started;
   }
 
-  async function giveBack(
-    client: pg.PoolClient | pg.Pool,
-    owner: string,
-    runIds: readonly string[],
-    now: Date,
-  ): Promise<void> {
+  async function giveBack(owner: string, runIds: readonly string[], now: Date): Promise<void> {
     if (runIds.length === 0) return;
-    await run(client, 'unclaim', UNCLAIM, [[...runIds], owner, now.getTime()]);
+    await run(h.pool, 'unclaim', UNCLAIM, [[...runIds], owner, now.getTime()]);
   }
 
   return {
@@ -317,40 +308,34 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
         await run(h.pool, passOver ? 'claim:passOver' : 'claim', CLAIM(passOver), values)
       ).rows;
       // Oldest due first, as the statement orders them.
-      const claimed = rows.map((row) => claimedRun(row, decode));
-      if (choose === undefined) return claimed;
+      const { kept, start, handBack } = sortClaimed(
+        rows.map((row) => claimedRun(row, decode)),
+        choose,
+      );
       // The attempts start in one statement right after the claim's (a transaction around both
       // would cost two more round trips per claim). Should the process die between them, the
       // runs are leased without an attempt, and taken again when the lease expires.
-      const kept: ClaimedRun[] = [];
-      const handBack: string[] = [];
-      const start: string[] = [];
-      for (const run of claimed) {
-        const choice = choose(run);
-        if (choice === 'handBack') {
-          handBack.push(run.id);
-          continue;
-        }
-        if (choice === 'start') start.push(run.id);
-        kept.push(run);
-      }
       const [started] = await Promise.all([
-        beginAll(h.pool, request.owner, start, request.now),
-        giveBack(h.pool, request.owner, handBack, request.now),
+        beginAll(
+          request.owner,
+          start.map((claimed) => claimed.id),
+          request.now,
+        ),
+        giveBack(request.owner, handBack, request.now),
       ]);
-      for (const run of kept) {
-        const attempt = started.get(run.id);
-        if (attempt !== undefined) run.attempt = attempt;
+      for (const claimed of start) {
+        const attempt = started.get(claimed.id);
+        if (attempt !== undefined) claimed.attempt = attempt;
       }
       return kept;
     },
 
     async unclaim(owner, runIds, now) {
-      await giveBack(h.pool, owner, runIds, now);
+      await giveBack(owner, runIds, now);
     },
 
     async startAttempt(lease, startedAt) {
-      const started = await beginAll(h.pool, lease.owner, [lease.runId], startedAt);
+      const started = await beginAll(lease.owner, [lease.runId], startedAt);
       return started.get(lease.runId) ?? null;
     },
 

@@ -11,6 +11,7 @@ import {
   runFromRow,
   runStateColumns,
   type StartedAttempt,
+  sortClaimed,
 } from '../delivery.js';
 import type { TriggeredRun } from '../events.js';
 import { insertAudit } from './audit.js';
@@ -251,21 +252,13 @@ export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
           loaded.set(run.id, run);
         }
         // Oldest due first; a run deleted meanwhile (with its event) is left out.
-        const kept: ClaimedRun[] = [];
-        const handBack: string[] = [];
-        for (const id of ids) {
-          const run = loaded.get(id);
-          if (run === undefined) continue;
-          const choice = choose?.(run) ?? 'keep';
-          if (choice === 'handBack') {
-            handBack.push(id);
-            continue;
-          }
-          if (choice === 'start') {
-            const attempt = begin({ runId: id, owner: request.owner }, request.now);
-            if (attempt !== null) run.attempt = attempt;
-          }
-          kept.push(run);
+        const { kept, start, handBack } = sortClaimed(
+          ids.flatMap((id) => loaded.get(id) ?? []),
+          choose,
+        );
+        for (const run of start) {
+          const attempt = begin({ runId: run.id, owner: request.owner }, request.now);
+          if (attempt !== null) run.attempt = attempt;
         }
         if (handBack.length > 0) giveBack(request.owner, handBack, request.now);
         return kept;
