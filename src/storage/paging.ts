@@ -45,8 +45,8 @@ function tighter(a: Bound | null, b: Bound, keepSmaller: boolean): Bound {
 
 /**
  * A request on a list sorted newest first by `[createdAt, id]`, narrowed to a filter's time
- * bounds, so they become keyset bounds (on SQLite, as range conditions beside the keyset they lead
- * the planner to an owner's creation index rather than its status index). `createdBefore` T bounds
+ * bounds, so they become keyset bounds (a range of each status's part of an owner's history
+ * index, rather than a condition checked on every run read). `createdBefore` T bounds
  * the start of the list (keys below `[T + 1, '']`) and `createdAfter` T its end (keys from
  * `[T, '']`); the empty id sorts before every id.
  */

@@ -20,6 +20,7 @@ import {
   artifactEvents,
   automations,
   deliveryAttempts,
+  RUN_STATUSES,
   type EventType as StoredEventType,
   type RunStatus as StoredRunStatus,
   triggeredRuns,
@@ -367,12 +368,18 @@ const NARROWEST_FIRST: readonly OwnerKind[] = [
 
 /**
  * A history query in a form that names its SQL: which owner column leads (its index answers the
- * query), which other owner columns are checked on the rows found, and how many statuses.
+ * query), which other owner columns are checked on the rows found, and which statuses.
  */
 interface RunQuery {
   lead: OwnerKind;
   checked: OwnerKind[];
+  /** The filter's statuses, sorted; empty when it names none (any status). */
   statuses: RunStatus[];
+  /**
+   * How many statuses a page reads, one range of the owner's status index each: the filter's, or
+   * every status when it names none. Their values are the placeholders `s0…`.
+   */
+  arms: number;
   params: Record<string, string | number>;
 }
 
@@ -389,15 +396,17 @@ function runQuery(owner: RunOwner, filter: RunFilter): RunQuery | null {
     ...OwnerKind[],
   ];
   const statuses = [...new Set(filter.statuses ?? [])].sort();
+  const read = statuses.length > 0 ? statuses : RUN_STATUSES;
   const params: Record<string, string | number> = {};
   for (const [kind, id] of ids) params[kind] = id;
-  statuses.forEach((status, i) => {
+  read.forEach((status, i) => {
     params[`s${i}`] = status;
   });
-  return { lead, checked, statuses, params };
+  return { lead, checked, statuses, arms: read.length, params };
 }
 
-const runShape = (q: RunQuery): string => `${q.lead}:${q.checked.join(',')}:${q.statuses.length}`;
+const runShape = (q: RunQuery): string =>
+  `${q.lead}:${q.checked.join(',')}:${q.statuses.length}:${q.arms}`;
 
 /**
  * The owner conditions of `q`. Checked owners are written `+column = ?`: the unary plus keeps
@@ -412,13 +421,8 @@ function ownerConditions(q: RunQuery): SQL[] {
   return conditions;
 }
 
-/**
- * `status = ?` for the query's status number `i`, marked as narrowing an owner's runs a lot.
- * Without statistics, SQLite otherwise takes the owner's creation index for a page bounded on both
- * sides (`before` and `after`, or a time filter) and filters every run by status there.
- */
-const statusIs = (i: number): SQL =>
-  sql`likelihood(${eq(triggeredRuns.status, sql.placeholder(`s${i}`))}, 0.05)`;
+/** `status = ?` for the query's status number `i`. */
+const statusIs = (i: number): SQL => eq(triggeredRuns.status, sql.placeholder(`s${i}`));
 
 /** The filter's time bounds as conditions, for counting. */
 function timeConditions(filter: RunFilter): {
@@ -462,27 +466,22 @@ export function createRunStore(h: SqliteHandle): RunStore {
       if (q === null) return [];
       const page = keyset(RUN_ORDER, withinTimes(request, filter));
       const statement = h.prepared(`runs.page:${runShape(q)}:${page.shape}`, () => {
-        const select = (status: number | null) =>
+        const select = (status: number) =>
           h.db
             .select(RUN_COLUMNS)
             .from(triggeredRuns)
-            .where(
-              and(
-                ...ownerConditions(q),
-                status === null ? undefined : statusIs(status),
-                page.where,
-              ),
-            );
-        if (q.statuses.length <= 1) {
-          return select(q.statuses.length === 1 ? 0 : null)
+            .where(and(...ownerConditions(q), statusIs(status), page.where));
+        if (q.arms === 1) {
+          return select(0)
             .orderBy(...page.orderBy)
             .limit(sql.placeholder('limit'))
             .prepare();
         }
         // One arm per status, each read from the (owner, status, created_at, id) index in list
         // order; SQLite merges them and stops at the limit, so nothing is sorted. `status IN`
-        // would read every matching run and sort them.
-        const [first, second, ...rest] = q.statuses.map((_, i) => select(i));
+        // would read every matching run and sort them. A page of any status does the same over
+        // every status: the owners have no history index without the status (see the schema).
+        const [first, second, ...rest] = Array.from({ length: q.arms }, (_, i) => select(i));
         let union = first!.unionAll(second!);
         for (const arm of rest) union = union.unionAll(arm);
         return union

@@ -445,8 +445,10 @@ export const triggeredRuns = sqliteTable(
     // (the rowid, which the index holds), so the backlog is never sorted. Migration 0003 took the
     // action out of it: as a second column it made SQLite sort for the rowid.
     index('triggered_runs_due_idx').on(t.dueAt).where(sql`${t.dueAt} IS NOT NULL`),
-    // History: each owner's runs newest first, and the same narrowed to a status.
-    index('triggered_runs_entity_created_idx').on(t.entityId, t.createdAt, t.id),
+    // History: each owner's runs by status, newest first. A page over several statuses (or all
+    // of them, when the filter names none) reads one range per status and merges them in order,
+    // so no owner needs a second index without the status: every run recorded writes one history
+    // entry per owner, not two.
     index('triggered_runs_entity_status_created_idx').on(t.entityId, t.status, t.createdAt, t.id),
     // The other owners are null on many runs (an artifact event's run has no training run and no
     // project or no registry, a run event's run no event and no registry, a deleted automation's
@@ -461,14 +463,11 @@ export const triggeredRuns = sqliteTable(
         ['event', t.eventId],
         ['training_run', t.trainingRunId],
       ] as const
-    ).flatMap(([owner, column]) => [
-      index(`triggered_runs_${owner}_created_idx`)
-        .on(column, t.createdAt, t.id)
-        .where(sql`${column} IS NOT NULL`),
+    ).map(([owner, column]) =>
       index(`triggered_runs_${owner}_status_created_idx`)
         .on(column, t.status, t.createdAt, t.id)
         .where(sql`${column} IS NOT NULL`),
-    ]),
+    ),
   ],
 );
 
