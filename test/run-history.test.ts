@@ -437,6 +437,15 @@ describe.runIf(ON_POSTGRES)('run history on PostgreSQL', () => {
     await query(
       `UPDATE triggered_runs SET status = (ARRAY['${STATUSES.join("','")}'])[1 + (seq * 7 + seq % 5) % 6]`,
     );
+    // Twenty copies of each run (same owners, statuses and times), so that reading an owner's
+    // runs by index is what the planner's costs favour, as on a real history.
+    const columns = `entity_id, event_id, run_event_id, training_run_id, automation_id,
+      automation_name, action_id, project_id, registry_id, status, attempt_count, next_attempt_at,
+      lease_owner, lease_expires_at, result, created_at, updated_at, finished_at`;
+    await query(
+      `INSERT INTO triggered_runs (id, ${columns})
+       SELECT id || '-' || copy, ${columns} FROM triggered_runs, generate_series(1, 20) copy`,
+    );
     await query('ANALYZE triggered_runs');
     owners.push(
       { kind: 'entity', id: entity },
@@ -501,12 +510,19 @@ describe.runIf(ON_POSTGRES)('run history on PostgreSQL', () => {
           .join('\n');
         // The narrowest owner comes first (see the PostgreSQL run store).
         const lead = /"triggered_runs"\."(\w+)_id" = \$/.exec(text)?.[1];
-        const index = new RegExp(
-          `Index Scan(?: Backward)? using (triggered_runs_${lead}_(?:status_)?created_idx) `,
-        ).exec(plan);
-        expect(index, `${text}\n${plan}`).not.toBeNull();
-        read.add(index![1]!);
-        expect(plan, text).not.toMatch(/Sort|Seq Scan/);
+        const scans = [...plan.matchAll(/Index (?:Only )?Scan(?: Backward)? using (\w+) /g)].map(
+          (m) => m[1]!,
+        );
+        // One range of the owner's status index per status read, merged in list order.
+        const arms = (text.match(/"status" = \$/g) ?? []).length;
+        expect(arms, text).toBeGreaterThan(0);
+        expect(scans, `${text}\n${plan}`).toEqual(
+          Array(arms).fill(`triggered_runs_${lead}_status_created_idx`),
+        );
+        if (arms > 1) expect(plan, text).toContain('Merge Append');
+        read.add(scans[0]!);
+        // No sort node (a Merge Append's "Sort Key" names the order it keeps), no scan of the table.
+        expect(plan, text).not.toMatch(/(^|->) *(Incremental )?Sort +\(|Seq Scan/m);
       }
     } finally {
       await client.query('DEALLOCATE ALL');
@@ -516,7 +532,7 @@ describe.runIf(ON_POSTGRES)('run history on PostgreSQL', () => {
     const indexes = await query<{ indexname: string }>(
       `SELECT indexname FROM pg_indexes WHERE tablename = 'triggered_runs' AND indexname LIKE '%created_idx'`,
     );
-    expect(indexes).toHaveLength(12);
+    expect(indexes).toHaveLength(6);
     expect([...read].sort()).toEqual(indexes.map((row) => row.indexname).sort());
   });
 });

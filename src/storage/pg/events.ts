@@ -20,6 +20,7 @@ import {
   artifactEvents,
   automations,
   deliveryAttempts,
+  RUN_STATUSES,
   type RunStatus as StoredRunStatus,
   triggeredRuns,
 } from './schema.js';
@@ -379,7 +380,13 @@ const NARROWEST_FIRST: readonly OwnerKind[] = [
 /** A history query in a form that names its SQL: its owner columns and how many statuses. */
 interface RunQuery {
   owners: OwnerKind[];
+  /** The filter's statuses, sorted; empty when it names none (any status). */
   statuses: RunStatus[];
+  /**
+   * How many statuses a page reads, one range of the owner's status index each: the filter's, or
+   * every status when it names none. Their values are the placeholders `s0…`.
+   */
+  arms: number;
   params: Record<string, string | number>;
 }
 
@@ -395,17 +402,22 @@ function runQuery(owner: RunOwner, filter: RunFilter): RunQuery | null {
   const statuses = [...new Set(filter.statuses ?? [])].sort();
   const params: Record<string, string | number> = {};
   for (const [kind, id] of ids) params[kind] = id;
-  statuses.forEach((status, i) => {
+  const read = statuses.length > 0 ? statuses : RUN_STATUSES;
+  read.forEach((status, i) => {
     params[`s${i}`] = status;
   });
-  return { owners, statuses, params };
+  return { owners, statuses, arms: read.length, params };
 }
 
-const runShape = (q: RunQuery): string => `${q.owners.join(',')}:${q.statuses.length}`;
+const runShape = (q: RunQuery): string => `${q.owners.join(',')}:${q.statuses.length}:${q.arms}`;
 
-/** The owner and status conditions of `q` (PostgreSQL's planner picks the index). */
+/** The owner conditions of `q` (PostgreSQL's planner picks the index). */
+const ownerConditions = (q: RunQuery): SQL[] =>
+  q.owners.map((kind) => eq(OWNER_COLUMN[kind], sql.placeholder(kind)));
+
+/** The owner and status conditions of `q`, for counting. */
 function runConditions(q: RunQuery): SQL[] {
-  const conditions = q.owners.map((kind) => eq(OWNER_COLUMN[kind], sql.placeholder(kind)));
+  const conditions = ownerConditions(q);
   if (q.statuses.length > 0) {
     conditions.push(
       inArray(
@@ -456,14 +468,30 @@ export function createRunStore(h: PgHandle): RunStore {
       if (q === null) return [];
       const page = keyset(RUN_ORDER, withinTimes(request, filter));
       return h
-        .prepared(`runs.page:${runShape(q)}:${page.shape}`, (x) =>
-          x
-            .select(RUN_COLUMNS)
-            .from(triggeredRuns)
-            .where(and(...runConditions(q), page.where))
-            .orderBy(...page.orderBy)
-            .limit(sql.placeholder('limit')),
-        )
+        .prepared(`runs.page:${runShape(q)}:${page.shape}`, (x) => {
+          const select = (i: number) =>
+            x
+              .select(RUN_COLUMNS)
+              .from(triggeredRuns)
+              .where(
+                and(
+                  ...ownerConditions(q),
+                  eq(triggeredRuns.status, sql.placeholder(`s${i}`)),
+                  page.where,
+                ),
+              )
+              .orderBy(...page.orderBy)
+              .limit(sql.placeholder('limit'));
+          if (q.arms === 1) return select(0);
+          // One arm per status, each read from the (owner, status, created_at, id) index in list
+          // order and limited on its own: PostgreSQL then merges them (Merge Append) and stops at
+          // the limit, so nothing is sorted. (Without the arms' own order and limit it plans a
+          // sort of every matching run.) The owners have no history index without the status.
+          const [first, second, ...rest] = Array.from({ length: q.arms }, (_, i) => select(i));
+          let union = first!.unionAll(second!);
+          for (const arm of rest) union = union.unionAll(arm);
+          return union.orderBy(...page.orderBy).limit(sql.placeholder('limit'));
+        })
         .execute({ ...q.params, ...page.params });
     },
 

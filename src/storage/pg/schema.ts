@@ -460,8 +460,9 @@ export const triggeredRuns = pgTable(
     index('triggered_runs_due_idx').on(t.dueAt, t.seq).where(sql`${t.dueAt} IS NOT NULL`),
     index('triggered_runs_event_seq_idx').on(t.eventId, t.seq),
     index('triggered_runs_run_event_seq_idx').on(t.runEventId, t.seq),
-    // History: each owner's runs newest first, and the same narrowed to a status.
-    index('triggered_runs_entity_created_idx').on(t.entityId, t.createdAt, t.id),
+    // History: each owner's runs by status, newest first. A page over several statuses (or all
+    // of them, when the filter names none) reads one range per status and merges them in order
+    // (see the SQLite schema).
     index('triggered_runs_entity_status_created_idx').on(t.entityId, t.status, t.createdAt, t.id),
     // The other owners are null on many runs (an artifact event's run has no training run and no
     // project or no registry, a run event's run no event and no registry, a deleted automation's
@@ -476,14 +477,11 @@ export const triggeredRuns = pgTable(
         ['event', t.eventId],
         ['training_run', t.trainingRunId],
       ] as const
-    ).flatMap(([owner, column]) => [
-      index(`triggered_runs_${owner}_created_idx`)
-        .on(column, t.createdAt, t.id)
-        .where(sql`${column} IS NOT NULL`),
+    ).map(([owner, column]) =>
       index(`triggered_runs_${owner}_status_created_idx`)
         .on(column, t.status, t.createdAt, t.id)
         .where(sql`${column} IS NOT NULL`),
-    ]),
+    ),
   ],
 );
 
