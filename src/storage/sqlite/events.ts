@@ -405,8 +405,8 @@ function runQuery(owner: RunOwner, filter: RunFilter): RunQuery | null {
   return { lead, checked, statuses, arms: read.length, params };
 }
 
-const runShape = (q: RunQuery): string =>
-  `${q.lead}:${q.checked.join(',')}:${q.statuses.length}:${q.arms}`;
+/** A name for the SQL of `q` (its arms follow from the number of statuses). */
+const runShape = (q: RunQuery): string => `${q.lead}:${q.checked.join(',')}:${q.statuses.length}`;
 
 /**
  * The owner conditions of `q`. Checked owners are written `+column = ?`: the unary plus keeps
