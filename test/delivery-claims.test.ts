@@ -1,7 +1,7 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: templates hold literal ${…} variables.
 import { eq } from 'drizzle-orm';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
-import type { ClaimRequest } from '../src/storage/delivery.js';
+import { type ClaimRequest, PASS_OVER_HEAD } from '../src/storage/delivery.js';
 import { deliveryAttempts, triggeredRuns } from '../src/storage/sqlite/schema.js';
 import { openSqliteStorage } from '../src/storage/sqlite/storage.js';
 import { useDeliveryTestbed } from './support/delivery-fixtures.js';
@@ -74,26 +74,51 @@ describe('claimDue', () => {
 
   it('reads the due runs from their index, never sorting the backlog', async () => {
     const prepare = vi.spyOn(tb.fx.storage.sqlite, 'prepare');
-    const { actionId, automationId } = automation();
-    tb.fx.queueRun({ automationId });
-    await claim();
-    await claim({ passOver: [actionId] });
-    const claims = prepare.mock.calls
+    const busy = automation();
+    const other = automation();
+    // A full destination's backlog, longer than the head of the line a passing-over claim reads
+    // in line, so that the claim reads by action.
+    for (let i = 0; i <= PASS_OVER_HEAD; i++) {
+      tb.fx.queueRun({ automationId: busy.automationId, nextAttemptAt: at(-1_000) });
+    }
+    const behind = tb.fx.queueRun({ automationId: other.automationId });
+    const deleted = tb.fx.queueRun({ automationId: null, actionId: null });
+    tb.fx.queueRun({ automationId: other.automationId, nextAttemptAt: at(1) });
+    const passing = await claim({ passOver: [busy.actionId] });
+    expect(passing.map((run) => run.id)).toEqual([behind, deleted]);
+    expect(await claim({ limit: 1 })).toHaveLength(1);
+    const reads = prepare.mock.calls
       .map(([text]) => text)
-      .filter((text) => /UPDATE triggered_runs\s+SET status = 'RUNNING'/.test(text));
+      .filter((text) => /FROM triggered_runs\s+WHERE due_at <= @now|WITH RECURSIVE/.test(text));
     prepare.mockRestore();
-    expect(claims).toHaveLength(2);
-    for (const text of claims) {
-      const plan = (
+    const plans = reads.map((text) =>
+      (
         tb.fx.storage.sqlite
           .prepare(`EXPLAIN QUERY PLAN ${text}`)
-          .all({ owner: 'w', leaseExpiresAt: 0, now: 0, limit: 1, passOver: '[]' }) as {
+          .all({ owner: 'w', leaseExpiresAt: 0, now: 0, limit: 1, head: 1, passOver: '[]' }) as {
           detail: string;
         }[]
-      ).map((step) => step.detail);
-      expect(plan).toContainEqual(expect.stringMatching(/USING INDEX triggered_runs_due_idx/));
-      expect(plan.join('\n')).not.toMatch(/TEMP B-TREE/);
+      )
+        .map((step) => step.detail)
+        .join('\n'),
+    );
+    // The plain claim, the head of the line, and the lines by action.
+    expect(plans).toHaveLength(3);
+    const [byAction, ...inLine] = [...plans].sort((a, b) =>
+      a.includes('RECURSIVE') === b.includes('RECURSIVE') ? 0 : a.includes('RECURSIVE') ? -1 : 1,
+    );
+    for (const plan of inLine) {
+      expect(plan).toMatch(
+        /SEARCH triggered_runs USING INDEX triggered_runs_due_idx \(due_at<\?\)/,
+      );
+      expect(plan).not.toMatch(/TEMP B-TREE/);
     }
+    // Each action's line is read from its head; the due index, where a passed-over backlog
+    // would be read in full, is not read at all. Only the heads picked are sorted.
+    expect(byAction).toMatch(
+      /SEARCH \w+ USING INDEX triggered_runs_action_due_idx \(action_id=\? AND due_at<\?\)/,
+    );
+    expect(byAction).not.toMatch(/triggered_runs_due_idx|SCAN triggered_runs/);
   });
 
   it('loads everything an attempt needs with the run', async () => {

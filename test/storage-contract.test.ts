@@ -6,6 +6,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { newId } from '../src/ids.js';
 import type { AuditRecord } from '../src/storage/audit.js';
 import type { AutomationRecord, NewAction } from '../src/storage/config.js';
+import { PASS_OVER_HEAD } from '../src/storage/delivery.js';
 import { DuplicateError } from '../src/storage/errors.js';
 import type { NewArtifactEvent } from '../src/storage/events.js';
 import { openPgStorage } from '../src/storage/pg/storage.js';
@@ -690,6 +691,57 @@ describe.each(engines)('storage contract on %s', (engineName, makeEngine) => {
     expect(await storage.delivery.queueDepth(at(1_001))).toMatchObject({
       byStatus: { QUEUED: 0, RUNNING: 3, RETRYING: 0 },
     });
+  });
+
+  test('a claim passing over actions takes the oldest runs of the others, behind any backlog', async () => {
+    const busy = await watchedProject('busy');
+    const other = await watchedProject('other');
+    const third = await watchedProject('third');
+    const record = async (scope: typeof busy, createdAtMs: number) => {
+      const recorded = await storage.events.recordEvent(
+        eventIn(scope, { versionIndex: createdAtMs, createdAt: at(createdAtMs) }),
+        () => true,
+      );
+      if (recorded.outcome !== 'recorded') throw new Error(`not recorded: ${recorded.outcome}`);
+      return recorded.runs[0]!.id;
+    };
+    // The busy destination's backlog is longer than the head of the line a claim reads in line.
+    const backlog = PASS_OVER_HEAD + 20;
+    const runs = new Map<number, string>();
+    for (let i = 0; i < backlog; i++) {
+      if (i === 100) runs.set(100, await record(other, 100));
+      await record(busy, i);
+    }
+    for (const [scope, createdAtMs] of [
+      [other, backlog + 10],
+      [third, backlog + 5],
+      [other, backlog + 1],
+      [third, 5_000],
+    ] as const) {
+      runs.set(createdAtMs, await record(scope, createdAtMs));
+    }
+    const passing = (passOver: string[], limit: number) =>
+      storage.delivery.claimDue({
+        owner: 'w1',
+        now: at(1_000),
+        leaseExpiresAt: at(61_000),
+        limit,
+        passOver,
+      });
+    const taken = async (passOver: string[], limit: number) =>
+      (await passing(passOver, limit)).map((run) => run.id);
+    // One in the head of the line, the next behind the whole backlog.
+    expect(await taken([busy.actionId], 2)).toEqual([runs.get(100), runs.get(backlog + 1)]);
+    // Oldest first across the other actions; the run due later stays.
+    expect(await taken([busy.actionId], 10)).toEqual([
+      runs.get(backlog + 5),
+      runs.get(backlog + 10),
+    ]);
+    expect(await taken([busy.actionId, other.actionId, third.actionId], 10)).toEqual([]);
+    expect(await taken([busy.actionId], 10)).toEqual([]);
+    // The backlog itself is still in line, oldest first.
+    const [first] = await passing([other.actionId], 1);
+    expect(first?.event?.versionIndex).toBe(0);
   });
 
   test('a release and a run ended without an attempt return the run as they left it', async () => {

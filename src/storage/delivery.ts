@@ -12,6 +12,14 @@ import type { TriggeredRun } from './events.js';
 export const INTERRUPTED_ATTEMPT_MESSAGE =
   'The attempt never finished: the server stopped (crashed or was killed) or lost the run before recording it';
 
+/**
+ * How many of the oldest due runs a claim that passes over actions reads in line before it reads
+ * by action instead (see the stores' claims): enough that a few full destinations' runs near the
+ * head are stepped over there, few enough that stepping over them costs less than reading every
+ * action's line.
+ */
+export const PASS_OVER_HEAD = 256;
+
 /** A claim: the runs due now, leased to one owner. */
 export interface ClaimRequest {
   /** Names the claim in the lease; every later write for these runs must name it too. */

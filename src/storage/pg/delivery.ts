@@ -7,6 +7,7 @@ import {
   type DeliveryStore,
   INTERRUPTED_ATTEMPT_MESSAGE,
   type Lease,
+  PASS_OVER_HEAD,
   type QueueDepth,
   runFromRow,
   runStateColumns,
@@ -23,8 +24,47 @@ import type { PgHandle } from './support.js';
 const LEASED = `id = $1 AND status = 'RUNNING' AND lease_owner = $2`;
 
 /**
- * Takes the oldest due runs (equal times in insertion order) from the partial due index, leases
- * them, and reads everything their attempts need, in one statement (one round trip).
+ * The oldest due runs outside the actions in $5, at most $4 of them, for a claim's `due` (as
+ * on SQLite, see `pickPassingOver` there): the head of the due index ($6 runs) is read in line;
+ * when nearly all of it is passed over, each live action's line is read instead (the actions
+ * are found one index seek each), and the runs of deleted actions with them. The one-time
+ * conditions on those arms keep PostgreSQL from reading them at all otherwise. (Ordering the
+ * deleted actions' runs by `action_id`, null on all of them, lets PostgreSQL read them in the
+ * index's order rather than sort them.) The runs picked are taken by id.
+ */
+const DUE_PASSING_OVER = `
+  head AS (
+    SELECT id, action_id, due_at, seq FROM triggered_runs
+    WHERE due_at <= $1 ORDER BY due_at, seq LIMIT $6
+  ), near AS (
+    SELECT id FROM head WHERE action_id IS NULL OR NOT (action_id = ANY($5::text[]))
+  ), live AS (
+    (SELECT action_id FROM triggered_runs
+      WHERE action_id IS NOT NULL AND due_at IS NOT NULL ORDER BY action_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.action_id FROM triggered_runs t
+      WHERE t.action_id > live.action_id AND t.due_at IS NOT NULL ORDER BY t.action_id LIMIT 1)
+    FROM live WHERE live.action_id IS NOT NULL
+  ), picked AS (
+    SELECT id FROM near
+    UNION ALL
+    SELECT line.id FROM live CROSS JOIN LATERAL (
+      SELECT id FROM triggered_runs
+      WHERE action_id = live.action_id AND due_at <= $1 ORDER BY due_at, seq LIMIT $4
+    ) line
+    WHERE (SELECT count(*) FROM head) = $6 AND (SELECT count(*) FROM near) < $4
+      AND live.action_id IS NOT NULL AND NOT (live.action_id = ANY($5::text[]))
+    UNION ALL
+    (SELECT id FROM triggered_runs
+      WHERE (SELECT count(*) FROM head) = $6 AND (SELECT count(*) FROM near) < $4
+        AND action_id IS NULL AND due_at <= $1
+      ORDER BY action_id, due_at, seq LIMIT $4)
+  ),`;
+
+/**
+ * Takes the oldest due runs (equal times in insertion order) from the partial due index, or,
+ * when the claim passes over actions, those of {@link DUE_PASSING_OVER}; leases them, and reads
+ * everything their attempts need, in one statement (one round trip).
  * `FOR UPDATE SKIP LOCKED` passes over runs another claim is taking at this moment, so claimers
  * never wait for each other nor take one run twice; a run another claim took and committed
  * meanwhile is re-checked after the lock and no longer due. Each row: the run, how many of its
@@ -34,12 +74,21 @@ const LEASED = `id = $1 AND status = 'RUNNING' AND lease_owner = $2`;
  * it; oldest due first.
  */
 const CLAIM = (passOver: boolean) => `
-  WITH due AS (
+  WITH${passOver ? ` RECURSIVE${DUE_PASSING_OVER}` : ''} due AS (${
+    passOver
+      ? `
     SELECT id FROM triggered_runs
-    WHERE due_at <= $1${passOver ? ' AND (action_id IS NULL OR NOT (action_id = ANY($5::text[])))' : ''}
+    WHERE id = ANY(ARRAY(SELECT id FROM picked)) AND due_at <= $1
     ORDER BY due_at, seq
     LIMIT $4
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE SKIP LOCKED`
+      : `
+    SELECT id FROM triggered_runs
+    WHERE due_at <= $1
+    ORDER BY due_at, seq
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED`
+  }
   ), claimed AS (
     UPDATE triggered_runs r
     SET status = 'RUNNING', lease_owner = $2, lease_expires_at = $3, updated_at = $1
@@ -303,7 +352,7 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
         request.leaseExpiresAt.getTime(),
         request.limit,
       ];
-      if (passOver) values.push([...request.passOver]);
+      if (passOver) values.push([...request.passOver], PASS_OVER_HEAD);
       const rows = (
         await run(h.pool, passOver ? 'claim:passOver' : 'claim', CLAIM(passOver), values)
       ).rows;

@@ -458,6 +458,10 @@ export const triggeredRuns = pgTable(
   (t) => [
     // Claims read due runs oldest first, equal times in insertion order, straight from this index.
     index('triggered_runs_due_idx').on(t.dueAt, t.seq).where(sql`${t.dueAt} IS NOT NULL`),
+    // The same runs by action, for claims that pass over some actions (see the SQLite schema).
+    index('triggered_runs_action_due_idx')
+      .on(t.actionId, t.dueAt, t.seq)
+      .where(sql`${t.dueAt} IS NOT NULL`),
     index('triggered_runs_event_seq_idx').on(t.eventId, t.seq),
     index('triggered_runs_run_event_seq_idx').on(t.runEventId, t.seq),
     // History: each owner's runs by status, newest first. A page over several statuses (or all

@@ -2,11 +2,13 @@ import { newId } from '../../ids.js';
 import {
   type AttemptOutcome,
   type ClaimedRun,
+  type ClaimRequest,
   type ColumnDecoders,
   claimedRun,
   type DeliveryStore,
   INTERRUPTED_ATTEMPT_MESSAGE,
   type Lease,
+  PASS_OVER_HEAD,
   type QueueDepth,
   runFromRow,
   runStateColumns,
@@ -23,28 +25,65 @@ import type { SqliteHandle } from './support.js';
 /** Holds while the run is leased to the claim's owner. */
 const LEASED = `id = @runId AND status = 'RUNNING' AND lease_owner = @owner`;
 
+/** What a claim sets on the runs it takes. */
+const TAKE = `
+  UPDATE triggered_runs
+  SET status = 'RUNNING', lease_owner = @owner, lease_expires_at = @leaseExpiresAt, updated_at = @now`;
+
+/**
+ * What a claim returns, to order the runs again (RETURNING comes in table order): the time they
+ * were due to be tried (an expired lease's run was due before that) and the rowid.
+ */
+const TAKEN = `RETURNING id, coalesce(next_attempt_at, 0), rowid`;
+
 /**
  * Takes the oldest due runs (equal times in insertion order). `due_at` is computed from status,
  * next attempt and lease expiry (see the schema); the inner select walks its partial index in
- * order and stops after `limit` rows, so nothing is sorted. Runs of the actions in `passOver` (a
- * JSON array of ids) are stepped over. The update's RETURNING comes in table order, so it returns
- * what orders the runs again: the time they were due to be tried (an expired lease's run was due
- * before that) and the rowid.
+ * order and stops after `limit` rows, so nothing is sorted.
  */
-const CLAIM = (passOver: boolean) => `
-  UPDATE triggered_runs
-  SET status = 'RUNNING', lease_owner = @owner, lease_expires_at = @leaseExpiresAt, updated_at = @now
+const CLAIM = `${TAKE}
   WHERE rowid IN (
-    SELECT rowid FROM triggered_runs
-    WHERE due_at <= @now${
-      passOver
-        ? ` AND (action_id IS NULL OR action_id NOT IN (SELECT value FROM json_each(@passOver)))`
-        : ''
-    }
-    ORDER BY due_at, rowid
-    LIMIT @limit
+    SELECT rowid FROM triggered_runs WHERE due_at <= @now ORDER BY due_at, rowid LIMIT @limit
   )
-  RETURNING id, coalesce(next_attempt_at, 0), rowid`;
+  ${TAKEN}`;
+
+/** Takes the runs picked by {@link DUE_HEAD} or {@link DUE_BY_ACTION} (`rowids`: a JSON array). */
+const CLAIM_PICKED = `${TAKE}
+  WHERE rowid IN (SELECT value FROM json_each(@rowids)) AND due_at <= @now
+  ${TAKEN}`;
+
+/** The oldest due runs with their actions, at most `head` of them, from the due index. */
+const DUE_HEAD = `
+  SELECT rowid, action_id FROM triggered_runs
+  WHERE due_at <= @now ORDER BY due_at, rowid LIMIT @head`;
+
+/**
+ * The oldest due runs outside the actions in `passOver` (a JSON array of ids), read by action:
+ * the actions with live runs are found one index seek each, and each one not passed over gives
+ * the head of its line (at most `limit` runs); runs whose action was deleted come with them.
+ */
+const DUE_BY_ACTION = `
+  WITH RECURSIVE live(action_id) AS (
+    SELECT min(action_id) FROM triggered_runs WHERE action_id IS NOT NULL AND due_at IS NOT NULL
+    UNION ALL
+    SELECT (SELECT min(action_id) FROM triggered_runs
+      WHERE action_id > live.action_id AND due_at IS NOT NULL)
+    FROM live WHERE live.action_id IS NOT NULL
+  )
+  SELECT rowid FROM (
+    SELECT run.due_at, run.rowid FROM live, triggered_runs run
+    WHERE live.action_id IS NOT NULL
+      AND live.action_id NOT IN (SELECT value FROM json_each(@passOver))
+      AND run.rowid IN (
+        SELECT line.rowid FROM triggered_runs line
+        WHERE line.action_id = live.action_id AND line.due_at <= @now
+        ORDER BY line.due_at, line.rowid LIMIT @limit)
+    UNION ALL
+    SELECT due_at, rowid FROM (
+      SELECT due_at, rowid FROM triggered_runs
+      WHERE action_id IS NULL AND due_at <= @now ORDER BY due_at, rowid LIMIT @limit)
+    ORDER BY 1, 2 LIMIT @limit
+  )`;
 
 /**
  * Everything the attempts of claimed runs need, one row per run (`ids`: a JSON array): the run, its event with the names of its entity and project or registry, its automation
@@ -231,18 +270,53 @@ export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
     });
   };
 
+  /**
+   * The rowids of the oldest due runs outside `request.passOver`. Those are usually near the
+   * head of the due index, so its first {@link PASS_OVER_HEAD} runs are read there; when they are
+   * nearly all passed over (a full destination's backlog fills the head of the line), the runs
+   * are read by action instead, at a cost that grows with the number of actions with live runs
+   * and not with the length of the passed-over backlog.
+   */
+  const pickPassingOver = (request: ClaimRequest): number[] => {
+    const now = request.now.getTime();
+    const passOver = new Set(request.passOver);
+    const picked: number[] = [];
+    let read = 0;
+    // Stepped one row at a time, so the read stops once enough are picked.
+    const head = rows('dueHead', DUE_HEAD).iterate({ now, head: PASS_OVER_HEAD });
+    for (const [rowid, actionId] of head as Iterable<[number, string | null]>) {
+      read++;
+      if (actionId !== null && passOver.has(actionId)) continue;
+      picked.push(rowid);
+      if (picked.length === request.limit) return picked;
+    }
+    if (read < PASS_OVER_HEAD) return picked;
+    return (
+      rows('dueByAction', DUE_BY_ACTION).all({
+        now,
+        limit: request.limit,
+        passOver: JSON.stringify(request.passOver),
+      }) as [number][]
+    ).map(([rowid]) => rowid);
+  };
+
   return {
     claimDue(request, choose) {
       if (request.limit <= 0) return Promise.resolve([]);
-      const passOver = request.passOver.length > 0;
       return write(() => {
-        const claimed = rows(passOver ? 'claim:passOver' : 'claim', CLAIM(passOver)).all({
+        const taking = {
           owner: request.owner,
           leaseExpiresAt: request.leaseExpiresAt.getTime(),
           now: request.now.getTime(),
-          limit: request.limit,
-          ...(passOver ? { passOver: JSON.stringify(request.passOver) } : {}),
-        }) as [string, number, number][];
+        };
+        const claimed = (
+          request.passOver.length === 0
+            ? rows('claim', CLAIM).all({ ...taking, limit: request.limit })
+            : rows('claimPicked', CLAIM_PICKED).all({
+                ...taking,
+                rowids: JSON.stringify(pickPassingOver(request)),
+              })
+        ) as [string, number, number][];
         if (claimed.length === 0) return [];
         claimed.sort((a, b) => a[1] - b[1] || a[2] - b[2]);
         const ids = claimed.map((row) => row[0]);

@@ -445,6 +445,12 @@ export const triggeredRuns = sqliteTable(
     // (the rowid, which the index holds), so the backlog is never sorted. Migration 0003 took the
     // action out of it: as a second column it made SQLite sort for the rowid.
     index('triggered_runs_due_idx').on(t.dueAt).where(sql`${t.dueAt} IS NOT NULL`),
+    // The same runs by action: a claim that passes over some actions (their destinations are
+    // full) reads the head of each other action's line here, instead of stepping through every
+    // run of the passed-over ones in the index above (see the claim in delivery.ts).
+    index('triggered_runs_action_due_idx')
+      .on(t.actionId, t.dueAt)
+      .where(sql`${t.dueAt} IS NOT NULL`),
     // History: each owner's runs by status, newest first. A page over several statuses (or all
     // of them, when the filter names none) reads one range per status and merges them in order,
     // so no owner needs a second index without the status: every run recorded writes one history

@@ -1,0 +1,1 @@
+CREATE INDEX "triggered_runs_action_due_idx" ON "triggered_runs" USING btree ("action_id","due_at","seq") WHERE "triggered_runs"."due_at" IS NOT NULL;

@@ -1,0 +1,1 @@
+CREATE INDEX `triggered_runs_action_due_idx` ON `triggered_runs` (`action_id`,`due_at`) WHERE "triggered_runs"."due_at" IS NOT NULL;

@@ -1,0 +1,133 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { newId } from '../src/ids.js';
+import { PASS_OVER_HEAD } from '../src/storage/delivery.js';
+import { openPgStorage, type PgStorage } from '../src/storage/pg/storage.js';
+import { ON_POSTGRES } from './support/app.js';
+import { createTestDatabase, POSTGRES_SERVER_URL, type TestDatabase } from './support/postgres.js';
+
+/** A plan node of `EXPLAIN (ANALYZE, FORMAT JSON)`, as far as this test reads it. */
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  'Actual Rows': number;
+  'Actual Loops': number;
+  'Rows Removed by Filter'?: number;
+  Plans?: PlanNode[];
+}
+
+/** The rows the plan read from `relation`: those it kept and those its filters dropped. */
+function rowsRead(node: PlanNode, relation: string): number {
+  const own =
+    node['Relation Name'] === relation
+      ? (node['Actual Rows'] + (node['Rows Removed by Filter'] ?? 0)) * node['Actual Loops']
+      : 0;
+  return own + (node.Plans ?? []).reduce((sum, child) => sum + rowsRead(child, relation), 0);
+}
+
+/** The plan as indented lines of node, relation and rows, for a failure's message. */
+function outline(node: PlanNode, depth = 0): string {
+  const rows = `${node['Actual Rows']}×${node['Actual Loops']}`;
+  const removed = node['Rows Removed by Filter'] ? ` (-${node['Rows Removed by Filter']})` : '';
+  const line = `${'  '.repeat(depth)}${node['Node Type']} ${node['Relation Name'] ?? ''} ${rows}${removed}`;
+  return [line, ...(node.Plans ?? []).map((child) => outline(child, depth + 1))].join('\n');
+}
+
+// The SQLite claim's plans are checked in delivery-claims.test.ts. PostgreSQL picks plans by
+// cost, so this check runs its claim on a backlog of thousands of runs, with statistics, and
+// counts what the executed plan read.
+describe.runIf(ON_POSTGRES)('claims on PostgreSQL', () => {
+  let database: TestDatabase;
+  let storage: PgStorage;
+  const query = async (text: string, values: unknown[] = []) =>
+    (await storage.handle.pool.query(text, values)).rows as Record<string, unknown>[];
+
+  beforeAll(async () => {
+    database = await createTestDatabase(POSTGRES_SERVER_URL);
+    storage = await openPgStorage(database.url, { poolSize: 2 });
+  }, 60_000);
+  afterAll(async () => {
+    await storage?.close();
+    await database?.drop();
+  });
+
+  it('passing over a full destination, reads the other lines by action, not its backlog', async () => {
+    const entity = newId();
+    const [busy, other] = [newId(), newId()];
+    await query(`INSERT INTO entities (id, name) VALUES ($1, 'acme')`, [entity]);
+    for (const [id, name] of [
+      [busy, 'busy'],
+      [other, 'other'],
+    ]) {
+      await query(
+        `INSERT INTO actions (id, entity_id, kind, name, url) VALUES ($1, $2, 'WEBHOOK', $3, 'https://example.com')`,
+        [id, entity, name],
+      );
+    }
+    const queue = (action: string | null, count: number, dueAt: number) =>
+      query(
+        `INSERT INTO triggered_runs (id, entity_id, automation_name, action_id, status, next_attempt_at)
+         SELECT gen_random_uuid()::text, $1, 'a', $2, 'QUEUED', $3 FROM generate_series(1, $4)`,
+        [entity, action, dueAt, count],
+      );
+    // The busy destination's backlog fills the head of the line twenty times over.
+    await queue(busy, PASS_OVER_HEAD * 20, 1_000);
+    await queue(other, 3, 2_000);
+    await queue(null, 1, 2_500);
+    await queue(other, 1, 9_000);
+    await query('ANALYZE triggered_runs');
+
+    const sent: { text: string; values: unknown[] }[] = [];
+    const original = pg.Client.prototype.query as (...args: unknown[]) => unknown;
+    const spy = vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (
+      this: pg.Client,
+      ...args: unknown[]
+    ) {
+      const [config] = args as [{ name?: string; text?: string; values?: unknown[] }];
+      if (config?.name === 'delivery.claim:passOver') {
+        sent.push({ text: config.text!, values: config.values! });
+      }
+      return original.apply(this, args);
+    } as never);
+    const request = {
+      owner: 'w1',
+      now: new Date(5_000),
+      leaseExpiresAt: new Date(65_000),
+      limit: 8,
+      passOver: [busy],
+    };
+    let claimed: Awaited<ReturnType<typeof storage.delivery.claimDue>>;
+    try {
+      claimed = await storage.delivery.claimDue(request);
+    } finally {
+      spy.mockRestore();
+    }
+    // The other action's due runs, then the one of a deleted action; not the one due later.
+    expect(claimed.map((run) => [run.run.actionId, run.run.nextAttemptAt?.getTime()])).toEqual([
+      [other, 2_000],
+      [other, 2_000],
+      [other, 2_000],
+      [null, 2_500],
+    ]);
+    expect(sent).toHaveLength(1);
+
+    // The same claim again, its plan executed and rolled back: what it read of the runs.
+    await query(`UPDATE triggered_runs SET status = 'QUEUED', lease_owner = NULL,
+      lease_expires_at = NULL WHERE status = 'RUNNING'`);
+    const client = await storage.handle.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const [{ text, values }] = sent as [{ text: string; values: unknown[] }];
+      const explained = await client.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${text}`, values);
+      await client.query('ROLLBACK');
+      const plan = (explained.rows[0] as { 'QUERY PLAN': [{ Plan: PlanNode }] })['QUERY PLAN'][0];
+      // The head of the line, each live action's first runs, and the runs taken and loaded:
+      // a few hundred rows, where reading past the backlog reads over five thousand.
+      const read = rowsRead(plan.Plan, 'triggered_runs');
+      expect(read, outline(plan.Plan)).toBeLessThan(PASS_OVER_HEAD * 2);
+      expect(read).toBeGreaterThanOrEqual(PASS_OVER_HEAD);
+    } finally {
+      client.release();
+    }
+  });
+});
