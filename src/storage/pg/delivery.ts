@@ -25,19 +25,31 @@ const LEASED = `id = $1 AND status = 'RUNNING' AND lease_owner = $2`;
 
 /**
  * The oldest due runs outside the actions in $5, at most $4 of them, for a claim's `due` (as
- * on SQLite, see `pickPassingOver` there): the head of the due index ($6 runs) is read in line;
- * when nearly all of it is passed over, each live action's line is read instead (the actions
- * are found one index seek each), and the runs of deleted actions with them. The one-time
- * conditions on those arms keep PostgreSQL from reading them at all otherwise. (Ordering the
- * deleted actions' runs by `action_id`, null on all of them, lets PostgreSQL read them in the
- * index's order rather than sort them.) The runs picked are taken by id.
+ * on SQLite, see `pickPassingOver` there): the head of the due index (at most $6 runs) is read
+ * in line until $4 are found; when it is full and nearly all passed over (`deep`), each live
+ * action's line is read instead (the actions are found one index seek each), and the runs of
+ * deleted actions with them. `deep` is a one-time condition of those arms, so PostgreSQL does
+ * not read them at all otherwise.
+ *
+ * Each line is read as the first $4 entries of the index by action from the action's start, in
+ * that index's order, and then cut to the action and to what is due: with `action_id = …` in
+ * the condition, PostgreSQL drops the action from the order, and may then walk the due index
+ * with a filter on the action, which reads the whole backlog when the action's runs come after
+ * it (its estimates cannot know that). The deleted actions' runs (action null) are ordered by
+ * action too, so that PostgreSQL reads them in that index's order rather than sort them.
+ *
+ * The oldest $4 of those are locked by id, in no order: a locking read ordered by due time lets
+ * PostgreSQL's generic plan walk the due index again, through the whole backlog. A run another
+ * claim is taking at this moment is left to it, and this claim then comes back short.
  */
 const DUE_PASSING_OVER = `
-  head AS (
-    SELECT id, action_id, due_at, seq FROM triggered_runs
-    WHERE due_at <= $1 ORDER BY due_at, seq LIMIT $6
-  ), near AS (
-    SELECT id FROM head WHERE action_id IS NULL OR NOT (action_id = ANY($5::text[]))
+  near AS (
+    SELECT id, due_at, seq FROM (
+      SELECT id, action_id, due_at, seq FROM triggered_runs
+      WHERE due_at <= $1 ORDER BY due_at, seq LIMIT $6
+    ) head
+    WHERE action_id IS NULL OR NOT (action_id = ANY($5::text[]))
+    LIMIT $4
   ), live AS (
     (SELECT action_id FROM triggered_runs
       WHERE action_id IS NOT NULL AND due_at IS NOT NULL ORDER BY action_id LIMIT 1)
@@ -45,20 +57,27 @@ const DUE_PASSING_OVER = `
     SELECT (SELECT t.action_id FROM triggered_runs t
       WHERE t.action_id > live.action_id AND t.due_at IS NOT NULL ORDER BY t.action_id LIMIT 1)
     FROM live WHERE live.action_id IS NOT NULL
+  ), deep AS (
+    SELECT (SELECT count(*) FROM near) < $4 AND (SELECT count(*) FROM (
+      SELECT 1 FROM triggered_runs WHERE due_at <= $1 ORDER BY due_at, seq LIMIT $6) head) = $6
+      AS needed
   ), picked AS (
-    SELECT id FROM near
-    UNION ALL
-    SELECT line.id FROM live CROSS JOIN LATERAL (
-      SELECT id FROM triggered_runs
-      WHERE action_id = live.action_id AND due_at <= $1 ORDER BY due_at, seq LIMIT $4
+    SELECT id, due_at, seq FROM near
+    UNION
+    SELECT line.id, line.due_at, line.seq FROM live CROSS JOIN LATERAL (
+      SELECT id, action_id, due_at, seq FROM triggered_runs
+      WHERE (action_id, due_at) >= (live.action_id, 0) AND due_at IS NOT NULL
+      ORDER BY action_id, due_at, seq LIMIT $4
     ) line
-    WHERE (SELECT count(*) FROM head) = $6 AND (SELECT count(*) FROM near) < $4
+    WHERE (SELECT needed FROM deep)
       AND live.action_id IS NOT NULL AND NOT (live.action_id = ANY($5::text[]))
-    UNION ALL
-    (SELECT id FROM triggered_runs
-      WHERE (SELECT count(*) FROM head) = $6 AND (SELECT count(*) FROM near) < $4
-        AND action_id IS NULL AND due_at <= $1
+      AND line.action_id = live.action_id AND line.due_at <= $1
+    UNION
+    (SELECT id, due_at, seq FROM triggered_runs
+      WHERE (SELECT needed FROM deep) AND action_id IS NULL AND due_at <= $1
       ORDER BY action_id, due_at, seq LIMIT $4)
+  ), oldest AS (
+    SELECT id FROM picked ORDER BY due_at, seq LIMIT $4
   ),`;
 
 /**
@@ -78,9 +97,7 @@ const CLAIM = (passOver: boolean) => `
     passOver
       ? `
     SELECT id FROM triggered_runs
-    WHERE id = ANY(ARRAY(SELECT id FROM picked)) AND due_at <= $1
-    ORDER BY due_at, seq
-    LIMIT $4
+    WHERE id = ANY(ARRAY(SELECT id FROM oldest)) AND due_at <= $1
     FOR UPDATE SKIP LOCKED`
       : `
     SELECT id FROM triggered_runs
