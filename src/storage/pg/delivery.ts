@@ -24,32 +24,34 @@ import type { PgHandle } from './support.js';
 const LEASED = `id = $1 AND status = 'RUNNING' AND lease_owner = $2`;
 
 /**
- * The oldest due runs outside the actions in $5, at most $4 of them, for a claim's `due` (as
- * on SQLite, see `pickPassingOver` there): the head of the due index (at most $6 runs) is read
- * in line until $4 are found; when it is full and nearly all passed over (`deep`), each live
+ * The oldest due runs outside the actions in $4, at most `limit` of them, for a claim's `due` (as
+ * on SQLite, see `pickPassingOver` there): the head of the due index (at most
+ * {@link PASS_OVER_HEAD} runs, written into the statement so that a generic plan knows how
+ * few) is read
+ * in line until `limit` are found; when it is full and nearly all passed over (`deep`), each live
  * action's line is read instead (the actions are found one index seek each), and the runs of
  * deleted actions with them. `deep` is a one-time condition of those arms, so PostgreSQL does
  * not read them at all otherwise.
  *
- * Each line is read as the first $4 entries of the index by action from the action's start, in
+ * Each line is read as the first `limit` entries of the index by action from the action's start, in
  * that index's order, and then cut to the action and to what is due: with `action_id = …` in
  * the condition, PostgreSQL drops the action from the order, and may then walk the due index
  * with a filter on the action, which reads the whole backlog when the action's runs come after
  * it (its estimates cannot know that). The deleted actions' runs (action null) are ordered by
  * action too, so that PostgreSQL reads them in that index's order rather than sort them.
  *
- * The oldest $4 of those are locked by id, in no order: a locking read ordered by due time lets
+ * The oldest `limit` of those are locked by id, in no order: a locking read ordered by due time lets
  * PostgreSQL's generic plan walk the due index again, through the whole backlog. A run another
  * claim is taking at this moment is left to it, and this claim then comes back short.
  */
-const DUE_PASSING_OVER = `
+const DUE_PASSING_OVER = (limit: number) => `
   near AS (
     SELECT id, due_at, seq FROM (
       SELECT id, action_id, due_at, seq FROM triggered_runs
-      WHERE due_at <= $1 ORDER BY due_at, seq LIMIT $6
+      WHERE due_at <= $1 ORDER BY due_at, seq LIMIT ${PASS_OVER_HEAD}
     ) head
-    WHERE action_id IS NULL OR NOT (action_id = ANY($5::text[]))
-    LIMIT $4
+    WHERE action_id IS NULL OR NOT (action_id = ANY($4::text[]))
+    LIMIT ${limit}
   ), live AS (
     (SELECT action_id FROM triggered_runs
       WHERE action_id IS NOT NULL AND due_at IS NOT NULL ORDER BY action_id LIMIT 1)
@@ -58,8 +60,9 @@ const DUE_PASSING_OVER = `
       WHERE t.action_id > live.action_id AND t.due_at IS NOT NULL ORDER BY t.action_id LIMIT 1)
     FROM live WHERE live.action_id IS NOT NULL
   ), deep AS (
-    SELECT (SELECT count(*) FROM near) < $4 AND (SELECT count(*) FROM (
-      SELECT 1 FROM triggered_runs WHERE due_at <= $1 ORDER BY due_at, seq LIMIT $6) head) = $6
+    SELECT (SELECT count(*) FROM near) < ${limit} AND (SELECT count(*) FROM (
+      SELECT 1 FROM triggered_runs WHERE due_at <= $1 ORDER BY due_at, seq LIMIT ${PASS_OVER_HEAD}) head)
+      = ${PASS_OVER_HEAD}
       AS needed
   ), picked AS (
     SELECT id, due_at, seq FROM near
@@ -67,17 +70,17 @@ const DUE_PASSING_OVER = `
     SELECT line.id, line.due_at, line.seq FROM live CROSS JOIN LATERAL (
       SELECT id, action_id, due_at, seq FROM triggered_runs
       WHERE (action_id, due_at) >= (live.action_id, 0) AND due_at IS NOT NULL
-      ORDER BY action_id, due_at, seq LIMIT $4
+      ORDER BY action_id, due_at, seq LIMIT ${limit}
     ) line
     WHERE (SELECT needed FROM deep)
-      AND live.action_id IS NOT NULL AND NOT (live.action_id = ANY($5::text[]))
+      AND live.action_id IS NOT NULL AND NOT (live.action_id = ANY($4::text[]))
       AND line.action_id = live.action_id AND line.due_at <= $1
     UNION
     (SELECT id, due_at, seq FROM triggered_runs
       WHERE (SELECT needed FROM deep) AND action_id IS NULL AND due_at <= $1
-      ORDER BY action_id, due_at, seq LIMIT $4)
+      ORDER BY action_id, due_at, seq LIMIT ${limit})
   ), oldest AS (
-    SELECT id FROM picked ORDER BY due_at, seq LIMIT $4
+    SELECT id FROM picked ORDER BY due_at, seq LIMIT ${limit}
   ),`;
 
 /**
@@ -91,9 +94,15 @@ const DUE_PASSING_OVER = `
  * automation and action as they are now, the sealed secrets of the action and of the
  * automation's templates (a JSON array of [id, name, ciphertext]), and the run as the claim left
  * it; oldest due first.
+ *
+ * The limit is written into the statement, one named statement per limit (at most the engine's
+ * concurrency): PostgreSQL estimates a `LIMIT $n` as a tenth of the rows, which made the generic
+ * plan of the claim look dearer than its custom plans, so every claim was planned anew (about
+ * 4 ms for this statement, more than running it). With the limit known, the named statement
+ * settles on its generic plan.
  */
-const CLAIM = (passOver: boolean) => `
-  WITH${passOver ? ` RECURSIVE${DUE_PASSING_OVER}` : ''} due AS (${
+const CLAIM = (passOver: boolean, limit: number) => `
+  WITH${passOver ? ` RECURSIVE${DUE_PASSING_OVER(limit)}` : ''} due AS (${
     passOver
       ? `
     SELECT id FROM triggered_runs
@@ -103,7 +112,7 @@ const CLAIM = (passOver: boolean) => `
     SELECT id FROM triggered_runs
     WHERE due_at <= $1
     ORDER BY due_at, seq
-    LIMIT $4
+    LIMIT ${limit}
     FOR UPDATE SKIP LOCKED`
   }
   ), claimed AS (
@@ -279,6 +288,8 @@ function run(client: pg.PoolClient | pg.Pool, name: string, text: string, values
 }
 
 export function createDeliveryStore(h: PgHandle): DeliveryStore {
+  /** The claim statements' texts by name (see {@link CLAIM}). */
+  const claims = new Map<string, string>();
   /** Runs `body` in one transaction on one connection of the pool. */
   async function transaction<T>(body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await h.pool.connect();
@@ -361,18 +372,24 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
 
   return {
     async claimDue(request, choose) {
-      if (request.limit <= 0) return [];
+      const { limit } = request;
+      if (limit <= 0) return [];
+      if (!Number.isSafeInteger(limit))
+        throw new RangeError(`claim limit ${limit}: not an integer`);
       const passOver = request.passOver.length > 0;
       const values: unknown[] = [
         request.now.getTime(),
         request.owner,
         request.leaseExpiresAt.getTime(),
-        request.limit,
       ];
-      if (passOver) values.push([...request.passOver], PASS_OVER_HEAD);
-      const rows = (
-        await run(h.pool, passOver ? 'claim:passOver' : 'claim', CLAIM(passOver), values)
-      ).rows;
+      if (passOver) values.push([...request.passOver]);
+      const name = `${passOver ? 'claim:passOver' : 'claim'}:${limit}`;
+      let text = claims.get(name);
+      if (text === undefined) {
+        text = CLAIM(passOver, limit);
+        claims.set(name, text);
+      }
+      const rows = (await run(h.pool, name, text, values)).rows;
       // Oldest due first, as the statement orders them.
       const { kept, start, handBack } = sortClaimed(
         rows.map((row) => claimedRun(row, decode)),
