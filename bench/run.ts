@@ -14,7 +14,9 @@
 // three emit figures), delivery, first-attempt, subscribers (with RSS per subscriber),
 // emit-subscribers, history, run-metrics (logRunMetrics with 20 metric automations watching
 // against none), scale-out (runs/s to the fast receiver from two instances on one private
-// PostgreSQL and Redis against one instance; see figures/scale-out.ts for its pinning). Each starts Tripline as `npm start` does (node --import tsx
+// PostgreSQL and Redis against one instance; see figures/scale-out.ts for its pinning), backlog
+// (runs/s to the fast receiver behind 100,000 runs to the hanging one against 16, not in
+// issue 8's table: claims that pass over a full destination). Each starts Tripline as `npm start` does (node --import tsx
 // src/main.ts) on a fresh data directory, pinned with `taskset -c 0` where taskset exists; this
 // process (load, receiver, clients) pins itself to core 1. Baselines — a bare graphql-yoga
 // server, a raw undici loop, a raw `ws` broadcast — are started the same way on core 0.
@@ -28,6 +30,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { backlog } from './figures/backlog.js';
 import { delivery } from './figures/delivery.js';
 import { emitSubscribers } from './figures/emit-subscribers.js';
 import { firstAttempt } from './figures/first-attempt.js';
@@ -53,6 +56,7 @@ const FIGURES: Figure[] = [
   history,
   runMetrics,
   scaleOut,
+  backlog,
 ];
 
 const { values: args } = parseArgs({

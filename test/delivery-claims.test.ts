@@ -102,8 +102,8 @@ describe('claimDue', () => {
         .map((step) => step.detail)
         .join('\n'),
     );
-    // The plain claim, the head of the line, and the lines by action.
-    expect(plans).toHaveLength(3);
+    // The plain claim, the head of the line and its count, and the lines by action.
+    expect(plans).toHaveLength(4);
     const [byAction, ...inLine] = [...plans].sort((a, b) =>
       a.includes('RECURSIVE') === b.includes('RECURSIVE') ? 0 : a.includes('RECURSIVE') ? -1 : 1,
     );

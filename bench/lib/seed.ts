@@ -258,15 +258,32 @@ function seedRuns(
   });
 }
 
+/** Points an existing webhook action at another URL (a receiver of the figure's own, say). */
+export function pointAction(
+  dataDir: string,
+  options: { entity: string; action: string; url: string },
+): void {
+  withDatabase(dataDir, (db) => {
+    const id = actionId(db, entityId(db, options.entity), options.action);
+    db.update(actions).set({ url: options.url }).where(eq(actions.id, id)).run();
+  });
+}
+
 /**
  * Queues `count` runs of one automation, one event each, due now: what `count` emits would
  * leave behind if no engine were running.
  */
 export function seedQueuedRuns(
   dataDir: string,
-  options: { entity: string; automation: string; count: number },
+  options: {
+    entity: string;
+    automation: string;
+    count: number;
+    /** How long ago the last one was created (one millisecond apart); 1 s by default. */
+    lastCreatedMsAgo?: number;
+  },
 ): void {
-  const now = Date.now() - 1_000;
+  const now = Date.now() - (options.lastCreatedMsAgo ?? 1_000);
   seedRuns(dataDir, {
     entity: options.entity,
     automationNames: [options.automation],

@@ -47,15 +47,25 @@ const CLAIM = `${TAKE}
   )
   ${TAKEN}`;
 
-/** Takes the runs picked by {@link DUE_HEAD} or {@link DUE_BY_ACTION} (`rowids`: a JSON array). */
+/** Takes the runs picked by {@link DUE_NEAR} or {@link DUE_BY_ACTION} (`rowids`: a JSON array). */
 const CLAIM_PICKED = `${TAKE}
   WHERE rowid IN (SELECT value FROM json_each(@rowids)) AND due_at <= @now
   ${TAKEN}`;
 
-/** The oldest due runs with their actions, at most `head` of them, from the due index. */
-const DUE_HEAD = `
-  SELECT rowid, action_id FROM triggered_runs
-  WHERE due_at <= @now ORDER BY due_at, rowid LIMIT @head`;
+/**
+ * The oldest due runs outside the actions in `passOver` (a JSON array of ids) among the first
+ * `head` due runs, at most `limit` of them: SQLite stops reading once it has them.
+ */
+const DUE_NEAR = `
+  SELECT rowid FROM (
+    SELECT rowid, action_id FROM triggered_runs
+    WHERE due_at <= @now ORDER BY due_at, rowid LIMIT @head)
+  WHERE action_id IS NULL OR action_id NOT IN (SELECT value FROM json_each(@passOver))
+  LIMIT @limit`;
+
+/** How many runs are due, counted up to `head` (from the due index alone). */
+const DUE_COUNT = `
+  SELECT count(*) FROM (SELECT 1 FROM triggered_runs WHERE due_at <= @now LIMIT @head)`;
 
 /**
  * The oldest due runs outside the actions in `passOver` (a JSON array of ids), read by action:
@@ -279,25 +289,17 @@ export function createDeliveryStore(h: SqliteHandle): DeliveryStore {
    */
   const pickPassingOver = (request: ClaimRequest): number[] => {
     const now = request.now.getTime();
-    const passOver = new Set(request.passOver);
-    const picked: number[] = [];
-    let read = 0;
-    // Stepped one row at a time, so the read stops once enough are picked.
-    const head = rows('dueHead', DUE_HEAD).iterate({ now, head: PASS_OVER_HEAD });
-    for (const [rowid, actionId] of head as Iterable<[number, string | null]>) {
-      read++;
-      if (actionId !== null && passOver.has(actionId)) continue;
-      picked.push(rowid);
-      if (picked.length === request.limit) return picked;
-    }
-    if (read < PASS_OVER_HEAD) return picked;
-    return (
-      rows('dueByAction', DUE_BY_ACTION).all({
-        now,
-        limit: request.limit,
-        passOver: JSON.stringify(request.passOver),
-      }) as [number][]
+    const { limit } = request;
+    const passOver = JSON.stringify(request.passOver);
+    const picked = (
+      rows('dueNear', DUE_NEAR).all({ now, head: PASS_OVER_HEAD, passOver, limit }) as [number][]
     ).map(([rowid]) => rowid);
+    if (picked.length === limit) return picked;
+    const [due] = rows('dueCount', DUE_COUNT).get({ now, head: PASS_OVER_HEAD }) as [number];
+    if (due < PASS_OVER_HEAD) return picked;
+    return (rows('dueByAction', DUE_BY_ACTION).all({ now, limit, passOver }) as [number][]).map(
+      ([rowid]) => rowid,
+    );
   };
 
   return {
