@@ -24,25 +24,25 @@ import type { PgHandle } from './support.js';
 const LEASED = `id = $1 AND status = 'RUNNING' AND lease_owner = $2`;
 
 /**
- * The oldest due runs outside the actions in $4, at most `limit` of them, for a claim's `due` (as
- * on SQLite, see `pickPassingOver` there): the head of the due index (at most
- * {@link PASS_OVER_HEAD} runs, written into the statement so that a generic plan knows how
- * few) is read
- * in line until `limit` are found; when it is full and nearly all passed over (`deep`), each live
- * action's line is read instead (the actions are found one index seek each), and the runs of
- * deleted actions with them. `deep` is a one-time condition of those arms, so PostgreSQL does
- * not read them at all otherwise.
+ * The oldest due runs outside the actions in $4, at most `limit` of them, for a claim's `due`
+ * (as on SQLite, see `pickPassingOver` there). The head of the due index, at most
+ * {@link PASS_OVER_HEAD} runs (written into the statement, so that a generic plan knows how
+ * few), is read in line until `limit` are found. When the head is full and nearly all passed
+ * over (`deep`), each live action's line is read instead, the actions found one index seek each,
+ * and the runs of deleted actions with them; `deep` is a one-time condition of those arms, so
+ * PostgreSQL does not read them at all otherwise.
  *
- * Each line is read as the first `limit` entries of the index by action from the action's start, in
- * that index's order, and then cut to the action and to what is due: with `action_id = …` in
- * the condition, PostgreSQL drops the action from the order, and may then walk the due index
- * with a filter on the action, which reads the whole backlog when the action's runs come after
- * it (its estimates cannot know that). The deleted actions' runs (action null) are ordered by
- * action too, so that PostgreSQL reads them in that index's order rather than sort them.
+ * Each line is read as the first `limit` entries of the index by action from the action's
+ * start, in that index's order, and then cut to the action and to what is due: with
+ * `action_id = …` in the condition, PostgreSQL drops the action from the order, and may then walk
+ * the due index with a filter on the action, which reads the whole backlog when the action's runs
+ * come after it (its estimates cannot know that). The deleted actions' runs (action null) are
+ * ordered by action too, so that PostgreSQL reads them in that index's order rather than sort
+ * them.
  *
- * The oldest `limit` of those are locked by id, in no order: a locking read ordered by due time lets
- * PostgreSQL's generic plan walk the due index again, through the whole backlog. A run another
- * claim is taking at this moment is left to it, and this claim then comes back short.
+ * The oldest `limit` of those are locked by id, in no order: a locking read ordered by due time
+ * lets PostgreSQL's generic plan walk the due index again, through the whole backlog. A run
+ * another claim is taking at this moment is left to it, and this claim then comes back short.
  */
 const DUE_PASSING_OVER = (limit: number) => `
   near AS (
