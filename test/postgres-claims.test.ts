@@ -145,7 +145,7 @@ describe.runIf(ON_POSTGRES)('claims on PostgreSQL', () => {
     }
   });
 
-  it('settles on generic plans for its claims, instead of planning each one anew', async () => {
+  it('settles on generic plans for its claims, a few statements for every limit', async () => {
     const claim = (passOver: string[]) =>
       storage.delivery.claimDue({
         owner: 'w2',
@@ -168,6 +168,27 @@ describe.runIf(ON_POSTGRES)('claims on PostgreSQL', () => {
     expect(statements).toEqual([
       { name: expect.stringMatching(/^delivery\.claim\b/), generic: 3, custom: 5 },
       { name: expect.stringMatching(/^delivery\.claim:passOver\b/), generic: 3, custom: 5 },
+    ]);
+    // A cached plan of the claim holds about 1 MB of the connection's memory, so limits share
+    // statements: each takes exactly its limit, through the statement of the next power of two.
+    for (const limit of [3, 5, 6, 7]) {
+      const taken = await storage.delivery.claimDue({
+        owner: 'w3',
+        now: new Date(5_000),
+        leaseExpiresAt: new Date(65_000),
+        limit,
+        passOver: [],
+      });
+      expect(taken).toHaveLength(limit);
+    }
+    const names = await query(
+      `SELECT name FROM pg_prepared_statements
+       WHERE name LIKE 'delivery.claim:%' AND name NOT LIKE '%passOver%' ORDER BY name`,
+    );
+    expect(names.map((row) => row.name)).toEqual([
+      'delivery.claim:2',
+      'delivery.claim:4',
+      'delivery.claim:8',
     ]);
   });
 });

@@ -24,15 +24,15 @@ import type { PgHandle } from './support.js';
 const LEASED = `id = $1 AND status = 'RUNNING' AND lease_owner = $2`;
 
 /**
- * The oldest due runs outside the actions in $4, at most `limit` of them, for a claim's `due`
- * (as on SQLite, see `pickPassingOver` there). The head of the due index, at most
- * {@link PASS_OVER_HEAD} runs (written into the statement, so that a generic plan knows how
- * few), is read in line until `limit` are found. When the head is full and nearly all passed
+ * The oldest due runs outside the actions in $5, at most `bound` of them (see {@link CLAIM}),
+ * for a claim's `due` (as on SQLite, see `pickPassingOver` there). The head of the due index, at
+ * most {@link PASS_OVER_HEAD} runs (written into the statement, so that a generic plan knows how
+ * few), is read in line until `bound` are found. When the head is full and nearly all passed
  * over (`deep`), each live action's line is read instead, the actions found one index seek each,
  * and the runs of deleted actions with them; `deep` is a one-time condition of those arms, so
  * PostgreSQL does not read them at all otherwise.
  *
- * Each line is read as the first `limit` entries of the index by action from the action's
+ * Each line is read as the first `bound` entries of the index by action from the action's
  * start, in that index's order, and then cut to the action and to what is due: with
  * `action_id = …` in the condition, PostgreSQL drops the action from the order, and may then walk
  * the due index with a filter on the action, which reads the whole backlog when the action's runs
@@ -40,18 +40,18 @@ const LEASED = `id = $1 AND status = 'RUNNING' AND lease_owner = $2`;
  * ordered by action too, so that PostgreSQL reads them in that index's order rather than sort
  * them.
  *
- * The oldest `limit` of those are locked by id, in no order: a locking read ordered by due time
+ * The oldest `bound` of those are locked by id, in no order: a locking read ordered by due time
  * lets PostgreSQL's generic plan walk the due index again, through the whole backlog. A run
  * another claim is taking at this moment is left to it, and this claim then comes back short.
  */
-const DUE_PASSING_OVER = (limit: number) => `
+const DUE_PASSING_OVER = (bound: number) => `
   near AS (
     SELECT id, due_at, seq FROM (
       SELECT id, action_id, due_at, seq FROM triggered_runs
       WHERE due_at <= $1 ORDER BY due_at, seq LIMIT ${PASS_OVER_HEAD}
     ) head
-    WHERE action_id IS NULL OR NOT (action_id = ANY($4::text[]))
-    LIMIT ${limit}
+    WHERE action_id IS NULL OR NOT (action_id = ANY($5::text[]))
+    LIMIT ${bound}
   ), live AS (
     (SELECT action_id FROM triggered_runs
       WHERE action_id IS NOT NULL AND due_at IS NOT NULL ORDER BY action_id LIMIT 1)
@@ -60,7 +60,7 @@ const DUE_PASSING_OVER = (limit: number) => `
       WHERE t.action_id > live.action_id AND t.due_at IS NOT NULL ORDER BY t.action_id LIMIT 1)
     FROM live WHERE live.action_id IS NOT NULL
   ), deep AS (
-    SELECT (SELECT count(*) FROM near) < ${limit} AND (SELECT count(*) FROM (
+    SELECT (SELECT count(*) FROM near) < $4 AND (SELECT count(*) FROM (
       SELECT 1 FROM triggered_runs WHERE due_at <= $1 ORDER BY due_at, seq LIMIT ${PASS_OVER_HEAD}) head)
       = ${PASS_OVER_HEAD}
       AS needed
@@ -70,17 +70,17 @@ const DUE_PASSING_OVER = (limit: number) => `
     SELECT line.id, line.due_at, line.seq FROM live CROSS JOIN LATERAL (
       SELECT id, action_id, due_at, seq FROM triggered_runs
       WHERE (action_id, due_at) >= (live.action_id, 0) AND due_at IS NOT NULL
-      ORDER BY action_id, due_at, seq LIMIT ${limit}
+      ORDER BY action_id, due_at, seq LIMIT ${bound}
     ) line
     WHERE (SELECT needed FROM deep)
-      AND live.action_id IS NOT NULL AND NOT (live.action_id = ANY($4::text[]))
+      AND live.action_id IS NOT NULL AND NOT (live.action_id = ANY($5::text[]))
       AND line.action_id = live.action_id AND line.due_at <= $1
     UNION
     (SELECT id, due_at, seq FROM triggered_runs
       WHERE (SELECT needed FROM deep) AND action_id IS NULL AND due_at <= $1
-      ORDER BY action_id, due_at, seq LIMIT ${limit})
+      ORDER BY action_id, due_at, seq LIMIT ${bound})
   ), oldest AS (
-    SELECT id FROM picked ORDER BY due_at, seq LIMIT ${limit}
+    SELECT id FROM picked ORDER BY due_at, seq LIMIT ${bound}
   ),`;
 
 /**
@@ -95,31 +95,35 @@ const DUE_PASSING_OVER = (limit: number) => `
  * automation's templates (a JSON array of [id, name, ciphertext]), and the run as the claim left
  * it; oldest due first.
  *
- * The limit is written into the statement, one named statement per limit (at most the engine's
- * concurrency): PostgreSQL estimates a `LIMIT $n` as a tenth of the rows, which made the generic
- * plan of the claim look dearer than its custom plans, so every claim was planned anew (about
- * 4 ms for this statement, more than running it). With the limit known, the named statement
- * settles on its generic plan.
+ * The runs are locked up to a `bound` written into the statement (the limit, $4, rounded up to a
+ * power of two), and the oldest $4 of them taken; the others are unlocked at the commit.
+ * PostgreSQL estimates a `LIMIT $n` as a tenth of the rows, which made the claim's generic plan
+ * look dearer than its custom plans, so every claim was planned anew (about 4 ms for this
+ * statement, more than running it); with a written bound the named statement settles on its
+ * generic plan. One statement per limit would do that too, but each cached plan of this statement
+ * holds about 1 MB of the connection's memory: the bounds keep them to a dozen at most.
  */
-const CLAIM = (passOver: boolean, limit: number) => `
-  WITH${passOver ? ` RECURSIVE${DUE_PASSING_OVER(limit)}` : ''} due AS (${
+const CLAIM = (passOver: boolean, bound: number) => `
+  WITH${passOver ? ` RECURSIVE${DUE_PASSING_OVER(bound)}` : ''} due AS (${
     passOver
       ? `
-    SELECT id FROM triggered_runs
+    SELECT id, due_at, seq FROM triggered_runs
     WHERE id = ANY(ARRAY(SELECT id FROM oldest)) AND due_at <= $1
     FOR UPDATE SKIP LOCKED`
       : `
-    SELECT id FROM triggered_runs
+    SELECT id, due_at, seq FROM triggered_runs
     WHERE due_at <= $1
     ORDER BY due_at, seq
-    LIMIT ${limit}
+    LIMIT ${bound}
     FOR UPDATE SKIP LOCKED`
   }
+  ), taken AS (
+    SELECT id FROM due ORDER BY due_at, seq LIMIT $4
   ), claimed AS (
     UPDATE triggered_runs r
     SET status = 'RUNNING', lease_owner = $2, lease_expires_at = $3, updated_at = $1
-    FROM due
-    WHERE r.id = due.id
+    FROM taken
+    WHERE r.id = taken.id
     RETURNING ${runStateColumns('r')}, coalesce(r.next_attempt_at, 0) AS due_order, r.seq
   )
   SELECT
@@ -374,19 +378,19 @@ export function createDeliveryStore(h: PgHandle): DeliveryStore {
     async claimDue(request, choose) {
       const { limit } = request;
       if (limit <= 0) return [];
-      if (!Number.isSafeInteger(limit))
-        throw new RangeError(`claim limit ${limit}: not an integer`);
       const passOver = request.passOver.length > 0;
       const values: unknown[] = [
         request.now.getTime(),
         request.owner,
         request.leaseExpiresAt.getTime(),
+        limit,
       ];
       if (passOver) values.push([...request.passOver]);
-      const name = `${passOver ? 'claim:passOver' : 'claim'}:${limit}`;
+      const bound = 2 ** Math.ceil(Math.log2(limit));
+      const name = `${passOver ? 'claim:passOver' : 'claim'}:${bound}`;
       let text = claims.get(name);
       if (text === undefined) {
-        text = CLAIM(passOver, limit);
+        text = CLAIM(passOver, bound);
         claims.set(name, text);
       }
       const rows = (await run(h.pool, name, text, values)).rows;
