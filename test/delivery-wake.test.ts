@@ -127,6 +127,55 @@ describe('wake', () => {
   });
 });
 
+describe("a run's end", () => {
+  it('claims nothing when the claim that took the run took all that was due', async () => {
+    const ends = deferred();
+    const held = await startReceiver(() => ends.promise.then(() => ({ status: 200 })));
+    onTestFinished(() => held.close());
+    const action = tb.fx.addWebhookAction({ url: `${held.url}/hook` });
+    const automation = tb.fx.addAutomation({ actionId: action });
+    const run = tb.fx.queueRun({ automationId: automation });
+
+    const counted = countingStore(tb.fx.storage.delivery);
+    const engine = tb.fx.engine({
+      store: counted.store,
+      config: deliveryConfig({ concurrency: 4, pollIntervalMs: 600_000, timeoutMs: 30_000 }),
+    });
+    engine.start();
+    await held.waitForRequests(1);
+    await counted.idle();
+    const claims = counted.claims();
+
+    // The claim took the only due run with room to spare: its end frees a slot nothing waits for.
+    ends.resolve();
+    await tb.fx.waitForStatus(run, 'SUCCEEDED');
+    await counted.idle();
+    expect(counted.claims()).toBe(claims);
+
+    // A run queued afterwards still goes out at once.
+    const next = tb.fx.queueRun({ automationId: automation });
+    engine.wake([action]);
+    await tb.fx.waitForStatus(next, 'SUCCEEDED');
+    expect(counted.claims()).toBeGreaterThan(claims);
+  });
+
+  it('claims a retry due at once without waiting for the poll', async () => {
+    const flaky = await startReceiver((_, index) => (index === 0 ? { status: 503 } : {}));
+    onTestFinished(() => flaky.close());
+    const action = tb.fx.addWebhookAction({ url: `${flaky.url}/hook` });
+    const run = tb.fx.queueRun({ automationId: tb.fx.addAutomation({ actionId: action }) });
+
+    const engine = tb.fx.engine({
+      // Full jitter drawn at 0: the retry is due as soon as the failed attempt ends.
+      random: () => 0,
+      config: deliveryConfig({ concurrency: 4, pollIntervalMs: 600_000, timeoutMs: 30_000 }),
+    });
+    engine.start();
+    await tb.fx.waitForStatus(run, 'SUCCEEDED');
+    expect(tb.fx.attempts(run).map((attempt) => attempt.statusCode)).toEqual([503, 200]);
+  });
+});
+
 describe('the app', () => {
   it("wakes the engine with the queued runs' actions, so events for a hanging receiver claim nothing", async () => {
     const hanging = await startReceiver(() => ({ hang: true }));

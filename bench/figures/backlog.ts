@@ -5,7 +5,7 @@
 // way (half of them; src/delivery/slots.ts), so both deliver on the other half, and what differs
 // is the backlog every claim must get past. The runs are queued before the server starts.
 
-import { type DeliveryMeasurement, measureDeliveries } from '../lib/deliveries.js';
+import { measureServerDeliveries, type ServerDeliveries } from '../lib/deliveries.js';
 import {
   type BenchContext,
   type Figure,
@@ -25,7 +25,7 @@ export const backlog: Figure = {
   async run(context: BenchContext): Promise<Row[]> {
     const runs = context.quick ? 500 : 3_000;
     const deep = context.quick ? 20_000 : 100_000;
-    const measured: { hanging: number; result: DeliveryMeasurement; cpu: number }[] = [];
+    const measured: { hanging: number; result: ServerDeliveries }[] = [];
     const hangingReceiver = await startReceiver();
     try {
       for (const hanging of [SHALLOW, deep]) {
@@ -44,28 +44,19 @@ export const backlog: Figure = {
           lastCreatedMsAgo: 3_600_000,
         });
         seedQueuedRuns(dataDir, { entity: 'default', automation: 'deliveries', count: runs });
-        let serverPid: number | undefined;
-        const result = await measureDeliveries({
-          receiver: context.receiver,
+        const result = await measureServerDeliveries(context, {
+          dataDir,
           runs,
-          secret: context.template.fastSigningSecret,
-          start: async () => {
-            const started = await context.startServer(dataDir, {
-              TRIPLINE_DELIVERY_CONCURRENCY: String(CONCURRENCY),
-            });
-            serverPid = started.pid;
-            return () => started.stop();
-          },
-          cpuOf: { server: async () => (serverPid === undefined ? [] : [serverPid]) },
+          env: { TRIPLINE_DELIVERY_CONCURRENCY: String(CONCURRENCY) },
         });
-        measured.push({ hanging, result, cpu: result.cpuShares.server?.[0] ?? Number.NaN });
+        measured.push({ hanging, result });
       }
     } finally {
       await hangingReceiver.close();
     }
     const [shallow, deepest] = measured as [(typeof measured)[0], (typeof measured)[0]];
     const ratio = deepest.result.perSecond / shallow.result.perSecond;
-    const cpuPerRunUs = (m: (typeof measured)[0]) => (m.cpu / m.result.perSecond) * 1e6;
+    const cpuPerRunUs = (m: (typeof measured)[0]) => m.result.serverCpuPerRunUs;
     return [
       {
         figure: `runs delivered per second to a receiver that answers, behind ${deep.toLocaleString('en')} runs to one that never does / behind ${SHALLOW}, concurrency ${CONCURRENCY}`,

@@ -3,7 +3,12 @@
 // Both are counted by the receiver, from the first arrival to the last, so start-up is left out.
 // The runs are queued before the server starts (lib/seed.ts), so the engine finds a full queue.
 
-import { type DeliveryMeasurement, measureDeliveries } from '../lib/deliveries.js';
+import {
+  type DeliveryMeasurement,
+  measureDeliveries,
+  measureServerDeliveries,
+  type ServerDeliveries,
+} from '../lib/deliveries.js';
 import {
   type BenchContext,
   type Figure,
@@ -18,8 +23,6 @@ import { cloneDataDir, seedQueuedRuns } from '../lib/seed.js';
 const CONCURRENCIES = [8, 64] as const;
 const TIMEOUT_MS = 300_000;
 
-type Measured = DeliveryMeasurement;
-
 export const delivery: Figure = {
   id: 'delivery',
   async run(context: BenchContext): Promise<Row[]> {
@@ -27,20 +30,8 @@ export const delivery: Figure = {
     const secret = context.template.fastSigningSecret;
     const { receiver } = context;
 
-    const measure = (
-      start: () => Promise<() => Promise<unknown>>,
-      cpuOf?: () => Promise<number[]>,
-    ): Promise<Measured> =>
-      measureDeliveries({
-        receiver,
-        runs,
-        secret,
-        start,
-        timeoutMs: TIMEOUT_MS,
-        ...(cpuOf ? { cpuOf: { server: cpuOf } } : {}),
-      });
-
-    const results: { concurrency: number; server: Measured; raw: Measured }[] = [];
+    const results: { concurrency: number; server: ServerDeliveries; raw: DeliveryMeasurement }[] =
+      [];
     for (const concurrency of CONCURRENCIES) {
       context.log(`delivery: ${runs} queued runs, concurrency ${concurrency}`);
       const dataDir = cloneDataDir(context.template.dataDir);
@@ -51,25 +42,26 @@ export const delivery: Figure = {
         env: { BENCH_SIGNING_SECRET: secret },
       });
       try {
-        let serverPid: number | undefined;
-        const server = await measure(
-          async () => {
-            const started = await context.startServer(dataDir, {
-              TRIPLINE_DELIVERY_CONCURRENCY: String(concurrency),
-            });
-            serverPid = started.pid;
-            return () => started.stop();
-          },
-          async () => (serverPid === undefined ? [] : [serverPid]),
-        );
+        const server = await measureServerDeliveries(context, {
+          dataDir,
+          runs,
+          env: { TRIPLINE_DELIVERY_CONCURRENCY: String(concurrency) },
+          timeoutMs: TIMEOUT_MS,
+        });
         context.log(`delivery: raw undici loop, concurrency ${concurrency}`);
         await loop.waitFor(/^ready$/m);
-        const raw = await measure(async () => {
-          loop.child.stdin?.write(`${server.body.toString('base64')}\n`);
-          return async () => {
-            const code = await loop.exited;
-            if (code !== 0) throw new Error(`undici loop exited with ${code}:\n${loop.output()}`);
-          };
+        const raw = await measureDeliveries({
+          receiver,
+          runs,
+          secret,
+          timeoutMs: TIMEOUT_MS,
+          start: async () => {
+            loop.child.stdin?.write(`${server.body.toString('base64')}\n`);
+            return async () => {
+              const code = await loop.exited;
+              if (code !== 0) throw new Error(`undici loop exited with ${code}:\n${loop.output()}`);
+            };
+          },
         });
         results.push({ concurrency, server, raw });
       } finally {
@@ -79,8 +71,8 @@ export const delivery: Figure = {
     const ratios = results.map((r) => r.server.perSecond / r.raw.perSecond);
     // The server's share of its core, and its CPU per delivered run: whether the engine, not the
     // receiver or the pace of round trips, sets the rate, and what a change saved per run.
-    const serverCpu = results.map((r) => r.server.cpuShares.server?.[0] ?? Number.NaN);
-    const cpuPerRunUs = results.map((r, i) => (serverCpu[i]! / r.server.perSecond) * 1e6);
+    const serverCpu = results.map((r) => r.server.serverCpuShare);
+    const cpuPerRunUs = results.map((r) => r.server.serverCpuPerRunUs);
     const both = (pick: (r: (typeof results)[number], i: number) => string) =>
       results.map(pick).join(' / ');
     return [

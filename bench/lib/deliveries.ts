@@ -1,6 +1,7 @@
 // Counting deliveries at the receiver: what the delivery figures share (figures/delivery.ts,
-// figures/scale-out.ts).
+// figures/backlog.ts, figures/scale-out.ts).
 import { verifySignature } from '../../src/delivery/signing.js';
+import type { BenchContext } from './figure.js';
 import { cpuShare } from './http.js';
 import { cpuSeconds } from './process.js';
 import type { Arrival, Receiver } from './receiver.js';
@@ -108,5 +109,41 @@ export async function measureDeliveries(options: MeasureOptions): Promise<Delive
     signed,
     body: first!.body,
     arrivedInAll,
+  };
+}
+
+export interface ServerDeliveries extends DeliveryMeasurement {
+  /** Share of a core the server's process used over the window. */
+  serverCpuShare: number;
+  /** The server's CPU per delivered run over the window, in microseconds. */
+  serverCpuPerRunUs: number;
+}
+
+/**
+ * Starts one server on `dataDir` (its runs queued beforehand) with `env`, and measures its
+ * deliveries of `runs` runs to the shared receiver with its CPU over the window.
+ */
+export async function measureServerDeliveries(
+  context: BenchContext,
+  options: { dataDir: string; runs: number; env: Record<string, string>; timeoutMs?: number },
+): Promise<ServerDeliveries> {
+  let serverPid: number | undefined;
+  const measured = await measureDeliveries({
+    receiver: context.receiver,
+    runs: options.runs,
+    secret: context.template.fastSigningSecret,
+    start: async () => {
+      const started = await context.startServer(options.dataDir, options.env);
+      serverPid = started.pid;
+      return () => started.stop();
+    },
+    cpuOf: { server: async () => (serverPid === undefined ? [] : [serverPid]) },
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+  });
+  const serverCpuShare = measured.cpuShares.server?.[0] ?? Number.NaN;
+  return {
+    ...measured,
+    serverCpuShare,
+    serverCpuPerRunUs: (serverCpuShare / measured.perSecond) * 1e6,
   };
 }

@@ -261,11 +261,14 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
   let othersMayWait = true;
   /**
    * The actions passed over by the claim that ended the last fill, when that claim returned
-   * nothing; undefined when unknown. While set, every due run belongs to one of these actions,
-   * apart from runs that came due with time (retries, expired leases) or were handed back by
-   * another process, which the poll finds, as it would without a wake: so a wake whose runs all
-   * belong to these actions may skip its claims, which would come back empty. They would,
-   * because the next claim passes over at least these actions:
+   * nothing; the empty set when it was a fair claim that passed nothing over, handed nothing back
+   * and came back short (it took all that was due); undefined when unknown. While set, every due
+   * run belongs to one of these actions, apart from runs that came due with time (retries,
+   * expired leases) or were handed back by another process, which the poll finds, as it would
+   * without a wake: so a wake whose runs all belong to these actions may skip its claims, which
+   * would come back empty, and while the set is empty so may a slot's release (with nothing
+   * passed over, a freed slot lets no run go). They would, because the next claim passes over at
+   * least these actions:
    *
    * - only a claim that passed nothing over (so nothing is recorded but the empty set) or a
    *   claim that lends (`fair` false) ends a fill with nothing, and a fair claim passes over
@@ -276,7 +279,8 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
    * - `admit` only adds slots and actions, and only after a claim returned runs.
    *
    * So everything else that may change what is due or what is passed over forgets it: a claim
-   * (whatever it returns; runs it hands back are due again), a slot released, a wake that is not
+   * (whatever it returns; runs it hands back are due again), a slot released while the set is not
+   * empty, an attempt's end recorded as a retry (due again, perhaps at once), a wake that is not
    * skipped, the poll, `drain`, `start` and `stop`. `forgotten` counts those, so that a claim
    * during which one happened records nothing. A skipped wake leaves `othersMayWait` alone: its
    * fair claim would have come back empty and cleared it again.
@@ -395,7 +399,13 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
         // Nothing more is due outside the actions passed over. Idle slots may be lent now,
         // unless this claim passed nothing over or lent already.
         if (!fair || passOver.length === 0) {
-          if (taken === 0 && forgotten === seen) quiet = new Set(passOver);
+          if (forgotten === seen) {
+            if (taken === 0) quiet = new Set(passOver);
+            // A fair claim that passed nothing over and handed nothing back took all that was due.
+            else if (fair && passOver.length === 0 && gaveBack + handBack.length === 0) {
+              quiet = new Set();
+            }
+          }
           return false;
         }
         othersMayWait = false;
@@ -452,6 +462,10 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
       entry.settling = true;
       busy--;
       slot?.release(healthOf(outcome));
+      // Nothing was due but what the claims took, and nothing passed over: a claim now would
+      // come back empty (at low load, one empty write transaction per run). This run's retry is
+      // claimed when its attempt's end is recorded.
+      if (quiet?.size === 0) return;
       forget();
       if (started) scheduleTick();
     };
@@ -611,6 +625,12 @@ export function createDeliveryEngine(deps: DeliveryEngineDeps): DeliveryEngine {
     );
     if (recorded === null) throw new LeaseLostError();
     const terminal = verdict.status !== 'RETRYING';
+    // Due again, perhaps at once: the claim after the slot was freed may have been skipped, or
+    // may have come before this write.
+    if (!terminal) {
+      forget();
+      if (started) scheduleTick();
+    }
     logger[terminal && verdict.status !== 'SUCCEEDED' ? 'warn' : 'info'](
       {
         runId: run.id,
