@@ -16,7 +16,9 @@
 // against none), scale-out (runs/s to the fast receiver from two instances on one private
 // PostgreSQL and Redis against one instance; see figures/scale-out.ts for its pinning), backlog
 // (runs/s to the fast receiver behind 100,000 runs to the hanging one against 16, not in
-// issue 8's table: claims that pass over a full destination). Each starts Tripline as `npm start` does (node --import tsx
+// issue 8's table: claims that pass over a full destination), storage (the storage work of an
+// event's runs and of a delivered run alone, through the storage layer; bench/micro/storage.ts,
+// not in the table either). Each starts Tripline as `npm start` does (node --import tsx
 // src/main.ts) on a fresh data directory, pinned with `taskset -c 0` where taskset exists; this
 // process (load, receiver, clients) pins itself to core 1. Baselines — a bare graphql-yoga
 // server, a raw undici loop, a raw `ws` broadcast — are started the same way on core 0.
@@ -38,6 +40,7 @@ import { history } from './figures/history.js';
 import { requests } from './figures/requests.js';
 import { runMetrics } from './figures/run-metrics.js';
 import { scaleOut } from './figures/scale-out.js';
+import { storage } from './figures/storage.js';
 import { subscribers } from './figures/subscribers.js';
 import type { BenchContext, Figure, Row } from './lib/figure.js';
 import { closeHttp } from './lib/http.js';
@@ -57,6 +60,7 @@ const FIGURES: Figure[] = [
   runMetrics,
   scaleOut,
   backlog,
+  storage,
 ];
 
 const { values: args } = parseArgs({
@@ -199,7 +203,7 @@ const table = [
   '| --- | --- | --- | --- | --- | --- | --- |',
   ...rows.map(
     (row) =>
-      `| ${[row.figure, row.measured, row.baseline, row.ratio, row.goal, row.met ? 'yes' : 'no', row.issue].map(cell).join(' | ')} |`,
+      `| ${[row.figure, row.measured, row.baseline, row.ratio, row.goal, row.met === null ? '—' : row.met ? 'yes' : 'no', row.issue].map(cell).join(' | ')} |`,
   ),
 ].join('\n');
 process.stdout.write(

@@ -11,8 +11,8 @@ export interface Row {
   baseline: string;
   ratio: string;
   goal: string;
-  /** Whether this run meets the goal. */
-  met: boolean;
+  /** Whether this run meets the goal; null for a figure without one. */
+  met: boolean | null;
   /** The issue's "today", for comparison. */
   issue: string;
   /** The numbers behind the row, for bench/results/*.json. */
